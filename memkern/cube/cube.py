@@ -1,0 +1,269 @@
+"""MemCube: one user's (or agent's) memory, and every operation on it.
+
+A cube is a handle: its state lives in the store, so several cubes, threads or
+processes can work on the same memories. Every method validates its input before it
+touches the store and either completes or raises; nothing half-happens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from uuid import uuid4
+
+from pydantic import TypeAdapter, ValidationError
+
+from memkern.errors import InvalidInputError, NotFoundError
+from memkern.models import (
+    MAX_TEXT_CHARS,
+    AddResult,
+    CubeInfo,
+    Filters,
+    Hit,
+    LifecycleState,
+    MemoryItem,
+    MemoryKind,
+    Message,
+    Operation,
+    Provenance,
+    as_utc,
+    utcnow,
+)
+from memkern.reader.chat import read_messages
+from memkern.reader.document import read_document
+from memkern.reader.entities import find_entities
+from memkern.retrieval.config import SearchConfig, resolve_config
+from memkern.retrieval.search import search as hybrid_search
+
+if TYPE_CHECKING:
+    from memkern.mos import MemOS
+
+_MESSAGES = TypeAdapter(list[Message])
+#: Most messages one ``add`` call takes; larger imports are split by the caller (or the CLI).
+MAX_MESSAGES_PER_ADD = 10_000
+MAX_TOP_K = 1_000
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for issue in error.errors()[:5]:
+        where = ".".join(str(p) for p in issue["loc"]) or "input"
+        parts.append(f"{where}: {issue['msg']}")
+    more = len(error.errors()) - 5
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def check_text(text: object, what: str = "text") -> str:
+    """Refuse text that is not a non-empty, valid-Unicode string within the size limit."""
+    if not isinstance(text, str):
+        raise InvalidInputError(f"{what} must be a string, not {type(text).__name__}")
+    if not text.strip():
+        raise InvalidInputError(f"{what} is empty")
+    if len(text) > MAX_TEXT_CHARS:
+        raise InvalidInputError(f"{what} is {len(text):,} characters; the limit is {MAX_TEXT_CHARS:,}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(f"{what} is not valid Unicode (at character {exc.start})") from exc
+    return text
+
+
+def _check_messages(messages: object) -> list[Message]:
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
+        raise InvalidInputError("messages must be a list of {'role', 'content', ...} objects")
+    if not messages:
+        raise InvalidInputError("messages is empty")
+    if len(messages) > MAX_MESSAGES_PER_ADD:
+        raise InvalidInputError(f"{len(messages):,} messages in one add; the limit is {MAX_MESSAGES_PER_ADD:,}")
+    try:
+        parsed = _MESSAGES.validate_python(list(messages))
+    except ValidationError as exc:
+        raise InvalidInputError(f"invalid messages: {_describe(exc)}") from exc
+    for position, message in enumerate(parsed):
+        check_text(message.content, f"messages[{position}].content")
+        if message.image_caption is not None:
+            check_text(message.image_caption, f"messages[{position}].image_caption")
+    return parsed
+
+
+def _check_filters(filters: Filters | Mapping[str, Any] | None) -> Filters:
+    if filters is None:
+        return Filters()
+    if isinstance(filters, Filters):
+        return filters
+    try:
+        return Filters.model_validate(filters)
+    except ValidationError as exc:
+        raise InvalidInputError(f"invalid filters: {_describe(exc)}") from exc
+
+
+class MemCube:
+    """A cube of memories. Obtain one from ``MemOS.create_cube`` or ``MemOS.get_cube``."""
+
+    def __init__(self, mos: MemOS, info: CubeInfo) -> None:
+        self._mos = mos
+        self.info = info
+
+    @property
+    def id(self) -> str:
+        return self.info.id
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    def __repr__(self) -> str:
+        return f"MemCube(name={self.name!r}, owner={self.info.owner!r}, id={self.id!r})"
+
+    # -- writing -----------------------------------------------------------------------------------
+    def add(self, messages: Sequence[Mapping[str, Any] | Message] | None = None, *, text: str | None = None,
+            session_id: str | None = None, kind: MemoryKind | str = MemoryKind.FACT,
+            tags: Sequence[str] = (), metadata: Mapping[str, Any] | None = None,
+            time: datetime | None = None, actor: str | None = None) -> AddResult:
+        """Store chat ``messages`` as turn memories, or one ``text`` memory of ``kind``.
+
+        A message already stored (same id, or same content, time and session) is not
+        stored again: its existing id is reported in ``duplicates``.
+        """
+        if (messages is None) == (text is None):
+            raise InvalidInputError("give either messages or text to add")
+        if session_id is not None and (not isinstance(session_id, str) or not session_id.strip()):
+            raise InvalidInputError("session_id must be a non-empty string")
+        tags = self._check_tags(tags)
+        if messages is not None:
+            parsed = _check_messages(messages)
+            items = read_messages(parsed, cube_id=self.id, owner=self.info.owner, session_id=session_id,
+                                  tags=tags)
+        else:
+            item_kind = self._check_kind(kind)
+            content = check_text(text)
+            when = as_utc(time)
+            items = [MemoryItem(
+                id=uuid4().hex, cube_id=self.id, owner=self.info.owner, kind=item_kind, text=content,
+                tags=tags, metadata=dict(metadata or {}), provenance=Provenance(session_id=session_id),
+                entities=find_entities(content), event_time=when, valid_from=when,
+            )]
+        return self._mos._write_items(self.info, items, actor)
+
+    def add_document(self, text: str, *, path: str | Path | None = None, time: datetime | None = None,
+                     tags: Sequence[str] = (), actor: str | None = None) -> AddResult:
+        """Store a plain-text document as chunk memories that remember their path and position."""
+        content = check_text(text, "document text")
+        items = read_document(content, cube_id=self.id, owner=self.info.owner,
+                              path=str(path) if path is not None else None, time=as_utc(time),
+                              tags=self._check_tags(tags))
+        return self._mos._write_items(self.info, items, actor)
+
+    def update(self, memory_id: str, text: str | None = None, *, tags: Sequence[str] | None = None,
+               metadata: Mapping[str, Any] | None = None, valid_from: datetime | None = None,
+               reason: str | None = None, actor: str | None = None) -> MemoryItem:
+        """Write a new version of a memory; the old one stays in ``history``.
+
+        ``valid_from`` says the world changed at that time (the old version stops being
+        true then); without it the update is a correction of the same fact.
+        """
+        current = self.get(memory_id)
+        changes: dict[str, Any] = {}
+        if text is not None:
+            changes["text"] = check_text(text)
+            changes["entities"] = find_entities(changes["text"], current.provenance.speaker)
+        if tags is not None:
+            changes["tags"] = self._check_tags(tags)
+        if metadata is not None:
+            changes["metadata"] = dict(metadata)
+        if valid_from is not None:
+            changes["valid_from"] = as_utc(valid_from)
+        if not changes:
+            raise InvalidInputError("nothing to update: give text, tags, metadata or valid_from")
+        new_version = current.model_copy(update={
+            **changes,
+            "version": current.version + 1,
+            "supersedes": current.version_id,
+            "recorded_at": utcnow(),
+            "expired_at": None,
+            "valid_to": None,
+            "changed_by": actor,
+            "change_reason": reason,
+        })
+        return self._mos._update_item(self.info, new_version, expected_version=current.version)
+
+    def delete(self, memory_id: str, *, reason: str | None = None, actor: str | None = None) -> None:
+        """Remove a memory with all its versions and index entries. Final; logged by id."""
+        self._mos._store.delete_memory(self.id, self._check_id(memory_id), actor=actor, reason=reason)
+
+    def archive(self, memory_id: str, *, reason: str | None = None, actor: str | None = None) -> MemoryItem:
+        """Keep a memory but leave it out of search (reversible with ``restore``)."""
+        return self._mos._store.set_state(self.id, self._check_id(memory_id), LifecycleState.ARCHIVED,
+                                          actor, reason)
+
+    def restore(self, memory_id: str, *, reason: str | None = None, actor: str | None = None) -> MemoryItem:
+        """Bring an archived memory back into search."""
+        return self._mos._store.set_state(self.id, self._check_id(memory_id), LifecycleState.ACTIVE,
+                                          actor, reason)
+
+    # -- reading -----------------------------------------------------------------------------------
+    def search(self, query: str, top_k: int = 5, *, filters: Filters | Mapping[str, Any] | None = None,
+               config: SearchConfig | str | None = None) -> list[Hit]:
+        """The memories that best answer ``query``, best first, each with its score parts."""
+        query = check_text(query, "query")
+        if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= MAX_TOP_K:
+            raise InvalidInputError(f"top_k must be an integer from 1 to {MAX_TOP_K}, not {top_k!r}")
+        mos = self._mos
+        index = mos._indexes.get(self.id, self.info.dim)
+        return hybrid_search(mos._store, index, mos.embedder, self.id, query, top_k=top_k,
+                             filters=_check_filters(filters), config=resolve_config(config))
+
+    def get(self, memory_id: str) -> MemoryItem:
+        found = self._mos._store.get_memories(self.id, [self._check_id(memory_id)])
+        if memory_id not in found:
+            raise NotFoundError(f"no memory {memory_id!r} in cube {self.name!r}")
+        return found[memory_id]
+
+    def get_all(self, filters: Filters | Mapping[str, Any] | None = None, *, limit: int | None = None,
+                offset: int = 0) -> list[MemoryItem]:
+        """Current memories matching ``filters``, oldest first."""
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            raise InvalidInputError(f"limit must be a non-negative integer, not {limit!r}")
+        if not isinstance(offset, int) or offset < 0:
+            raise InvalidInputError(f"offset must be a non-negative integer, not {offset!r}")
+        return self._mos._store.list_memories(self.id, _check_filters(filters), limit, offset)
+
+    def history(self, memory_id: str) -> list[MemoryItem]:
+        """Every version of a memory, oldest first."""
+        return self._mos._store.history(self.id, self._check_id(memory_id))
+
+    def operations(self, memory_id: str | None = None, limit: int | None = None) -> list[Operation]:
+        """The cube's operation log (ids only, never memory text), oldest first."""
+        return self._mos._store.operations(self.id, memory_id, limit)
+
+    def dump(self, path: str | Path) -> Path:
+        """Write the cube to one portable file (see ``memkern.cube.portable``)."""
+        from memkern.cube.portable import dump_cube
+
+        return dump_cube(self._mos._store, self.info, Path(path))
+
+    # -- input checks ------------------------------------------------------------------------------
+    @staticmethod
+    def _check_id(memory_id: object) -> str:
+        if not isinstance(memory_id, str) or not memory_id.strip():
+            raise InvalidInputError(f"a memory id must be a non-empty string, not {memory_id!r}")
+        return memory_id
+
+    @staticmethod
+    def _check_tags(tags: object) -> list[str]:
+        if isinstance(tags, str) or not isinstance(tags, Sequence):
+            raise InvalidInputError("tags must be a list of strings")
+        for tag in tags:
+            if not isinstance(tag, str) or not tag.strip():
+                raise InvalidInputError(f"every tag must be a non-empty string, not {tag!r}")
+        return list(tags)
+
+    @staticmethod
+    def _check_kind(kind: object) -> MemoryKind:
+        try:
+            return MemoryKind(kind)
+        except ValueError as exc:
+            known = ", ".join(k.value for k in MemoryKind)
+            raise InvalidInputError(f"unknown memory kind {kind!r}; known: {known}") from exc

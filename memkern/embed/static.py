@@ -1,0 +1,245 @@
+"""memkern's bundled, offline default embedder: a static (model2vec-style) distillation of all-MiniLM-L6-v2.
+
+A sentence vector is the L2-normalised mean of per-token vectors looked up in one matrix, so embedding is a
+tokenizer call plus a gather and a segmented sum: no neural network runs at query time. Runtime needs only
+numpy, ``tokenizers`` and ``safetensors``. The model folder is produced by ``scripts/distill_embedder.py``.
+
+Model folder layout::
+
+    config.json              name, dim, max_tokens, unk_token_id, embeddings_sha256, provenance
+    embeddings.safetensors   one tensor "embeddings", shape (vocab, dim), float16 or float32
+    tokenizer.json           a ``tokenizers`` tokenizer whose ids index rows of that tensor
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass
+from itertools import chain
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from memkern.errors import EmbedderError
+
+DEFAULT_MODEL_NAME = "minilm-l6-static-256"
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "data" / "minilm-static-256"
+DEFAULT_MAX_TOKENS = 512
+# Text is cut to this many characters per allowed token before tokenizing, so a huge input costs bounded time.
+_CHARS_PER_TOKEN_BOUND = 16
+
+__all__ = ["DEFAULT_MODEL_NAME", "DEFAULT_MODEL_PATH", "StaticEmbedder"]
+
+
+@dataclass(frozen=True)
+class _Config:
+    name: str
+    dim: int
+    max_tokens: int
+    unk_token_id: int | None
+    embeddings_file: str
+    embeddings_tensor: str
+    embeddings_sha256: str
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Model:
+    config: _Config
+    matrix: np.ndarray  # float32, (vocab, dim), read-only
+    tokenizer: Any  # tokenizers.Tokenizer; never mutated after loading, so safe to share between threads
+    max_chars: int
+
+
+_lock = threading.Lock()
+_configs: dict[str, _Config] = {}
+_models: dict[str, _Model] = {}
+
+
+def _key(path: Path) -> str:
+    return str(path.expanduser().resolve())
+
+
+def _read_config(path: Path) -> _Config:
+    cfg_path = path / "config.json"
+    try:
+        raw = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EmbedderError(f"static embedder: no config.json in model folder {path}") from None
+    except (OSError, ValueError) as exc:
+        raise EmbedderError(f"static embedder: cannot read {cfg_path}: {exc}") from exc
+    try:
+        unk = raw.get("unk_token_id")
+        cfg = _Config(
+            name=str(raw["name"]),
+            dim=int(raw["dim"]),
+            max_tokens=int(raw.get("max_tokens") or DEFAULT_MAX_TOKENS),
+            unk_token_id=None if unk is None else int(unk),
+            embeddings_file=str(raw.get("embeddings_file", "embeddings.safetensors")),
+            embeddings_tensor=str(raw.get("embeddings_tensor", "embeddings")),
+            embeddings_sha256=str(raw["embeddings_sha256"]).lower(),
+            raw=raw,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise EmbedderError(f"static embedder: {cfg_path} is missing or has a bad field: {exc!r}") from exc
+    if cfg.dim <= 0 or cfg.max_tokens <= 0:
+        raise EmbedderError(f"static embedder: {cfg_path} has dim={cfg.dim}, max_tokens={cfg.max_tokens}")
+    return cfg
+
+
+def _load_model(path: Path, cfg: _Config) -> _Model:
+    emb_path = path / cfg.embeddings_file
+    try:
+        blob = emb_path.read_bytes()
+    except FileNotFoundError:
+        raise EmbedderError(f"static embedder: embeddings file missing: {emb_path}") from None
+    except OSError as exc:
+        raise EmbedderError(f"static embedder: cannot read {emb_path}: {exc}") from exc
+    digest = hashlib.sha256(blob).hexdigest()
+    if digest != cfg.embeddings_sha256:
+        raise EmbedderError(
+            f"static embedder: sha256 mismatch for {emb_path}: config.json expects {cfg.embeddings_sha256}, "
+            f"file has {digest}; the model file is corrupt or was modified (re-run scripts/distill_embedder.py "
+            f"or restore the package)"
+        )
+
+    try:
+        from safetensors.numpy import load as load_safetensors
+        from tokenizers import Tokenizer
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise EmbedderError(f"static embedder needs the 'tokenizers' and 'safetensors' packages: {exc}") from exc
+
+    try:
+        tensors = load_safetensors(blob)
+    except Exception as exc:  # safetensors raises its own error types
+        raise EmbedderError(f"static embedder: {emb_path} is not a valid safetensors file: {exc}") from exc
+    if cfg.embeddings_tensor not in tensors:
+        raise EmbedderError(
+            f"static embedder: {emb_path} has no tensor {cfg.embeddings_tensor!r} (has {sorted(tensors)})"
+        )
+    matrix = np.ascontiguousarray(tensors[cfg.embeddings_tensor], dtype=np.float32)
+    if matrix.ndim != 2 or matrix.shape[1] != cfg.dim:
+        raise EmbedderError(f"static embedder: tensor shape {matrix.shape} does not match dim={cfg.dim} in config")
+    if not np.isfinite(matrix).all():
+        raise EmbedderError(f"static embedder: {emb_path} contains NaN or infinite values")
+    matrix.setflags(write=False)
+
+    tok_path = path / "tokenizer.json"
+    try:
+        tokenizer = Tokenizer.from_file(str(tok_path))
+    except Exception as exc:  # tokenizers raises a bare Exception for missing/invalid files
+        raise EmbedderError(f"static embedder: cannot load tokenizer {tok_path}: {exc}") from exc
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(cfg.max_tokens)
+    vocab = tokenizer.get_vocab_size(with_added_tokens=True)
+    if vocab > matrix.shape[0]:
+        raise EmbedderError(
+            f"static embedder: tokenizer vocabulary ({vocab}) is larger than the embedding matrix ({matrix.shape[0]})"
+        )
+    return _Model(cfg, matrix, tokenizer, cfg.max_tokens * _CHARS_PER_TOKEN_BOUND)
+
+
+class StaticEmbedder:
+    """Static token-embedding model; implements :class:`memkern.embed.base.Embedder`.
+
+    ``StaticEmbedder()`` uses the model bundled with memkern. Construction reads only ``config.json``; the
+    matrix and tokenizer are loaded, and the matrix's sha256 verified, on first use (or by :meth:`load`) and
+    cached per folder for the whole process, so constructing more instances is free. Instances are thread safe.
+    """
+
+    name: str
+    dim: int
+
+    def __init__(self, path: Path | str | None = None) -> None:
+        self.path = Path(path) if path is not None else DEFAULT_MODEL_PATH
+        self._key = _key(self.path)
+        cfg = _configs.get(self._key)
+        if cfg is None:
+            cfg = _read_config(self.path)
+            with _lock:
+                cfg = _configs.setdefault(self._key, cfg)
+        self._config = cfg
+        self.name = cfg.name
+        self.dim = cfg.dim
+        self._model: _Model | None = None
+
+    def __repr__(self) -> str:
+        return f"StaticEmbedder(name={self.name!r}, dim={self.dim}, path={str(self.path)!r})"
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """A copy of the model's config.json (provenance, distillation options)."""
+        return json.loads(json.dumps(self._config.raw))
+
+    def load(self) -> "StaticEmbedder":
+        """Load and verify the model now instead of on first use; raises EmbedderError. Returns self."""
+        self._get_model()
+        return self
+
+    def _get_model(self) -> _Model:
+        model = self._model
+        if model is not None:
+            return model
+        model = _models.get(self._key)
+        if model is None:
+            with _lock:  # one loader at a time; a failed load is not cached, so a repaired file can be retried
+                model = _models.get(self._key)
+                if model is None:
+                    model = _load_model(self.path, self._config)
+                    _models[self._key] = model
+        self._model = model
+        return model
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed ``texts``: float32 array of shape (len(texts), dim), unit rows; zero rows for empty input."""
+        if isinstance(texts, (str, bytes)):
+            raise TypeError("StaticEmbedder.embed takes a sequence of strings, not a single string")
+        model = self._get_model()
+        n = len(texts)
+        out = np.zeros((n, self.dim), dtype=np.float32)
+        if n == 0:
+            return out
+        max_chars = model.max_chars
+        batch: list[str] = []
+        for t in texts:
+            if not isinstance(t, str):
+                raise TypeError(f"StaticEmbedder.embed expects str items, got {type(t).__name__}")
+            batch.append(t if len(t) <= max_chars else t[:max_chars])
+
+        tok = model.tokenizer
+        if n == 1:
+            ids_per_text = [tok.encode(batch[0], add_special_tokens=False).ids]
+        else:
+            encode_batch = getattr(tok, "encode_batch_fast", tok.encode_batch)  # _fast (tokenizers>=0.21) skips offsets
+            ids_per_text = [e.ids for e in encode_batch(batch, add_special_tokens=False)]
+
+        lengths = np.fromiter(map(len, ids_per_text), dtype=np.int64, count=n)
+        total = int(lengths.sum())
+        if total == 0:
+            return out
+        flat = np.fromiter(chain.from_iterable(ids_per_text), dtype=np.int64, count=total)
+        unk = model.config.unk_token_id
+        if unk is not None:
+            keep = flat != unk
+            if not keep.all():  # model2vec drops unknown tokens rather than averaging in the [UNK] vector
+                rows = np.repeat(np.arange(n), lengths)[keep]
+                flat = flat[keep]
+                lengths = np.bincount(rows, minlength=n)
+                if flat.size == 0:
+                    return out
+
+        nonempty = lengths > 0
+        starts = np.concatenate(([0], np.cumsum(lengths[nonempty])[:-1]))
+        # Sum, not mean: the mean's 1/len factor disappears in the L2 normalisation below.
+        sums = np.add.reduceat(model.matrix[flat], starts, axis=0)
+        norms = np.sqrt(np.einsum("ij,ij->i", sums, sums))
+        good = norms > 1e-12
+        sums[good] /= norms[good, None]
+        sums[~good] = 0.0
+        if nonempty.all():
+            return sums
+        out[nonempty] = sums
+        return out

@@ -1,0 +1,36 @@
+"""The exceptions memkern raises.
+
+A small hierarchy so that callers can catch everything with ``MemkernError`` or one
+family precisely. Every message says what was wrong and with which value, so that a
+user never needs a traceback to act on it.
+"""
+
+from __future__ import annotations
+
+
+class MemkernError(Exception):
+    """Base class of every error memkern raises on purpose."""
+
+
+class InvalidInputError(MemkernError, ValueError):
+    """Input was malformed, of the wrong type, empty or too large. Nothing was written."""
+
+
+class NotFoundError(MemkernError, LookupError):
+    """A cube or memory id does not exist (or was deleted)."""
+
+
+class ConflictError(MemkernError):
+    """The write conflicts with existing state (a duplicate name, a stale version)."""
+
+
+class EmbedderError(MemkernError):
+    """The embedding model is missing, corrupt, unreachable or does not match the store."""
+
+
+class StoreError(MemkernError):
+    """The store could not complete an operation (locked, corrupt, wrong schema)."""
+
+
+class CubeFileError(MemkernError):
+    """A cube file is corrupt, truncated, tampered with or not a memkern cube."""

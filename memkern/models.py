@@ -1,0 +1,239 @@
+"""Typed records that cross memkern's public boundary.
+
+Everything a user passes in or gets back is one of these Pydantic models, so that
+input is validated once at the edge and output serialises to JSON the same way in the
+Python API, the CLI and (later) the REST API.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: Largest text a single memory may hold. Larger input is refused, never truncated.
+MAX_TEXT_CHARS = 1_000_000
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class MemoryKind(str, Enum):
+    """What a plaintext memory is. Turns are what was said; the rest is derived."""
+
+    TURN = "turn"
+    FACT = "fact"
+    EVENT = "event"
+    PREFERENCE = "preference"
+    SUMMARY = "summary"
+    DOCUMENT = "document"
+
+
+class LifecycleState(str, Enum):
+    """Where a memory is in its life. Deleted memories are gone; the state names the log entry."""
+
+    ACTIVE = "active"
+    ARCHIVED = "archived"
+    DELETED = "deleted"
+
+
+class Provenance(BaseModel):
+    """Where a memory came from, so that every answer can be traced to its source."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message_ids: list[str] = Field(default_factory=list)
+    session_id: str | None = None
+    speaker: str | None = None
+    document_path: str | None = None
+    #: Position of the turn within its session (0-based), or of the chunk within its document.
+    position: int | None = None
+
+
+class MemoryItem(BaseModel):
+    """One version of one plaintext memory.
+
+    ``id`` is stable across versions; ``version`` counts from 1. An update writes a new
+    version and closes the old one (``expired_at``); ``history`` returns them all.
+    Times are bi-temporal: ``valid_from``/``valid_to`` say when the memory was true in
+    the world, ``recorded_at``/``expired_at`` when this store believed it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    cube_id: str
+    owner: str
+    kind: MemoryKind = MemoryKind.TURN
+    text: str
+    tags: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    provenance: Provenance = Field(default_factory=Provenance)
+    entities: list[str] = Field(default_factory=list)
+    #: When it happened or was said (the message time for a turn).
+    event_time: datetime | None = None
+    valid_from: datetime | None = None
+    valid_to: datetime | None = None
+    recorded_at: datetime = Field(default_factory=utcnow)
+    expired_at: datetime | None = None
+    version: int = 1
+    #: ``"<id>@v<version>"`` of the version this one replaced, if any.
+    supersedes: str | None = None
+    state: LifecycleState = LifecycleState.ACTIVE
+    importance: float = 0.5
+    access_count: int = 0
+    last_accessed_at: datetime | None = None
+    #: Who wrote this version and why (``None`` for the first version written by ``add``).
+    changed_by: str | None = None
+    change_reason: str | None = None
+
+    @property
+    def version_id(self) -> str:
+        return f"{self.id}@v{self.version}"
+
+
+class Message(BaseModel):
+    """A chat message as users hand it to ``add``: the mem0 shape plus time and id."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: str = "user"
+    content: str
+    #: Who spoke, when the role alone does not say (multi-party chats).
+    name: str | None = None
+    time: datetime | None = None
+    id: str | None = None
+    #: Caption of an image attached to the message; stored as text.
+    image_caption: str | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _content_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("message content is empty")
+        if len(value) > MAX_TEXT_CHARS:
+            raise ValueError(f"message content is {len(value):,} characters; the limit is {MAX_TEXT_CHARS:,}")
+        return value
+
+    @field_validator("role")
+    @classmethod
+    def _role_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("message role is empty")
+        return value
+
+    @field_validator("time")
+    @classmethod
+    def _time_aware(cls, value: datetime | None) -> datetime | None:
+        return as_utc(value)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """Naive times are taken as UTC, so that every stored time compares with every other."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+class CubeInfo(BaseModel):
+    """A MemCube's metadata: who owns it, what it holds and in which format."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    name: str
+    owner: str
+    description: str = ""
+    schema_version: int = 1
+    created_at: datetime = Field(default_factory=utcnow)
+    embedder: str
+    dim: int
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ScoreParts(BaseModel):
+    """Why a hit came back: each signal's contribution to its final score."""
+
+    lexical: float = 0.0
+    dense: float = 0.0
+    session: float = 0.0
+    neighbour: float = 0.0
+    recency: float = 0.0
+    #: Raw similarity and BM25 values, for people reading the breakdown.
+    cosine: float | None = None
+    bm25: float | None = None
+
+
+class Hit(BaseModel):
+    """One search result: the memory, its final score and the parts of that score."""
+
+    memory: MemoryItem
+    score: float
+    parts: ScoreParts
+
+    @property
+    def id(self) -> str:
+        return self.memory.id
+
+    @property
+    def text(self) -> str:
+        return self.memory.text
+
+
+class AddResult(BaseModel):
+    """What ``add`` did: the memories written, and the inputs that were already stored."""
+
+    added: list[MemoryItem] = Field(default_factory=list)
+    #: Ids of existing memories that the input duplicated (nothing new was written for them).
+    duplicates: list[str] = Field(default_factory=list)
+
+
+class Filters(BaseModel):
+    """Restrictions for ``search`` and ``get_all``; every field is optional and they combine with AND."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    session_id: str | list[str] | None = None
+    kind: MemoryKind | list[MemoryKind] | None = None
+    tags: list[str] | None = None
+    speaker: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    state: LifecycleState | None = LifecycleState.ACTIVE
+
+    @field_validator("since", "until")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        return as_utc(value)
+
+    def session_ids(self) -> list[str] | None:
+        if self.session_id is None:
+            return None
+        return [self.session_id] if isinstance(self.session_id, str) else list(self.session_id)
+
+    def kinds(self) -> list[MemoryKind] | None:
+        if self.kind is None:
+            return None
+        return [self.kind] if isinstance(self.kind, MemoryKind) else list(self.kind)
+
+
+class Operation(BaseModel):
+    """One entry of a cube's operation log: what happened, when, by whom and why.
+
+    The log holds ids and field names, never memory text, so that a deletion leaves
+    only an id-level trace.
+    """
+
+    seq: int
+    at: datetime
+    op: str
+    cube_id: str
+    memory_id: str | None = None
+    version: int | None = None
+    actor: str | None = None
+    reason: str | None = None

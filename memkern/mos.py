@@ -1,0 +1,125 @@
+"""MemOS: the entry point that owns a store, an embedder and the cubes in them.
+
+``MemOS()`` with no arguments is the embedded default: one SQLite file under
+``~/.memkern`` (or ``$MEMKERN_HOME``) and the bundled offline embedder. Nothing here
+needs a server, an LLM or the network.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from uuid import uuid4
+
+import numpy as np
+
+from memkern.cube.cube import MemCube
+from memkern.embed import Embedder, default_embedder
+from memkern.errors import EmbedderError, InvalidInputError
+from memkern.models import AddResult, CubeInfo, MemoryItem
+from memkern.retrieval.index import IndexCache
+from memkern.store.base import Store
+from memkern.store.sqlite import SQLiteStore
+
+#: Largest number of texts embedded in one call while adding.
+_EMBED_BATCH = 512
+
+
+def default_path() -> Path:
+    """Where the embedded store lives unless told otherwise."""
+    home = os.environ.get("MEMKERN_HOME")
+    return (Path(home) if home else Path.home() / ".memkern") / "memkern.db"
+
+
+class MemOS:
+    """The memory operating system: create, open, load and delete cubes.
+
+    Give ``path`` for another SQLite file, or ``store`` for another back end; give
+    ``embedder`` to use another embedding model (the cube records which one built its
+    vectors and refuses a different one).
+    """
+
+    def __init__(self, path: str | Path | None = None, *, store: Store | None = None,
+                 embedder: Embedder | None = None) -> None:
+        if store is not None and path is not None:
+            raise InvalidInputError("give either a path or a store, not both")
+        self._store: Store = store if store is not None else SQLiteStore(Path(path) if path else default_path())
+        self.embedder: Embedder = embedder if embedder is not None else default_embedder()
+        self._indexes = IndexCache(self._store)
+
+    # -- context management ------------------------------------------------------------------------
+    def close(self) -> None:
+        self._store.close()
+
+    def __enter__(self) -> MemOS:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # -- cubes -------------------------------------------------------------------------------------
+    def create_cube(self, name: str, owner: str = "default", description: str = "") -> MemCube:
+        """A new, empty cube. Names are unique within the store."""
+        for value, what in ((name, "cube name"), (owner, "owner")):
+            if not isinstance(value, str) or not value.strip():
+                raise InvalidInputError(f"{what} must be a non-empty string, not {value!r}")
+        if len(name) > 200:
+            raise InvalidInputError("cube name is longer than 200 characters")
+        info = CubeInfo(id=uuid4().hex, name=name, owner=owner, description=description,
+                        embedder=self.embedder.name, dim=self.embedder.dim)
+        return MemCube(self, self._store.create_cube(info))
+
+    def get_cube(self, name_or_id: str) -> MemCube:
+        """Open an existing cube by name or id; refuses one built with another embedder."""
+        info = self._store.get_cube(name_or_id)
+        self._check_embedder(info)
+        return MemCube(self, info)
+
+    def list_cubes(self, owner: str | None = None) -> list[CubeInfo]:
+        return self._store.list_cubes(owner)
+
+    def delete_cube(self, name_or_id: str, actor: str | None = None) -> None:
+        """Remove a cube and everything in it. Final."""
+        info = self._store.get_cube(name_or_id)
+        self._store.delete_cube(info.id, actor)
+        self._indexes.forget(info.id)
+
+    def load_cube(self, path: str | Path, name: str | None = None, owner: str | None = None) -> MemCube:
+        """Load a cube file written by ``MemCube.dump``; verifies it whole before writing anything."""
+        from memkern.cube.portable import load_cube
+
+        info = load_cube(self._store, self.embedder, Path(path), name=name, owner=owner)
+        return MemCube(self, info)
+
+    # -- internals used by MemCube -----------------------------------------------------------------
+    def _check_embedder(self, info: CubeInfo) -> None:
+        if info.embedder != self.embedder.name or info.dim != self.embedder.dim:
+            raise EmbedderError(
+                f"cube {info.name!r} was built with embedder {info.embedder!r} ({info.dim} dimensions) but "
+                f"this MemOS uses {self.embedder.name!r} ({self.embedder.dim} dimensions); open it with "
+                "the same embedder, or dump it and load the file here to re-embed it"
+            )
+
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
+        chunks = [self.embedder.embed(texts[i:i + _EMBED_BATCH]) for i in range(0, len(texts), _EMBED_BATCH)]
+        vectors = np.concatenate(chunks) if chunks else np.zeros((0, self.embedder.dim), dtype=np.float32)
+        if vectors.shape != (len(texts), self.embedder.dim):
+            raise EmbedderError(
+                f"embedder {self.embedder.name!r} returned vectors of shape {vectors.shape}, "
+                f"expected ({len(texts)}, {self.embedder.dim})"
+            )
+        return vectors.astype(np.float32, copy=False)
+
+    def _write_items(self, info: CubeInfo, items: list[MemoryItem], actor: str | None) -> AddResult:
+        self._check_embedder(info)
+        vectors = self._embed([item.text for item in items])
+        outcome = self._store.add_memories(info.id, items, vectors, actor)
+        return AddResult(added=outcome.added, duplicates=list(outcome.duplicates.values()))
+
+    def _update_item(self, info: CubeInfo, item: MemoryItem, expected_version: int) -> MemoryItem:
+        self._check_embedder(info)
+        vector = self._embed([item.text])[0]
+        return self._store.update_memory(info.id, item, vector, expected_version)

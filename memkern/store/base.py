@@ -1,0 +1,169 @@
+"""The store interface every back end implements.
+
+The store owns durability: cubes, every version of every memory, their vectors, the
+lexical index and the operation log. Retrieval and the cube API sit above it and never
+speak SQL. A back end is one module (``sqlite``, later ``postgres``) implementing
+``Store``; the shared test suite in ``tests/store`` runs against each of them.
+
+Rules every implementation keeps:
+- each method that writes is one transaction: it lands whole or not at all;
+- only the current version of a memory is in the lexical and vector indexes;
+- a delete removes every version, vector and index entry, leaving an id-only log entry;
+- two writers adding the same message never create two memories (``dedup_keys``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+
+from memkern.models import CubeInfo, Filters, LifecycleState, MemoryItem, MemoryKind, Operation
+
+
+@dataclass
+class IndexBatch:
+    """Rows of a cube's search index newer than some sequence number.
+
+    Retrieval keeps an in-memory copy of the index per cube and asks only for what was
+    added since its copy; ``count`` lets it notice removals and reload.
+    """
+
+    seqs: list[int] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    session_ids: list[str | None] = field(default_factory=list)
+    positions: list[int | None] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
+    speakers: list[str | None] = field(default_factory=list)
+    event_times: list[float | None] = field(default_factory=list)
+    states: list[str] = field(default_factory=list)
+    tags: list[list[str]] = field(default_factory=list)
+    vectors: np.ndarray | None = None
+    #: Number of rows in the whole index of the cube, not just this batch.
+    count: int = 0
+    revision: int = 0
+
+
+@dataclass
+class AddOutcome:
+    """What ``add_memories`` wrote, and which inputs matched memories already stored."""
+
+    added: list[MemoryItem]
+    #: For each duplicate input (by its position in the batch), the id of the existing memory.
+    duplicates: dict[int, str]
+
+
+def dedup_keys(item: MemoryItem) -> tuple[str | None, str]:
+    """Keys under which an item may exist only once among current versions of a cube.
+
+    The source key names the message a turn came from (session + message id); the
+    content key covers messages that arrive without an id: same kind, text, time and
+    session. Derived items (facts, summaries) have only a content key.
+    """
+    source_key = None
+    if item.kind is MemoryKind.TURN and item.provenance.message_ids:
+        source_key = f"{item.provenance.session_id or ''}\x1f{item.provenance.message_ids[0]}"
+    time = item.event_time.isoformat() if item.event_time else ""
+    raw = "\x1f".join([item.kind.value, item.text, time, item.provenance.session_id or ""])
+    return source_key, hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+class Store(ABC):
+    """Durable home of cubes and plaintext memories (see the module docstring)."""
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    @abstractmethod
+    def close(self) -> None: ...
+
+    # -- cubes -------------------------------------------------------------------------------------
+    @abstractmethod
+    def create_cube(self, info: CubeInfo) -> CubeInfo:
+        """Create a cube; ``ConflictError`` if the name is taken."""
+
+    @abstractmethod
+    def get_cube(self, name_or_id: str) -> CubeInfo:
+        """``NotFoundError`` if neither a name nor an id matches."""
+
+    @abstractmethod
+    def list_cubes(self, owner: str | None = None) -> list[CubeInfo]: ...
+
+    @abstractmethod
+    def delete_cube(self, cube_id: str, actor: str | None = None) -> None:
+        """Remove the cube with every memory, version, vector and index entry."""
+
+    @abstractmethod
+    def cube_revision(self, cube_id: str) -> int:
+        """A number that changes whenever the cube's search index changes."""
+
+    # -- writes ------------------------------------------------------------------------------------
+    @abstractmethod
+    def add_memories(self, cube_id: str, items: Sequence[MemoryItem], vectors: np.ndarray,
+                     actor: str | None = None) -> AddOutcome:
+        """Insert new memories (version 1) with their vectors, skipping duplicates (``dedup_keys``)."""
+
+    @abstractmethod
+    def update_memory(self, cube_id: str, new_version: MemoryItem, vector: np.ndarray,
+                      expected_version: int) -> MemoryItem:
+        """Close the current version and write ``new_version`` (its ``version`` is current + 1).
+
+        ``ConflictError`` if the current version is no longer ``expected_version``:
+        someone else updated it first and this update would silently overwrite theirs.
+        """
+
+    @abstractmethod
+    def set_state(self, cube_id: str, memory_id: str, state: LifecycleState,
+                  actor: str | None = None, reason: str | None = None) -> MemoryItem:
+        """Move a memory to another lifecycle state (archive, restore); logged."""
+
+    @abstractmethod
+    def delete_memory(self, cube_id: str, memory_id: str, actor: str | None = None,
+                      reason: str | None = None) -> None:
+        """Remove every version and index entry; ``NotFoundError`` if absent."""
+
+    @abstractmethod
+    def record_access(self, cube_id: str, memory_ids: Sequence[str], at: datetime) -> None:
+        """Count a read of these memories (drives reinforcement and archiving)."""
+
+    @abstractmethod
+    def import_cube(self, info: CubeInfo, versions: Sequence[MemoryItem], vectors: np.ndarray,
+                    actor: str | None = None) -> CubeInfo:
+        """Create a cube holding exactly these versions (current ones paired with ``vectors``
+        in order). Used by ``load``: all or nothing."""
+
+    # -- reads -------------------------------------------------------------------------------------
+    @abstractmethod
+    def get_memories(self, cube_id: str, memory_ids: Sequence[str]) -> dict[str, MemoryItem]:
+        """Current versions of the given ids that exist; missing ids are simply absent."""
+
+    @abstractmethod
+    def list_memories(self, cube_id: str, filters: Filters, limit: int | None = None,
+                      offset: int = 0) -> list[MemoryItem]:
+        """Current versions in insertion order."""
+
+    @abstractmethod
+    def history(self, cube_id: str, memory_id: str) -> list[MemoryItem]:
+        """Every version of a memory, oldest first; ``NotFoundError`` if none."""
+
+    @abstractmethod
+    def export_versions(self, cube_id: str) -> tuple[list[MemoryItem], np.ndarray]:
+        """Every version of every memory, and the vectors of the current ones in order."""
+
+    @abstractmethod
+    def operations(self, cube_id: str, memory_id: str | None = None,
+                   limit: int | None = None) -> list[Operation]: ...
+
+    # -- search primitives -------------------------------------------------------------------------
+    @abstractmethod
+    def index_rows(self, cube_id: str, after_seq: int) -> IndexBatch:
+        """Index rows with sequence number above ``after_seq``, plus the cube's row count."""
+
+    @abstractmethod
+    def lexical_search(self, cube_id: str, terms: Sequence[str], limit: int) -> list[tuple[str, float]]:
+        """BM25 over current memories of the cube: ``(id, score)``, best first, score > 0.
+
+        ``terms`` are already normalised words; a memory matches if it has any of them.
+        """

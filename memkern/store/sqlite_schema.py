@@ -1,0 +1,88 @@
+"""Versioned schema of the SQLite store.
+
+Each entry of ``MIGRATIONS`` brings the database from version ``i`` to ``i + 1`` and is
+applied in its own transaction, so that a store written by an older memkern is upgraded
+in place and a newer one is refused rather than misread.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 0 -> 1: cubes, versioned memories, vectors, lexical index, operation log.
+    """
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+
+    CREATE TABLE cubes (
+        id             TEXT PRIMARY KEY,
+        name           TEXT NOT NULL UNIQUE,
+        owner          TEXT NOT NULL,
+        body           TEXT NOT NULL,            -- CubeInfo as JSON
+        revision       INTEGER NOT NULL DEFAULT 0
+    );
+
+    -- One row per version. Immutable content lives in ``body`` (MemoryItem JSON); the
+    -- columns are what filters need and what changes in place on the current version.
+    CREATE TABLE memories (
+        seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+        cube_id          TEXT NOT NULL REFERENCES cubes(id) ON DELETE CASCADE,
+        id               TEXT NOT NULL,
+        version          INTEGER NOT NULL,
+        is_current       INTEGER NOT NULL,
+        kind             TEXT NOT NULL,
+        session_id       TEXT,
+        position         INTEGER,
+        speaker          TEXT,
+        event_time       REAL,
+        state            TEXT NOT NULL,
+        source_key       TEXT,
+        content_key      TEXT NOT NULL,
+        valid_to         TEXT,
+        expired_at       TEXT,
+        access_count     INTEGER NOT NULL DEFAULT 0,
+        last_accessed_at TEXT,
+        body             TEXT NOT NULL,
+        UNIQUE (cube_id, id, version)
+    );
+    CREATE INDEX memories_current ON memories (cube_id, is_current, seq);
+    CREATE INDEX memories_by_id ON memories (cube_id, id);
+    CREATE INDEX memories_session ON memories (cube_id, session_id, position);
+    CREATE UNIQUE INDEX memories_source_key ON memories (cube_id, source_key)
+        WHERE is_current = 1 AND source_key IS NOT NULL;
+    CREATE UNIQUE INDEX memories_content_key ON memories (cube_id, content_key)
+        WHERE is_current = 1;
+
+    -- Search index rows: current versions only. A change to a row deletes and re-inserts
+    -- it under a new ``seq`` so that readers detect it by a count mismatch.
+    CREATE TABLE index_rows (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        memory_seq INTEGER NOT NULL UNIQUE REFERENCES memories(seq) ON DELETE CASCADE,
+        cube_id    TEXT NOT NULL,
+        vector     BLOB NOT NULL
+    );
+    CREATE INDEX index_rows_cube ON index_rows (cube_id, seq);
+
+    -- rowid = memories.seq. ``cube`` restricts a query to one cube; it carries no weight.
+    CREATE VIRTUAL TABLE memory_fts USING fts5(
+        cube, text, entities,
+        tokenize = 'porter unicode61 remove_diacritics 2'
+    );
+
+    -- Append-only, ids only: survives deletion of what it names.
+    CREATE TABLE operations (
+        seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+        at        TEXT NOT NULL,
+        cube_id   TEXT NOT NULL,
+        memory_id TEXT,
+        version   INTEGER,
+        op        TEXT NOT NULL,
+        actor     TEXT,
+        reason    TEXT
+    );
+    CREATE INDEX operations_memory ON operations (cube_id, memory_id);
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
