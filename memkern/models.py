@@ -163,6 +163,8 @@ class ScoreParts(BaseModel):
     dense: float = 0.0
     session: float = 0.0
     neighbour: float = 0.0
+    speaker: float = 0.0
+    date: float = 0.0
     recency: float = 0.0
     #: Raw similarity and BM25 values, for people reading the breakdown.
     cosine: float | None = None

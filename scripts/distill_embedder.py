@@ -25,7 +25,7 @@ Files written into --out:
     embeddings.safetensors   one tensor named "embeddings", shape (vocab, dim)
     tokenizer.json           the (pruned) WordPiece tokenizer that maps text to rows of that tensor
     config.json              name, dim, normalize, provenance (source package + version, model2vec version,
-                             distillation options) and the sha256 of embeddings.safetensors
+                             distillation options) and the sha256 of embeddings.safetensors and tokenizer.json
 
 After writing, the script reloads the folder through memkern's own StaticEmbedder and checks that its vectors
 match model2vec's StaticModel.encode on a few sentences (cosine > 0.999).
@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     emb_path = out / "embeddings.safetensors"
     save_file({"embeddings": emb}, str(emb_path))
+    emb_path.chmod(0o644)  # safetensors writes 0600
     tokenizer.save(str(out / "tokenizer.json"))
 
     unk_token = getattr(tokenizer.model, "unk_token", None)
@@ -127,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         "embeddings_file": emb_path.name,
         "embeddings_tensor": "embeddings",
         "embeddings_sha256": _sha256(emb_path),
+        "tokenizer_sha256": _sha256(out / "tokenizer.json"),
         "source_model": SOURCE_MODEL,
         "source_package": SOURCE_PACKAGE,
         "source_package_version": metadata.version(SOURCE_PACKAGE),

@@ -113,3 +113,47 @@ def resolve_dates(text: str, said_at: datetime | None) -> list[ResolvedDate]:
                 taken.append(span)
                 found.append((match.start(), ResolvedDate(match.group(0), *resolved)))
     return [item for _, item in sorted(found, key=lambda pair: pair[0])]
+
+
+_MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august", "september",
+           "october", "november", "december"]
+_MONTH = r"(" + "|".join(m for m in _MONTHS) + r"|" + "|".join(m[:3] for m in _MONTHS) + r")\.?"
+_ABSOLUTE: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b"), "iso"),
+    (re.compile(r"\b(\d{1,2})(?:st|nd|rd|th)? " + _MONTH + r",? (\d{4})\b", re.I), "day_month_year"),
+    (re.compile(r"\b" + _MONTH + r" (\d{1,2})(?:st|nd|rd|th)?,? (\d{4})\b", re.I), "month_day_year"),
+    (re.compile(r"\b" + _MONTH + r",? (\d{4})\b", re.I), "month_year"),
+]
+
+
+def _month_number(name: str) -> int:
+    return [m[:3] for m in _MONTHS].index(name.lower()[:3]) + 1
+
+
+def mentioned_periods(text: str) -> list[tuple[date, date]]:
+    """Calendar days or months that ``text`` names outright ("11 December, 2023", "May 2022"),
+    as inclusive ``(first, last)`` day ranges."""
+    periods: list[tuple[date, date]] = []
+    taken: list[range] = []
+    for pattern, kind in _ABSOLUTE:
+        for match in pattern.finditer(text):
+            span = range(match.start(), match.end())
+            if any(span.start < t.stop and t.start < span.stop for t in taken):
+                continue
+            try:
+                if kind == "iso":
+                    day = date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
+                    periods.append((day, day))
+                elif kind == "day_month_year":
+                    day = date(int(match.group(3)), _month_number(match.group(2)), int(match.group(1)))
+                    periods.append((day, day))
+                elif kind == "month_day_year":
+                    day = date(int(match.group(3)), _month_number(match.group(1)), int(match.group(2)))
+                    periods.append((day, day))
+                else:
+                    first = date(int(match.group(2)), _month_number(match.group(1)), 1)
+                    periods.append((first, _shift_months(first, 1) - timedelta(days=1)))
+            except ValueError:  # "31 February": not a date, not a period
+                continue
+            taken.append(span)
+    return periods

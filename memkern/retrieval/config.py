@@ -15,19 +15,32 @@ class SearchConfig(BaseModel):
 
     Fusion is reciprocal-rank (``weight / (rrf_k + rank)``), which needs no score
     calibration between BM25 and cosine. On top of it, a memory gains from the best
-    candidate of its own session (conversations are about something for a while) and
-    from its immediate neighbours (a question is often answered in the next turn).
+    candidates of its own session (conversations are about something for a while), from
+    its immediate neighbours (a question is often answered in the next turn) and from
+    being said by someone the query names.
+
+    The defaults were tuned on the LoCoMo development split (``memkern bench locomo``);
+    the tuning moved turn_any@10 from 0.66 (plain fusion) to about 0.83.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     lexical_weight: float = Field(1.0, ge=0)
-    dense_weight: float = Field(1.0, ge=0)
-    rrf_k: float = Field(60.0, gt=0)
+    dense_weight: float = Field(0.7, ge=0)
+    rrf_k: float = Field(10.0, gt=0)
     #: How many candidates each signal contributes before fusion.
-    candidates: int = Field(100, ge=1, le=10_000)
-    session_weight: float = Field(0.0, ge=0)
-    neighbour_weight: float = Field(0.0, ge=0)
+    candidates: int = Field(200, ge=1, le=10_000)
+    session_weight: float = Field(1.0, ge=0)
+    #: A session's strength is the mean of its best ``session_top`` candidate scores.
+    session_top: int = Field(3, ge=1)
+    neighbour_weight: float = Field(0.5, ge=0)
+    #: Bonus for memories said by a person the query names ("What did Caroline ..."), in
+    #: units of a first-place rank: at 1.0 it counts as much as topping one signal.
+    speaker_weight: float = Field(1.0, ge=0)
+    #: Leave speaker names out of the lexical query (they match every turn of that speaker).
+    drop_speaker_terms: bool = True
+    #: Bonus, in the same units, for memories from a day or month the query names.
+    date_weight: float = Field(1.0, ge=0)
     #: Extra weight for recent memories, decaying with this half-life.
     recency_weight: float = Field(0.0, ge=0)
     recency_half_life_days: float = Field(30.0, gt=0)

@@ -39,9 +39,15 @@ class CubeIndex:
     #: (session code, position) -> row, for neighbour lookups.
     slot: dict[tuple[int, int], int] = field(default_factory=dict)
     _session_code: dict[str | None, int] = field(default_factory=dict)
+    _speaker_names: set[str] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def speaker_names(self) -> set[str]:
+        if self._speaker_names is None:
+            self._speaker_names = {s for s in set(self.speakers.tolist()) if s}
+        return self._speaker_names
 
     def copy(self) -> CubeIndex:
         """A copy that can be extended while searches keep reading the original."""
@@ -73,6 +79,7 @@ class CubeIndex:
         self.speakers = np.concatenate([self.speakers, np.asarray(batch.speakers, dtype=object)])
         self.states = np.concatenate([self.states, np.asarray(batch.states, dtype=object)])
         self.tags.extend(batch.tags)
+        self._speaker_names = None
         new = batch.vectors if batch.vectors is not None else np.zeros((0, self.dim), dtype=np.float32)
         self.vectors = new.copy() if start == 0 else np.concatenate([self.vectors, new])
         if batch.seqs:

@@ -8,7 +8,7 @@ rankings are fused; every hit carries each signal's share of its score.
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import datetime, time, timezone
 
 import numpy as np
 
@@ -16,6 +16,7 @@ from memkern.embed.base import Embedder
 from memkern.models import Filters, Hit, ScoreParts, utcnow
 from memkern.retrieval.config import SearchConfig
 from memkern.retrieval.index import CubeIndex
+from memkern.reader.temporal import mentioned_periods
 from memkern.retrieval.text import query_terms
 from memkern.store.base import Store
 
@@ -75,8 +76,12 @@ def rank(index: CubeIndex, store: Store, cube_id: str, query: str, query_vector:
             p.cosine = float(cosine[row])
             p.dense = config.dense_weight / (config.rrf_k + position + 1)
 
+    mentioned = _mentioned_speakers(index, query)
     if config.lexical_weight > 0:
         terms = query_terms(query)
+        if config.drop_speaker_terms:
+            lowered = {name.lower() for name in mentioned}
+            terms = [t for t in terms if t not in lowered] or terms
         limit = config.candidates if mask.all() else config.candidates * 4
         position = 0
         for memory_id, bm25 in store.lexical_search(cube_id, terms, limit):
@@ -92,28 +97,67 @@ def rank(index: CubeIndex, store: Store, cube_id: str, query: str, query_vector:
 
     base = {row: p.lexical + p.dense for row, p in parts.items()}
     _add_structure(index, base, parts, config)
+    if config.date_weight > 0:
+        _add_date_match(index, parts, mask, query, config)
+    if mentioned and config.speaker_weight > 0:
+        for row, p in parts.items():
+            if index.speakers[row] in mentioned:
+                p.speaker = config.speaker_weight / (config.rrf_k + 1)
     if config.recency_weight > 0:
         _add_recency(index, parts, config, now or utcnow())
 
-    scored = [(row, _total(p), p) for row, p in parts.items()]
-    scored.sort(key=lambda entry: -entry[1])
+    scored = sorted(((row, _total(p), p) for row, p in parts.items()), key=lambda entry: -entry[1])
     return scored[:top_k]
 
 
 def _total(p: ScoreParts) -> float:
-    return p.lexical + p.dense + p.session + p.neighbour + p.recency
+    return p.lexical + p.dense + p.session + p.neighbour + p.speaker + p.date + p.recency
+
+
+def _add_date_match(index: CubeIndex, parts: dict[int, ScoreParts], mask: np.ndarray, query: str,
+                    config: SearchConfig) -> None:
+    """Bonus for memories from a day or month the query names ("on 11 December, 2023").
+
+    Every memory of that period becomes a candidate, not only those the text signals
+    found: the date may be the only thing the query and the memory share.
+    """
+    periods = mentioned_periods(query)
+    if not periods:
+        return
+    bonus = config.date_weight / (config.rrf_k + 1)
+    inside = np.zeros(len(index), dtype=bool)
+    for first, last in periods:
+        start = datetime.combine(first, time.min, timezone.utc).timestamp()
+        end = datetime.combine(last, time.max, timezone.utc).timestamp()
+        inside |= (index.event_times >= start) & (index.event_times <= end)
+    for row in np.flatnonzero(inside & mask):
+        parts.setdefault(int(row), ScoreParts()).date = bonus
+
+
+def _mentioned_speakers(index: CubeIndex, query: str) -> set[str]:
+    """Speakers of the cube that the query names, by full name or a prefix ("Mel" for "Melanie")."""
+    words = {w for w in query_terms(query, limit=64) if len(w) >= 3}
+    if not words:
+        return set()
+    found = set()
+    for speaker in index.speaker_names():
+        name = speaker.lower()
+        if name in words or any(name.startswith(w) for w in words):
+            found.add(speaker)
+    return found
 
 
 def _add_structure(index: CubeIndex, base: dict[int, float], parts: dict[int, ScoreParts],
                    config: SearchConfig) -> None:
     """Session and neighbour evidence, computed from the fused base scores."""
     if config.session_weight > 0:
-        best_in_session: dict[int, float] = {}
+        by_session: dict[int, list[float]] = {}
         for row, score in base.items():
-            code = int(index.session_codes[row])
-            best_in_session[code] = max(best_in_session.get(code, 0.0), score)
+            by_session.setdefault(int(index.session_codes[row]), []).append(score)
+        strength = {code: sum(sorted(scores, reverse=True)[: config.session_top]) / config.session_top
+                    for code, scores in by_session.items()}
         for row, p in parts.items():
-            p.session = config.session_weight * best_in_session[int(index.session_codes[row])]
+            p.session = config.session_weight * strength[int(index.session_codes[row])]
     if config.neighbour_weight > 0:
         for row, p in parts.items():
             code, position = int(index.session_codes[row]), int(index.positions[row])

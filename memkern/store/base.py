@@ -60,15 +60,17 @@ class AddOutcome:
 def dedup_keys(item: MemoryItem) -> tuple[str | None, str]:
     """Keys under which an item may exist only once among current versions of a cube.
 
-    The source key names the message a turn came from (session + message id); the
-    content key covers messages that arrive without an id: same kind, text, time and
-    session. Derived items (facts, summaries) have only a content key.
+    The source key names the message a turn came from (session + message id). The
+    content key covers what arrives without an id: same kind, text, time and session.
+    A message id is part of the content key too, so that two different messages with
+    the same words ("Thanks!" twice in one session) are both kept.
     """
     source_key = None
-    if item.kind is MemoryKind.TURN and item.provenance.message_ids:
-        source_key = f"{item.provenance.session_id or ''}\x1f{item.provenance.message_ids[0]}"
+    message_id = item.provenance.message_ids[0] if item.provenance.message_ids else ""
+    if item.kind is MemoryKind.TURN and message_id:
+        source_key = f"{item.provenance.session_id or ''}\x1f{message_id}"
     time = item.event_time.isoformat() if item.event_time else ""
-    raw = "\x1f".join([item.kind.value, item.text, time, item.provenance.session_id or ""])
+    raw = "\x1f".join([item.kind.value, item.text, time, item.provenance.session_id or "", message_id])
     return source_key, hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
