@@ -15,7 +15,7 @@ from uuid import uuid4
 
 import numpy as np
 
-from memkern.cube.cube import MemCube
+from memkern.cube.cube import MemCube, check_name, check_optional_text
 from memkern.embed import Embedder, default_embedder
 from memkern.errors import EmbedderError, InvalidInputError
 from memkern.models import AddResult, CubeInfo, MemoryItem
@@ -63,9 +63,9 @@ class MemOS:
     # -- cubes -------------------------------------------------------------------------------------
     def create_cube(self, name: str, owner: str = "default", description: str = "") -> MemCube:
         """A new, empty cube. Names are unique within the store."""
-        for value, what in ((name, "cube name"), (owner, "owner")):
-            if not isinstance(value, str) or not value.strip():
-                raise InvalidInputError(f"{what} must be a non-empty string, not {value!r}")
+        check_name(name, "cube name")
+        check_name(owner, "owner")
+        description = check_optional_text(description, "description") or ""
         if len(name) > 200:
             raise InvalidInputError("cube name is longer than 200 characters")
         info = CubeInfo(id=uuid4().hex, name=name, owner=owner, description=description,
@@ -74,7 +74,7 @@ class MemOS:
 
     def get_cube(self, name_or_id: str) -> MemCube:
         """Open an existing cube by name or id; refuses one built with another embedder."""
-        info = self._store.get_cube(name_or_id)
+        info = self._store.get_cube(check_name(name_or_id, "cube name"))
         self._check_embedder(info)
         return MemCube(self, info)
 
@@ -83,8 +83,8 @@ class MemOS:
 
     def delete_cube(self, name_or_id: str, actor: str | None = None) -> None:
         """Remove a cube and everything in it. Final."""
-        info = self._store.get_cube(name_or_id)
-        self._store.delete_cube(info.id, actor)
+        info = self._store.get_cube(check_name(name_or_id, "cube name"))
+        self._store.delete_cube(info.id, check_optional_text(actor, "actor"))
         self._indexes.forget(info.id)
 
     def load_cube(self, path: str | Path, name: str | None = None, owner: str | None = None) -> MemCube:

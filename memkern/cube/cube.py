@@ -7,6 +7,7 @@ touches the store and either completes or raises; nothing half-happens.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -55,6 +56,15 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
+def check_unicode(value: str, what: str) -> str:
+    """Refuse strings that cannot be stored as UTF-8 (lone surrogates from bad decoding)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(f"{what} is not valid Unicode (at character {exc.start})") from exc
+    return value
+
+
 def check_text(text: object, what: str = "text") -> str:
     """Refuse text that is not a non-empty, valid-Unicode string within the size limit."""
     if not isinstance(text, str):
@@ -63,11 +73,60 @@ def check_text(text: object, what: str = "text") -> str:
         raise InvalidInputError(f"{what} is empty")
     if len(text) > MAX_TEXT_CHARS:
         raise InvalidInputError(f"{what} is {len(text):,} characters; the limit is {MAX_TEXT_CHARS:,}")
+    return check_unicode(text, what)
+
+
+def check_name(value: object, what: str) -> str:
+    """A short identifier-like string: a cube name, an owner, a session or memory id, a tag."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInputError(f"{what} must be a non-empty string, not {value!r}")
+    if len(value) > 1_000:
+        raise InvalidInputError(f"{what} is longer than 1,000 characters")
+    return check_unicode(value, what)
+
+
+def check_optional_text(value: object, what: str) -> str | None:
+    """An optional free-text note (actor, reason, description): a string or None."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInputError(f"{what} must be a string, not {type(value).__name__}")
+    if len(value) > 10_000:
+        raise InvalidInputError(f"{what} is longer than 10,000 characters")
+    return check_unicode(value, what)
+
+
+_DATETIME = TypeAdapter(datetime)
+
+
+def check_time(value: object, what: str) -> datetime | None:
+    """A datetime, or an ISO 8601 string; naive times are taken as UTC."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (datetime, str)):
+        raise InvalidInputError(f"{what} must be a datetime or an ISO 8601 string, not {type(value).__name__}")
     try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidInputError(f"{what} is not valid Unicode (at character {exc.start})") from exc
-    return text
+        return as_utc(_DATETIME.validate_python(value))
+    except ValidationError as exc:
+        raise InvalidInputError(f"{what} is not a valid time: {value!r}") from exc
+
+
+def check_metadata(metadata: object) -> dict[str, Any]:
+    """A JSON object: string keys, JSON-serialisable values, of a sane size."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise InvalidInputError(f"metadata must be a mapping, not {type(metadata).__name__}")
+    try:
+        encoded = json.dumps(dict(metadata), ensure_ascii=False, allow_nan=False)
+        encoded.encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"metadata must be JSON-serialisable with string keys: {exc}") from exc
+    if not all(isinstance(key, str) for key in metadata):
+        raise InvalidInputError("metadata keys must be strings")
+    if len(encoded) > MAX_TEXT_CHARS:
+        raise InvalidInputError(f"metadata is {len(encoded):,} characters as JSON; the limit is {MAX_TEXT_CHARS:,}")
+    return dict(metadata)
 
 
 def _check_messages(messages: object) -> list[Message]:
@@ -83,8 +142,10 @@ def _check_messages(messages: object) -> list[Message]:
         raise InvalidInputError(f"invalid messages: {_describe(exc)}") from exc
     for position, message in enumerate(parsed):
         check_text(message.content, f"messages[{position}].content")
-        if message.image_caption is not None:
-            check_text(message.image_caption, f"messages[{position}].image_caption")
+        check_name(message.role, f"messages[{position}].role")
+        for field in ("image_caption", "name", "id"):
+            if getattr(message, field) is not None:
+                check_text(getattr(message, field), f"messages[{position}].{field}")
     return parsed
 
 
@@ -129,9 +190,10 @@ class MemCube:
         """
         if (messages is None) == (text is None):
             raise InvalidInputError("give either messages or text to add")
-        if session_id is not None and (not isinstance(session_id, str) or not session_id.strip()):
-            raise InvalidInputError("session_id must be a non-empty string")
+        if session_id is not None:
+            check_name(session_id, "session_id")
         tags = self._check_tags(tags)
+        actor = check_optional_text(actor, "actor")
         if messages is not None:
             parsed = _check_messages(messages)
             items = read_messages(parsed, cube_id=self.id, owner=self.info.owner, session_id=session_id,
@@ -139,10 +201,10 @@ class MemCube:
         else:
             item_kind = self._check_kind(kind)
             content = check_text(text)
-            when = as_utc(time)
+            when = check_time(time, "time")
             items = [MemoryItem(
                 id=uuid4().hex, cube_id=self.id, owner=self.info.owner, kind=item_kind, text=content,
-                tags=tags, metadata=dict(metadata or {}), provenance=Provenance(session_id=session_id),
+                tags=tags, metadata=check_metadata(metadata), provenance=Provenance(session_id=session_id),
                 entities=find_entities(content), event_time=when, valid_from=when,
             )]
         return self._mos._write_items(self.info, items, actor)
@@ -151,10 +213,10 @@ class MemCube:
                      tags: Sequence[str] = (), actor: str | None = None) -> AddResult:
         """Store a plain-text document as chunk memories that remember their path and position."""
         content = check_text(text, "document text")
-        items = read_document(content, cube_id=self.id, owner=self.info.owner,
-                              path=str(path) if path is not None else None, time=as_utc(time),
-                              tags=self._check_tags(tags))
-        return self._mos._write_items(self.info, items, actor)
+        source = check_name(str(path), "path") if path is not None else None
+        items = read_document(content, cube_id=self.id, owner=self.info.owner, path=source,
+                              time=check_time(time, "time"), tags=self._check_tags(tags))
+        return self._mos._write_items(self.info, items, check_optional_text(actor, "actor"))
 
     def update(self, memory_id: str, text: str | None = None, *, tags: Sequence[str] | None = None,
                metadata: Mapping[str, Any] | None = None, valid_from: datetime | None = None,
@@ -164,6 +226,8 @@ class MemCube:
         ``valid_from`` says the world changed at that time (the old version stops being
         true then); without it the update is a correction of the same fact.
         """
+        reason = check_optional_text(reason, "reason")
+        actor = check_optional_text(actor, "actor")
         current = self.get(memory_id)
         changes: dict[str, Any] = {}
         if text is not None:
@@ -172,9 +236,9 @@ class MemCube:
         if tags is not None:
             changes["tags"] = self._check_tags(tags)
         if metadata is not None:
-            changes["metadata"] = dict(metadata)
+            changes["metadata"] = check_metadata(metadata)
         if valid_from is not None:
-            changes["valid_from"] = as_utc(valid_from)
+            changes["valid_from"] = check_time(valid_from, "valid_from")
         if not changes:
             raise InvalidInputError("nothing to update: give text, tags, metadata or valid_from")
         new_version = current.model_copy(update={
@@ -191,17 +255,19 @@ class MemCube:
 
     def delete(self, memory_id: str, *, reason: str | None = None, actor: str | None = None) -> None:
         """Remove a memory with all its versions and index entries. Final; logged by id."""
-        self._mos._store.delete_memory(self.id, self._check_id(memory_id), actor=actor, reason=reason)
+        self._mos._store.delete_memory(self.id, self._check_id(memory_id),
+                                       actor=check_optional_text(actor, "actor"),
+                                       reason=check_optional_text(reason, "reason"))
 
     def archive(self, memory_id: str, *, reason: str | None = None, actor: str | None = None) -> MemoryItem:
         """Keep a memory but leave it out of search (reversible with ``restore``)."""
         return self._mos._store.set_state(self.id, self._check_id(memory_id), LifecycleState.ARCHIVED,
-                                          actor, reason)
+                                          check_optional_text(actor, "actor"), check_optional_text(reason, "reason"))
 
     def restore(self, memory_id: str, *, reason: str | None = None, actor: str | None = None) -> MemoryItem:
         """Bring an archived memory back into search."""
         return self._mos._store.set_state(self.id, self._check_id(memory_id), LifecycleState.ACTIVE,
-                                          actor, reason)
+                                          check_optional_text(actor, "actor"), check_optional_text(reason, "reason"))
 
     # -- reading -----------------------------------------------------------------------------------
     def search(self, query: str, top_k: int = 5, *, filters: Filters | Mapping[str, Any] | None = None,
@@ -224,9 +290,9 @@ class MemCube:
     def get_all(self, filters: Filters | Mapping[str, Any] | None = None, *, limit: int | None = None,
                 offset: int = 0) -> list[MemoryItem]:
         """Current memories matching ``filters``, oldest first."""
-        if limit is not None and (not isinstance(limit, int) or limit < 0):
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
             raise InvalidInputError(f"limit must be a non-negative integer, not {limit!r}")
-        if not isinstance(offset, int) or offset < 0:
+        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
             raise InvalidInputError(f"offset must be a non-negative integer, not {offset!r}")
         return self._mos._store.list_memories(self.id, _check_filters(filters), limit, offset)
 
@@ -247,18 +313,13 @@ class MemCube:
     # -- input checks ------------------------------------------------------------------------------
     @staticmethod
     def _check_id(memory_id: object) -> str:
-        if not isinstance(memory_id, str) or not memory_id.strip():
-            raise InvalidInputError(f"a memory id must be a non-empty string, not {memory_id!r}")
-        return memory_id
+        return check_name(memory_id, "memory id")
 
     @staticmethod
     def _check_tags(tags: object) -> list[str]:
         if isinstance(tags, str) or not isinstance(tags, Sequence):
             raise InvalidInputError("tags must be a list of strings")
-        for tag in tags:
-            if not isinstance(tag, str) or not tag.strip():
-                raise InvalidInputError(f"every tag must be a non-empty string, not {tag!r}")
-        return list(tags)
+        return [check_name(tag, "tag") for tag in tags]
 
     @staticmethod
     def _check_kind(kind: object) -> MemoryKind:

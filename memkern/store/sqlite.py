@@ -233,11 +233,15 @@ class SQLiteStore(Store):
         duplicates: dict[int, str] = {}
         with self._write() as db:
             self._require_cube(db, cube_id)
-            items = self._place_turns(db, cube_id, items)
-            for position, (item, vector) in enumerate(zip(items, vectors)):
+            last_position: dict[str | None, int] = {}
+            for index, (item, vector) in enumerate(zip(items, vectors)):
+                item = self._place_turn(db, cube_id, item, last_position)
                 if self._insert_version(db, item, vector) is None:
-                    duplicates[position] = self._duplicate_of(db, item)
-                    continue
+                    duplicates[index] = self._duplicate_of(db, item)
+                    continue  # a duplicate takes no position: the session stays numbered 0, 1, 2, ...
+                if item.kind is MemoryKind.TURN and item.provenance.session_id in last_position:
+                    last_position[item.provenance.session_id] = max(
+                        last_position[item.provenance.session_id], item.provenance.position)
                 added.append(item)
                 self._log(db, cube_id, "add", item.id, item.version, actor)
             if added:
@@ -245,25 +249,23 @@ class SQLiteStore(Store):
         return AddOutcome(added=added, duplicates=duplicates)
 
     @staticmethod
-    def _place_turns(db: sqlite3.Connection, cube_id: str, items: Sequence[MemoryItem]) -> list[MemoryItem]:
-        """Number new turns after the last one of their session, inside the write transaction
-        so that concurrent writers to one session never take the same position."""
-        next_position: dict[str | None, int] = {}
-        placed = []
-        for item in items:
-            if item.kind is MemoryKind.TURN and item.provenance.position is None:
-                session = item.provenance.session_id
-                if session not in next_position:
-                    row = db.execute(
-                        "SELECT max(position) FROM memories WHERE cube_id=? AND session_id IS ?",
-                        (cube_id, session),
-                    ).fetchone()
-                    next_position[session] = -1 if row[0] is None else int(row[0])
-                next_position[session] += 1
-                provenance = item.provenance.model_copy(update={"position": next_position[session]})
-                item = item.model_copy(update={"provenance": provenance})
-            placed.append(item)
-        return placed
+    def _place_turn(db: sqlite3.Connection, cube_id: str, item: MemoryItem,
+                    last_position: dict[str | None, int]) -> MemoryItem:
+        """Number a new turn after the last one of its session, inside the write transaction
+        so that concurrent writers to one session never take the same position.
+        ``last_position`` caches the last position per session; the caller advances it only
+        when the turn is actually stored."""
+        if item.kind is not MemoryKind.TURN or item.provenance.position is not None:
+            return item
+        session = item.provenance.session_id
+        if session not in last_position:
+            row = db.execute(
+                "SELECT max(position) FROM memories WHERE cube_id=? AND session_id IS ?",
+                (cube_id, session),
+            ).fetchone()
+            last_position[session] = -1 if row[0] is None else int(row[0])
+        provenance = item.provenance.model_copy(update={"position": last_position[session] + 1})
+        return item.model_copy(update={"provenance": provenance})
 
     @staticmethod
     def _require_cube(db: sqlite3.Connection, cube_id: str) -> None:
@@ -398,13 +400,12 @@ class SQLiteStore(Store):
         if filters.until is not None:
             where.append("event_time <= ?")
             params.append(filters.until.timestamp())
+        for tag in dict.fromkeys(filters.tags or []):  # in SQL, so that LIMIT/OFFSET count matching rows only
+            where.append("EXISTS (SELECT 1 FROM json_each(memories.body, '$.tags') WHERE value = ?)")
+            params.append(tag)
         sql = f"SELECT {_MEMORY_COLUMNS} FROM memories WHERE {' AND '.join(where)} ORDER BY seq"
         sql += f" LIMIT {int(limit) if limit is not None else -1} OFFSET {int(offset)}"
-        items = [self._row_to_item(row) for row in self._read(sql, params)]
-        if filters.tags:
-            wanted = set(filters.tags)
-            items = [item for item in items if wanted.issubset(item.tags)]
-        return items
+        return [self._row_to_item(row) for row in self._read(sql, params)]
 
     def history(self, cube_id: str, memory_id: str) -> list[MemoryItem]:
         rows = self._read(
@@ -486,8 +487,8 @@ class SQLiteStore(Store):
         rows = self._read(
             "SELECT m.id, -bm25(memory_fts, 0.0, 1.0, 0.5) AS score FROM memory_fts"
             " JOIN memories m ON m.seq = memory_fts.rowid"
-            " WHERE memory_fts MATCH ? ORDER BY bm25(memory_fts, 0.0, 1.0, 0.5) LIMIT ?",
-            (_fts_query(cube_id, terms), int(limit)),
+            " WHERE memory_fts MATCH ? AND m.cube_id = ? ORDER BY bm25(memory_fts, 0.0, 1.0, 0.5) LIMIT ?",
+            (_fts_query(cube_id, terms), cube_id, int(limit)),
         )
         return [(mid, float(score)) for mid, score in rows]
 

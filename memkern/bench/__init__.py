@@ -1,0 +1,1 @@
+"""Benchmarks: retrieval quality and speed of memkern against plain baselines (``memkern bench``)."""

@@ -1,0 +1,615 @@
+"""The ``memkern`` command: the Python API, verb for verb, for people and scripts.
+
+Every command takes ``--db PATH`` (default: ``MemOS``'s default store, which honours
+``$MEMKERN_HOME``) and ``--json`` (one JSON document on stdout: the Pydantic models'
+JSON). Both can also be given before the command (``memkern --json cube list``).
+
+Errors memkern raises on purpose are printed as ``error: <message>`` on stderr with
+exit code 1; usage errors exit with 2. Tracebacks are for ``--debug`` (or
+``MEMKERN_DEBUG=1``) only.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from typer.core import TyperGroup
+
+from memkern.cli import render
+from memkern.cli.inputs import BATCH, batches, parse_ks, parse_messages, parse_time, read_source
+from memkern.errors import MemkernError
+from memkern.models import AddResult, MemoryKind
+
+# --------------------------------------------------------------------------------------- errors
+
+
+#: Exceptions the command-line framework handles itself (usage errors, --help, exit codes).
+_FRAMEWORK_EXCEPTIONS: tuple[type[BaseException], ...] = (
+    typer.Exit, typer.Abort, *(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"))
+
+
+def _debug_requested(ctx: Any) -> bool:
+    if os.environ.get("MEMKERN_DEBUG", "").strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    state = ctx.obj if ctx is not None else None
+    return bool(getattr(state, "debug", False))
+
+
+class _MemkernGroup(TyperGroup):
+    """The root group: turns memkern's errors into one line on stderr and exit code 1."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except _FRAMEWORK_EXCEPTIONS:
+            raise
+        except MemkernError as exc:
+            if _debug_requested(ctx):
+                raise
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
+        except Exception as exc:  # a bug, or the OS: still no traceback unless asked for
+            if _debug_requested(ctx):
+                raise
+            detail = str(exc) or type(exc).__name__
+            typer.echo(f"error: unexpected {type(exc).__name__}: {detail} (run with --debug for the traceback)",
+                       err=True)
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    name="memkern",
+    cls=_MemkernGroup,
+    help="memkern: a memory operating system for LLMs, offline by default.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+cube_app = typer.Typer(help="Create, list, delete, dump and load cubes.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks: LoCoMo retrieval quality, ingest and search speed at scale.",
+                        no_args_is_help=True)
+app.add_typer(cube_app, name="cube")
+app.add_typer(bench_app, name="bench")
+
+
+# ---------------------------------------------------------------------------------------- state
+
+
+@dataclass
+class State:
+    db: Path | None = None
+    json: bool = False
+    debug: bool = False
+
+
+DbOption = Annotated[Path | None, typer.Option(
+    "--db", metavar="PATH", help="SQLite store to use (default: $MEMKERN_HOME/memkern.db or ~/.memkern/memkern.db).",
+    dir_okay=False)]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
+
+
+def _state(ctx: typer.Context, db: Path | None = None, as_json: bool = False) -> State:
+    """The root options, overridden by the same options given after the command."""
+    root = ctx.obj if isinstance(ctx.obj, State) else State()
+    return State(db=db if db is not None else root.db, json=as_json or root.json, debug=root.debug)
+
+
+@contextmanager
+def _mos(state: State) -> Iterator[Any]:
+    from memkern.mos import MemOS
+
+    with MemOS(state.db) as mos:
+        yield mos
+
+
+def _out() -> Any:
+    return render.make_console()
+
+
+def _emit_json(value: Any) -> None:
+    typer.echo(render.to_json(value))
+
+
+def _progress(transient: bool = False) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+        console=render.make_console(stderr=True), transient=transient,
+    )
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    db: DbOption = None,
+    as_json: JsonFlag = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks (also MEMKERN_DEBUG=1).")] = False,
+) -> None:
+    ctx.obj = State(db=db, json=as_json, debug=debug)
+
+
+# -------------------------------------------------------------------------------------- version
+
+
+@app.command()
+def version(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """Print memkern's version."""
+    from memkern import __version__
+
+    state = _state(ctx, None, as_json)
+    if state.json:
+        _emit_json({"version": __version__, "python": sys.version.split()[0]})
+    else:
+        typer.echo(f"memkern {__version__}")
+
+
+# ----------------------------------------------------------------------------------------- cubes
+
+
+@cube_app.command("create")
+def cube_create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Cube name, unique in the store.")],
+    owner: Annotated[str, typer.Option(metavar="OWNER", help="Who the cube belongs to.")] = "default",
+    description: Annotated[str, typer.Option(metavar="TEXT", help="What the cube is for.")] = "",
+    db: DbOption = None, as_json: JsonFlag = False,
+) -> None:
+    """Create an empty cube."""
+    state = _state(ctx, db, as_json)
+    with _mos(state) as mos:
+        info = mos.create_cube(name, owner=owner, description=description).info
+    if state.json:
+        _emit_json(info)
+    else:
+        _out().print(f"created cube {info.name!r} (owner {info.owner!r}, id {info.id}, embedder {info.embedder})",
+                     markup=False)
+
+
+@cube_app.command("list")
+def cube_list(
+    ctx: typer.Context,
+    owner: Annotated[str | None, typer.Option(metavar="OWNER", help="Only this owner's cubes.")] = None,
+    db: DbOption = None, as_json: JsonFlag = False,
+) -> None:
+    """List the cubes in the store."""
+    state = _state(ctx, db, as_json)
+    with _mos(state) as mos:
+        cubes = mos.list_cubes(owner)
+    if state.json:
+        _emit_json(cubes)
+    elif not cubes:
+        _out().print("no cubes" + (f" owned by {owner!r}" if owner else "") + "; create one with "
+                     "`memkern cube create NAME`", markup=False)
+    else:
+        _out().print(render.cubes_table(cubes))
+
+
+@cube_app.command("delete")
+def cube_delete(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Cube name or id.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation on a terminal.")] = False,
+    db: DbOption = None, as_json: JsonFlag = False,
+) -> None:
+    """Delete a cube and every memory in it. Final."""
+    state = _state(ctx, db, as_json)
+    with _mos(state) as mos:
+        # Looked up without opening the cube, so that a cube built with another embedder can be deleted too.
+        cubes = mos.list_cubes()
+        info = next((c for c in cubes if c.name == name), None) or next((c for c in cubes if c.id == name), None)
+        if info is None:
+            mos.delete_cube(name)  # raises NotFoundError with the store's message
+            return
+        if not yes and sys.stdin.isatty() and not state.json:
+            typer.confirm(f"Delete cube {info.name!r} and all its memories? This cannot be undone", abort=True)
+        mos.delete_cube(info.id)
+    if state.json:
+        _emit_json({"deleted": info})
+    else:
+        _out().print(f"deleted cube {info.name!r} ({info.id})", markup=False)
+
+
+@cube_app.command("dump")
+def cube_dump(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Cube name or id.")],
+    path: Annotated[Path, typer.Argument(metavar="PATH", help="File to write (a portable .mkcube file).", dir_okay=False)],
+    db: DbOption = None, as_json: JsonFlag = False,
+) -> None:
+    """Write a cube to one portable file."""
+    state = _state(ctx, db, as_json)
+    with _mos(state) as mos:
+        cube = mos.get_cube(name)
+        written = cube.dump(path)
+        info = cube.info
+    size = written.stat().st_size if written.exists() else None
+    if state.json:
+        _emit_json({"cube": info, "path": str(written), "bytes": size})
+    else:
+        _out().print(f"wrote cube {info.name!r} to {written}" + (f" ({size:,} bytes)" if size is not None else ""),
+                     markup=False)
+
+
+@cube_app.command("load")
+def cube_load(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(metavar="PATH", help="A file written by `memkern cube dump`.", dir_okay=False)],
+    name: Annotated[str | None, typer.Option(metavar="NAME", help="Name for the loaded cube (default: the dumped name).")] = None,
+    owner: Annotated[str | None, typer.Option(metavar="OWNER", help="Owner of the loaded cube (default: the dumped owner).")] = None,
+    db: DbOption = None, as_json: JsonFlag = False,
+) -> None:
+    """Load a cube file (verified whole before anything is written)."""
+    state = _state(ctx, db, as_json)
+    if not path.is_file():
+        raise typer.BadParameter(f"no such file: {str(path)!r}", param_hint="PATH")
+    with _mos(state) as mos:
+        info = mos.load_cube(path, name=name, owner=owner).info
+    if state.json:
+        _emit_json(info)
+    else:
+        _out().print(f"loaded cube {info.name!r} (owner {info.owner!r}, id {info.id}) from {path}", markup=False)
+
+
+# -------------------------------------------------------------------------------------- memories
+
+
+@app.command()
+def add(
+    ctx: typer.Context,
+    cube: Annotated[str, typer.Argument(metavar="CUBE", help="Cube name or id.")],
+    text: Annotated[str | None, typer.Argument(metavar="TEXT", help="One memory's text ('-' reads it from stdin).")] = None,
+    messages: Annotated[str | None, typer.Option(
+        "--messages", "-m", metavar="FILE.json|-",
+        help="Chat messages to store as turns: a JSON list of {role, content, name, time, id, image_caption} "
+             "objects, or JSON lines ('-' for stdin). A message may carry its own session_id.")] = None,
+    session: Annotated[str | None, typer.Option("--session", "-s", metavar="SESSION", help="Session id.")] = None,
+    kind: Annotated[MemoryKind | None, typer.Option(metavar="KIND", help="Kind of a TEXT memory (default: fact).")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", "-t", metavar="TAG", help="Tag (repeatable).")] = None,
+    time: Annotated[str | None, typer.Option(metavar="TIME", help="When a TEXT memory happened (ISO date or date-time).")] = None,
+    db: DbOption = None, as_json: JsonFlag = False,
+) -> None:
+    """Add one text memory, or chat messages as turn memories."""
+    state = _state(ctx, db, as_json)
+    if (text is None) == (messages is None):
+        raise typer.BadParameter("give either TEXT or --messages FILE", param_hint="TEXT / --messages")
+    tags = list(tag or [])
+    when = parse_time(time, "--time")
+    if messages is not None:
+        if kind is not None or when is not None:
+            raise typer.BadParameter("--kind and --time apply to TEXT; messages are turns and carry their own "
+                                     "'time'", param_hint="--kind / --time")
+        raw, source_name = read_source(messages, "messages file", "--messages")
+        parsed = parse_messages(raw, source_name)
+        result = _add_messages(state, cube, parsed, session, tags)
+    else:
+        assert text is not None
+        body = sys.stdin.read() if text == "-" else text
+        with _mos(state) as mos:
+            result = mos.get_cube(cube).add(text=body, session_id=session, kind=kind or MemoryKind.FACT, tags=tags,
+                                            time=when)
+    if state.json:
+        _emit_json(result)
+        return
+    out = _out()
+    dup = f" ({len(result.duplicates)} already stored, skipped)" if result.duplicates else ""
+    if len(result.added) == 1 and text is not None:
+        out.print(f"added memory {result.added[0].id} to cube {cube!r}{dup}", markup=False)
+    else:
+        out.print(f"added {len(result.added):,} memories to cube {cube!r}{dup}", markup=False)
+        if 0 < len(result.added) <= 20:
+            out.print(render.memories_table(result.added, text_limit=100))
+
+
+def _add_messages(state: State, cube_name: str, messages: list[dict[str, Any]], session: str | None,
+                  tags: list[str]) -> AddResult:
+    total = len(messages)
+    combined = AddResult()
+    with _mos(state) as mos:
+        cube = mos.get_cube(cube_name)
+        chunks = batches(messages, session)
+        if total <= BATCH:
+            for session_id, chunk in chunks:
+                result = cube.add(messages=chunk, session_id=session_id, tags=tags)
+                combined.added.extend(result.added)
+                combined.duplicates.extend(result.duplicates)
+            return combined
+        with _progress() as progress:
+            task = progress.add_task(f"adding to {cube.name}", total=total)
+            for session_id, chunk in chunks:
+                result = cube.add(messages=chunk, session_id=session_id, tags=tags)
+                combined.added.extend(result.added)
+                combined.duplicates.extend(result.duplicates)
+                progress.advance(task, len(chunk))
+    return combined
+
+
+_RECIPE_HELP = "Search recipe: hybrid (default), lexical, dense or recent."
+
+
+def _check_recipe(recipe: str | None) -> str | None:
+    from memkern.retrieval.config import RECIPES
+
+    if recipe is not None and recipe not in RECIPES:
+        raise typer.BadParameter(f"unknown recipe {recipe!r}; known: {', '.join(sorted(RECIPES))}",
+                                 param_hint="--recipe")
+    return recipe
+
+
+@app.command()
+def search(
+    ctx: typer.Context,
+    cube: Annotated[str, typer.Argument(metavar="CUBE", help="Cube name or id.")],
+    query: Annotated[str, typer.Argument(metavar="QUERY", help="What to look for, in words.")],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", metavar="N", help="How many hits.", min=1)] = 5,
+    session: Annotated[list[str] | None, typer.Option("--session", "-s", metavar="SESSION", help="Only these sessions (repeatable).")] = None,
+    kind: Annotated[list[MemoryKind] | None, typer.Option(metavar="KIND", help="Only these kinds (repeatable): turn, fact, event, preference, summary, document.")] = None,
+    since: Annotated[str | None, typer.Option(metavar="TIME", help="Only memories from this time on (ISO date or date-time).")] = None,
+    until: Annotated[str | None, typer.Option(metavar="TIME", help="Only memories up to this time (ISO date or date-time).")] = None,
+    speaker: Annotated[str | None, typer.Option(metavar="NAME", help="Only what this speaker said.")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", "-t", metavar="TAG", help="Only memories with this tag (repeatable).")] = None,
+    recipe: Annotated[str | None, typer.Option(metavar="NAME", help=_RECIPE_HELP)] = None,
+    db: DbOption = None, as_json: JsonFlag = False,
+) -> None:
+    """Search a cube: the best memories for QUERY, with each score's parts."""
+    state = _state(ctx, db, as_json)
+    filters: dict[str, Any] = {"since": parse_time(since, "--since"), "until": parse_time(until, "--until")}
+    if session:
+        filters["session_id"] = session
+    if kind:
+        filters["kind"] = kind
+    if speaker:
+        filters["speaker"] = speaker
+    if tag:
+        filters["tags"] = tag
+    with _mos(state) as mos:
+        hits = mos.get_cube(cube).search(query, top_k=top_k, filters=filters, config=_check_recipe(recipe))
+    if state.json:
+        _emit_json(hits)
+        return
+    out = _out()
+    if not hits:
+        out.print(f"no memories in {cube!r} match", markup=False)
+        return
+    out.print(render.hits_table(hits, title=f"{len(hits)} hit(s) for {query!r} in {cube!r}"))
+
+
+@app.command()
+def get(
+    ctx: typer.Context,
+    cube: Annotated[str, typer.Argument(metavar="CUBE", help="Cube name or id.")],
+    memory_id: Annotated[str, typer.Argument(metavar="ID", help="Memory id.")],
+    db: DbOption = None, as_json: JsonFlag = False,
+) -> None:
+    """Show one memory, every field."""
+    state = _state(ctx, db, as_json)
+    with _mos(state) as mos:
+        item = mos.get_cube(cube).get(memory_id)
+    if state.json:
+        _emit_json(item)
+    else:
+        _out().print(render.memory_detail(item))
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    cube: Annotated[str, typer.Argument(metavar="CUBE", help="Cube name or id.")],
+    limit: Annotated[int, typer.Option(metavar="N", help="At most this many (0: all).", min=0)] = 50,
+    offset: Annotated[int, typer.Option(metavar="N", help="Skip this many first.", min=0)] = 0,
+    session: Annotated[list[str] | None, typer.Option("--session", "-s", metavar="SESSION", help="Only these sessions (repeatable).")] = None,
+    kind: Annotated[list[MemoryKind] | None, typer.Option(metavar="KIND", help="Only these kinds (repeatable): turn, fact, event, preference, summary, document.")] = None,
+    db: DbOption = None, as_json: JsonFlag = False,
+) -> None:
+    """List a cube's current memories, oldest first."""
+    state = _state(ctx, db, as_json)
+    filters: dict[str, Any] = {}
+    if session:
+        filters["session_id"] = session
+    if kind:
+        filters["kind"] = kind
+    with _mos(state) as mos:
+        items = mos.get_cube(cube).get_all(filters, limit=limit or None, offset=offset)
+    if state.json:
+        _emit_json(items)
+        return
+    out = _out()
+    if not items:
+        out.print(f"no memories in {cube!r}" + (" at this offset" if offset else ""), markup=False)
+        return
+    out.print(render.memories_table(items))
+    if limit and len(items) == limit:
+        out.print(f"showing {len(items)} from offset {offset}; more with --offset {offset + limit} "
+                  "(or --limit 0 for all)", style="dim", markup=False)
+
+
+@app.command()
+def update(
+    ctx: typer.Context,
+    cube: Annotated[str, typer.Argument(metavar="CUBE", help="Cube name or id.")],
+    memory_id: Annotated[str, typer.Argument(metavar="ID", help="Memory id.")],
+    text: Annotated[str, typer.Argument(metavar="TEXT", help="The new text.")],
+    reason: Annotated[str | None, typer.Option(metavar="TEXT", help="Why (kept in history and the log).")] = None,
+    valid_from: Annotated[str | None, typer.Option(
+        metavar="TIME", help="The world changed at this time (ISO); without it the update is a correction.")] = None,
+    db: DbOption = None, as_json: JsonFlag = False,
+) -> None:
+    """Write a new version of a memory; the old one stays in its history."""
+    state = _state(ctx, db, as_json)
+    with _mos(state) as mos:
+        item = mos.get_cube(cube).update(memory_id, text, reason=reason,
+                                         valid_from=parse_time(valid_from, "--valid-from"))
+    if state.json:
+        _emit_json(item)
+    else:
+        _out().print(f"updated memory {item.id} to version {item.version}", markup=False)
+
+
+@app.command()
+def history(
+    ctx: typer.Context,
+    cube: Annotated[str, typer.Argument(metavar="CUBE", help="Cube name or id.")],
+    memory_id: Annotated[str, typer.Argument(metavar="ID", help="Memory id.")],
+    db: DbOption = None, as_json: JsonFlag = False,
+) -> None:
+    """Every version of a memory, oldest first."""
+    state = _state(ctx, db, as_json)
+    with _mos(state) as mos:
+        items = mos.get_cube(cube).history(memory_id)
+    if state.json:
+        _emit_json(items)
+    else:
+        _out().print(render.versions_table(items, title=f"history of {memory_id}"))
+
+
+@app.command()
+def delete(
+    ctx: typer.Context,
+    cube: Annotated[str, typer.Argument(metavar="CUBE", help="Cube name or id.")],
+    memory_id: Annotated[str, typer.Argument(metavar="ID", help="Memory id.")],
+    reason: Annotated[str | None, typer.Option(metavar="TEXT", help="Why (kept in the log, which holds no text).")] = None,
+    db: DbOption = None, as_json: JsonFlag = False,
+) -> None:
+    """Delete a memory with all its versions. Final; the log keeps its id."""
+    state = _state(ctx, db, as_json)
+    with _mos(state) as mos:
+        mos.get_cube(cube).delete(memory_id, reason=reason)
+    if state.json:
+        _emit_json({"deleted": memory_id, "cube": cube})
+    else:
+        _out().print(f"deleted memory {memory_id}", markup=False)
+
+
+@app.command()
+def log(
+    ctx: typer.Context,
+    cube: Annotated[str, typer.Argument(metavar="CUBE", help="Cube name or id.")],
+    memory_id: Annotated[str | None, typer.Argument(metavar="ID", help="Only this memory's operations.")] = None,
+    limit: Annotated[int | None, typer.Option(metavar="N", help="At most this many.", min=1)] = None,
+    db: DbOption = None, as_json: JsonFlag = False,
+) -> None:
+    """The cube's operation log (ids, never text), oldest first."""
+    state = _state(ctx, db, as_json)
+    with _mos(state) as mos:
+        ops = mos.get_cube(cube).operations(memory_id, limit)
+    if state.json:
+        _emit_json(ops)
+    elif not ops:
+        _out().print("no operations", markup=False)
+    else:
+        _out().print(render.operations_table(ops))
+
+
+# ------------------------------------------------------------------------------------------ demo
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    cube: Annotated[str, typer.Option(metavar="NAME", help="Cube to ingest into (reused if it exists).")] = "demo",
+    db: Annotated[Path | None, typer.Option(
+        "--db", metavar="PATH", dir_okay=False,
+        help="Keep the demo in this store (default: a temporary directory, removed afterwards).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Ingest a short conversation that ships with memkern and answer questions from memory. Offline."""
+    from memkern.cli.demo import run_demo
+
+    state = _state(ctx, db, as_json)
+    run_demo(state.db, cube, as_json=state.json)
+
+
+# ----------------------------------------------------------------------------------------- bench
+
+
+@bench_app.command("locomo")
+def bench_locomo(
+    ctx: typer.Context,
+    data: Annotated[Path, typer.Option(metavar="PATH", help="The LoCoMo JSON file (locomo10.json).", dir_okay=False)],
+    k: Annotated[str, typer.Option("--k", metavar="K,K,...", help="Cut-offs, comma-separated.")] = "1,3,5,10,25",
+    out: Annotated[Path | None, typer.Option("--json", metavar="OUT", dir_okay=False,
+                                                help="Also write the full result as JSON here.")] = None,
+    recipe: Annotated[str | None, typer.Option(metavar="NAME", help=_RECIPE_HELP)] = None,
+) -> None:
+    """Retrieval quality on LoCoMo: memkern vs a BM25 baseline, same data, same metrics."""
+    from memkern.bench.locomo import format_report, run_locomo
+
+    state = _state(ctx)
+    ks = parse_ks(k)
+    if not data.is_file():
+        raise typer.BadParameter(f"no such file: {str(data)!r}", param_hint="--data")
+    with _progress() as progress:
+        tasks: dict[str, Any] = {}
+
+        def on_progress(label: str, done: int, total: int) -> None:
+            if label not in tasks:
+                tasks[label] = progress.add_task(label, total=total)
+            progress.update(tasks[label], completed=done, total=total)
+
+        result = run_locomo(data, ks=ks, progress=on_progress, search_config=_check_recipe(recipe))
+    if out is not None:
+        _write_json(out, result)
+    if state.json:
+        _emit_json(result)
+    else:
+        typer.echo(format_report(result))
+        if out is not None:
+            typer.echo(f"\nwrote {out}")
+
+
+@bench_app.command("scale")
+def bench_scale(
+    ctx: typer.Context,
+    items: Annotated[int, typer.Option(metavar="N", help="Conversation turns to ingest.", min=1)] = 100_000,
+    queries: Annotated[int, typer.Option(metavar="N", help="Questions to time per recipe.", min=1)] = 200,
+    seed: Annotated[int, typer.Option(metavar="N", help="Seed of the synthetic conversations.")] = 7,
+    out: Annotated[Path | None, typer.Option("--json", metavar="OUT", dir_okay=False,
+                                                help="Also write the result as JSON here.")] = None,
+) -> None:
+    """Ingest and search speed on synthetic conversations, in a temporary store."""
+    from memkern.bench.scale import format_report, run_scale
+
+    state = _state(ctx)
+    with _progress() as progress:
+        tasks: dict[str, Any] = {}
+
+        def on_progress(label: str, done: int, total: int) -> None:
+            if label not in tasks:
+                tasks[label] = progress.add_task(label, total=total)
+            progress.update(tasks[label], completed=done, total=total)
+
+        result = run_scale(items=items, queries=queries, seed=seed, progress=on_progress)
+    if out is not None:
+        _write_json(out, result)
+    if state.json:
+        _emit_json(result)
+    else:
+        typer.echo(format_report(result))
+        if out is not None:
+            typer.echo(f"\nwrote {out}")
+
+
+def _write_json(path: Path, value: Any) -> None:
+    try:
+        path.write_text(render.to_json(value) + "\n", encoding="utf-8")
+    except OSError as exc:
+        from memkern.errors import InvalidInputError
+
+        raise InvalidInputError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
+
+
+def main() -> None:  # pragma: no cover - the console script calls ``app`` directly
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
