@@ -34,6 +34,8 @@ class CubeIndex:
     kinds: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
     speakers: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
     states: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
+    #: ``states == "active"``, kept ready because almost every search asks for it.
+    active: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     tags: list[list[str]] = field(default_factory=list)
     vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
     #: (session code, position) -> row, for neighbour lookups.
@@ -78,6 +80,7 @@ class CubeIndex:
         self.kinds = np.concatenate([self.kinds, np.asarray(batch.kinds, dtype=object)])
         self.speakers = np.concatenate([self.speakers, np.asarray(batch.speakers, dtype=object)])
         self.states = np.concatenate([self.states, np.asarray(batch.states, dtype=object)])
+        self.active = np.concatenate([self.active, np.asarray(batch.states, dtype=object) == "active"])
         self.tags.extend(batch.tags)
         self._speaker_names = None
         new = batch.vectors if batch.vectors is not None else np.zeros((0, self.dim), dtype=np.float32)

@@ -7,13 +7,14 @@ rankings are fused; every hit carries each signal's share of its score.
 
 from __future__ import annotations
 
-import math
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from datetime import datetime, time, timezone
 
 import numpy as np
 
 from memkern.embed.base import Embedder
-from memkern.models import Filters, Hit, ScoreParts, utcnow
+from memkern.models import Filters, Hit, LifecycleState, ScoreParts, utcnow
 from memkern.retrieval.config import SearchConfig
 from memkern.retrieval.index import CubeIndex
 from memkern.reader.temporal import mentioned_periods
@@ -21,11 +22,17 @@ from memkern.retrieval.text import query_terms
 from memkern.store.base import Store
 
 
+_LEXICAL_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="memkern-lexical")
+
+
 def filter_mask(index: CubeIndex, filters: Filters) -> np.ndarray:
     """Rows of the index that the filters allow."""
-    mask = np.ones(len(index), dtype=bool)
-    if filters.state is not None:
-        mask &= index.states == filters.state.value
+    if filters.state is LifecycleState.ACTIVE:
+        mask = index.active.copy()
+    else:
+        mask = np.ones(len(index), dtype=bool)
+        if filters.state is not None:
+            mask &= index.states == filters.state.value
     if (sessions := filters.session_ids()) is not None:
         mask &= np.isin(np.asarray(index.session_names, dtype=object)[index.session_codes], sessions)
     if (kinds := filters.kinds()) is not None:
@@ -55,83 +62,141 @@ def _top_rows(scores: np.ndarray, count: int) -> np.ndarray:
 def rank(index: CubeIndex, store: Store, cube_id: str, query: str, query_vector: np.ndarray,
          filters: Filters, config: SearchConfig, top_k: int, now: datetime | None = None
          ) -> list[tuple[int, float, ScoreParts]]:
-    """The ``top_k`` best rows of the index with their fused score and its parts."""
+    """The ``top_k`` best rows of the index with their fused score and its parts.
+
+    Scoring works on arrays over the few hundred candidate rows; ``ScoreParts`` are built
+    only for the hits returned.
+    """
     if len(index) == 0:
         return []
     mask = filter_mask(index, filters)
     if not mask.any():
         return []
-    parts: dict[int, ScoreParts] = {}
 
-    def part(row: int) -> ScoreParts:
-        if row not in parts:
-            parts[row] = ScoreParts()
-        return parts[row]
-
-    if config.dense_weight > 0:
-        cosine = index.vectors @ query_vector
-        cosine = np.where(mask, cosine, -np.inf)
-        for position, row in enumerate(_top_rows(cosine, config.candidates)):
-            p = part(int(row))
-            p.cosine = float(cosine[row])
-            p.dense = config.dense_weight / (config.rrf_k + position + 1)
-
+    # The lexical query runs in the store (SQLite and psycopg release the GIL) while the
+    # dense scan runs here (numpy does too): on two cores a search costs the slower of the
+    # two rather than their sum.
     mentioned = _mentioned_speakers(index, query)
+    lexical = None
     if config.lexical_weight > 0:
         terms = query_terms(query)
         if config.drop_speaker_terms:
             lowered = {name.lower() for name in mentioned}
             terms = [t for t in terms if t not in lowered] or terms
         limit = config.candidates if mask.all() else config.candidates * 4
-        position = 0
-        for memory_id, bm25 in store.lexical_search(cube_id, terms, limit):
+        lexical = _LEXICAL_POOL.submit(store.lexical_search, cube_id, terms, limit)
+
+    dense_rows = np.zeros(0, dtype=np.int64)
+    cosine_all = None
+    if config.dense_weight > 0:
+        cosine_all = np.where(mask, index.vectors @ query_vector, -np.inf)
+        dense_rows = _top_rows(cosine_all, config.candidates)
+
+    lexical_rows: list[int] = []
+    bm25_scores: list[float] = []
+    if lexical is not None:
+        for memory_id, bm25 in lexical.result():
             row = index.row_of.get(memory_id)
-            if row is None or not mask[row]:
-                continue
-            p = part(row)
-            p.bm25 = bm25
-            p.lexical = config.lexical_weight / (config.rrf_k + position + 1)
-            position += 1
-            if position >= config.candidates:
-                break
+            if row is not None and mask[row]:
+                lexical_rows.append(row)
+                bm25_scores.append(bm25)
+                if len(lexical_rows) >= config.candidates:
+                    break
 
-    base = {row: p.lexical + p.dense for row, p in parts.items()}
-    _add_structure(index, base, parts, config)
-    if config.date_weight > 0:
-        _add_date_match(index, parts, mask, query, config)
+    dated = _date_rows(index, mask, query) if config.date_weight > 0 else np.zeros(0, dtype=np.int64)
+    rows = np.unique(np.concatenate([dense_rows, np.asarray(lexical_rows, dtype=np.int64), dated]))
+    if len(rows) == 0:
+        return []
+    slot_of = {int(row): i for i, row in enumerate(rows)}
+    n = len(rows)
+
+    def place(values_rows: Sequence[int] | np.ndarray, values: np.ndarray) -> np.ndarray:
+        out = np.zeros(n)
+        out[[slot_of[int(r)] for r in values_rows]] = values
+        return out
+
+    dense = place(dense_rows, config.dense_weight / (config.rrf_k + np.arange(1, len(dense_rows) + 1)))
+    lexical_part = place(lexical_rows, config.lexical_weight / (config.rrf_k + np.arange(1, len(lexical_rows) + 1)))
+    base = dense + lexical_part
+    codes = index.session_codes[rows]
+    session = config.session_weight * _session_strength(codes, base, config.session_top) \
+        if config.session_weight > 0 else np.zeros(n)
+    neighbour = config.neighbour_weight * _best_neighbour(index, rows, slot_of, base) \
+        if config.neighbour_weight > 0 else np.zeros(n)
+    first_place = 1.0 / (config.rrf_k + 1)
+    speaker = np.zeros(n)
     if mentioned and config.speaker_weight > 0:
-        for row, p in parts.items():
-            if index.speakers[row] in mentioned:
-                p.speaker = config.speaker_weight / (config.rrf_k + 1)
+        speaker = config.speaker_weight * first_place * np.isin(index.speakers[rows], list(mentioned))
+    date = place(dated, config.date_weight * first_place) if len(dated) else np.zeros(n)
+    total = base + session + neighbour + speaker + date
+    recency = np.zeros(n)
     if config.recency_weight > 0:
-        _add_recency(index, parts, config, now or utcnow())
+        age_days = np.maximum(0.0, ((now or utcnow()).timestamp() - index.event_times[rows]) / 86400.0)
+        decay = np.nan_to_num(0.5 ** (age_days / config.recency_half_life_days), nan=0.0)
+        recency = config.recency_weight * total.max() * decay
+        total = total + recency
 
-    scored = sorted(((row, _total(p), p) for row, p in parts.items()), key=lambda entry: -entry[1])
-    return scored[:top_k]
+    cosine = place(dense_rows, cosine_all[dense_rows]) if cosine_all is not None else None
+    bm25 = place(lexical_rows, np.asarray(bm25_scores)) if lexical_rows else None
+    in_dense, in_lexical = set(dense_rows.tolist()), set(lexical_rows)
+    ranked = []
+    for i in np.argsort(-total, kind="stable")[:top_k]:
+        row = int(rows[i])
+        ranked.append((row, float(total[i]), ScoreParts(
+            lexical=float(lexical_part[i]), dense=float(dense[i]), session=float(session[i]),
+            neighbour=float(neighbour[i]), speaker=float(speaker[i]), date=float(date[i]),
+            recency=float(recency[i]),
+            cosine=float(cosine[i]) if cosine is not None and row in in_dense else None,
+            bm25=float(bm25[i]) if bm25 is not None and row in in_lexical else None,
+        )))
+    return ranked
 
 
-def _total(p: ScoreParts) -> float:
-    return p.lexical + p.dense + p.session + p.neighbour + p.speaker + p.date + p.recency
-
-
-def _add_date_match(index: CubeIndex, parts: dict[int, ScoreParts], mask: np.ndarray, query: str,
-                    config: SearchConfig) -> None:
-    """Bonus for memories from a day or month the query names ("on 11 December, 2023").
+def _date_rows(index: CubeIndex, mask: np.ndarray, query: str) -> np.ndarray:
+    """Rows from a day or month the query names ("on 11 December, 2023").
 
     Every memory of that period becomes a candidate, not only those the text signals
     found: the date may be the only thing the query and the memory share.
     """
     periods = mentioned_periods(query)
     if not periods:
-        return
-    bonus = config.date_weight / (config.rrf_k + 1)
+        return np.zeros(0, dtype=np.int64)
     inside = np.zeros(len(index), dtype=bool)
     for first, last in periods:
         start = datetime.combine(first, time.min, timezone.utc).timestamp()
         end = datetime.combine(last, time.max, timezone.utc).timestamp()
         inside |= (index.event_times >= start) & (index.event_times <= end)
-    for row in np.flatnonzero(inside & mask):
-        parts.setdefault(int(row), ScoreParts()).date = bonus
+    return np.flatnonzero(inside & mask)
+
+
+def _session_strength(codes: np.ndarray, base: np.ndarray, top: int) -> np.ndarray:
+    """For each candidate, the mean of the ``top`` best base scores of its session."""
+    order = np.lexsort((-base, codes))
+    sorted_codes = codes[order]
+    starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+    rank_in_session = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    kept = rank_in_session < top
+    group = np.cumsum(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]]) - 1
+    sums = np.bincount(group[kept], weights=base[order][kept], minlength=len(starts))
+    strength = np.empty(len(codes))
+    strength[order] = sums[group] / top
+    return strength
+
+
+def _best_neighbour(index: CubeIndex, rows: np.ndarray, slot_of: dict[int, int], base: np.ndarray) -> np.ndarray:
+    """For each candidate, the best base score of the turns just before and after it."""
+    best = np.zeros(len(rows))
+    codes, positions = index.session_codes[rows], index.positions[rows]
+    for i in range(len(rows)):
+        position = int(positions[i])
+        if position < 0:
+            continue
+        code = int(codes[i])
+        for step in (-1, 1):
+            neighbour = index.slot.get((code, position + step))
+            if neighbour is not None and neighbour in slot_of:
+                best[i] = max(best[i], base[slot_of[neighbour]])
+    return best
 
 
 def _mentioned_speakers(index: CubeIndex, query: str) -> set[str]:
@@ -145,37 +210,6 @@ def _mentioned_speakers(index: CubeIndex, query: str) -> set[str]:
         if name in words or any(name.startswith(w) for w in words):
             found.add(speaker)
     return found
-
-
-def _add_structure(index: CubeIndex, base: dict[int, float], parts: dict[int, ScoreParts],
-                   config: SearchConfig) -> None:
-    """Session and neighbour evidence, computed from the fused base scores."""
-    if config.session_weight > 0:
-        by_session: dict[int, list[float]] = {}
-        for row, score in base.items():
-            by_session.setdefault(int(index.session_codes[row]), []).append(score)
-        strength = {code: sum(sorted(scores, reverse=True)[: config.session_top]) / config.session_top
-                    for code, scores in by_session.items()}
-        for row, p in parts.items():
-            p.session = config.session_weight * strength[int(index.session_codes[row])]
-    if config.neighbour_weight > 0:
-        for row, p in parts.items():
-            code, position = int(index.session_codes[row]), int(index.positions[row])
-            if position < 0:
-                continue
-            around = [index.slot.get((code, position + step)) for step in (-1, 1)]
-            best = max((base.get(r, 0.0) for r in around if r is not None), default=0.0)
-            p.neighbour = config.neighbour_weight * best
-
-
-def _add_recency(index: CubeIndex, parts: dict[int, ScoreParts], config: SearchConfig, now: datetime) -> None:
-    top = max((_total(p) for p in parts.values()), default=0.0)
-    for row, p in parts.items():
-        when = index.event_times[row]
-        if math.isnan(when):
-            continue
-        age_days = max(0.0, (now.timestamp() - when) / 86400.0)
-        p.recency = config.recency_weight * top * 0.5 ** (age_days / config.recency_half_life_days)
 
 
 def search(store: Store, index: CubeIndex, embedder: Embedder, cube_id: str, query: str, *,

@@ -34,9 +34,10 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def _fts_query(cube_id: str, terms: Sequence[str]) -> str:
+def _fts_query(cube_id: str | None, terms: Sequence[str]) -> str:
     quoted = " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
-    return f'cube : "{cube_id}" AND {{text entities}} : ({quoted})'
+    words = f"{{text entities}} : ({quoted})"
+    return f'cube : "{cube_id}" AND {words}' if cube_id else words
 
 
 class SQLiteStore(Store):
@@ -56,6 +57,10 @@ class SQLiteStore(Store):
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
         self._lock = threading.RLock()
+        #: Commits made through this connection (``PRAGMA data_version`` counts the others').
+        self._commits = 0
+        self._shares: dict[str, float] = {}
+        self._shares_key: tuple[int, int] | None = None
         self._migrate()
 
     # -- plumbing ----------------------------------------------------------------------------------
@@ -74,6 +79,7 @@ class SQLiteStore(Store):
                 raise
             else:
                 self._db.execute("COMMIT")
+                self._commits += 1
 
     def _read(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
         with self._lock:
@@ -481,15 +487,41 @@ class SQLiteStore(Store):
             batch.vectors = np.frombuffer(blob, dtype=np.float32).reshape(len(rows), -1)
         return batch
 
+    def _cube_share(self, cube_id: str) -> float:
+        """Fraction of the lexical index that belongs to the cube, cached until the file changes."""
+        with self._lock:
+            key = (self._db.execute("PRAGMA data_version").fetchone()[0], self._commits)
+            if key != self._shares_key:
+                counts = self._db.execute("SELECT cube_id, count(*) FROM index_rows GROUP BY cube_id").fetchall()
+                total = sum(count for _, count in counts) or 1
+                self._shares = {cube: count / total for cube, count in counts}
+                self._shares_key = key
+            return self._shares.get(cube_id, 0.0)
+
     def lexical_search(self, cube_id: str, terms: Sequence[str], limit: int) -> list[tuple[str, float]]:
         if not terms:
             return []
-        rows = self._read(
-            "SELECT m.id, -bm25(memory_fts, 0.0, 1.0, 0.5) AS score FROM memory_fts"
-            " JOIN memories m ON m.seq = memory_fts.rowid"
-            " WHERE memory_fts MATCH ? AND m.cube_id = ? ORDER BY bm25(memory_fts, 0.0, 1.0, 0.5) LIMIT ?",
-            (_fts_query(cube_id, terms), cube_id, int(limit)),
-        )
+        # Matching the cube's token restricts the search to the cube but costs a walk over
+        # all its postings: worth it when the cube is a small part of the index, twice the
+        # time of the search itself when the cube is most of it. The join filter below keeps
+        # the result exact either way.
+        share = self._cube_share(cube_id)
+        if share < 0.5:
+            rows = self._read(
+                "SELECT m.id, s.score FROM (SELECT rowid AS seq, -bm25(memory_fts, 0.0, 1.0, 0.5) AS score"
+                " FROM memory_fts WHERE memory_fts MATCH ? ORDER BY score DESC LIMIT ?) AS s"
+                " JOIN memories m ON m.seq = s.seq WHERE m.cube_id = ? ORDER BY s.score DESC",
+                (_fts_query(cube_id, terms), int(limit), cube_id),
+            )
+        else:
+            # Unscoped, some of the best rows belong to other cubes: ask for as many more
+            # as their share of the index suggests, then keep this cube's.
+            rows = self._read(
+                "SELECT m.id, s.score FROM (SELECT rowid AS seq, -bm25(memory_fts, 0.0, 1.0, 0.5) AS score"
+                " FROM memory_fts WHERE memory_fts MATCH ? ORDER BY score DESC LIMIT ?) AS s"
+                " JOIN memories m ON m.seq = s.seq WHERE m.cube_id = ? ORDER BY s.score DESC LIMIT ?",
+                (_fts_query(None, terms), int(limit / share) + 1, cube_id, int(limit)),
+            )
         return [(mid, float(score)) for mid, score in rows]
 
 
