@@ -61,7 +61,7 @@ import numpy as np
 
 try:
     import psycopg
-    from psycopg import sql
+    from psycopg import sql as pgsql
     from psycopg.adapt import Dumper, Loader
     from psycopg.conninfo import conninfo_to_dict
     from psycopg.pq import Format
@@ -71,9 +71,11 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
         "the PostgreSQL store needs psycopg 3 and psycopg-pool: pip install 'psycopg[binary]' psycopg-pool"
     ) from exc
 
-from memkern.errors import ConflictError, NotFoundError, StoreError
-from memkern.models import CubeInfo, Filters, LifecycleState, MemoryItem, MemoryKind, Operation, utcnow
-from memkern.store.base import AddOutcome, IndexBatch, Store, dedup_keys
+from memkern.errors import StoreError
+from memkern.models import CubeInfo, Filters, LifecycleState, MemoryItem, Operation, utcnow
+from memkern.store import sql
+from memkern.store.base import AddOutcome, IndexBatch, Store
+from memkern.store.sql import MEMORY_COLUMNS, row_to_item
 
 #: Each entry brings a schema from version ``i`` to ``i + 1``, in its own transaction. They
 #: run with ``search_path`` set to the store's schema (then pgvector's), so names are
@@ -165,7 +167,6 @@ MIGRATIONS: list[str] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _TABLES = ("operations", "index_rows", "memories", "cubes")
-_MEMORY_COLUMNS = "seq, state, valid_to, expired_at, access_count, last_accessed_at, body"
 #: ts_rank weights for labels D, C, B, A: text is A, entities B.
 _RANK_WEIGHTS = "{0.1, 0.2, 0.5, 1.0}"
 #: Texts longer than this are lexically indexed by their distinct words (tsvector <= 1 MB).
@@ -221,14 +222,6 @@ def _params(values: Sequence[Any]) -> tuple[Any, ...]:
     return tuple(_clean(v) for v in values)
 
 
-def _epoch(value: datetime | None) -> float | None:
-    return value.timestamp() if value else None
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
 def _hashed(key: str | None) -> str | None:
     return hashlib.sha256(key.encode("utf-8")).hexdigest() if key is not None else None
 
@@ -249,6 +242,19 @@ def _fts_text(text: str) -> str:
     return " ".join(kept)
 
 
+def _one_of(column: str, values: list[str]) -> sql.Clause:
+    if column == "session_id" and len(values) == 1:  # an equality can use the hash index
+        return f"{column} = %s", values
+    return f"{column} = ANY(%s::text[])", [values]
+
+
+def _has_tags(tags: list[str]) -> list[sql.Clause]:
+    return [("tag_list @> %s::text[]", [tags])]
+
+
+_DIALECT = sql.Dialect(mark="%s", is_current="is_current", no_limit="ALL", one_of=_one_of, has_tags=_has_tags)
+
+
 def _lock_key(*parts: str | None) -> str:
     return "\x1f".join("\x1e" if p is None else p for p in parts)
 
@@ -267,7 +273,7 @@ def drop_schema(dsn: str, schema: str) -> None:
     """Drop a store's schema with everything in it, without opening (or migrating) the store."""
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+            conn.execute(pgsql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(pgsql.Identifier(schema)))
     except psycopg.Error as exc:
         raise StoreError(f"cannot drop schema {schema!r} ({_safe_dsn(dsn)}): {exc}") from exc
 
@@ -289,8 +295,8 @@ class PostgresStore(Store):
         self._closed = False
         ext_schema, self._vector_oid = self._migrate()
         path = [schema] if ext_schema == schema else [schema, ext_schema]
-        self._search_path = sql.SQL("SET search_path TO {}").format(
-            sql.SQL(", ").join(sql.Identifier(s) for s in path))
+        self._search_path = pgsql.SQL("SET search_path TO {}").format(
+            pgsql.SQL(", ").join(pgsql.Identifier(s) for s in path))
         # The pool checks a connection before lending it, so that one broken by a server
         # restart or a network cut is replaced rather than failing the caller's request.
         self._pool = ConnectionPool(
@@ -341,10 +347,10 @@ class PostgresStore(Store):
                                 " WHERE e.extname = 'vector' AND t.typname = 'vector'")
                     vector_oid = int(cur.fetchone()[0])
 
-                    cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
+                    cur.execute(pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(pgsql.Identifier(self.schema)))
                     path = [self.schema] if ext_schema == self.schema else [self.schema, ext_schema]
-                    cur.execute(sql.SQL("SET LOCAL search_path TO {}").format(
-                        sql.SQL(", ").join(sql.Identifier(s) for s in path)))
+                    cur.execute(pgsql.SQL("SET LOCAL search_path TO {}").format(
+                        pgsql.SQL(", ").join(pgsql.Identifier(s) for s in path)))
                     cur.execute("SELECT to_regclass(format('%%I.meta', %s::text))", (self.schema,))
                     version = 0
                     if cur.fetchone()[0] is not None:
@@ -425,25 +431,9 @@ class PostgresStore(Store):
         return cur.fetchone() is not None
 
     @staticmethod
-    def _row_to_item(row: Sequence[Any]) -> MemoryItem:
-        _seq, state, valid_to, expired_at, access_count, last_accessed_at, body = row
-        item = MemoryItem.model_validate_json(body)
-        return item.model_copy(update={
-            "state": LifecycleState(state),
-            "valid_to": datetime.fromisoformat(valid_to) if valid_to else None,
-            "expired_at": datetime.fromisoformat(expired_at) if expired_at else None,
-            "access_count": access_count,
-            "last_accessed_at": datetime.fromisoformat(last_accessed_at) if last_accessed_at else None,
-        })
-
-    @staticmethod
     def _version_params(item: MemoryItem, indexed: bool) -> tuple[Any, ...]:
-        source_key, content_key = dedup_keys(item)
         return _params((
-            item.cube_id, item.id, item.version, item.expired_at is None, item.kind.value,
-            item.provenance.session_id, item.provenance.position, item.provenance.speaker,
-            _epoch(item.event_time), item.state.value, _hashed(source_key), content_key,
-            _iso(item.valid_to), _iso(item.expired_at), item.access_count, _iso(item.last_accessed_at),
+            *sql.version_values(item, _hashed),
             json.dumps(item.tags), list(item.tags), item.model_dump_json(),
             indexed, _fts_text(item.text) if indexed else "", " ".join(item.entities) if indexed else "",
         ))
@@ -482,13 +472,13 @@ class PostgresStore(Store):
 
     def _current(self, cur: psycopg.Cursor, cube_id: str, memory_id: str, *, lock: bool = False) -> tuple:
         cur.execute(
-            f"SELECT {_MEMORY_COLUMNS} FROM memories WHERE cube_id = %s AND id = %s AND is_current"
+            f"SELECT {MEMORY_COLUMNS} FROM memories WHERE cube_id = %s AND id = %s AND is_current"
             + (" FOR UPDATE" if lock else ""),
             _params((cube_id, memory_id)),
         )
         row = cur.fetchone()
         if row is None:
-            raise NotFoundError(f"no memory {memory_id!r} in cube {cube_id!r}")
+            raise sql.no_memory(cube_id, memory_id)
         return row
 
     # -- cubes -------------------------------------------------------------------------------------
@@ -503,15 +493,13 @@ class PostgresStore(Store):
             _params((info.id, info.name, info.owner, info.model_dump_json())),
         )
         if cur.fetchone() is None:
-            raise ConflictError(f"a cube named {info.name!r} (or with id {info.id!r}) already exists")
+            raise sql.cube_exists(info)
         self._log(cur, info.id, "create_cube", actor=info.owner)
 
     def get_cube(self, name_or_id: str) -> CubeInfo:
         rows = self._read("SELECT body FROM cubes WHERE id = %s OR name = %s ORDER BY (id = %s) DESC LIMIT 1",
                           (name_or_id, name_or_id, name_or_id))
-        if not rows:
-            raise NotFoundError(f"no cube named {name_or_id!r}")
-        return CubeInfo.model_validate_json(rows[0][0])
+        return sql.cube_from_rows(rows, name_or_id)
 
     def list_cubes(self, owner: str | None = None) -> list[CubeInfo]:
         if owner is None:
@@ -523,38 +511,32 @@ class PostgresStore(Store):
     def delete_cube(self, cube_id: str, actor: str | None = None) -> None:
         with self._tx() as cur:
             if not self._lock_cube(cur, cube_id):
-                raise NotFoundError(f"no cube with id {cube_id!r}")
+                raise sql.no_cube(cube_id)
             cur.execute("DELETE FROM index_rows WHERE cube_id = %s", _params((cube_id,)))
             cur.execute("DELETE FROM memories WHERE cube_id = %s", _params((cube_id,)))
             cur.execute("DELETE FROM cubes WHERE id = %s", _params((cube_id,)))
             self._log(cur, cube_id, "delete_cube", actor=actor)
 
     def cube_revision(self, cube_id: str) -> int:
-        rows = self._read("SELECT revision FROM cubes WHERE id = %s", (cube_id,))
-        if not rows:
-            raise NotFoundError(f"no cube with id {cube_id!r}")
-        return int(rows[0][0])
+        return sql.revision_from_rows(self._read("SELECT revision FROM cubes WHERE id = %s", (cube_id,)), cube_id)
 
     # -- writes ------------------------------------------------------------------------------------
     def add_memories(self, cube_id: str, items: Sequence[MemoryItem], vectors: np.ndarray,
                      actor: str | None = None) -> AddOutcome:
-        if len(items) != len(vectors):
-            raise StoreError(f"{len(items)} memories but {len(vectors)} vectors")
+        sql.check_batch(items, vectors)
         added: list[MemoryItem] = []
         duplicates: dict[int, str] = {}
         index_rows: list[tuple[int, str, np.ndarray]] = []
         with self._tx() as cur:
             if not self._lock_cube(cur, cube_id):
-                raise NotFoundError(f"no cube with id {cube_id!r}")
+                raise sql.no_cube(cube_id)
             last_position: dict[str | None, int] = {}
             for index, item in enumerate(items):
                 item = self._place_turn(cur, cube_id, item, last_position)
                 if self._insert_version(cur, item, vectors[index], index_rows) is None:
                     duplicates[index] = self._duplicate_of(cur, item)
                     continue  # a duplicate takes no position: the session stays numbered 0, 1, 2, ...
-                if item.kind is MemoryKind.TURN and item.provenance.session_id in last_position:
-                    last_position[item.provenance.session_id] = max(
-                        last_position[item.provenance.session_id], item.provenance.position)
+                sql.advance_position(item, last_position)
                 added.append(item)
             self._insert_index_rows(cur, index_rows)
             if added:
@@ -568,15 +550,11 @@ class PostgresStore(Store):
 
     def _place_turn(self, cur: psycopg.Cursor, cube_id: str, item: MemoryItem,
                     last_position: dict[str | None, int]) -> MemoryItem:
-        """Number a new turn after the last one of its session. The first time a session is
-        met, an advisory lock on (cube, session) is taken for the rest of the transaction
-        before its last position is read, so that concurrent writers to one session never
-        take the same position. ``last_position`` caches the last position per session; the
-        caller advances it only when the turn is actually stored."""
-        if item.kind is not MemoryKind.TURN or item.provenance.position is not None:
-            return item
-        session = item.provenance.session_id
-        if session not in last_position:
+        """Number a new turn (``sql.place_turn``). The first time a session is met, an
+        advisory lock on (cube, session) is taken for the rest of the transaction before its
+        last position is read, so that concurrent writers to one session never take the same
+        position."""
+        def last_stored(session: str | None) -> int | None:
             cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
                         _params((_lock_key(self.schema, cube_id, session),)))
             if session is None:
@@ -585,47 +563,31 @@ class PostgresStore(Store):
             else:
                 cur.execute("SELECT max(position) FROM memories WHERE cube_id = %s AND session_id = %s",
                             _params((cube_id, session)))
-            found = cur.fetchone()[0]
-            last_position[session] = -1 if found is None else int(found)
-        provenance = item.provenance.model_copy(update={"position": last_position[session] + 1})
-        return item.model_copy(update={"provenance": provenance})
+            return cur.fetchone()[0]
+
+        return sql.place_turn(item, last_position, last_stored)
 
     @staticmethod
     def _duplicate_of(cur: psycopg.Cursor, item: MemoryItem) -> str:
-        source_key, content_key = dedup_keys(item)
-        cur.execute(
-            "SELECT id FROM memories WHERE cube_id = %s AND is_current AND (source_key = %s OR content_key = %s)"
-            " ORDER BY seq LIMIT 1",
-            _params((item.cube_id, _hashed(source_key), content_key)),
-        )
-        row = cur.fetchone()
-        if row is None:  # the conflict was on (cube, id, version): a caller reused an id
-            raise ConflictError(f"memory id {item.id!r} already exists in cube {item.cube_id!r}")
-        return str(row[0])
+        query, params = sql.duplicate_query(_DIALECT, item, _hashed)
+        cur.execute(query, _params(params))
+        return sql.duplicate_id(cur.fetchone(), item)
 
     def update_memory(self, cube_id: str, new_version: MemoryItem, vector: np.ndarray,
                       expected_version: int) -> MemoryItem:
         with self._tx() as cur:
             self._lock_cube(cur, cube_id)
             seq, *_ = current = self._current(cur, cube_id, new_version.id, lock=True)
-            old = self._row_to_item(current)
-            if old.version != expected_version:
-                raise ConflictError(
-                    f"memory {new_version.id!r} is at version {old.version}, not {expected_version}: "
-                    "it changed since you read it"
-                )
-            # A new validity start means the world changed: the old version stops being true then.
-            valid_to = new_version.valid_from if new_version.valid_from != old.valid_from else old.valid_to
+            old = row_to_item(current)
+            valid_to = sql.closing_valid_to(old, new_version, expected_version)
             cur.execute(
                 "UPDATE memories SET is_current = false, expired_at = %s, valid_to = %s, tsv = NULL WHERE seq = %s",
-                (new_version.recorded_at.isoformat(), _iso(valid_to), seq),
+                (new_version.recorded_at.isoformat(), valid_to, seq),
             )
             cur.execute("DELETE FROM index_rows WHERE memory_seq = %s", (seq,))
             index_rows: list[tuple[int, str, np.ndarray]] = []
             if self._insert_version(cur, new_version, vector, index_rows) is None:
-                raise ConflictError(
-                    f"the new text of {new_version.id!r} duplicates another current memory of the cube"
-                )
+                raise sql.update_duplicates(new_version)
             self._insert_index_rows(cur, index_rows)
             self._log(cur, cube_id, "update", new_version.id, new_version.version,
                       new_version.changed_by, new_version.change_reason)
@@ -634,8 +596,7 @@ class PostgresStore(Store):
 
     def set_state(self, cube_id: str, memory_id: str, state: LifecycleState,
                   actor: str | None = None, reason: str | None = None) -> MemoryItem:
-        if state is LifecycleState.DELETED:
-            raise StoreError("use delete_memory to delete; it removes every version")
+        sql.check_settable(state)
         with self._tx() as cur:
             self._lock_cube(cur, cube_id)
             seq, *_ = self._current(cur, cube_id, memory_id, lock=True)
@@ -648,7 +609,7 @@ class PostgresStore(Store):
                             (seq, row[0], row[1]))
             self._log(cur, cube_id, state.value, memory_id, None, actor, reason)
             self._bump(cur, cube_id)
-            return self._row_to_item(self._current(cur, cube_id, memory_id))
+            return row_to_item(self._current(cur, cube_id, memory_id))
 
     def delete_memory(self, cube_id: str, memory_id: str, actor: str | None = None,
                       reason: str | None = None) -> None:
@@ -657,7 +618,7 @@ class PostgresStore(Store):
             cur.execute("DELETE FROM memories WHERE cube_id = %s AND id = %s RETURNING seq",
                         _params((cube_id, memory_id)))  # index rows go with them (ON DELETE CASCADE)
             if not cur.fetchall():
-                raise NotFoundError(f"no memory {memory_id!r} in cube {cube_id!r}")
+                raise sql.no_memory(cube_id, memory_id)
             self._log(cur, cube_id, "delete", memory_id, None, actor, reason)
             self._bump(cur, cube_id)
 
@@ -681,17 +642,13 @@ class PostgresStore(Store):
 
     def import_cube(self, info: CubeInfo, versions: Sequence[MemoryItem], vectors: np.ndarray,
                     actor: str | None = None) -> CubeInfo:
-        current = [v for v in versions if v.expired_at is None]
-        if len(current) != len(vectors):
-            raise StoreError(f"{len(current)} current memories but {len(vectors)} vectors")
-        vector_of = {v.id: vectors[i] for i, v in enumerate(current)}
+        vector_of = sql.import_vectors(versions, vectors)
         with self._tx() as cur:
             self._insert_cube(cur, info)
             index_rows: list[tuple[int, str, np.ndarray]] = []
             for item in versions:
-                vector = vector_of.get(item.id) if item.expired_at is None else None
-                if self._insert_version(cur, item, vector, index_rows) is None:
-                    raise ConflictError(f"the cube holds {item.version_id} twice (or a duplicate memory)")
+                if self._insert_version(cur, item, vector_of(item), index_rows) is None:
+                    raise sql.import_duplicates(item)
             self._insert_index_rows(cur, index_rows)
             self._log(cur, info.id, "import", actor=actor, reason=f"{len(versions)} versions")
             self._bump(cur, info.id)
@@ -703,86 +660,44 @@ class PostgresStore(Store):
         if not ids:
             return {}
         rows = self._read(
-            f"SELECT {_MEMORY_COLUMNS} FROM memories WHERE cube_id = %s AND is_current AND id = ANY(%s::text[])"
+            f"SELECT {MEMORY_COLUMNS} FROM memories WHERE cube_id = %s AND is_current AND id = ANY(%s::text[])"
             " ORDER BY seq",
             (cube_id, ids),
         )
-        found: dict[str, MemoryItem] = {}
-        for row in rows:
-            item = self._row_to_item(row)
-            found[item.id] = item
-        return found
+        return sql.items_by_id(rows)
 
     def list_memories(self, cube_id: str, filters: Filters, limit: int | None = None,
                       offset: int = 0) -> list[MemoryItem]:
-        where, params = ["cube_id = %s", "is_current"], [cube_id]
-        if filters.state is not None:
-            where.append("state = %s")
-            params.append(filters.state.value)
-        if (sessions := filters.session_ids()) is not None:
-            if len(sessions) == 1:
-                where.append("session_id = %s")
-                params.append(sessions[0])
-            else:
-                where.append("session_id = ANY(%s::text[])")
-                params.append(list(sessions))
-        if (kinds := filters.kinds()) is not None:
-            where.append("kind = ANY(%s::text[])")
-            params.append([k.value for k in kinds])
-        if filters.speaker is not None:
-            where.append("speaker = %s")
-            params.append(filters.speaker)
-        if filters.since is not None:
-            where.append("event_time >= %s")
-            params.append(filters.since.timestamp())
-        if filters.until is not None:
-            where.append("event_time <= %s")
-            params.append(filters.until.timestamp())
-        if filters.tags:  # in SQL, so that LIMIT/OFFSET count matching rows only
-            where.append("tag_list @> %s::text[]")
-            params.append(list(dict.fromkeys(filters.tags)))
-        query = f"SELECT {_MEMORY_COLUMNS} FROM memories WHERE {' AND '.join(where)} ORDER BY seq"
-        query += f" LIMIT {int(limit) if limit is not None and limit >= 0 else 'ALL'} OFFSET {max(0, int(offset))}"
-        return [self._row_to_item(row) for row in self._read(query, params)]
+        query, params = sql.list_memories_query(_DIALECT, cube_id, filters, limit, offset)
+        return [row_to_item(row) for row in self._read(query, params)]
 
     def history(self, cube_id: str, memory_id: str) -> list[MemoryItem]:
         rows = self._read(
-            f"SELECT {_MEMORY_COLUMNS} FROM memories WHERE cube_id = %s AND id = %s ORDER BY version",
+            f"SELECT {MEMORY_COLUMNS} FROM memories WHERE cube_id = %s AND id = %s ORDER BY version",
             (cube_id, memory_id),
         )
-        if not rows:
-            raise NotFoundError(f"no memory {memory_id!r} in cube {cube_id!r}")
-        return [self._row_to_item(row) for row in rows]
+        return sql.history_items(rows, cube_id, memory_id)
 
     def export_versions(self, cube_id: str) -> tuple[list[MemoryItem], np.ndarray]:
         with self._tx(snapshot=True) as cur:
             cur.execute("SELECT body FROM cubes WHERE id = %s", _params((cube_id,)))
             cube = cur.fetchone()
-            cur.execute(f"SELECT {_MEMORY_COLUMNS} FROM memories WHERE cube_id = %s ORDER BY seq",
+            cur.execute(f"SELECT {MEMORY_COLUMNS} FROM memories WHERE cube_id = %s ORDER BY seq",
                         _params((cube_id,)))
             rows = cur.fetchall()
             cur.execute("SELECT i.vector FROM index_rows i JOIN memories m ON m.seq = i.memory_seq"
                         " WHERE i.cube_id = %s ORDER BY m.seq", _params((cube_id,)))
             found = [v for (v,) in cur.fetchall()]
         if cube is None:
-            raise NotFoundError(f"no cube named {cube_id!r}")
+            raise sql.no_cube_named(cube_id)
         dim = CubeInfo.model_validate_json(cube[0]).dim
         vectors = np.stack(found).astype(np.float32, copy=False) if found else np.zeros((0, dim), np.float32)
-        return [self._row_to_item(row) for row in rows], vectors.reshape(-1, dim)
+        return [row_to_item(row) for row in rows], vectors.reshape(-1, dim)
 
     def operations(self, cube_id: str, memory_id: str | None = None,
                    limit: int | None = None) -> list[Operation]:
-        query = "SELECT seq, at, op, cube_id, memory_id, version, actor, reason FROM operations WHERE cube_id = %s"
-        params: list[object] = [cube_id]
-        if memory_id is not None:
-            query += " AND memory_id = %s"
-            params.append(memory_id)
-        query += f" ORDER BY seq LIMIT {int(limit) if limit is not None and limit >= 0 else 'ALL'}"
-        return [
-            Operation(seq=r[0], at=datetime.fromisoformat(r[1]), op=r[2], cube_id=r[3], memory_id=r[4],
-                      version=r[5], actor=r[6], reason=r[7])
-            for r in self._read(query, params)
-        ]
+        return [sql.row_to_operation(row)
+                for row in self._read(*sql.operations_query(_DIALECT, cube_id, memory_id, limit))]
 
     # -- search primitives -------------------------------------------------------------------------
     def index_rows(self, cube_id: str, after_seq: int) -> IndexBatch:
@@ -799,22 +714,8 @@ class PostgresStore(Store):
             count = cur.fetchone()[0]
             cur.execute("SELECT revision FROM cubes WHERE id = %s", _params((cube_id,)))
             revision = cur.fetchone()
-        if revision is None:
-            raise NotFoundError(f"no cube with id {cube_id!r}")
-        batch = IndexBatch(count=int(count), revision=int(revision[0]))
-        for seq, mid, session, kind, speaker, etime, state, position, tags, _ in rows:
-            batch.seqs.append(int(seq))
-            batch.ids.append(mid)
-            batch.session_ids.append(session)
-            batch.kinds.append(kind)
-            batch.speakers.append(speaker)
-            batch.event_times.append(etime)
-            batch.states.append(state)
-            batch.positions.append(position)
-            batch.tags.append(json.loads(tags) if tags else [])
-        if rows:
-            batch.vectors = np.stack([row[-1] for row in rows]).astype(np.float32, copy=False)
-        return batch
+        return sql.index_batch(rows, count, revision, cube_id,
+                               lambda found: np.stack(found).astype(np.float32, copy=False))
 
     def lexical_search(self, cube_id: str, terms: Sequence[str], limit: int) -> list[tuple[str, float]]:
         terms = [t for t in terms if t and t.strip()]

@@ -8,7 +8,6 @@ write returns, it survives a crash of the process or of the machine.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -18,20 +17,23 @@ from pathlib import Path
 
 import numpy as np
 
-from memkern.errors import ConflictError, NotFoundError, StoreError
-from memkern.models import CubeInfo, Filters, LifecycleState, MemoryItem, MemoryKind, Operation, utcnow
-from memkern.store.base import AddOutcome, IndexBatch, Store, dedup_keys
+from memkern.errors import StoreError
+from memkern.models import CubeInfo, Filters, LifecycleState, MemoryItem, Operation, utcnow
+from memkern.store import sql
+from memkern.store.base import AddOutcome, IndexBatch, Store
+from memkern.store.sql import MEMORY_COLUMNS, row_to_item
 from memkern.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 
-_MEMORY_COLUMNS = "seq, state, valid_to, expired_at, access_count, last_accessed_at, body"
+
+def _in_list(column: str, values: list[str]) -> sql.Clause:
+    return f"{column} IN ({','.join('?' * len(values))})", values
 
 
-def _epoch(value: datetime | None) -> float | None:
-    return value.timestamp() if value else None
+def _has_tags(tags: list[str]) -> list[sql.Clause]:
+    return [("EXISTS (SELECT 1 FROM json_each(memories.body, '$.tags') WHERE value = ?)", [tag]) for tag in tags]
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
+_DIALECT = sql.Dialect(mark="?", is_current="is_current=1", no_limit="-1", one_of=_in_list, has_tags=_has_tags)
 
 
 def _fts_query(cube_id: str | None, terms: Sequence[str]) -> str:
@@ -124,33 +126,14 @@ class SQLiteStore(Store):
     def _bump(db: sqlite3.Connection, cube_id: str) -> None:
         db.execute("UPDATE cubes SET revision = revision + 1 WHERE id = ?", (cube_id,))
 
-    @staticmethod
-    def _row_to_item(row: tuple) -> MemoryItem:
-        _seq, state, valid_to, expired_at, access_count, last_accessed_at, body = row
-        item = MemoryItem.model_validate_json(body)
-        return item.model_copy(update={
-            "state": LifecycleState(state),
-            "valid_to": datetime.fromisoformat(valid_to) if valid_to else None,
-            "expired_at": datetime.fromisoformat(expired_at) if expired_at else None,
-            "access_count": access_count,
-            "last_accessed_at": datetime.fromisoformat(last_accessed_at) if last_accessed_at else None,
-        })
-
     def _insert_version(self, db: sqlite3.Connection, item: MemoryItem, vector: np.ndarray | None) -> int | None:
         """Write one version; returns its seq, or None when a current duplicate exists."""
-        source_key, content_key = dedup_keys(item)
         is_current = item.expired_at is None
         cursor = db.execute(
             "INSERT INTO memories(cube_id, id, version, is_current, kind, session_id, position, speaker,"
             " event_time, state, source_key, content_key, valid_to, expired_at, access_count,"
             " last_accessed_at, body) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
-            (
-                item.cube_id, item.id, item.version, int(is_current), item.kind.value,
-                item.provenance.session_id, item.provenance.position, item.provenance.speaker,
-                _epoch(item.event_time),
-                item.state.value, source_key, content_key, _iso(item.valid_to), _iso(item.expired_at),
-                item.access_count, _iso(item.last_accessed_at), item.model_dump_json(),
-            ),
+            (*sql.version_values(item), item.model_dump_json()),
         )
         if cursor.rowcount == 0:
             return None
@@ -177,11 +160,11 @@ class SQLiteStore(Store):
 
     def _current(self, db: sqlite3.Connection, cube_id: str, memory_id: str) -> tuple:
         row = db.execute(
-            f"SELECT {_MEMORY_COLUMNS} FROM memories WHERE cube_id=? AND id=? AND is_current=1",
+            f"SELECT {MEMORY_COLUMNS} FROM memories WHERE cube_id=? AND id=? AND is_current=1",
             (cube_id, memory_id),
         ).fetchone()
         if row is None:
-            raise NotFoundError(f"no memory {memory_id!r} in cube {cube_id!r}")
+            raise sql.no_memory(cube_id, memory_id)
         return row
 
     # -- cubes -------------------------------------------------------------------------------------
@@ -197,14 +180,12 @@ class SQLiteStore(Store):
                 (info.id, info.name, info.owner, info.model_dump_json()),
             )
         except sqlite3.IntegrityError as exc:
-            raise ConflictError(f"a cube named {info.name!r} (or with id {info.id!r}) already exists") from exc
+            raise sql.cube_exists(info) from exc
         self._log(db, info.id, "create_cube", actor=info.owner)
 
     def get_cube(self, name_or_id: str) -> CubeInfo:
         rows = self._read("SELECT body FROM cubes WHERE id = ? OR name = ?", (name_or_id, name_or_id))
-        if not rows:
-            raise NotFoundError(f"no cube named {name_or_id!r}")
-        return CubeInfo.model_validate_json(rows[0][0])
+        return sql.cube_from_rows(rows, name_or_id)
 
     def list_cubes(self, owner: str | None = None) -> list[CubeInfo]:
         if owner is None:
@@ -215,8 +196,7 @@ class SQLiteStore(Store):
 
     def delete_cube(self, cube_id: str, actor: str | None = None) -> None:
         with self._write() as db:
-            if db.execute("SELECT 1 FROM cubes WHERE id=?", (cube_id,)).fetchone() is None:
-                raise NotFoundError(f"no cube with id {cube_id!r}")
+            self._require_cube(db, cube_id)
             seqs = [s for (s,) in db.execute("SELECT seq FROM memories WHERE cube_id=?", (cube_id,))]
             db.executemany("DELETE FROM memory_fts WHERE rowid=?", [(s,) for s in seqs])
             db.execute("DELETE FROM index_rows WHERE cube_id=?", (cube_id,))
@@ -225,16 +205,12 @@ class SQLiteStore(Store):
             self._log(db, cube_id, "delete_cube", actor=actor)
 
     def cube_revision(self, cube_id: str) -> int:
-        rows = self._read("SELECT revision FROM cubes WHERE id=?", (cube_id,))
-        if not rows:
-            raise NotFoundError(f"no cube with id {cube_id!r}")
-        return int(rows[0][0])
+        return sql.revision_from_rows(self._read("SELECT revision FROM cubes WHERE id=?", (cube_id,)), cube_id)
 
     # -- writes ------------------------------------------------------------------------------------
     def add_memories(self, cube_id: str, items: Sequence[MemoryItem], vectors: np.ndarray,
                      actor: str | None = None) -> AddOutcome:
-        if len(items) != len(vectors):
-            raise StoreError(f"{len(items)} memories but {len(vectors)} vectors")
+        sql.check_batch(items, vectors)
         added: list[MemoryItem] = []
         duplicates: dict[int, str] = {}
         with self._write() as db:
@@ -245,9 +221,7 @@ class SQLiteStore(Store):
                 if self._insert_version(db, item, vector) is None:
                     duplicates[index] = self._duplicate_of(db, item)
                     continue  # a duplicate takes no position: the session stays numbered 0, 1, 2, ...
-                if item.kind is MemoryKind.TURN and item.provenance.session_id in last_position:
-                    last_position[item.provenance.session_id] = max(
-                        last_position[item.provenance.session_id], item.provenance.position)
+                sql.advance_position(item, last_position)
                 added.append(item)
                 self._log(db, cube_id, "add", item.id, item.version, actor)
             if added:
@@ -257,59 +231,34 @@ class SQLiteStore(Store):
     @staticmethod
     def _place_turn(db: sqlite3.Connection, cube_id: str, item: MemoryItem,
                     last_position: dict[str | None, int]) -> MemoryItem:
-        """Number a new turn after the last one of its session, inside the write transaction
-        so that concurrent writers to one session never take the same position.
-        ``last_position`` caches the last position per session; the caller advances it only
-        when the turn is actually stored."""
-        if item.kind is not MemoryKind.TURN or item.provenance.position is not None:
-            return item
-        session = item.provenance.session_id
-        if session not in last_position:
-            row = db.execute(
-                "SELECT max(position) FROM memories WHERE cube_id=? AND session_id IS ?",
-                (cube_id, session),
-            ).fetchone()
-            last_position[session] = -1 if row[0] is None else int(row[0])
-        provenance = item.provenance.model_copy(update={"position": last_position[session] + 1})
-        return item.model_copy(update={"provenance": provenance})
+        """Number a new turn (``sql.place_turn``) inside the write transaction, so that
+        concurrent writers to one session never take the same position."""
+        return sql.place_turn(item, last_position, lambda session: db.execute(
+            "SELECT max(position) FROM memories WHERE cube_id=? AND session_id IS ?", (cube_id, session),
+        ).fetchone()[0])
 
     @staticmethod
     def _require_cube(db: sqlite3.Connection, cube_id: str) -> None:
         if db.execute("SELECT 1 FROM cubes WHERE id=?", (cube_id,)).fetchone() is None:
-            raise NotFoundError(f"no cube with id {cube_id!r}")
+            raise sql.no_cube(cube_id)
 
     @staticmethod
     def _duplicate_of(db: sqlite3.Connection, item: MemoryItem) -> str:
-        source_key, content_key = dedup_keys(item)
-        row = db.execute(
-            "SELECT id FROM memories WHERE cube_id=? AND is_current=1 AND (source_key=? OR content_key=?)",
-            (item.cube_id, source_key, content_key),
-        ).fetchone()
-        if row is None:  # the conflict was on (cube, id, version): a caller reused an id
-            raise ConflictError(f"memory id {item.id!r} already exists in cube {item.cube_id!r}")
-        return str(row[0])
+        return sql.duplicate_id(db.execute(*sql.duplicate_query(_DIALECT, item)).fetchone(), item)
 
     def update_memory(self, cube_id: str, new_version: MemoryItem, vector: np.ndarray,
                       expected_version: int) -> MemoryItem:
         with self._write() as db:
             seq, *_ = current = self._current(db, cube_id, new_version.id)
-            old = self._row_to_item(current)
-            if old.version != expected_version:
-                raise ConflictError(
-                    f"memory {new_version.id!r} is at version {old.version}, not {expected_version}: "
-                    "it changed since you read it"
-                )
-            # A new validity start means the world changed: the old version stops being true then.
-            valid_to = new_version.valid_from if new_version.valid_from != old.valid_from else old.valid_to
+            old = row_to_item(current)
+            valid_to = sql.closing_valid_to(old, new_version, expected_version)
             db.execute(
                 "UPDATE memories SET is_current=0, expired_at=?, valid_to=? WHERE seq=?",
-                (new_version.recorded_at.isoformat(), _iso(valid_to), seq),
+                (new_version.recorded_at.isoformat(), valid_to, seq),
             )
             self._unindex(db, seq)
             if self._insert_version(db, new_version, vector) is None:
-                raise ConflictError(
-                    f"the new text of {new_version.id!r} duplicates another current memory of the cube"
-                )
+                raise sql.update_duplicates(new_version)
             self._log(db, cube_id, "update", new_version.id, new_version.version,
                       new_version.changed_by, new_version.change_reason)
             self._bump(db, cube_id)
@@ -317,8 +266,7 @@ class SQLiteStore(Store):
 
     def set_state(self, cube_id: str, memory_id: str, state: LifecycleState,
                   actor: str | None = None, reason: str | None = None) -> MemoryItem:
-        if state is LifecycleState.DELETED:
-            raise StoreError("use delete_memory to delete; it removes every version")
+        sql.check_settable(state)
         with self._write() as db:
             seq, *_ = self._current(db, cube_id, memory_id)
             db.execute("UPDATE memories SET state=? WHERE seq=?", (state.value, seq))
@@ -330,7 +278,7 @@ class SQLiteStore(Store):
                            (seq, cube_id, vector[0]))
             self._log(db, cube_id, state.value, memory_id, None, actor, reason)
             self._bump(db, cube_id)
-            return self._row_to_item(self._current(db, cube_id, memory_id))
+            return row_to_item(self._current(db, cube_id, memory_id))
 
     def delete_memory(self, cube_id: str, memory_id: str, actor: str | None = None,
                       reason: str | None = None) -> None:
@@ -338,7 +286,7 @@ class SQLiteStore(Store):
             seqs = [s for (s,) in db.execute(
                 "SELECT seq FROM memories WHERE cube_id=? AND id=?", (cube_id, memory_id))]
             if not seqs:
-                raise NotFoundError(f"no memory {memory_id!r} in cube {cube_id!r}")
+                raise sql.no_memory(cube_id, memory_id)
             for seq in seqs:
                 self._unindex(db, seq)
             db.execute("DELETE FROM memories WHERE cube_id=? AND id=?", (cube_id, memory_id))
@@ -357,77 +305,47 @@ class SQLiteStore(Store):
 
     def import_cube(self, info: CubeInfo, versions: Sequence[MemoryItem], vectors: np.ndarray,
                     actor: str | None = None) -> CubeInfo:
-        current = [v for v in versions if v.expired_at is None]
-        if len(current) != len(vectors):
-            raise StoreError(f"{len(current)} current memories but {len(vectors)} vectors")
-        vector_of = {v.id: vectors[i] for i, v in enumerate(current)}
+        vector_of = sql.import_vectors(versions, vectors)
         with self._write() as db:
             self._insert_cube(db, info)
             for item in versions:
-                if self._insert_version(db, item, vector_of.get(item.id) if item.expired_at is None else None) is None:
-                    raise ConflictError(f"the cube holds {item.version_id} twice (or a duplicate memory)")
+                if self._insert_version(db, item, vector_of(item)) is None:
+                    raise sql.import_duplicates(item)
             self._log(db, info.id, "import", actor=actor, reason=f"{len(versions)} versions")
             self._bump(db, info.id)
         return info
 
     # -- reads -------------------------------------------------------------------------------------
     def get_memories(self, cube_id: str, memory_ids: Sequence[str]) -> dict[str, MemoryItem]:
-        found: dict[str, MemoryItem] = {}
+        rows: list[tuple] = []
         ids = list(dict.fromkeys(memory_ids))
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
             marks = ",".join("?" * len(chunk))
-            for row in self._read(
-                f"SELECT {_MEMORY_COLUMNS} FROM memories WHERE cube_id=? AND is_current=1 AND id IN ({marks})",
+            rows += self._read(
+                f"SELECT {MEMORY_COLUMNS} FROM memories WHERE cube_id=? AND is_current=1 AND id IN ({marks})",
                 (cube_id, *chunk),
-            ):
-                item = self._row_to_item(row)
-                found[item.id] = item
-        return found
+            )
+        return sql.items_by_id(rows)
 
     def list_memories(self, cube_id: str, filters: Filters, limit: int | None = None,
                       offset: int = 0) -> list[MemoryItem]:
-        where, params = ["cube_id=?", "is_current=1"], [cube_id]
-        if filters.state is not None:
-            where.append("state=?")
-            params.append(filters.state.value)
-        if (sessions := filters.session_ids()) is not None:
-            where.append(f"session_id IN ({','.join('?' * len(sessions))})")
-            params.extend(sessions)
-        if (kinds := filters.kinds()) is not None:
-            where.append(f"kind IN ({','.join('?' * len(kinds))})")
-            params.extend(k.value for k in kinds)
-        if filters.speaker is not None:
-            where.append("speaker=?")
-            params.append(filters.speaker)
-        if filters.since is not None:
-            where.append("event_time >= ?")
-            params.append(filters.since.timestamp())
-        if filters.until is not None:
-            where.append("event_time <= ?")
-            params.append(filters.until.timestamp())
-        for tag in dict.fromkeys(filters.tags or []):  # in SQL, so that LIMIT/OFFSET count matching rows only
-            where.append("EXISTS (SELECT 1 FROM json_each(memories.body, '$.tags') WHERE value = ?)")
-            params.append(tag)
-        sql = f"SELECT {_MEMORY_COLUMNS} FROM memories WHERE {' AND '.join(where)} ORDER BY seq"
-        sql += f" LIMIT {int(limit) if limit is not None else -1} OFFSET {int(offset)}"
-        return [self._row_to_item(row) for row in self._read(sql, params)]
+        query, params = sql.list_memories_query(_DIALECT, cube_id, filters, limit, offset)
+        return [row_to_item(row) for row in self._read(query, params)]
 
     def history(self, cube_id: str, memory_id: str) -> list[MemoryItem]:
         rows = self._read(
-            f"SELECT {_MEMORY_COLUMNS} FROM memories WHERE cube_id=? AND id=? ORDER BY version",
+            f"SELECT {MEMORY_COLUMNS} FROM memories WHERE cube_id=? AND id=? ORDER BY version",
             (cube_id, memory_id),
         )
-        if not rows:
-            raise NotFoundError(f"no memory {memory_id!r} in cube {cube_id!r}")
-        return [self._row_to_item(row) for row in rows]
+        return sql.history_items(rows, cube_id, memory_id)
 
     def export_versions(self, cube_id: str) -> tuple[list[MemoryItem], np.ndarray]:
         with self._lock:
             self._db.execute("BEGIN")  # one snapshot for versions and vectors
             try:
                 rows = self._db.execute(
-                    f"SELECT {_MEMORY_COLUMNS} FROM memories WHERE cube_id=? ORDER BY seq", (cube_id,)
+                    f"SELECT {MEMORY_COLUMNS} FROM memories WHERE cube_id=? ORDER BY seq", (cube_id,)
                 ).fetchall()
                 blobs = self._db.execute(
                     "SELECT i.vector FROM index_rows i JOIN memories m ON m.seq = i.memory_seq"
@@ -437,21 +355,12 @@ class SQLiteStore(Store):
                 self._db.execute("COMMIT")
         dim = self.get_cube(cube_id).dim
         vectors = np.frombuffer(b"".join(b for (b,) in blobs), dtype=np.float32).reshape(-1, dim)
-        return [self._row_to_item(row) for row in rows], vectors
+        return [row_to_item(row) for row in rows], vectors
 
     def operations(self, cube_id: str, memory_id: str | None = None,
                    limit: int | None = None) -> list[Operation]:
-        sql = "SELECT seq, at, op, cube_id, memory_id, version, actor, reason FROM operations WHERE cube_id=?"
-        params: list[object] = [cube_id]
-        if memory_id is not None:
-            sql += " AND memory_id=?"
-            params.append(memory_id)
-        sql += f" ORDER BY seq LIMIT {int(limit) if limit is not None else -1}"
-        return [
-            Operation(seq=r[0], at=datetime.fromisoformat(r[1]), op=r[2], cube_id=r[3], memory_id=r[4],
-                      version=r[5], actor=r[6], reason=r[7])
-            for r in self._read(sql, params)
-        ]
+        return [sql.row_to_operation(row)
+                for row in self._read(*sql.operations_query(_DIALECT, cube_id, memory_id, limit))]
 
     # -- search primitives -------------------------------------------------------------------------
     def index_rows(self, cube_id: str, after_seq: int) -> IndexBatch:
@@ -469,23 +378,8 @@ class SQLiteStore(Store):
                 revision = self._db.execute("SELECT revision FROM cubes WHERE id=?", (cube_id,)).fetchone()
             finally:
                 self._db.execute("COMMIT")
-        if revision is None:
-            raise NotFoundError(f"no cube with id {cube_id!r}")
-        batch = IndexBatch(count=int(count), revision=int(revision[0]))
-        for seq, mid, session, kind, speaker, etime, state, position, tags, _ in rows:
-            batch.seqs.append(seq)
-            batch.ids.append(mid)
-            batch.session_ids.append(session)
-            batch.kinds.append(kind)
-            batch.speakers.append(speaker)
-            batch.event_times.append(etime)
-            batch.states.append(state)
-            batch.positions.append(position)
-            batch.tags.append(json.loads(tags) if tags else [])
-        if rows:
-            blob = b"".join(row[-1] for row in rows)
-            batch.vectors = np.frombuffer(blob, dtype=np.float32).reshape(len(rows), -1)
-        return batch
+        return sql.index_batch(rows, count, revision, cube_id, lambda blobs: np.frombuffer(
+            b"".join(blobs), dtype=np.float32).reshape(len(blobs), -1))
 
     def _cube_share(self, cube_id: str) -> float:
         """Fraction of the lexical index that belongs to the cube, cached until the file changes."""

@@ -1,0 +1,292 @@
+"""Logic the SQL back ends share: rows to models, query pieces, write-time decisions.
+
+Pure functions, no connections: each back end (``sqlite``, ``postgres``) runs the SQL and
+passes the rows in. Where the dialects differ (the placeholder, how a column is tested
+against a list, how "no limit" is written, how tags are filtered), the back end hands a
+``Dialect`` describing its own SQL; what is dialect-specific stays in the back end.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from memkern.errors import ConflictError, NotFoundError, StoreError
+from memkern.models import CubeInfo, Filters, LifecycleState, MemoryItem, MemoryKind, Operation
+from memkern.store.base import IndexBatch, dedup_keys
+
+#: The columns ``row_to_item`` reads, in its order.
+MEMORY_COLUMNS = "seq, state, valid_to, expired_at, access_count, last_accessed_at, body"
+#: The columns ``row_to_operation`` reads, in its order.
+OPERATION_COLUMNS = "seq, at, op, cube_id, memory_id, version, actor, reason"
+
+#: ``(clause, params)``: a piece of a WHERE clause and the values of its placeholders.
+Clause = tuple[str, list[Any]]
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between the back ends' SQL in the queries built here."""
+
+    #: The parameter placeholder: ``?`` or ``%s``.
+    mark: str
+    #: The condition "is the current version" on ``memories``.
+    is_current: str
+    #: What ``LIMIT`` takes for "no limit": ``-1`` or ``ALL``.
+    no_limit: str
+    #: ``column`` is one of ``values`` (a non-empty list of strings).
+    one_of: Callable[[str, list[str]], Clause]
+    #: The memory carries every one of ``tags`` (non-empty, distinct).
+    has_tags: Callable[[list[str]], list[Clause]]
+
+
+def epoch(value: datetime | None) -> float | None:
+    return value.timestamp() if value else None
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _from_iso(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def limit_clause(dialect: Dialect, limit: int | None) -> str:
+    """``LIMIT n``; a missing or negative limit is no limit."""
+    return f" LIMIT {int(limit) if limit is not None and limit >= 0 else dialect.no_limit}"
+
+
+# -- errors ----------------------------------------------------------------------------------------
+def no_cube(cube_id: str) -> NotFoundError:
+    return NotFoundError(f"no cube with id {cube_id!r}")
+
+
+def no_cube_named(name_or_id: str) -> NotFoundError:
+    return NotFoundError(f"no cube named {name_or_id!r}")
+
+
+def no_memory(cube_id: str, memory_id: str) -> NotFoundError:
+    return NotFoundError(f"no memory {memory_id!r} in cube {cube_id!r}")
+
+
+def cube_exists(info: CubeInfo) -> ConflictError:
+    return ConflictError(f"a cube named {info.name!r} (or with id {info.id!r}) already exists")
+
+
+# -- rows to models --------------------------------------------------------------------------------
+def row_to_item(row: Sequence[Any]) -> MemoryItem:
+    """A ``MEMORY_COLUMNS`` row as a ``MemoryItem``: the stored body with its mutable columns."""
+    _seq, state, valid_to, expired_at, access_count, last_accessed_at, body = row
+    item = MemoryItem.model_validate_json(body)
+    return item.model_copy(update={
+        "state": LifecycleState(state),
+        "valid_to": _from_iso(valid_to),
+        "expired_at": _from_iso(expired_at),
+        "access_count": access_count,
+        "last_accessed_at": _from_iso(last_accessed_at),
+    })
+
+
+def items_by_id(rows: Sequence[Sequence[Any]]) -> dict[str, MemoryItem]:
+    found: dict[str, MemoryItem] = {}
+    for row in rows:
+        item = row_to_item(row)
+        found[item.id] = item
+    return found
+
+
+def history_items(rows: Sequence[Sequence[Any]], cube_id: str, memory_id: str) -> list[MemoryItem]:
+    if not rows:
+        raise no_memory(cube_id, memory_id)
+    return [row_to_item(row) for row in rows]
+
+
+def row_to_operation(row: Sequence[Any]) -> Operation:
+    """An ``OPERATION_COLUMNS`` row as an ``Operation``."""
+    seq, at, op, cube_id, memory_id, version, actor, reason = row
+    return Operation(seq=seq, at=datetime.fromisoformat(at), op=op, cube_id=cube_id, memory_id=memory_id,
+                     version=version, actor=actor, reason=reason)
+
+
+def cube_from_rows(rows: Sequence[Sequence[Any]], name_or_id: str) -> CubeInfo:
+    """The cube of a ``SELECT body FROM cubes`` lookup by name or id."""
+    if not rows:
+        raise no_cube_named(name_or_id)
+    return CubeInfo.model_validate_json(rows[0][0])
+
+
+def revision_from_rows(rows: Sequence[Sequence[Any]], cube_id: str) -> int:
+    if not rows:
+        raise no_cube(cube_id)
+    return int(rows[0][0])
+
+
+def index_batch(rows: Sequence[Sequence[Any]], count: int, revision: Sequence[Any] | None, cube_id: str,
+                vectors: Callable[[list[Any]], np.ndarray]) -> IndexBatch:
+    """An ``IndexBatch`` from index rows ``(seq, id, session_id, kind, speaker, event_time,
+    state, position, tags JSON, vector)``, the cube's row count and its revision row;
+    ``vectors`` turns the rows' stored vectors into one float32 matrix."""
+    if revision is None:
+        raise no_cube(cube_id)
+    batch = IndexBatch(count=int(count), revision=int(revision[0]))
+    for seq, mid, session, kind, speaker, etime, state, position, tags, _ in rows:
+        batch.seqs.append(int(seq))
+        batch.ids.append(mid)
+        batch.session_ids.append(session)
+        batch.kinds.append(kind)
+        batch.speakers.append(speaker)
+        batch.event_times.append(etime)
+        batch.states.append(state)
+        batch.positions.append(position)
+        batch.tags.append(json.loads(tags) if tags else [])
+    if rows:
+        batch.vectors = vectors([row[-1] for row in rows])
+    return batch
+
+
+# -- queries ---------------------------------------------------------------------------------------
+def list_memories_query(dialect: Dialect, cube_id: str, filters: Filters, limit: int | None,
+                        offset: int) -> tuple[str, list[Any]]:
+    """``list_memories``: current versions of the cube matching ``filters``, in insertion order."""
+    p = dialect.mark
+    where: list[str] = [f"cube_id = {p}", dialect.is_current]
+    params: list[Any] = [cube_id]
+
+    def add(clause: Clause) -> None:
+        where.append(clause[0])
+        params.extend(clause[1])
+
+    if filters.state is not None:
+        add((f"state = {p}", [filters.state.value]))
+    if (sessions := filters.session_ids()) is not None:
+        add(dialect.one_of("session_id", list(sessions)))
+    if (kinds := filters.kinds()) is not None:
+        add(dialect.one_of("kind", [k.value for k in kinds]))
+    if filters.speaker is not None:
+        add((f"speaker = {p}", [filters.speaker]))
+    if filters.since is not None:
+        add((f"event_time >= {p}", [filters.since.timestamp()]))
+    if filters.until is not None:
+        add((f"event_time <= {p}", [filters.until.timestamp()]))
+    if filters.tags:  # in SQL, so that LIMIT/OFFSET count matching rows only
+        for clause in dialect.has_tags(list(dict.fromkeys(filters.tags))):
+            add(clause)
+    query = f"SELECT {MEMORY_COLUMNS} FROM memories WHERE {' AND '.join(where)} ORDER BY seq"
+    query += limit_clause(dialect, limit) + f" OFFSET {max(0, int(offset))}"
+    return query, params
+
+
+def operations_query(dialect: Dialect, cube_id: str, memory_id: str | None,
+                     limit: int | None) -> tuple[str, list[Any]]:
+    """``operations``: the cube's log (or one memory's part of it), oldest first."""
+    query = f"SELECT {OPERATION_COLUMNS} FROM operations WHERE cube_id = {dialect.mark}"
+    params: list[Any] = [cube_id]
+    if memory_id is not None:
+        query += f" AND memory_id = {dialect.mark}"
+        params.append(memory_id)
+    return query + " ORDER BY seq" + limit_clause(dialect, limit), params
+
+
+def duplicate_query(dialect: Dialect, item: MemoryItem,
+                    source_key: Callable[[str | None], str | None] = lambda key: key) -> tuple[str, list[Any]]:
+    """The current memory that a refused ``item`` duplicates (by either dedup key, the
+    source key as stored: ``source_key`` maps it)."""
+    p = dialect.mark
+    source, content = dedup_keys(item)
+    query = (f"SELECT id FROM memories WHERE cube_id = {p} AND {dialect.is_current}"
+             f" AND (source_key = {p} OR content_key = {p}) ORDER BY seq LIMIT 1")
+    return query, [item.cube_id, source_key(source), content]
+
+
+def duplicate_id(row: Sequence[Any] | None, item: MemoryItem) -> str:
+    """The id found by ``duplicate_query``; none means the conflict was on (cube, id, version)."""
+    if row is None:  # a caller reused an id
+        raise ConflictError(f"memory id {item.id!r} already exists in cube {item.cube_id!r}")
+    return str(row[0])
+
+
+# -- writes ----------------------------------------------------------------------------------------
+def version_values(item: MemoryItem, source_key: Callable[[str | None], str | None] = lambda key: key
+                   ) -> tuple[Any, ...]:
+    """The values of ``memories``' columns ``cube_id, id, version, is_current, kind,
+    session_id, position, speaker, event_time, state, source_key, content_key, valid_to,
+    expired_at, access_count, last_accessed_at`` for ``item`` (the source key as stored:
+    ``source_key`` maps it)."""
+    source, content = dedup_keys(item)
+    return (
+        item.cube_id, item.id, item.version, item.expired_at is None, item.kind.value,
+        item.provenance.session_id, item.provenance.position, item.provenance.speaker,
+        epoch(item.event_time), item.state.value, source_key(source), content,
+        iso(item.valid_to), iso(item.expired_at), item.access_count, iso(item.last_accessed_at),
+    )
+
+
+def check_batch(items: Sequence[MemoryItem], vectors: np.ndarray) -> None:
+    if len(items) != len(vectors):
+        raise StoreError(f"{len(items)} memories but {len(vectors)} vectors")
+
+
+def place_turn(item: MemoryItem, last_position: dict[str | None, int],
+               last_stored: Callable[[str | None], int | None]) -> MemoryItem:
+    """Number a new turn after the last one of its session. ``last_position`` caches the
+    last position per session; the first time a session is met, ``last_stored(session)``
+    gives its highest stored position (None if it has none). The back end calls this in
+    its write transaction, holding whatever keeps concurrent writers to the session apart."""
+    if item.kind is not MemoryKind.TURN or item.provenance.position is not None:
+        return item
+    session = item.provenance.session_id
+    if session not in last_position:
+        found = last_stored(session)
+        last_position[session] = -1 if found is None else int(found)
+    provenance = item.provenance.model_copy(update={"position": last_position[session] + 1})
+    return item.model_copy(update={"provenance": provenance})
+
+
+def advance_position(item: MemoryItem, last_position: dict[str | None, int]) -> None:
+    """After ``item`` (placed by ``place_turn``) is stored: its session's last position.
+    A duplicate is not stored and takes no position: a session stays numbered 0, 1, 2, ..."""
+    if item.kind is MemoryKind.TURN and item.provenance.session_id in last_position:
+        last_position[item.provenance.session_id] = max(
+            last_position[item.provenance.session_id], item.provenance.position)
+
+
+def closing_valid_to(old: MemoryItem, new_version: MemoryItem, expected_version: int) -> str | None:
+    """For an update of ``old`` to ``new_version``: ``ConflictError`` if ``old`` is not the
+    version the caller read, else the ``valid_to`` (ISO) the old version gets."""
+    if old.version != expected_version:
+        raise ConflictError(
+            f"memory {new_version.id!r} is at version {old.version}, not {expected_version}: "
+            "it changed since you read it"
+        )
+    # A new validity start means the world changed: the old version stops being true then.
+    valid_to = new_version.valid_from if new_version.valid_from != old.valid_from else old.valid_to
+    return iso(valid_to)
+
+
+def update_duplicates(new_version: MemoryItem) -> ConflictError:
+    return ConflictError(f"the new text of {new_version.id!r} duplicates another current memory of the cube")
+
+
+def check_settable(state: LifecycleState) -> None:
+    if state is LifecycleState.DELETED:
+        raise StoreError("use delete_memory to delete; it removes every version")
+
+
+def import_vectors(versions: Sequence[MemoryItem], vectors: np.ndarray
+                   ) -> Callable[[MemoryItem], np.ndarray | None]:
+    """For ``import_cube``: the vector of each version (current ones only, paired in order)."""
+    current = [v for v in versions if v.expired_at is None]
+    if len(current) != len(vectors):
+        raise StoreError(f"{len(current)} current memories but {len(vectors)} vectors")
+    vector_of = {v.id: vectors[i] for i, v in enumerate(current)}
+    return lambda item: vector_of.get(item.id) if item.expired_at is None else None
+
+
+def import_duplicates(item: MemoryItem) -> ConflictError:
+    return ConflictError(f"the cube holds {item.version_id} twice (or a duplicate memory)")
