@@ -34,3 +34,30 @@ class StoreError(MemkernError):
 
 class CubeFileError(MemkernError):
     """A cube file is corrupt, truncated, tampered with or not a memkern cube."""
+
+
+class LLMError(MemkernError):
+    """The language model could not be reached, timed out, or returned something unusable."""
+
+
+class LLMUnavailableError(LLMError):
+    """The model could not be reached or kept failing: later calls would likely fail the same way."""
+
+
+class LLMOutputError(LLMError):
+    """The model answered, but not with something usable (no choices, empty, not JSON).
+
+    ``content`` is the model's text when there was any, so that a caller can repair it.
+    """
+
+    def __init__(self, message: str, content: str | None = None) -> None:
+        super().__init__(message)
+        self.content = content
+
+
+class PermissionDeniedError(MemkernError):
+    """The user may not run this operation on this cube (or at all). Nothing was changed."""
+
+
+class AuthenticationError(PermissionDeniedError):
+    """An API key is malformed, unknown or revoked."""
