@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from memkern.bench.bm25 import BM25Adapter
-from memkern.bench.locomo_data import Conversation, LocomoData, load_locomo
+from memkern.bench.extraction_quality import load_observations, score_conversation
+from memkern.bench.extraction_quality import summarise as summarise_extraction
+from memkern.bench.locomo_data import Conversation, LocomoData, Question, load_locomo
 from memkern.bench.metrics import (
     ALL_BUT_ADVERSARIAL,
     METRIC_NAMES,
@@ -35,12 +37,15 @@ from memkern.bench.metrics import (
     metric_keys,
     percentile_ms,
 )
+from memkern.bench.qa import JUDGE_PROMPT_SHA256, AnswerRecorder
 from memkern.errors import InvalidInputError
 
 __all__ = ["DEFAULT_KS", "BM25Adapter", "MemkernAdapter", "RankedHit", "RetrievalAdapter", "evaluate",
            "format_report", "run_locomo"]
 
 DEFAULT_KS = (1, 3, 5, 10, 25)
+#: Memories handed to the answer model per question.
+DEFAULT_ANSWER_TOP_K = 10
 
 #: ``progress(label, done, total)``: label is "system" or "baseline"; one unit per turn ingested
 #: and per question searched, so ``total`` = turns + questions of the data.
@@ -74,12 +79,22 @@ class RetrievalAdapter(Protocol):
 
 
 class MemkernAdapter:
-    """memkern's public API: one MemOS store per run, one cube per conversation, one ``add`` per session."""
+    """memkern's public API: one MemOS store per run, one cube per conversation, one ``add`` per session.
+
+    ``llm``: the model the MemOS ingests with (fact extraction and update decisions); None (the
+    default) ingests turns only, whatever ``MEMKERN_LLM`` says. Its calls and tokens during ``ingest``
+    are counted in :attr:`ingest_usage`.
+    """
 
     name = "memkern"
 
-    def __init__(self, workdir: str | Path | None = None, search_config: SearchConfigLike = None):
+    def __init__(self, workdir: str | Path | None = None, search_config: SearchConfigLike = None, *,
+                 llm: Any = None):
         self.search_config = search_config
+        self.llm = llm
+        #: LLM calls and tokens spent while ingesting, per operation, and the turns ingested.
+        self.ingest_usage: dict[str, dict[str, int]] = {}
+        self.ingested_turns = 0
         self._config: Any = None
         self._own_dir = workdir is None
         self._dir = Path(tempfile.mkdtemp(prefix="memkern-bench-")) if workdir is None else Path(workdir)
@@ -92,12 +107,13 @@ class MemkernAdapter:
         if self._mos is None:
             from memkern import MemOS
 
-            self._mos = MemOS(path=self._dir / "bench.db")
+            self._mos = MemOS(path=self._dir / "bench.db", llm=self.llm)
             self._config = _resolve_search_config(self.search_config)
         return self._mos
 
     def ingest(self, conversation: Conversation) -> None:
         mos = self._open()
+        before = _usage_snapshot(getattr(mos, "llm", None))
         cube = mos.create_cube(f"locomo-{conversation.sample_id}", owner="bench")
         for session in conversation.sessions:
             if not session.turns:
@@ -105,6 +121,8 @@ class MemkernAdapter:
             cube.add(messages=[{"role": "user", "name": turn.speaker, "content": turn.text, "time": session.time,
                                 "id": turn.dia_id, "image_caption": turn.image_caption}
                                for turn in session.turns], session_id=session.id)
+        self.ingested_turns += len(conversation.turns)
+        _add_usage(self.ingest_usage, _usage_delta(before, _usage_snapshot(getattr(mos, "llm", None))))
         self._cube = cube
         if not self._info:
             info = getattr(cube, "info", None)
@@ -117,6 +135,23 @@ class MemkernAdapter:
         return [RankedHit(turn_ids=tuple(hit.memory.provenance.message_ids or ()), text=hit.memory.text,
                           score=float(hit.score)) for hit in hits]
 
+    def answer(self, question: str, llm: Any, top_k: int) -> Any:
+        """Answer ``question`` with :func:`memkern.chat.answer` over this cube (same search config)."""
+        if self._cube is None:
+            raise RuntimeError("MemkernAdapter.answer called before ingest")
+        from memkern.chat import answer
+
+        return answer(self._cube, llm, question, top_k=top_k, config=self._config)
+
+    def extracted_facts(self) -> list[Any]:
+        """The current cube's memories of kind fact, event or preference (archived ones included)."""
+        if self._cube is None:
+            return []
+        return self._cube.get_all({"kind": ["fact", "event", "preference"], "state": None})
+
+    def embed(self, texts: Sequence[str]) -> Any:
+        return self._open().embedder.embed(list(texts))
+
     def describe(self) -> dict[str, Any]:
         config = self._config if self._config is not None else self.search_config
         # Record the effective configuration, defaults included; as given if memkern cannot resolve it.
@@ -124,8 +159,11 @@ class MemkernAdapter:
             from memkern.retrieval.config import resolve_config
 
             config = resolve_config(config)
-        return {"name": self.name, "embedder": self._info.get("embedder"), "dim": self._info.get("dim"),
-                "search_config": describe_search_config(config)}
+        described = {"name": self.name, "embedder": self._info.get("embedder"), "dim": self._info.get("dim"),
+                     "search_config": describe_search_config(config)}
+        if self.llm is not None:
+            described["ingest_llm"] = _llm_name(self.llm)
+        return described
 
     def close(self) -> None:
         if self._mos is not None:
@@ -168,8 +206,14 @@ def search_enough(adapter: RetrievalAdapter, question: str, max_k: int, *, max_f
 
 
 def evaluate(adapter: RetrievalAdapter, data: LocomoData, ks: Sequence[int],
-             progress: ProgressCallback | None = None, label: str = "system") -> tuple[dict[str, Any], dict[str, Any]]:
-    """Run one adapter over the data: (metrics per category, timing)."""
+             progress: ProgressCallback | None = None, label: str = "system", *,
+             on_ingested: Callable[[Conversation], None] | None = None,
+             on_question: Callable[[Conversation, Question], None] | None = None,
+             ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run one adapter over the data: (metrics per category, timing).
+
+    ``on_ingested(conversation)`` runs after each conversation is ingested and ``on_question(conversation,
+    question)`` after each question is searched (answering, extraction quality); neither is timed."""
     accumulator = MetricAccumulator(ks)
     max_k = max(ks)
     total = data.n_turns + len(data.questions)
@@ -186,6 +230,8 @@ def evaluate(adapter: RetrievalAdapter, data: LocomoData, ks: Sequence[int],
         turns = len(conversation.turns)
         n_turns += turns
         done += turns
+        if on_ingested:
+            on_ingested(conversation)
         if progress:
             progress(label, done, total)
         for question in conversation.questions:
@@ -193,6 +239,8 @@ def evaluate(adapter: RetrievalAdapter, data: LocomoData, ks: Sequence[int],
             hits = search_enough(adapter, question.text, max_k)
             search_seconds.append(time.perf_counter() - started)
             accumulator.add(question.category, hits, question.evidence)
+            if on_question:
+                on_question(conversation, question)
             done += 1
             if progress:
                 progress(label, done, total)
@@ -207,15 +255,32 @@ def evaluate(adapter: RetrievalAdapter, data: LocomoData, ks: Sequence[int],
 def run_locomo(data_path: str | Path, ks: Sequence[int] = DEFAULT_KS, progress: ProgressCallback | None = None,
                search_config: SearchConfigLike = None, *, system: RetrievalAdapter | None = None,
                baseline: RetrievalAdapter | None = None, sample_ids: Sequence[str] | None = None,
-               workdir: str | Path | None = None) -> dict[str, Any]:
+               workdir: str | Path | None = None, answer_llm: Any = None, judge_llm: Any = None,
+               limit_questions: int | None = None, ingest_llm: Any = None,
+               answer_top_k: int = DEFAULT_ANSWER_TOP_K) -> dict[str, Any]:
     """Benchmark retrieval on a LoCoMo file: the system (memkern unless ``system`` is given, searched with
     ``cube.search(q, top_k=..., config=search_config)``) and the BM25 baseline, in the same run.
 
     Returns a JSON-ready dict ``{"system", "baseline", "timing", "config", "ratios"}`` (see the docs of
     :func:`format_report`). ``sample_ids`` restricts the run to some conversations; ``workdir`` keeps the
     memkern store there instead of a temporary directory. Adapters passed in are closed too.
+
+    Answering (``answer_llm``): each question (the first ``limit_questions`` in data order, when given)
+    is also answered by the system adapter's ``answer(question, llm, top_k)`` (for memkern,
+    :func:`memkern.chat.answer` over ``answer_top_k`` memories) and scored with LoCoMo's F1 per
+    category, and by ``judge_llm`` (J) when given; the result then has a ``"qa"`` key (see
+    :class:`memkern.bench.qa.AnswerRecorder`). Ingestion with an LLM (``ingest_llm``, memkern's fact
+    extraction) adds ``"ingest_llm"`` (calls and tokens per ingested turn) and ``"extraction_quality"``
+    (see :mod:`memkern.bench.extraction_quality`).
     """
     ks = _check_ks(ks)
+    if limit_questions is not None and (isinstance(limit_questions, bool) or not isinstance(limit_questions, int)
+                                        or limit_questions < 1):
+        raise InvalidInputError(f"limit_questions must be a positive integer, got {limit_questions!r}")
+    if isinstance(answer_top_k, bool) or not isinstance(answer_top_k, int) or answer_top_k < 1:
+        raise InvalidInputError(f"answer_top_k must be a positive integer, got {answer_top_k!r}")
+    if judge_llm is not None and answer_llm is None:
+        raise InvalidInputError("a judge needs answers: give answer_llm too")
     path = Path(data_path)
     data = load_locomo(path)
     if sample_ids is not None:
@@ -226,11 +291,37 @@ def run_locomo(data_path: str | Path, ks: Sequence[int] = DEFAULT_KS, progress: 
         data = LocomoData(conversations=[c for c in data.conversations if c.sample_id in wanted],
                           dropped_evidence=sum(1 for s, _ in data.dropped_details if s in wanted),
                           dropped_details=[d for d in data.dropped_details if d[0] in wanted])
-    system = system if system is not None else MemkernAdapter(workdir=workdir, search_config=search_config)
+    if system is None:
+        system = MemkernAdapter(workdir=workdir, search_config=search_config, llm=ingest_llm)
+    elif ingest_llm is not None:
+        raise InvalidInputError("ingest_llm applies to the memkern system; give the LLM to your own adapter instead")
     baseline = baseline if baseline is not None else BM25Adapter()
+    if answer_llm is not None and not callable(getattr(system, "answer", None)):
+        raise InvalidInputError(f"system {getattr(system, 'name', '?')!r} cannot answer questions "
+                                "(it has no answer(question, llm, top_k) method)")
+    recorder = (AnswerRecorder(answer_llm, judge_llm, top_k=answer_top_k, limit=limit_questions)
+                if answer_llm is not None else None)
+    extracting = getattr(system, "llm", None) is not None and callable(getattr(system, "extracted_facts", None))
+    observations = load_observations(path) if extracting else {}
+    qualities: list[Any] = []
+
+    def on_ingested(conversation: Conversation) -> None:
+        if extracting:
+            turn_texts = {turn.dia_id: turn.render() for turn in conversation.turns}
+            qualities.append(score_conversation(conversation.sample_id, system.extracted_facts(),
+                                                observations.get(conversation.sample_id, []), turn_texts,
+                                                system.embed))
+
+    def on_question(conversation: Conversation, question: Question) -> None:
+        if recorder is not None:
+            recorder.answer(system, conversation.sample_id, question)
+
     try:
-        system_metrics, system_timing = evaluate(system, data, ks, progress, "system")
+        system_metrics, system_timing = evaluate(system, data, ks, progress, "system", on_ingested=on_ingested,
+                                                 on_question=on_question)
         system_info = system.describe()
+        ingest_usage = dict(getattr(system, "ingest_usage", None) or {})
+        ingested_turns = int(getattr(system, "ingested_turns", 0) or 0)
     finally:
         system.close()
     try:
@@ -258,13 +349,94 @@ def run_locomo(data_path: str | Path, ks: Sequence[int] = DEFAULT_KS, progress: 
         "dropped_evidence_ids": data.dropped_evidence,
         "search_config": describe_search_config(search_config),
     }
-    return {
+    result: dict[str, Any] = {
         "system": system_metrics,
         "baseline": baseline_metrics,
         "timing": {**system_timing, "baseline": baseline_timing},
         "config": config,
         "ratios": _ratios(system_metrics[ALL_BUT_ADVERSARIAL], baseline_metrics[ALL_BUT_ADVERSARIAL], ks),
     }
+    ingest_model = getattr(system, "llm", None)
+    if ingest_model is not None:
+        config["models"]["ingest_llm"] = _llm_name(ingest_model)
+        config["prompts"] = {**config.get("prompts", {}), **_ingest_prompt_hashes()}
+        result["ingest_llm"] = _ingest_report(_llm_name(ingest_model), ingest_usage, ingested_turns)
+        if extracting:
+            result["extraction_quality"] = summarise_extraction(qualities)
+    if recorder is not None:
+        from memkern.chat import ANSWER_PROMPT_SHA256
+
+        config["models"]["answer_llm"] = _llm_name(answer_llm)
+        if judge_llm is not None:
+            config["models"]["judge_llm"] = _llm_name(judge_llm)
+        prompts = {"answer": ANSWER_PROMPT_SHA256}
+        if judge_llm is not None:
+            prompts["judge"] = JUDGE_PROMPT_SHA256
+        config["prompts"] = {**config.get("prompts", {}), **prompts}
+        config["answer"] = {
+            "top_k": answer_top_k,
+            "limit_questions": limit_questions,
+            "search_config": system_info.get("search_config", describe_search_config(search_config)),
+            "f1": ("LoCoMo token F1: commas removed, lower case, ASCII punctuation stripped, a/an/the/and dropped, "
+                   "Porter-stemmed; category 1 split on commas, category 3 gold cut at ';', category 5 scores 1 "
+                   "when the answer says the information is not available"),
+            "j": "judge asked for categories 1-4 only" if judge_llm is not None else None,
+        }
+        result["qa"] = recorder.summary()
+    return result
+
+
+def _llm_name(llm: Any) -> str:
+    return str(getattr(llm, "name", None) or getattr(llm, "model", None) or type(llm).__name__)
+
+
+def _usage_snapshot(llm: Any) -> dict[str, dict[str, int]]:
+    usage = getattr(llm, "usage", None)
+    as_dict = getattr(usage, "as_dict", None)
+    return as_dict() if callable(as_dict) else {}
+
+
+def _usage_delta(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    delta: dict[str, dict[str, int]] = {}
+    for operation, counts in after.items():
+        old = before.get(operation, {})
+        changed = {key: int(value) - int(old.get(key, 0)) for key, value in counts.items()}
+        if any(changed.values()):
+            delta[operation] = changed
+    return delta
+
+
+def _add_usage(total: dict[str, dict[str, int]], delta: dict[str, dict[str, int]]) -> None:
+    for operation, counts in delta.items():
+        into = total.setdefault(operation, {})
+        for key, value in counts.items():
+            into[key] = into.get(key, 0) + value
+
+
+def _ingest_report(model: str, usage: dict[str, dict[str, int]], turns: int) -> dict[str, Any]:
+    def total(key: str) -> int:
+        return sum(counts.get(key, 0) for counts in usage.values())
+
+    calls, prompt, completion = total("calls"), total("prompt_tokens"), total("completion_tokens")
+    per_turn = (lambda v: round(v / turns, 3) if turns else None)
+    return {"model": model, "turns": turns, "calls": calls, "cached_calls": total("cached_calls"),
+            "failures": total("failures"), "prompt_tokens": prompt, "completion_tokens": completion,
+            "calls_per_turn": per_turn(calls), "tokens_per_turn": per_turn(prompt + completion),
+            "by_operation": usage}
+
+
+def _ingest_prompt_hashes() -> dict[str, str]:
+    """sha256 of memkern's extraction and update-decision prompts, when those modules are present."""
+    hashes: dict[str, str] = {}
+    for label, module, attribute in (("extract", "memkern.reader.llm_reader", "_SYSTEM"),
+                                     ("decide", "memkern.memory.updates", "_DECIDE_SYSTEM")):
+        try:
+            prompt = getattr(__import__(module, fromlist=[attribute]), attribute)
+        except (ImportError, AttributeError):
+            continue
+        if isinstance(prompt, str):
+            hashes[label] = hashlib.sha256(prompt.encode("utf-8")).hexdigest()
+    return hashes
 
 
 def _check_ks(ks: Sequence[int]) -> tuple[int, ...]:
@@ -403,4 +575,47 @@ def format_report(result: dict[str, Any]) -> str:
             for label, key in (("ingest turns/s", "ingest_turns_per_s"), ("search ms p50", "search_ms_p50"),
                                ("search ms p95", "search_ms_p95"))]
     lines += ["", *_table(["timing", "system", "baseline", "ratio"], rows)]
+    lines += _qa_report(result)
     return "\n".join(lines)
+
+
+def _qa_report(result: dict[str, Any]) -> list[str]:
+    """The answer-quality, ingestion-cost and extraction-quality sections, when the run has them."""
+    lines: list[str] = []
+    qa = result.get("qa")
+    if qa:
+        models = result.get("config", {}).get("models", {})
+        judged = "judge" in qa
+        lines += ["", f"answers: model {models.get('answer_llm')}"
+                  + (f", judge {models.get('judge_llm')}" if judged else "")
+                  + f", {qa.get('questions_answered')} questions answered"]
+        header = ["category", "n", "F1"] + (["J", "judged"] if judged else []) + ["failed"]
+        rows = []
+        for key, entry in qa.get("categories", {}).items():
+            row = [f"{key} {CATEGORY_NAMES.get(key, '')}".strip(), str(entry.get("n", 0)), _fmt(entry.get("f1"))]
+            if judged:
+                row += [_fmt(entry.get("j")), str(entry.get("n_judged", 0))]
+            rows.append(row + [str(entry.get("n_failed", 0))])
+        lines += _table(header, rows)
+        llm = qa.get("llm", {})
+        lines.append(f"answer LLM: {llm.get('calls')} calls, {_fmt(llm.get('tokens_per_question'), 1)} tokens/question; "
+                     f"latency p50 {_fmt(qa.get('latency_ms_p50'), 1)} ms, p95 {_fmt(qa.get('latency_ms_p95'), 1)} ms")
+        if judged:
+            judge = qa["judge"]
+            lines.append(f"judge: {judge.get('calls')} calls, {judge.get('failures')} failed")
+    ingest = result.get("ingest_llm")
+    if ingest:
+        lines += ["", (f"ingestion LLM {ingest.get('model')}: {ingest.get('calls')} calls, "
+                      f"{ingest.get('prompt_tokens')}+{ingest.get('completion_tokens')} tokens for "
+                      f"{ingest.get('turns')} turns ({_fmt(ingest.get('calls_per_turn'))} calls/turn, "
+                      f"{_fmt(ingest.get('tokens_per_turn'), 1)} tokens/turn)")]
+    quality = result.get("extraction_quality")
+    if quality:
+        method = quality.get("method", {})
+        lines += [(f"extraction: {quality.get('facts')} facts; observation recall {_fmt(quality.get('recall'))} "
+                  f"({quality.get('observations_recalled')}/{quality.get('observations')}, cosine >= "
+                  f"{method.get('recall_cosine_threshold')}); support {_fmt(quality.get('support'))} "
+                  f"({quality.get('facts_supported')}/{quality.get('facts')}, cosine >= "
+                  f"{method.get('support_cosine_threshold')} with the cited turns or >= "
+                  f"{_fmt(method.get('support_word_fraction'), 2)} of content words in them)")]
+    return lines
