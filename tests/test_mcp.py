@@ -1,0 +1,304 @@
+"""memkern's MCP server, driven by the MCP SDK's own client.
+
+The same agent session runs over stdio (the server launched as ``python -m
+memkern.mcp_server``) and over streamable HTTP (a server process on a free loopback
+port): list the tools, create a cube, add messages, search and see the provenance, update
+and read the history, read both resources, delete, and hit the error paths. An in-process
+test covers the rest of the error handling. Skipped when the ``mcp`` extra is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("mcp.server.mcpserver", reason="needs the mcp extra (the MCP Python SDK, version 2)")
+
+import anyio
+from mcp import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+
+from memkern import MemOS
+from memkern.errors import EmbedderError
+
+TOOLS = {"list_cubes", "create_cube", "add_memory", "search_memories", "get_memory", "update_memory",
+         "delete_memory", "list_memories", "memory_history"}
+
+MESSAGES = [
+    {"role": "user", "name": "Alice", "content": "I live in Paris near the canal.", "time": "2024-03-02T09:30:00Z",
+     "id": "m1"},
+    {"role": "assistant", "content": "Paris is lovely in spring.", "time": "2024-03-02T09:31:00Z", "id": "m2"},
+    {"role": "user", "name": "Alice", "content": "My cat Miso sleeps on my keyboard.",
+     "time": "2024-03-02T09:32:00Z", "id": "m3"},
+]
+
+#: Bound on each whole client session, so that a hung server fails the test instead of the suite.
+SESSION_TIMEOUT_S = 30
+
+
+@pytest.fixture(scope="module")
+def static_embedder_available() -> None:
+    """The server processes build MemOS's default embedder (the bundled static model)."""
+    from memkern.embed import default_embedder
+
+    try:
+        default_embedder()
+    except (EmbedderError, OSError) as exc:  # pragma: no cover - depends on the bundled model
+        pytest.skip(f"the bundled embedder cannot be built here: {exc}")
+
+
+def server_env(home: Path) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MEMKERN_")}
+    env.update({"MEMKERN_HOME": str(home), "MEMKERN_EMBEDDER": "static", "PYTHONUNBUFFERED": "1"})
+    return env
+
+
+# ------------------------------------------------------------------------------------ the session
+
+
+def text_of(result: Any) -> str:
+    return "".join(block.text for block in result.content if block.type == "text")
+
+
+async def call(session: ClientSession, tool: str, **arguments: Any) -> dict[str, Any]:
+    result = await session.call_tool(tool, arguments)
+    assert not result.is_error, (tool, text_of(result))
+    assert result.structured_content is not None, tool
+    assert json.loads(text_of(result)) == result.structured_content  # the same JSON as text, for any client
+    return result.structured_content
+
+
+async def read_json(session: ClientSession, uri: str) -> Any:
+    result = await session.read_resource(uri)
+    (content,) = result.contents
+    assert content.mime_type == "application/json"
+    return json.loads(content.text)
+
+
+async def agent_session(session: ClientSession) -> None:
+    """What an agent does with memkern, end to end, with the assertions a user would make."""
+    init = await session.initialize()
+    assert init.server_info.name == "memkern"
+    assert "memory" in (init.instructions or "")
+
+    tools = {tool.name: tool for tool in (await session.list_tools()).tools}
+    assert set(tools) == TOOLS
+    for tool in tools.values():
+        assert tool.description and tool.output_schema, tool.name
+        for name, spec in tool.input_schema.get("properties", {}).items():
+            assert spec.get("description"), f"{tool.name}.{name} has no description"
+    assert tools["search_memories"].annotations.read_only_hint is True
+    assert tools["delete_memory"].annotations.destructive_hint is True
+
+    assert (await call(session, "list_cubes"))["cubes"] == []
+    cube = await call(session, "create_cube", name="notes", owner="bob", description="test cube")
+    assert (cube["name"], cube["owner"], cube["description"]) == ("notes", "bob", "test cube")
+
+    added = await call(session, "add_memory", cube="notes", messages=MESSAGES, session_id="s1", tags=["chat"])
+    assert [item["kind"] for item in added["added"]] == ["turn"] * 3
+    assert added["duplicates"] == []
+    again = await call(session, "add_memory", cube="notes", messages=MESSAGES[:1], session_id="s1")
+    assert again["added"] == [] and len(again["duplicates"]) == 1
+    fact = await call(session, "add_memory", cube="notes", text="Alice is allergic to peanuts.", kind="fact")
+    fact_id = fact["added"][0]["id"]
+
+    # Search: the memory comes back with its score parts, provenance and times.
+    found = await call(session, "search_memories", cube="notes", query="Where does Alice live?", top_k=3)
+    top = found["hits"][0]
+    assert "Paris" in top["text"]
+    assert top["score"] > 0 and set(top["parts"]) >= {"lexical", "dense", "session", "cosine", "bm25"}
+    assert top["provenance"]["session_id"] == "s1"
+    assert top["provenance"]["speaker"] == "Alice"
+    assert top["provenance"]["message_ids"] == ["m1"]
+    assert top["event_time"].startswith("2024-03-02T09:30") and top["recorded_at"]
+    assert top["kind"] == "turn" and top["tags"] == ["chat"] and top["version"] == 1
+    paris_id = top["id"]
+    only_facts = await call(session, "search_memories", cube="notes", query="Alice", kind="fact")
+    assert [hit["id"] for hit in only_facts["hits"]] == [fact_id]
+
+    # Update, then the history shows both versions and who changed it, and why.
+    updated = await call(session, "update_memory", cube="notes", id=paris_id, text="Alice: I moved to Lyon.",
+                         reason="she moved")
+    assert (updated["version"], updated["changed_by"], updated["change_reason"]) == (2, "mcp", "she moved")
+    history = await call(session, "memory_history", cube="notes", id=paris_id)
+    assert [v["version"] for v in history["versions"]] == [1, 2]
+    assert "Paris" in history["versions"][0]["text"] and "Lyon" in history["versions"][1]["text"]
+    assert (await call(session, "get_memory", cube="notes", id=paris_id))["text"] == "Alice: I moved to Lyon."
+
+    page = await call(session, "list_memories", cube="notes", limit=2)
+    assert len(page["memories"]) == 2 and page["next_offset"] == 2
+    rest = await call(session, "list_memories", cube="notes", limit=2, offset=2)
+    assert len(rest["memories"]) == 2 and rest["next_offset"] is None
+    turns = await call(session, "list_memories", cube="notes", session_id="s1", kind="turn")
+    assert len(turns["memories"]) == 3
+
+    # Resources: the cube list and the cube's current memories.
+    resources = {str(r.uri) for r in (await session.list_resources()).resources}
+    assert "memkern://cubes" in resources
+    templates = {t.uri_template for t in (await session.list_resource_templates()).resource_templates}
+    assert "memkern://cubes/{name}/memories" in templates
+    assert [c["name"] for c in await read_json(session, "memkern://cubes")] == ["notes"]
+    memories = await read_json(session, "memkern://cubes/notes/memories")
+    assert memories["cube"]["name"] == "notes" and memories["truncated"] is False
+    assert {m["text"] for m in memories["memories"]} >= {"Alice: I moved to Lyon.", "Alice is allergic to peanuts."}
+    assert len(memories["memories"]) == 4
+
+    # Delete; the memory is gone.
+    assert await call(session, "delete_memory", cube="notes", id=fact_id, reason="asked to forget") == {
+        "cube": "notes", "deleted": fact_id}
+    gone = await session.call_tool("get_memory", {"cube": "notes", "id": fact_id})
+    assert gone.is_error and fact_id in text_of(gone)
+
+    # Errors: the exception's own message as an isError result; the server carries on.
+    unknown = await session.call_tool("search_memories", {"cube": "ghost", "query": "anything"})
+    assert unknown.is_error
+    assert text_of(unknown) == "no cube named 'ghost'"
+    assert unknown.structured_content == {"error": "NotFoundError", "message": "no cube named 'ghost'"}
+    with pytest.raises(MCPError, match="no cube named 'ghost'"):
+        await session.read_resource("memkern://cubes/ghost/memories")
+    assert len((await call(session, "list_cubes"))["cubes"]) == 1
+
+
+def check_store_after(db: Path) -> None:
+    """The writes reached the file, logged with the actor ``mcp``."""
+    with MemOS(db) as mos:
+        cube = mos.get_cube("notes")
+        assert len(cube.get_all()) == 3
+        ops = [op for op in cube.operations() if op.memory_id is not None]
+        assert ops and {op.actor for op in ops} == {"mcp"}
+        assert any(op.reason == "asked to forget" for op in ops)
+
+
+# ------------------------------------------------------------------------------------- transports
+
+
+def test_stdio(tmp_path: Path, static_embedder_available: None) -> None:
+    db = tmp_path / "stdio.db"
+    params = StdioServerParameters(command=sys.executable, args=["-m", "memkern.mcp_server", "--db", str(db)],
+                                   env=server_env(tmp_path / "home"), cwd=str(tmp_path))
+
+    async def main() -> None:
+        with anyio.fail_after(SESSION_TIMEOUT_S):
+            with (tmp_path / "stderr.log").open("w") as errlog:
+                async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as session:
+                    await agent_session(session)
+
+    anyio.run(main)
+    check_store_after(db)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the HTTP server exited with {process.returncode}: {log.read_text()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    pytest.fail(f"the HTTP server did not listen on port {port} within {timeout_s} s: {log.read_text()[-2000:]}")
+
+
+def test_streamable_http(tmp_path: Path, static_embedder_available: None) -> None:
+    db = tmp_path / "http.db"
+    port = free_port()
+    log = tmp_path / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "memkern.cli.main", "mcp", "--transport", "http", "--host", "127.0.0.1",
+             "--port", str(port), "--db", str(db)],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=server_env(tmp_path / "home"),
+            cwd=str(tmp_path),
+        )
+    try:
+        wait_for_port(port, process, log)
+
+        async def main() -> None:
+            with anyio.fail_after(SESSION_TIMEOUT_S):
+                url = f"http://127.0.0.1:{port}/mcp"
+                async with streamable_http_client(url) as (read, write), ClientSession(read, write) as session:
+                    await agent_session(session)
+
+        anyio.run(main)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover - a server that ignores SIGTERM
+            process.kill()
+            process.wait(timeout=5)
+    assert f"http://127.0.0.1:{port}/mcp" in log.read_text()
+    check_store_after(db)
+
+
+# ------------------------------------------------------------------------------- in-process errors
+
+
+def test_errors_in_process(mos: MemOS) -> None:
+    """Bad input from a model is an isError result with memkern's message, never a dead server."""
+    from mcp import Client
+
+    from memkern.mcp_server import build_server
+
+    mos.create_cube("c")
+
+    async def main() -> None:
+        with anyio.fail_after(SESSION_TIMEOUT_S):
+            async with Client(build_server(mos)) as client:
+                async def error(tool: str, **arguments: Any) -> str:
+                    result = await client.call_tool(tool, arguments)
+                    assert result.is_error, (tool, arguments)
+                    return text_of(result)
+
+                assert await error("add_memory", cube="c") == "give either messages or text to add"
+                assert await error("add_memory", cube="c", text="x", messages=[{"content": "y"}]) == \
+                    "give either messages or text to add"
+                assert await error("add_memory", cube="c", text="   ") == "text is empty"
+                assert "kind" in await error("add_memory", cube="c", text="x", kind="bogus")
+                assert "content" in await error("add_memory", cube="c", messages=[{"role": "user"}])
+                assert "'c'" in await error("create_cube", name="c")  # a duplicate name
+                assert "no memory 'nope'" in await error("get_memory", cube="c", id="nope")
+                assert "no memory 'nope'" in await error("update_memory", cube="c", id="nope", text="t")
+                assert "nope" in await error("delete_memory", cube="c", id="nope")
+                assert "no memory 'nope'" in await error("memory_history", cube="c", id="nope")
+                assert "top_k" in await error("search_memories", cube="c", query="q", top_k=0)
+                assert await error("search_memories", cube="c", query="") == "query is empty"
+                assert "limit" in await error("list_memories", cube="c", limit=0)
+                # ... and the server still answers.
+                ok = await client.call_tool("add_memory", {"cube": "c", "text": "still here", "tags": ["t"]})
+                assert not ok.is_error
+                assert ok.structured_content["added"][0]["changed_by"] is None
+                assert len(mos.get_cube("c").get_all()) == 1
+
+    anyio.run(main)
+
+
+def test_cli_without_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``memkern mcp`` without the mcp package: one clear line, exit 1, no traceback."""
+    from typer.testing import CliRunner
+
+    from memkern.cli.main import app
+
+    monkeypatch.delitem(sys.modules, "memkern.mcp_server", raising=False)
+    monkeypatch.setitem(sys.modules, "mcp.server.mcpserver", None)  # makes the import fail
+    result = CliRunner().invoke(app, ["mcp"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: ") and "memkern[mcp]" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
