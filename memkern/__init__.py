@@ -6,12 +6,14 @@ releases.
 
 from memkern.cube.cube import MemCube
 from memkern.errors import (
+    AuthenticationError,
     ConflictError,
     CubeFileError,
     EmbedderError,
     InvalidInputError,
     MemkernError,
     NotFoundError,
+    PermissionDeniedError,
     StoreError,
 )
 from memkern.models import (
@@ -33,7 +35,7 @@ from memkern.retrieval.config import RECIPES, SearchConfig
 __version__ = "0.1.0"
 
 __all__ = [
-    "RECIPES", "AddResult", "ConflictError", "CubeFileError", "CubeInfo", "EmbedderError", "Filters", "Hit",
+    "RECIPES", "AddResult", "AuthenticationError", "PermissionDeniedError", "ConflictError", "CubeFileError", "CubeInfo", "EmbedderError", "Filters", "Hit",
     "InvalidInputError", "LifecycleState", "MemCube", "MemOS", "MemkernError", "MemoryItem", "MemoryKind",
     "Message", "NotFoundError", "Operation", "Provenance", "ScoreParts", "SearchConfig", "StoreError",
     "__version__",

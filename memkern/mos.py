@@ -11,6 +11,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
 import numpy as np
@@ -18,10 +19,19 @@ import numpy as np
 from memkern.cube.cube import MemCube, check_name, check_optional_text
 from memkern.embed import Embedder, default_embedder
 from memkern.errors import EmbedderError, InvalidInputError
+from memkern.governance.api import GovernanceMixin
+from memkern.llm import llm_from_env
 from memkern.models import AddResult, CubeInfo, MemoryItem
 from memkern.retrieval.index import IndexCache
 from memkern.store.base import Store
 from memkern.store.sqlite import SQLiteStore
+
+if TYPE_CHECKING:
+    from memkern.llm.base import LLM
+
+#: Default of ``MemOS(llm=...)``: the model ``MEMKERN_LLM`` asks for, if any.
+_FROM_ENV: Any = object()
+
 
 #: Largest number of texts embedded in one call while adding.
 _EMBED_BATCH = 512
@@ -33,20 +43,27 @@ def default_path() -> Path:
     return (Path(home) if home else Path.home() / ".memkern") / "memkern.db"
 
 
-class MemOS:
+class MemOS(GovernanceMixin):
     """The memory operating system: create, open, load and delete cubes.
 
     Give ``path`` for another SQLite file, or ``store`` for another back end; give
     ``embedder`` to use another embedding model (the cube records which one built its
-    vectors and refuses a different one).
+    vectors and refuses a different one). ``llm`` is the model for fact extraction and
+    update decisions; by default the one ``MEMKERN_LLM`` names (none if unset), ``None``
+    for none. It is never needed to store or retrieve.
     """
 
     def __init__(self, path: str | Path | None = None, *, store: Store | None = None,
-                 embedder: Embedder | None = None) -> None:
+                 embedder: Embedder | None = None, llm: Any = _FROM_ENV) -> None:
         if store is not None and path is not None:
             raise InvalidInputError("give either a path or a store, not both")
+        if llm is not _FROM_ENV and llm is not None and not callable(getattr(llm, "complete", None)):
+            raise InvalidInputError(f"llm must have a complete() method (memkern.llm.LLM), not {type(llm).__name__}")
+        resolved_llm = llm_from_env() if llm is _FROM_ENV else llm
         self._store: Store = store if store is not None else SQLiteStore(Path(path) if path else default_path())
         self.embedder: Embedder = embedder if embedder is not None else default_embedder()
+        #: The model used for extraction and update decisions; ``None``: zero-LLM (rules only).
+        self.llm: LLM | None = resolved_llm
         self._indexes = IndexCache(self._store)
 
     # -- context management ------------------------------------------------------------------------
@@ -115,11 +132,13 @@ class MemOS:
 
     def _write_items(self, info: CubeInfo, items: list[MemoryItem], actor: str | None) -> AddResult:
         self._check_embedder(info)
+        items = self._governed_items(info, items)  # PII tags/redaction, quarantine (memkern.governance)
         vectors = self._embed([item.text for item in items])
         outcome = self._store.add_memories(info.id, items, vectors, actor)
         return AddResult(added=outcome.added, duplicates=list(outcome.duplicates.values()))
 
     def _update_item(self, info: CubeInfo, item: MemoryItem, expected_version: int) -> MemoryItem:
         self._check_embedder(info)
+        item = self._governed_items(info, [item])[0]  # PII tags/redaction, quarantine (memkern.governance)
         vector = self._embed([item.text])[0]
         return self._store.update_memory(info.id, item, vector, expected_version)

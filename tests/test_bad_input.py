@@ -13,8 +13,6 @@ from datetime import datetime, timezone
 
 import pytest
 from _embedders import HashingEmbedder
-from pydantic import ValidationError
-from pydantic_core import PydanticSerializationError
 
 from memkern import (
     ConflictError,

@@ -509,6 +509,95 @@ def log(
         _out().print(render.operations_table(ops))
 
 
+@app.command()
+def audit(
+    ctx: typer.Context,
+    cube: Annotated[str | None, typer.Option("--cube", metavar="CUBE", help="Only this cube (name or id).")] = None,
+    user: Annotated[str | None, typer.Option("--user", metavar="ID", help="Only this user id.")] = None,
+    limit: Annotated[int, typer.Option(metavar="N", help="At most this many, newest first.", min=1)] = 50,
+    db: DbOption = None, as_json: JsonFlag = False,
+) -> None:
+    """The audit log (who, when, operation, cube, memory ids, result; never text or keys)."""
+    state = _state(ctx, db, as_json)
+    with _mos(state) as mos:
+        entries = mos.audit(cube=cube, user=user, limit=limit)
+    if state.json:
+        _emit_json(entries)
+    elif not entries:
+        _out().print("no audit entries", markup=False)
+    else:
+        for e in entries:
+            ids = ",".join(e.item_ids[:5]) + (f",+{len(e.item_ids) - 5}" if len(e.item_ids) > 5 else "")
+            typer.echo(f"{e.seq}\t{e.at.isoformat(timespec='seconds')}\t{e.user_id or '-'}\t{e.operation}\t"
+                       f"{e.cube_id or '-'}\t{e.result.value}\t{ids or '-'}\t{e.detail or ''}")
+
+
+# ------------------------------------------------------------------------------------------ chat
+
+
+@app.command()
+def chat(
+    ctx: typer.Context,
+    cube: Annotated[str, typer.Argument(metavar="CUBE", help="Cube name or id.")],
+    query: Annotated[str, typer.Argument(metavar="QUERY", help="The question, in words.")],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", metavar="N", help="Memories to answer from.", min=1)] = 8,
+    write_back: Annotated[bool, typer.Option("--write-back", help="Store the question and the answer as two turns.")] = False,
+    session: Annotated[str | None, typer.Option("--session", "-s", metavar="SESSION",
+                                                help="Session for --write-back (default: chat-YYYY-MM-DD).")] = None,
+    db: DbOption = None, as_json: JsonFlag = False,
+) -> None:
+    """Answer QUERY from the cube's memories with the LLM that MEMKERN_LLM names."""
+    from memkern.chat import NO_LLM_MESSAGE, answer
+    from memkern.errors import InvalidInputError
+    from memkern.llm import llm_from_env
+
+    state = _state(ctx, db, as_json)
+    if session is not None and not write_back:
+        raise typer.BadParameter("--session is where --write-back stores the exchange; give --write-back too",
+                                 param_hint="--session")
+    llm = llm_from_env()
+    if llm is None:
+        raise InvalidInputError(NO_LLM_MESSAGE)
+    try:
+        with _mos(state) as mos:
+            result = answer(mos.get_cube(cube), llm, query, top_k=top_k, write_back=write_back, session_id=session)
+    finally:
+        close = getattr(llm, "close", None)
+        if callable(close):
+            close()
+    if state.json:
+        _emit_json(result)
+        return
+    out = _out()
+    out.print(result.answer, markup=False)
+    if result.hits:
+        out.print(render.hits_table(result.hits, title=f"{len(result.hits)} memories used"))
+    usage = result.usage
+    note = f"model {result.model}, {usage.calls} call(s), {usage.prompt_tokens}+{usage.completion_tokens} tokens"
+    if result.stored:
+        note += f"; stored the exchange in session {result.session_id!r}"
+    out.print(note, style="dim", markup=False)
+
+
+# ----------------------------------------------------------------------------------------- serve
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(metavar="HOST", help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="PORT", help="TCP port.", min=1, max=65535)] = 8765,
+    db: DbOption = None,
+) -> None:
+    """Serve the REST API (OpenAPI at /openapi.json, docs at /docs) until interrupted. Needs memkern[server]."""
+    try:
+        from memkern.server import serve as run_server
+    except ImportError as exc:
+        typer.echo(f"error: memkern serve needs the server extra: pip install 'memkern[server]' ({exc})", err=True)
+        raise typer.Exit(1) from None
+    run_server(host=host, port=port, db=_state(ctx, db).db)
+
+
 # ------------------------------------------------------------------------------------------ demo
 
 
@@ -528,6 +617,28 @@ def demo(
     run_demo(state.db, cube, as_json=state.json)
 
 
+# ------------------------------------------------------------------------------------------- mcp
+
+
+@app.command("mcp")
+def mcp_(
+    ctx: typer.Context,
+    transport: Annotated[str, typer.Option(metavar="stdio|http", help="stdio (default), or streamable HTTP.")] = "stdio",
+    host: Annotated[str, typer.Option(metavar="HOST", help="HTTP address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="PORT", help="HTTP port.", min=1, max=65535)] = 8766,
+    db: DbOption = None,
+) -> None:
+    """Serve the store to MCP clients (agents), over stdio or streamable HTTP at /mcp. Needs memkern[mcp]."""
+    if transport not in ("stdio", "http"):
+        raise typer.BadParameter(f"unknown transport {transport!r}; use stdio or http", param_hint="--transport")
+    try:
+        from memkern.mcp_server import serve
+    except ImportError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    serve(_state(ctx, db).db, transport=transport, host=host, port=port)  # type: ignore[arg-type]
+
+
 # ----------------------------------------------------------------------------------------- bench
 
 
@@ -539,14 +650,37 @@ def bench_locomo(
     out: Annotated[Path | None, typer.Option("--json", metavar="OUT", dir_okay=False,
                                                 help="Also write the full result as JSON here.")] = None,
     recipe: Annotated[str | None, typer.Option(metavar="NAME", help=_RECIPE_HELP)] = None,
+    answer: Annotated[bool, typer.Option("--answer", help="Also answer each question with the MEMKERN_LLM model "
+                                                          "and score it (LoCoMo F1).")] = False,
+    judge_model: Annotated[str | None, typer.Option(metavar="M", help="Judge model for J (with --answer).")] = None,
+    judge_base_url: Annotated[str | None, typer.Option(
+        metavar="U", help="Judge endpoint, OpenAI-compatible (default: MEMKERN_LLM_BASE_URL).")] = None,
+    limit_questions: Annotated[int | None, typer.Option(metavar="N", min=1,
+                                                        help="Answer only the first N questions.")] = None,
+    extract: Annotated[bool, typer.Option("--extract", help="Ingest with the MEMKERN_LLM model (fact extraction); "
+                                                            "reports its cost and extraction quality.")] = False,
 ) -> None:
     """Retrieval quality on LoCoMo: memkern vs a BM25 baseline, same data, same metrics."""
     from memkern.bench.locomo import format_report, run_locomo
+    from memkern.bench.qa import make_judge
 
     state = _state(ctx)
     ks = parse_ks(k)
     if not data.is_file():
         raise typer.BadParameter(f"no such file: {str(data)!r}", param_hint="--data")
+    if not answer and (judge_model or judge_base_url or limit_questions):
+        raise typer.BadParameter("--judge-model, --judge-base-url and --limit-questions apply to --answer",
+                                 param_hint="--answer")
+    llm = None
+    if answer or extract:
+        from memkern.chat import NO_LLM_MESSAGE
+        from memkern.errors import InvalidInputError
+        from memkern.llm import llm_from_env
+
+        llm = llm_from_env()
+        if llm is None:
+            raise InvalidInputError(NO_LLM_MESSAGE.replace("chat needs", "--answer and --extract need"))
+    judge = make_judge(judge_model, judge_base_url) if answer else None
     with _progress() as progress:
         tasks: dict[str, Any] = {}
 
@@ -555,7 +689,9 @@ def bench_locomo(
                 tasks[label] = progress.add_task(label, total=total)
             progress.update(tasks[label], completed=done, total=total)
 
-        result = run_locomo(data, ks=ks, progress=on_progress, search_config=_check_recipe(recipe))
+        result = run_locomo(data, ks=ks, progress=on_progress, search_config=_check_recipe(recipe),
+                            answer_llm=llm if answer else None, judge_llm=judge, limit_questions=limit_questions,
+                            ingest_llm=llm if extract else None)
     if out is not None:
         _write_json(out, result)
     if state.json:
@@ -596,6 +732,25 @@ def bench_scale(
         typer.echo(format_report(result))
         if out is not None:
             typer.echo(f"\nwrote {out}")
+
+
+@bench_app.command("guard")
+def bench_guard(
+    ctx: typer.Context,
+    data: Annotated[Path | None, typer.Option("--data", metavar="LOCOMO.json", dir_okay=False,
+                                              help="LoCoMo file whose turns measure false positives.")] = None,
+    injections: Annotated[Path | None, typer.Option("--injections", metavar="FILE.jsonl", dir_okay=False,
+                                                    help="Injection set (default: the bundled one).")] = None,
+) -> None:
+    """Poisoning guard: catch rate on injected memories, false positives on LoCoMo turns."""
+    from memkern.governance.guard_eval import evaluate, format_report
+
+    state = _state(ctx)
+    result = evaluate(data, injections)
+    if state.json:
+        _emit_json(result)
+    else:
+        typer.echo(format_report(result))
 
 
 def _write_json(path: Path, value: Any) -> None:

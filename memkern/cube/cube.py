@@ -17,9 +17,11 @@ from uuid import uuid4
 from pydantic import TypeAdapter, ValidationError
 
 from memkern.errors import InvalidInputError, NotFoundError
+from memkern.memory.updates import FACT_KINDS, apply_facts
 from memkern.models import (
     MAX_TEXT_CHARS,
     AddResult,
+    ChatAnswer,
     CubeInfo,
     Filters,
     Hit,
@@ -35,10 +37,12 @@ from memkern.models import (
 from memkern.reader.chat import read_messages
 from memkern.reader.document import read_document
 from memkern.reader.entities import find_entities
+from memkern.reader.llm_reader import NewFact
 from memkern.retrieval.config import SearchConfig, resolve_config
 from memkern.retrieval.search import search as hybrid_search
 
 if TYPE_CHECKING:
+    from memkern.llm.base import LLM
     from memkern.mos import MemOS
 
 _MESSAGES = TypeAdapter(list[Message])
@@ -182,12 +186,22 @@ class MemCube:
     def add(self, messages: Sequence[Mapping[str, Any] | Message] | None = None, *, text: str | None = None,
             session_id: str | None = None, kind: MemoryKind | str = MemoryKind.FACT,
             tags: Sequence[str] = (), metadata: Mapping[str, Any] | None = None,
-            time: datetime | None = None, actor: str | None = None) -> AddResult:
+            time: datetime | None = None, actor: str | None = None, infer: bool | None = None) -> AddResult:
         """Store chat ``messages`` as turn memories, or one ``text`` memory of ``kind``.
 
         A message already stored (same id, or same content, time and session) is not
         stored again: its existing id is reported in ``duplicates``.
+
+        Turns are always stored first, with no LLM. Then, if the MemOS has an LLM and
+        ``infer`` is not False, facts are extracted from the new turns (one call per window
+        of turns; ``extraction`` reports how it went) and each is decided on against the
+        cube's facts (``decisions``). A ``text`` of kind fact, event or preference is decided
+        on the same way, by the LLM or, without one, by deterministic rules: a duplicate is
+        not stored again (NOOP) and a changed slot ("lives in", "works as") supersedes the
+        old memory (its new version is in ``updated``). ``infer=False`` stores as given.
         """
+        if infer is not None and not isinstance(infer, bool):
+            raise InvalidInputError(f"infer must be True, False or None, not {infer!r}")
         if (messages is None) == (text is None):
             raise InvalidInputError("give either messages or text to add")
         if session_id is not None:
@@ -196,18 +210,48 @@ class MemCube:
         actor = check_optional_text(actor, "actor")
         if messages is not None:
             parsed = _check_messages(messages)
+            llm = self._mos.llm
+            if infer is True and llm is None:
+                raise InvalidInputError("infer=True needs an LLM: give MemOS(llm=...) or set MEMKERN_LLM")
             items = read_messages(parsed, cube_id=self.id, owner=self.info.owner, session_id=session_id,
                                   tags=tags)
-        else:
-            item_kind = self._check_kind(kind)
-            content = check_text(text)
-            when = check_time(time, "time")
-            items = [MemoryItem(
-                id=uuid4().hex, cube_id=self.id, owner=self.info.owner, kind=item_kind, text=content,
-                tags=tags, metadata=check_metadata(metadata), provenance=Provenance(session_id=session_id),
-                entities=find_entities(content), event_time=when, valid_from=when,
-            )]
+            result = self._mos._write_items(self.info, items, actor)
+            if llm is not None and infer is not False:
+                self._infer(result, llm, actor)
+            return result
+        item_kind = self._check_kind(kind)
+        content = check_text(text)
+        when = check_time(time, "time")
+        meta = check_metadata(metadata)
+        if infer is True and self._mos.llm is None and item_kind not in FACT_KINDS:
+            raise InvalidInputError("infer=True needs an LLM: give MemOS(llm=...) or set MEMKERN_LLM")
+        if item_kind in FACT_KINDS and infer is not False:
+            subject = meta.get("subject")
+            fact = NewFact(text=content, kind=item_kind, subject=subject if isinstance(subject, str) else None,
+                           time=when, provenance=Provenance(session_id=session_id), tags=tags, metadata=meta)
+            return apply_facts(self, [fact], llm=self._mos.llm, actor=actor)
+        items = [MemoryItem(
+            id=uuid4().hex, cube_id=self.id, owner=self.info.owner, kind=item_kind, text=content,
+            tags=tags, metadata=meta, provenance=Provenance(session_id=session_id),
+            entities=find_entities(content), event_time=when, valid_from=when,
+        )]
         return self._mos._write_items(self.info, items, actor)
+
+    def _infer(self, result: AddResult, llm: Any, actor: str | None) -> None:
+        """Extract facts from the turns ``result`` just stored and apply the decisions on them.
+
+        The turns are already durable: whatever happens here is reported in ``result``
+        (``extraction``, ``decisions``), never raised, except errors of the store itself.
+        """
+        from memkern.reader.llm_reader import extract_facts
+
+        turns = [item for item in result.added if item.kind is MemoryKind.TURN]
+        if not turns:
+            return
+        facts, report = extract_facts(llm, turns)
+        result.extraction = report
+        if facts:
+            apply_facts(self, facts, llm=llm, actor=actor or f"llm:{getattr(llm, 'name', 'llm')}", result=result)
 
     def add_document(self, text: str, *, path: str | Path | None = None, time: datetime | None = None,
                      tags: Sequence[str] = (), actor: str | None = None) -> AddResult:
@@ -220,11 +264,14 @@ class MemCube:
 
     def update(self, memory_id: str, text: str | None = None, *, tags: Sequence[str] | None = None,
                metadata: Mapping[str, Any] | None = None, valid_from: datetime | None = None,
-               reason: str | None = None, actor: str | None = None) -> MemoryItem:
+               reason: str | None = None, actor: str | None = None, event_time: datetime | None = None,
+               provenance: Provenance | Mapping[str, Any] | None = None) -> MemoryItem:
         """Write a new version of a memory; the old one stays in ``history``.
 
         ``valid_from`` says the world changed at that time (the old version stops being
         true then); without it the update is a correction of the same fact.
+        ``provenance`` replaces the source of the new version (a fact superseded by one
+        said in later turns points at those turns); without it the old one is kept.
         """
         reason = check_optional_text(reason, "reason")
         actor = check_optional_text(actor, "actor")
@@ -239,6 +286,12 @@ class MemCube:
             changes["metadata"] = check_metadata(metadata)
         if valid_from is not None:
             changes["valid_from"] = check_time(valid_from, "valid_from")
+        if event_time is not None:
+            changes["event_time"] = check_time(event_time, "event_time")
+        if provenance is not None:
+            changes["provenance"] = self._check_provenance(provenance)
+            if text is not None:
+                changes["entities"] = find_entities(changes["text"], changes["provenance"].speaker)
         if not changes:
             raise InvalidInputError("nothing to update: give text, tags, metadata or valid_from")
         new_version = current.model_copy(update={
@@ -250,6 +303,37 @@ class MemCube:
             "valid_to": None,
             "changed_by": actor,
             "change_reason": reason,
+        })
+        return self._mos._update_item(self.info, new_version, expected_version=current.version)
+
+    def invalidate(self, memory_id: str, *, at: datetime | None = None, reason: str | None = None,
+                   actor: str | None = None, metadata: Mapping[str, Any] | None = None) -> MemoryItem:
+        """Record that a memory stopped being true at ``at`` (default now), and archive it.
+
+        Nothing is destroyed: a new version is written with ``valid_to = at`` and state
+        archived (out of default search; in ``history`` and in
+        ``get_all(filters={"state": "archived"})``), in one store write. ``metadata`` is
+        merged into the new version's metadata (the evidence for the invalidation).
+        """
+        reason = check_optional_text(reason, "reason")
+        actor = check_optional_text(actor, "actor")
+        when = check_time(at, "at") or utcnow()
+        extra = check_metadata(metadata)
+        current = self.get(memory_id)
+        if current.valid_from is not None and when < current.valid_from:
+            raise InvalidInputError(
+                f"cannot invalidate {memory_id!r} at {when.isoformat()}: it only became true at "
+                f"{current.valid_from.isoformat()}")
+        new_version = current.model_copy(update={
+            "metadata": {**current.metadata, **extra},
+            "version": current.version + 1,
+            "supersedes": current.version_id,
+            "recorded_at": utcnow(),
+            "expired_at": None,
+            "valid_to": when,
+            "state": LifecycleState.ARCHIVED,
+            "changed_by": actor,
+            "change_reason": reason if reason is not None else "invalidated",
         })
         return self._mos._update_item(self.info, new_version, expected_version=current.version)
 
@@ -268,6 +352,12 @@ class MemCube:
         """Bring an archived memory back into search."""
         return self._mos._store.set_state(self.id, self._check_id(memory_id), LifecycleState.ACTIVE,
                                           check_optional_text(actor, "actor"), check_optional_text(reason, "reason"))
+
+    def release(self, memory_id: str, *, reason: str | None = None, actor: str | None = None) -> MemoryItem:
+        """Release a memory the poisoning guard quarantined back into search (cube admins)."""
+        return self._mos._store.set_state(self.id, self._check_id(memory_id), LifecycleState.ACTIVE,
+                                          check_optional_text(actor, "actor"),
+                                          check_optional_text(reason, "reason") or "released")
 
     # -- reading -----------------------------------------------------------------------------------
     def search(self, query: str, top_k: int = 5, *, filters: Filters | Mapping[str, Any] | None = None,
@@ -304,6 +394,19 @@ class MemCube:
         """The cube's operation log (ids only, never memory text), oldest first."""
         return self._mos._store.operations(self.id, memory_id, limit)
 
+    def chat(self, query: str, *, top_k: int = 8, write_back: bool = False, session_id: str | None = None,
+             llm: LLM | None = None, filters: Filters | Mapping[str, Any] | None = None,
+             config: SearchConfig | str | None = None) -> ChatAnswer:
+        """Answer ``query`` from this cube's memories with the MemOS LLM (or ``llm``).
+
+        Returns the answer with the memories it was given; with ``write_back`` the
+        exchange is stored as two turns of ``session_id``.
+        """
+        from memkern.chat import answer
+
+        return answer(self, llm, query, top_k=top_k, write_back=write_back, session_id=session_id,
+                      filters=filters, config=config)
+
     def dump(self, path: str | Path) -> Path:
         """Write the cube to one portable file (see ``memkern.cube.portable``)."""
         from memkern.cube.portable import dump_cube
@@ -320,6 +423,17 @@ class MemCube:
         if isinstance(tags, str) or not isinstance(tags, Sequence):
             raise InvalidInputError("tags must be a list of strings")
         return [check_name(tag, "tag") for tag in tags]
+
+    @staticmethod
+    def _check_provenance(provenance: object) -> Provenance:
+        if isinstance(provenance, Provenance):
+            return provenance
+        if not isinstance(provenance, Mapping):
+            raise InvalidInputError(f"provenance must be a Provenance or a mapping, not {type(provenance).__name__}")
+        try:
+            return Provenance.model_validate(dict(provenance))
+        except ValidationError as exc:
+            raise InvalidInputError(f"invalid provenance: {_describe(exc)}") from exc
 
     @staticmethod
     def _check_kind(kind: object) -> MemoryKind:

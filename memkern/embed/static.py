@@ -16,10 +16,11 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -193,7 +194,7 @@ class StaticEmbedder:
         """A copy of the model's config.json (provenance, distillation options)."""
         return json.loads(json.dumps(self._model.config.raw))
 
-    def load(self) -> "StaticEmbedder":
+    def load(self) -> StaticEmbedder:
         """Kept for callers that want an explicit load step: the model is already loaded. Returns self."""
         return self
 

@@ -7,20 +7,19 @@ rankings are fused; every hit carries each signal's share of its score.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, time, timezone
 
 import numpy as np
 
 from memkern.embed.base import Embedder
 from memkern.models import Filters, Hit, LifecycleState, ScoreParts, utcnow
+from memkern.reader.temporal import mentioned_periods
 from memkern.retrieval.config import SearchConfig
 from memkern.retrieval.index import CubeIndex
-from memkern.reader.temporal import mentioned_periods
 from memkern.retrieval.text import query_terms
 from memkern.store.base import Store
-
 
 _LEXICAL_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="memkern-lexical")
 
@@ -33,6 +32,8 @@ def filter_mask(index: CubeIndex, filters: Filters) -> np.ndarray:
         mask = np.ones(len(index), dtype=bool)
         if filters.state is not None:
             mask &= index.states == filters.state.value
+        else:  # quarantined memories are never searched (memkern.governance.guard)
+            mask &= index.states != "quarantined"
     if (sessions := filters.session_ids()) is not None:
         mask &= np.isin(np.asarray(index.session_names, dtype=object)[index.session_codes], sessions)
     if (kinds := filters.kinds()) is not None:

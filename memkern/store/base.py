@@ -22,6 +22,7 @@ from datetime import datetime
 
 import numpy as np
 
+from memkern.governance.models import ApiKey, AuditEntry, Grant, User
 from memkern.models import CubeInfo, Filters, LifecycleState, MemoryItem, MemoryKind, Operation
 
 
@@ -169,3 +170,64 @@ class Store(ABC):
 
         ``terms`` are already normalised words; a memory matches if it has any of them.
         """
+
+    # -- governance (users, keys, grants, audit; see memkern.governance) ---------------------------
+    @abstractmethod
+    def create_user(self, user: User) -> User:
+        """``ConflictError`` if the id is taken."""
+
+    @abstractmethod
+    def get_user(self, user_id: str) -> User:
+        """``NotFoundError`` if there is no such user."""
+
+    @abstractmethod
+    def list_users(self) -> list[User]: ...
+
+    @abstractmethod
+    def delete_user(self, user_id: str) -> None:
+        """Remove a user with their keys and grants (not their cubes: see ``forget_user``)."""
+
+    @abstractmethod
+    def add_api_key(self, key: ApiKey) -> None:
+        """Store a key record (its hash, never the key); ``ConflictError`` on a taken prefix."""
+
+    @abstractmethod
+    def get_api_key(self, prefix: str) -> ApiKey | None: ...
+
+    @abstractmethod
+    def list_api_keys(self, user_id: str | None = None) -> list[ApiKey]: ...
+
+    @abstractmethod
+    def revoke_api_key(self, prefix: str, at: datetime | None = None) -> None:
+        """Mark a key revoked (idempotent); ``NotFoundError`` if no key has that prefix."""
+
+    @abstractmethod
+    def set_grant(self, grant: Grant) -> None:
+        """Give (or change) a user's permission on a cube; ``NotFoundError`` for an unknown cube or user."""
+
+    @abstractmethod
+    def delete_grant(self, cube_id: str, user_id: str) -> bool:
+        """Remove a grant; False if there was none."""
+
+    @abstractmethod
+    def list_grants(self, cube_id: str | None = None, user_id: str | None = None) -> list[Grant]: ...
+
+    @abstractmethod
+    def append_audit(self, entries: Sequence[AuditEntry]) -> None:
+        """Append entries to the audit log (ids only, never memory text or keys)."""
+
+    @abstractmethod
+    def query_audit(self, cube_id: str | None = None, user_id: str | None = None,
+                    since: datetime | None = None, limit: int | None = None) -> list[AuditEntry]:
+        """Audit entries matching every given filter, newest first."""
+
+    @abstractmethod
+    def set_cube_metadata(self, cube_id: str, metadata: dict) -> CubeInfo:
+        """Replace a cube's metadata (where its policy lives); ``NotFoundError`` if absent."""
+
+    @abstractmethod
+    def forget_user(self, user_id: str, actor: str | None = None) -> list[str]:
+        """Purge everything of a user in one transaction: the cubes they own with every memory,
+        version, vector, index entry, operation and audit entry; their grants, keys and user
+        row; their own audit entries. Leaves one id-level audit entry ``forget_user``.
+        Returns the ids of the purged cubes; ``NotFoundError`` if the id names nothing."""

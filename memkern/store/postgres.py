@@ -72,6 +72,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
     ) from exc
 
 from memkern.errors import StoreError
+from memkern.governance.sqlstore import GovernanceSQL
 from memkern.models import CubeInfo, Filters, LifecycleState, MemoryItem, Operation, utcnow
 from memkern.store import sql
 from memkern.store.base import AddOutcome, IndexBatch, Store
@@ -162,11 +163,53 @@ MIGRATIONS: list[str] = [
     CREATE INDEX operations_memory ON operations (cube_id, memory_id, seq);
     CREATE INDEX operations_cube ON operations (cube_id, seq);
     """,
+    # 1 -> 2: governance: users, hashed API keys, per-cube grants, the audit log.
+    """
+    CREATE TABLE users (
+        id         text PRIMARY KEY,
+        name       text NOT NULL,
+        role       text NOT NULL,
+        created_at text NOT NULL
+    );
+
+    -- The key itself is never stored: its public prefix (for lookup) and its sha256.
+    CREATE TABLE api_keys (
+        prefix     text PRIMARY KEY,
+        user_id    text NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        key_hash   text NOT NULL,
+        created_at text NOT NULL,
+        revoked_at text
+    );
+    CREATE INDEX api_keys_user ON api_keys (user_id);
+
+    CREATE TABLE grants (
+        cube_id    text NOT NULL REFERENCES cubes(id) ON DELETE CASCADE,
+        user_id    text NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        permission text NOT NULL,
+        granted_at text NOT NULL,
+        PRIMARY KEY (cube_id, user_id)
+    );
+    CREATE INDEX grants_user ON grants (user_id);
+
+    -- Append-only, ids only: who did what on which cube and memories, and how it ended.
+    CREATE TABLE audit (
+        seq       bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at        text NOT NULL,
+        user_id   text,
+        operation text NOT NULL,
+        cube_id   text,
+        item_ids  text NOT NULL,
+        result    text NOT NULL,
+        detail    text
+    );
+    CREATE INDEX audit_cube ON audit (cube_id, seq);
+    CREATE INDEX audit_user ON audit (user_id, seq);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_TABLES = ("operations", "index_rows", "memories", "cubes")
+_TABLES = ("audit", "grants", "api_keys", "users", "operations", "index_rows", "memories", "cubes")
 #: ts_rank weights for labels D, C, B, A: text is A, entities B.
 _RANK_WEIGHTS = "{0.1, 0.2, 0.5, 1.0}"
 #: Texts longer than this are lexically indexed by their distinct words (tsvector <= 1 MB).
@@ -269,6 +312,16 @@ def _safe_dsn(dsn: str) -> str:
     return " ".join(f"{k}={v}" for k, v in parts.items())
 
 
+class _CleanCursor:
+    """A cursor whose ``execute`` replaces NULs in parameters (for the governance SQL)."""
+
+    def __init__(self, cur: psycopg.Cursor) -> None:
+        self.cur = cur
+
+    def execute(self, query: str, params: Sequence[Any] = ()) -> psycopg.Cursor:
+        return self.cur.execute(query, _params(params))
+
+
 def drop_schema(dsn: str, schema: str) -> None:
     """Drop a store's schema with everything in it, without opening (or migrating) the store."""
     try:
@@ -278,12 +331,40 @@ def drop_schema(dsn: str, schema: str) -> None:
         raise StoreError(f"cannot drop schema {schema!r} ({_safe_dsn(dsn)}): {exc}") from exc
 
 
-class PostgresStore(Store):
+class PostgresStore(GovernanceSQL, Store):
     """``Store`` on a PostgreSQL database with pgvector (see the module docstring).
 
     ``dsn`` is a libpq connection string or URL; ``schema`` is where the tables live
     (created if missing); ``pool_size`` bounds the connections this store opens.
     """
+
+    # -- governance hooks (memkern.governance.sqlstore) ----------------------------------------------
+    _gov_mark = "%s"
+
+    @contextmanager
+    def _gov_tx(self) -> Iterator[_CleanCursor]:
+        with self._tx() as cur:
+            yield _CleanCursor(cur)
+
+    def _gov_read(self, query: str, params: Sequence[Any] = ()) -> list[tuple]:
+        return self._read(query, params)
+
+    def _gov_purge_cube(self, db: _CleanCursor, cube_id: str) -> None:
+        if not self._lock_cube(db.cur, cube_id):
+            return
+        for table in ("index_rows", "memories", "operations"):
+            db.execute(f"DELETE FROM {table} WHERE cube_id = %s", (cube_id,))
+        db.execute("DELETE FROM cubes WHERE id = %s", (cube_id,))
+
+    def _gov_after_forget(self) -> None:
+        # Dead row versions stay in the heap until vacuumed: vacuum the tables that held them.
+        try:
+            with self._connect(autocommit=True) as conn:
+                conn.execute(self._search_path)
+                for table in ("memories", "index_rows", "operations", "cubes", "audit", "users", "api_keys"):
+                    conn.execute(pgsql.SQL("VACUUM {}").format(pgsql.Identifier(self.schema, table)))
+        except (StoreError, psycopg.Error):  # best effort: the rows are already deleted
+            pass
 
     def __init__(self, dsn: str, *, schema: str = "memkern", pool_size: int = 4,
                  timeout_s: float = 60.0) -> None:

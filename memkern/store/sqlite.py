@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from memkern.errors import StoreError
+from memkern.governance.sqlstore import GovernanceSQL
 from memkern.models import CubeInfo, Filters, LifecycleState, MemoryItem, Operation, utcnow
 from memkern.store import sql
 from memkern.store.base import AddOutcome, IndexBatch, Store
@@ -42,8 +43,41 @@ def _fts_query(cube_id: str | None, terms: Sequence[str]) -> str:
     return f'cube : "{cube_id}" AND {words}' if cube_id else words
 
 
-class SQLiteStore(Store):
+class SQLiteStore(GovernanceSQL, Store):
     """``Store`` on one SQLite file (see the module docstring)."""
+
+    # -- governance hooks (memkern.governance.sqlstore) ----------------------------------------------
+    _gov_mark = "?"
+
+    def _gov_tx(self):  # type: ignore[no-untyped-def]
+        return self._write()
+
+    def _gov_read(self, query: str, params: Sequence[object] = ()) -> list[tuple]:
+        return self._read(query, params)
+
+    def _gov_purge_cube(self, db: sqlite3.Connection, cube_id: str) -> None:
+        seqs = [s for (s,) in db.execute("SELECT seq FROM memories WHERE cube_id=?", (cube_id,))]
+        db.executemany("DELETE FROM memory_fts WHERE rowid=?", [(s,) for s in seqs])
+        db.execute("DELETE FROM index_rows WHERE cube_id=?", (cube_id,))
+        db.execute("DELETE FROM memories WHERE cube_id=?", (cube_id,))
+        db.execute("DELETE FROM operations WHERE cube_id=?", (cube_id,))
+        db.execute("DELETE FROM cubes WHERE id=?", (cube_id,))
+
+    def forget_user(self, user_id: str, actor: str | None = None) -> list[str]:
+        # Deleted rows are overwritten with zeros (not just unlinked) while forgetting, and the
+        # full-text index is merged afterwards so that no segment keeps the forgotten words.
+        with self._lock:
+            self._db.execute("PRAGMA secure_delete=ON")
+            try:
+                return super().forget_user(user_id, actor)
+            finally:
+                self._db.execute("PRAGMA secure_delete=OFF")
+
+    def _gov_after_forget(self) -> None:
+        with self._write() as db:
+            db.execute("INSERT INTO memory_fts(memory_fts) VALUES('optimize')")
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def __init__(self, path: str | Path, *, timeout_s: float = 60.0) -> None:
         self.path = Path(path)

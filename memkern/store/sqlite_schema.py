@@ -83,6 +83,48 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX operations_memory ON operations (cube_id, memory_id);
     """,
+    # 1 -> 2: governance: users, hashed API keys, per-cube grants, the audit log.
+    """
+    CREATE TABLE users (
+        id         TEXT PRIMARY KEY,
+        name       TEXT NOT NULL,
+        role       TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+
+    -- The key itself is never stored: its public prefix (for lookup) and its sha256.
+    CREATE TABLE api_keys (
+        prefix     TEXT PRIMARY KEY,
+        user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        key_hash   TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        revoked_at TEXT
+    );
+    CREATE INDEX api_keys_user ON api_keys (user_id);
+
+    CREATE TABLE grants (
+        cube_id    TEXT NOT NULL REFERENCES cubes(id) ON DELETE CASCADE,
+        user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        permission TEXT NOT NULL,
+        granted_at TEXT NOT NULL,
+        PRIMARY KEY (cube_id, user_id)
+    );
+    CREATE INDEX grants_user ON grants (user_id);
+
+    -- Append-only, ids only: who did what on which cube and memories, and how it ended.
+    CREATE TABLE audit (
+        seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+        at        TEXT NOT NULL,
+        user_id   TEXT,
+        operation TEXT NOT NULL,
+        cube_id   TEXT,
+        item_ids  TEXT NOT NULL,
+        result    TEXT NOT NULL,
+        detail    TEXT
+    );
+    CREATE INDEX audit_cube ON audit (cube_id, seq);
+    CREATE INDEX audit_user ON audit (user_id, seq);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,135 @@
+"""Records of the governance layer: users, API keys, grants, audit entries, cube policies.
+
+Plain Pydantic models, importable by the store without importing the rest of memkern.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from memkern.models import utcnow
+
+
+class Role(str, Enum):
+    """A user's role in the whole store: admins pass every check."""
+
+    ADMIN = "admin"
+    USER = "user"
+
+
+class Permission(str, Enum):
+    """What a grant on a cube allows; each level includes the ones below it."""
+
+    READ = "read"
+    WRITE = "write"
+    ADMIN = "admin"
+
+    @property
+    def level(self) -> int:
+        return _LEVELS[self]
+
+
+_LEVELS = {Permission.READ: 1, Permission.WRITE: 2, Permission.ADMIN: 3}
+
+
+class User(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    name: str
+    role: Role = Role.USER
+    created_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+
+class ApiKey(BaseModel):
+    """A stored API key: never the key itself, only its public prefix and sha256."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prefix: str
+    user_id: str
+    key_hash: str
+    created_at: datetime = Field(default_factory=utcnow)
+    revoked_at: datetime | None = None
+
+
+class Grant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cube_id: str
+    user_id: str
+    permission: Permission
+    granted_at: datetime = Field(default_factory=utcnow)
+
+
+class AuditResult(str, Enum):
+    ALLOWED = "allowed"
+    DENIED = "denied"
+    ERROR = "error"
+
+
+class AuditEntry(BaseModel):
+    """One audited call: who, when, what, on which cube and memories, and how it ended.
+
+    Ids and names of operations only: never memory text, queries, keys or error messages
+    (``detail`` is an exception class name or a count).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    seq: int = 0
+    at: datetime = Field(default_factory=utcnow)
+    user_id: str | None = None
+    operation: str
+    cube_id: str | None = None
+    item_ids: list[str] = Field(default_factory=list)
+    result: AuditResult = AuditResult.ALLOWED
+    detail: str | None = None
+
+
+class CubePolicy(BaseModel):
+    """The governance policy a cube carries in its metadata (top-level keys)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Archive active memories not accessed (or written) for this many days.
+    archive_after_days: float | None = Field(default=None, gt=0)
+    #: Delete memories not accessed (or written) for this many days.
+    forget_after_days: float | None = Field(default=None, gt=0)
+    #: Replace detected PII by placeholders before storing.
+    redact_pii: bool = False
+    #: Quarantine memories that carry instructions aimed at the model (default on).
+    guard: bool = True
+
+    @classmethod
+    def of(cls, metadata: dict[str, Any]) -> CubePolicy:
+        known = {k: v for k, v in metadata.items() if k in cls.model_fields}
+        try:
+            return cls.model_validate(known)
+        except Exception:  # a malformed policy written by hand: the safe defaults
+            return cls()
+
+
+class RetentionReport(BaseModel):
+    """What ``apply_retention`` did: memory ids archived and deleted, per cube id."""
+
+    now: datetime
+    cubes: int = 0
+    archived: dict[str, list[str]] = Field(default_factory=dict)
+    forgotten: dict[str, list[str]] = Field(default_factory=dict)
+
+    @property
+    def n_archived(self) -> int:
+        return sum(len(v) for v in self.archived.values())
+
+    @property
+    def n_forgotten(self) -> int:
+        return sum(len(v) for v in self.forgotten.values())
