@@ -12,7 +12,6 @@ they are stored with ``infer=False``: the model's own answer is not mined for ne
 from __future__ import annotations
 
 import hashlib
-import inspect
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
@@ -144,12 +143,17 @@ def default_session_id(now: datetime | None = None) -> str:
 
 def answer(cube: MemCube, llm: LLM | None, query: str, *, top_k: int = 8, write_back: bool = False,
            session_id: str | None = None, filters: Filters | Mapping[str, Any] | None = None,
-           config: Any = None, max_tokens: int = DEFAULT_MAX_TOKENS) -> ChatAnswer:
+           config: Any = None, max_tokens: int = DEFAULT_MAX_TOKENS,
+           use_activation: bool | None = None) -> ChatAnswer:
     """Answer ``query`` from ``cube``'s memories with ``llm`` (the cube's MemOS LLM when None).
 
     ``top_k`` memories are retrieved with ``cube.search(query, top_k, filters=, config=)``. With
     ``write_back``, the query and the answer are stored as two turns in ``session_id`` (default
-    :func:`default_session_id`). Raises ``InvalidInputError`` for bad input or when there is no LLM,
+    :func:`default_session_id`). ``use_activation``: answer with the cube's activation memory (its
+    memory block's KV cache restored into the local model, the prompt starting with that exact block;
+    ``memkern.memory.activation``). ``None`` (default) uses it when the LLM is the local model and a
+    fresh one exists; ``True`` requires it (``InvalidInputError`` if stale or missing); ``False``
+    never uses it. A stale activation is never used. Raises ``InvalidInputError`` for bad input or when there is no LLM,
     ``LLMError`` when the model fails (nothing is written then).
     """
     from memkern.cube.cube import check_name, check_text
@@ -164,17 +168,24 @@ def answer(cube: MemCube, llm: LLM | None, query: str, *, top_k: int = 8, write_
     if llm is None:
         raise InvalidInputError(NO_LLM_MESSAGE)
     asked_at = utcnow()
+    if use_activation is not None and not isinstance(use_activation, bool):
+        raise InvalidInputError(f"use_activation must be True, False or None, not {use_activation!r}")
     hits = cube.search(query, top_k=top_k, filters=filters, config=config)
-    result = answer_from_hits(llm, query, hits, max_tokens=max_tokens)
+    result = None
+    if use_activation is not False:
+        from memkern.memory.activation import answer_with_activation
+
+        result = answer_with_activation(cube, llm, query, hits, max_tokens=max_tokens,
+                                        required=use_activation is True)
+    if result is None:
+        result = answer_from_hits(llm, query, hits, max_tokens=max_tokens)
     if write_back:
         session = session_id or default_session_id(asked_at)
         answered_at = max(utcnow(), asked_at)
         messages = [{"role": "user", "content": query, "time": asked_at},
                     {"role": "assistant", "content": result.answer, "time": answered_at}]
-        kwargs: dict[str, Any] = {"session_id": session}
-        if "infer" in inspect.signature(cube.add).parameters:
-            kwargs["infer"] = False
-        added = cube.add(messages=messages, **kwargs)
+        # The model's own words are stored as said, never mined for facts.
+        added = cube.add(messages=messages, session_id=session, infer=False)
         result.session_id = session
         result.stored = list(added.added)
     return result

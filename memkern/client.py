@@ -21,6 +21,7 @@ Needs only ``httpx`` (a core dependency), not the server extra.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -36,7 +37,8 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from memkern import errors
-from memkern.models import AddResult, CubeInfo, Filters, Hit, MemoryItem, MemoryKind, Message, Operation
+from memkern.governance.models import ApiKey, AuditEntry, CubePolicy, Grant, Permission, RetentionReport, Role, User
+from memkern.models import AddResult, ChatAnswer, CubeInfo, Filters, Hit, MemoryItem, MemoryKind, Message, Operation
 from memkern.retrieval.config import SearchConfig
 
 ACTOR_HEADER = "X-Memkern-Actor"
@@ -54,6 +56,9 @@ _SLUG_ERRORS: dict[str, type[errors.MemkernError]] = {
     "conflict": errors.ConflictError,
     "store-unavailable": errors.StoreError,
     "embedder-unavailable": errors.EmbedderError,
+    "unauthenticated": errors.AuthenticationError,
+    "permission-denied": errors.PermissionDeniedError,
+    "llm-not-configured": errors.LLMUnavailableError,
 }
 _LLM_ERROR = getattr(errors, "LLMError", None)
 if _LLM_ERROR is not None:
@@ -63,7 +68,8 @@ _NAMED_ERRORS: dict[str, type[errors.MemkernError]] = {
     if isinstance(cls, type) and issubclass(cls, errors.MemkernError)
 }
 _STATUS_ERRORS: dict[int, type[errors.MemkernError]] = {
-    400: errors.InvalidInputError, 404: errors.NotFoundError, 409: errors.ConflictError,
+    400: errors.InvalidInputError, 401: errors.AuthenticationError, 403: errors.PermissionDeniedError,
+    404: errors.NotFoundError, 409: errors.ConflictError,
     413: errors.InvalidInputError, 415: errors.InvalidInputError, 422: errors.InvalidInputError,
     503: errors.StoreError,
 }
@@ -79,6 +85,14 @@ _HITS = TypeAdapter(list[Hit])
 _ITEMS = TypeAdapter(list[MemoryItem])
 _OPERATIONS = TypeAdapter(list[Operation])
 _CUBES = TypeAdapter(list[CubeInfo])
+_USERS = TypeAdapter(list[User])
+_GRANTS = TypeAdapter(list[Grant])
+_AUDIT = TypeAdapter(list[AuditEntry])
+_KEYS = TypeAdapter(list[dict[str, Any]])
+
+
+def _uid(user: User | str) -> str:
+    return user.id if isinstance(user, User) else user
 
 
 def _seg(value: object, what: str) -> str:
@@ -104,10 +118,8 @@ def _error_from(response: httpx.Response) -> errors.MemkernError:
     """The memkern exception a problem-details response stands for."""
     status = response.status_code
     body: Any = None
-    try:
+    with contextlib.suppress(ValueError):
         body = response.json()
-    except ValueError:
-        pass
     if isinstance(body, dict):
         detail = body.get("detail") or body.get("title") or f"HTTP {status}"
         cls = None
@@ -128,17 +140,24 @@ def _error_from(response: httpx.Response) -> errors.MemkernError:
 class MemkernClient:
     """The REST API as the Python API: ``MemOS``'s methods, over HTTP.
 
-    ``actor`` is sent as the ``X-Memkern-Actor`` header with every request (and recorded
-    in the operation log); a method's own ``actor=`` overrides it for that call.
+    ``api_key`` (``memkern key create USER``) is sent as ``Authorization: Bearer <key>``
+    with every request: the server runs every call as its user. ``actor`` (a server with
+    ``--no-auth`` only) is sent as the ``X-Memkern-Actor`` header and recorded in the
+    operation log; a method's own ``actor=`` overrides it for that call. 401 raises
+    ``AuthenticationError``, 403 ``PermissionDeniedError``.
     """
 
-    def __init__(self, base_url: str, *, actor: str | None = None, timeout: float = 30,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(self, base_url: str, *, api_key: str | None = None, actor: str | None = None,
+                 timeout: float = 30, transport: httpx.BaseTransport | None = None) -> None:
         if not isinstance(base_url, str) or not base_url.strip():
             raise errors.InvalidInputError(f"base_url must be a URL such as 'http://127.0.0.1:8765', not {base_url!r}")
         headers = {"Accept": "application/json"}
         if actor is not None:
             headers[ACTOR_HEADER] = actor
+        if api_key is not None:
+            if not isinstance(api_key, str) or not api_key.strip():
+                raise errors.InvalidInputError("api_key must be a non-empty string")
+            headers["Authorization"] = f"Bearer {api_key.strip()}"
         self.base_url = base_url.rstrip("/")
         self.actor = actor
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers, transport=transport)
@@ -182,9 +201,10 @@ class MemkernClient:
     def health(self) -> dict[str, Any]:
         return self._request("GET", "/v1/health").json()
 
-    def create_cube(self, name: str, owner: str = "default", description: str = "") -> RemoteCube:
-        response = self._request("POST", "/v1/cubes", **_jsonable(
-            {"name": name, "owner": owner, "description": description}, "cube"))
+    def create_cube(self, name: str, owner: str | None = None, description: str = "") -> RemoteCube:
+        """A new cube, owned by ``owner`` (default: the caller; ``default`` without authentication)."""
+        body = {"name": name, "description": description, **({"owner": owner} if owner is not None else {})}
+        response = self._request("POST", "/v1/cubes", **_jsonable(body, "cube"))
         return RemoteCube(self, self._parse(CubeInfo, response))
 
     def get_cube(self, name_or_id: str) -> RemoteCube:
@@ -223,6 +243,79 @@ class MemkernClient:
         return RemoteCube(self, self._parse(CubeInfo, response))
 
 
+    # -- governance --------------------------------------------------------------------------------
+    def whoami(self) -> User | None:
+        """The user the API key belongs to (``None`` on a server without authentication)."""
+        response = self._request("GET", "/v1/me")
+        return None if response.content.strip() in (b"", b"null") else self._parse(User, response)
+
+    def create_user(self, name: str, role: Role | str = Role.USER, *, user_id: str | None = None) -> User:
+        body = {"name": name, "role": role, **({"id": user_id} if user_id is not None else {})}
+        return self._parse(User, self._request("POST", "/v1/users", **_jsonable(body, "user")))
+
+    def list_users(self) -> list[User]:
+        return self._parse(_USERS, self._request("GET", "/v1/users"))
+
+    def forget_user(self, user_id: User | str) -> list[str]:
+        """Erase a user with their cubes, grants, keys and audit trail; the purged cube ids."""
+        response = self._request("DELETE", f"/v1/users/{_seg(_uid(user_id), 'user id')}")
+        return list(response.json()["cubes"])
+
+    def create_api_key(self, user: User | str) -> str:
+        """A new API key for ``user``, returned this once."""
+        response = self._request("POST", f"/v1/users/{_seg(_uid(user), 'user id')}/keys")
+        return str(response.json()["key"])
+
+    def api_keys(self, user: User | str) -> list[ApiKey]:
+        """The user's keys (``key_hash`` is never sent: it is blank here)."""
+        rows = self._parse(_KEYS, self._request("GET", f"/v1/users/{_seg(_uid(user), 'user id')}/keys"))
+        return [ApiKey.model_validate({**row, "key_hash": ""}) for row in rows]
+
+    def revoke_api_key(self, key_or_prefix: str) -> None:
+        value = key_or_prefix.strip() if isinstance(key_or_prefix, str) else key_or_prefix
+        if isinstance(value, str) and value.startswith("mk_") and value.count("_") >= 2:
+            value = value.split("_")[1]
+        self._request("DELETE", f"/v1/keys/{_seg(value, 'API key prefix')}")
+
+    def grant(self, cube: str, user: User | str, permission: Permission | str) -> Grant:
+        path = f"/v1/cubes/{self._cube_segment(cube)}/grants/{_seg(_uid(user), 'user id')}"
+        return self._parse(Grant, self._request("PUT", path, **_jsonable({"permission": permission}, "grant")))
+
+    def revoke(self, cube: str, user: User | str) -> bool:
+        path = f"/v1/cubes/{self._cube_segment(cube)}/grants/{_seg(_uid(user), 'user id')}"
+        return bool(self._request("DELETE", path).json()["revoked"])
+
+    def grants(self, cube: str) -> list[Grant]:
+        return self._parse(_GRANTS, self._request("GET", f"/v1/cubes/{self._cube_segment(cube)}/grants"))
+
+    def set_policy(self, cube: str, **policy: Any) -> CubePolicy:
+        response = self._request("PUT", f"/v1/cubes/{self._cube_segment(cube)}/policy",
+                                 **_jsonable(policy, "policy"))
+        return self._parse(CubePolicy, response)
+
+    def policy(self, cube: str) -> CubePolicy:
+        return self._parse(CubePolicy, self._request("GET", f"/v1/cubes/{self._cube_segment(cube)}/policy"))
+
+    def audit(self, cube: str | None = None, user: User | str | None = None, since: datetime | str | None = None,
+              limit: int | None = 100) -> list[AuditEntry]:
+        """Audit entries, newest first (a non-admin sees only their own)."""
+        params: dict[str, Any] = {}
+        if cube is not None:
+            params["cube"] = cube
+        if user is not None:
+            params["user"] = _uid(user)
+        if since is not None:
+            params["since"] = since.isoformat() if isinstance(since, datetime) else since
+        if limit is not None:
+            params["limit"] = limit
+        return self._parse(_AUDIT, self._request("GET", "/v1/audit", params=params or None))
+
+    def apply_retention(self, now: datetime | str | None = None) -> RetentionReport:
+        body = {"now": now} if now is not None else {}
+        return self._parse(RetentionReport, self._request("POST", "/v1/admin/retention",
+                                                          **_jsonable(body, "retention")))
+
+
 class RemoteCube:
     """A cube on a memkern server: ``MemCube``'s methods, same arguments, same return types."""
 
@@ -249,12 +342,12 @@ class RemoteCube:
     def add(self, messages: Sequence[Mapping[str, Any] | Message] | None = None, *, text: str | None = None,
             session_id: str | None = None, kind: MemoryKind | str = MemoryKind.FACT,
             tags: Sequence[str] = (), metadata: Mapping[str, Any] | None = None,
-            time: datetime | None = None, actor: str | None = None) -> AddResult:
+            time: datetime | None = None, actor: str | None = None, infer: bool | None = None) -> AddResult:
         """Store chat ``messages`` as turn memories, or one ``text`` memory of ``kind``."""
         if (messages is None) == (text is None):
             raise errors.InvalidInputError("give either messages or text to add")
         body: dict[str, Any] = {"session_id": session_id, "kind": kind, "tags": tags, "metadata": metadata,
-                                "time": time}
+                                "time": time, "infer": infer}
         if messages is not None:
             if isinstance(messages, (str, bytes)):
                 raise errors.InvalidInputError("messages must be a list of {'role', 'content', ...} objects")
@@ -276,8 +369,9 @@ class RemoteCube:
 
     def update(self, memory_id: str, text: str | None = None, *, tags: Sequence[str] | None = None,
                metadata: Mapping[str, Any] | None = None, valid_from: datetime | None = None,
-               reason: str | None = None, actor: str | None = None) -> MemoryItem:
-        body = {"text": text, "tags": tags, "metadata": metadata, "valid_from": valid_from, "reason": reason}
+               reason: str | None = None, actor: str | None = None, event_time: datetime | None = None) -> MemoryItem:
+        body = {"text": text, "tags": tags, "metadata": metadata, "valid_from": valid_from, "reason": reason,
+                "event_time": event_time}
         body = {key: value for key, value in body.items() if value is not None}
         response = self._client._request("PATCH", self._memory(memory_id), actor=actor,
                                          **_jsonable(body, "update"))
@@ -296,6 +390,28 @@ class RemoteCube:
         response = self._client._request("POST", f"{self._memory(memory_id)}/restore", actor=actor,
                                          **_jsonable({"reason": reason}, "reason"))
         return self._client._parse(MemoryItem, response)
+
+    def invalidate(self, memory_id: str, *, at: datetime | None = None, reason: str | None = None,
+                   actor: str | None = None, metadata: Mapping[str, Any] | None = None) -> MemoryItem:
+        body = {key: value for key, value in (("at", at), ("reason", reason), ("metadata", metadata))
+                if value is not None}
+        response = self._client._request("POST", f"{self._memory(memory_id)}/invalidate", actor=actor,
+                                         **_jsonable(body, "invalidate"))
+        return self._client._parse(MemoryItem, response)
+
+    def release(self, memory_id: str, *, reason: str | None = None, actor: str | None = None) -> MemoryItem:
+        """Release a quarantined memory back into search (cube admins)."""
+        response = self._client._request("POST", f"{self._memory(memory_id)}/release", actor=actor,
+                                         **_jsonable({"reason": reason}, "reason"))
+        return self._client._parse(MemoryItem, response)
+
+    def chat(self, query: str, *, top_k: int = 8, write_back: bool = False,
+             session_id: str | None = None) -> ChatAnswer:
+        """Answer ``query`` from the cube's memories with the server's LLM (``LLMUnavailableError`` if it has none)."""
+        body = {"query": query, "top_k": top_k, "write_back": write_back,
+                **({"session_id": session_id} if session_id is not None else {})}
+        response = self._client._request("POST", f"{self._base}/chat", **_jsonable(body, "chat"))
+        return self._client._parse(ChatAnswer, response)
 
     # -- reading -----------------------------------------------------------------------------------
     def search(self, query: str, top_k: int = 5, *, filters: Filters | Mapping[str, Any] | None = None,

@@ -9,7 +9,16 @@ Every tool returns structured JSON (with an output schema) as well as the same J
 text. An error memkern raises on purpose becomes a tool error (``isError``) carrying the
 exception's message, for the model to read and act on; it never stops the server.
 
-Writes are recorded with the actor ``"mcp"``. Needs the ``mcp`` extra (the MCP Python SDK,
+Who the tools run as: over streamable HTTP (``auth="required"``, the default) every
+request needs an API key, ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``, the same
+as the REST API; the key is checked before the MCP layer sees the request (401 without a
+valid one) and every tool call runs as its user through ``mos.as_user(key)``, checked
+and audited (a denied call is a tool error naming ``PermissionDeniedError``). Over stdio
+the tools run as the local user given by ``--user`` (``build_server(mos, user=...)``) or,
+without one, as the unrestricted embedded default. ``--no-auth`` turns keys off on HTTP,
+for a loopback address only.
+
+Writes are recorded with the actor ``"mcp"`` (or the user's id). Needs the ``mcp`` extra (the MCP Python SDK,
 version 2): ``pip install 'memkern[mcp]'``.
 """
 
@@ -30,7 +39,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 try:
-    from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver import Context, MCPServer
     from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
     from mcp.types import CallToolResult, TextContent, ToolAnnotations
 except ImportError as _exc:  # pragma: no cover - depends on the environment
@@ -40,7 +49,8 @@ except ImportError as _exc:  # pragma: no cover - depends on the environment
     ) from _exc
 
 from memkern import __version__
-from memkern.errors import MemkernError, NotFoundError
+from memkern.errors import AuthenticationError, InvalidInputError, MemkernError, NotFoundError
+from memkern.governance.models import User
 from memkern.models import (
     AddResult,
     CubeInfo,
@@ -61,6 +71,22 @@ logger = logging.getLogger("memkern.mcp")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8766
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+API_KEY_HEADER = "x-api-key"
+_KEY_REQUIRED = "an API key is required: send 'Authorization: Bearer <key>' (or 'X-API-Key: <key>')"
+
+
+def api_key_from(headers: Any) -> str | None:
+    """The API key in request headers: ``Authorization: Bearer <key>``, else ``X-API-Key``."""
+    if headers is None:
+        return None
+    authorization = headers.get("authorization")
+    if authorization:
+        scheme, _, value = authorization.strip().partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    value = headers.get(API_KEY_HEADER)
+    return value.strip() if value is not None and value.strip() else None
 
 INSTRUCTIONS = """\
 memkern is a long-term memory store. Memories live in named cubes (one per user, agent or \
@@ -157,12 +183,35 @@ def _json(value: Any) -> str:
 
 
 def build_server(mos: MemOS, *, log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "WARNING",
-                 ) -> MCPServer:
+                 auth: Literal["required", "off"] = "off", user: User | str | None = None) -> MCPServer:
     """An MCP server exposing ``mos``: nine tools and two resources (see the module docstring).
+
+    ``auth="required"``: each call runs as the user of the API key in its HTTP request's
+    headers (a call without one is an ``AuthenticationError`` tool error). ``auth="off"``:
+    calls run as ``user`` (a ``User`` or user id; ``mos.as_user``), or unrestricted.
 
     The caller owns ``mos`` (and closes it). Calls into memkern are serialised with a
     lock, so the server is safe to run on a multi-threaded transport.
     """
+    if auth not in ("required", "off"):
+        raise InvalidInputError(f"auth must be 'required' or 'off', not {auth!r}")
+    if user is not None and auth == "required":
+        raise InvalidInputError("give either auth='required' (users from API keys) or user, not both")
+    local = mos.as_user(user if isinstance(user, User) else mos.get_user(user)) if user is not None else mos
+
+    def acting(ctx: Context | None) -> MemOS:
+        """The MemOS a call runs against: the API key's user, the local user, or unrestricted."""
+        if auth == "off":
+            return local
+        try:
+            headers = ctx.headers if ctx is not None else None
+        except Exception:  # no request context (an in-process call)
+            headers = None
+        key = api_key_from(headers)
+        if key is None:
+            raise AuthenticationError(_KEY_REQUIRED)
+        return mos.as_user(key)
+
     server: MCPServer = MCPServer(
         "memkern", title="memkern memory", instructions=INSTRUCTIONS, version=__version__, log_level=log_level,
     )
@@ -200,24 +249,28 @@ def build_server(mos: MemOS, *, log_level: Literal["DEBUG", "INFO", "WARNING", "
     # -- cubes ------------------------------------------------------------------------------------
     @server.tool(annotations=read_only)
     @guarded
-    def list_cubes() -> CubeList:
+    def list_cubes(ctx: Context) -> CubeList:
         """List the memory cubes in the store: name, owner, description, id and when each was created."""
-        return CubeList(cubes=mos.list_cubes())
+        return CubeList(cubes=acting(ctx).list_cubes())
 
     @server.tool(annotations=writes)
     @guarded
     def create_cube(
+        ctx: Context,
         name: Annotated[str, Field(description="Name of the new cube; must be unique in the store.")],
-        owner: Annotated[str, Field(description="Who the memories belong to (a user or agent name).")] = "default",
+        owner: Annotated[str | None, Field(description="Who the memories belong to (a user or agent name; default: "
+                                                     "the calling user, or 'default').")] = None,
         description: Annotated[str, Field(description="What the cube is for (optional).")] = "",
     ) -> CubeInfo:
         """Create a new, empty memory cube. Fails if a cube with this name already exists."""
-        return mos.create_cube(name, owner=owner, description=description).info
+        owned = {"owner": owner} if owner is not None else {}
+        return acting(ctx).create_cube(name, description=description, **owned).info
 
     # -- writing ----------------------------------------------------------------------------------
     @server.tool(annotations=writes)
     @guarded
     def add_memory(
+        ctx: Context,
         cube: CubeArg,
         text: Annotated[str | None, Field(
             description="One memory to store, written as a self-contained statement (e.g. 'Alice is "
@@ -237,7 +290,7 @@ def build_server(mos: MemOS, *, log_level: Literal["DEBUG", "INFO", "WARNING", "
         Returns the memories written (with their ids) and the ids of inputs that were already
         stored and so were skipped.
         """
-        handle = mos.get_cube(cube)
+        handle = acting(ctx).get_cube(cube)
         if messages is not None and text is None:
             return handle.add(messages, session_id=session_id, tags=tags, actor=ACTOR)
         return handle.add(messages, text=text, session_id=session_id, kind=kind, tags=tags, actor=ACTOR)
@@ -245,31 +298,34 @@ def build_server(mos: MemOS, *, log_level: Literal["DEBUG", "INFO", "WARNING", "
     @server.tool(annotations=writes)
     @guarded
     def update_memory(
+        ctx: Context,
         cube: CubeArg,
         id: MemoryIdArg,
         text: Annotated[str, Field(description="The memory's corrected or new text (replaces the old text).")],
         reason: Annotated[str | None, Field(description="Why it changed; kept in the history (optional).")] = None,
     ) -> MemoryItem:
         """Replace a memory's text with a new version. The old version is kept in memory_history."""
-        return mos.get_cube(cube).update(id, text, reason=reason, actor=ACTOR)
+        return acting(ctx).get_cube(cube).update(id, text, reason=reason, actor=ACTOR)
 
     @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True,
                                              open_world_hint=False))
     @guarded
     def delete_memory(
+        ctx: Context,
         cube: CubeArg,
         id: MemoryIdArg,
         reason: Annotated[str | None, Field(description="Why it is deleted; kept in the operation log, which "
                                                         "holds ids, never text (optional).")] = None,
     ) -> Deleted:
         """Delete a memory and all its versions, permanently."""
-        mos.get_cube(cube).delete(id, reason=reason, actor=ACTOR)
+        acting(ctx).get_cube(cube).delete(id, reason=reason, actor=ACTOR)
         return Deleted(cube=cube, deleted=id)
 
     # -- reading ----------------------------------------------------------------------------------
     @server.tool(annotations=read_only)
     @guarded
     def search_memories(
+        ctx: Context,
         cube: CubeArg,
         query: Annotated[str, Field(description="What to look for, in words (a question works well).")],
         top_k: Annotated[int, Field(ge=1, le=100, description="How many hits to return, best first.")] = 5,
@@ -286,18 +342,19 @@ def build_server(mos: MemOS, *, log_level: Literal["DEBUG", "INFO", "WARNING", "
             filters["session_id"] = session_id
         if kind is not None:
             filters["kind"] = kind
-        hits = mos.get_cube(cube).search(query, top_k=top_k, filters=filters)
+        hits = acting(ctx).get_cube(cube).search(query, top_k=top_k, filters=filters)
         return SearchResult(cube=cube, query=query, hits=[SearchHit.from_hit(hit) for hit in hits])
 
     @server.tool(annotations=read_only)
     @guarded
-    def get_memory(cube: CubeArg, id: MemoryIdArg) -> MemoryItem:
+    def get_memory(ctx: Context, cube: CubeArg, id: MemoryIdArg) -> MemoryItem:
         """Get one memory's current version, every field."""
-        return mos.get_cube(cube).get(id)
+        return acting(ctx).get_cube(cube).get(id)
 
     @server.tool(annotations=read_only)
     @guarded
     def list_memories(
+        ctx: Context,
         cube: CubeArg,
         limit: Annotated[int, Field(ge=1, le=500, description="At most this many memories.")] = 20,
         offset: Annotated[int, Field(ge=0, description="Skip this many first (for paging).")] = 0,
@@ -310,16 +367,16 @@ def build_server(mos: MemOS, *, log_level: Literal["DEBUG", "INFO", "WARNING", "
             filters["session_id"] = session_id
         if kind is not None:
             filters["kind"] = kind
-        items = mos.get_cube(cube).get_all(filters, limit=limit + 1, offset=offset)
+        items = acting(ctx).get_cube(cube).get_all(filters, limit=limit + 1, offset=offset)
         more = len(items) > limit
         return MemoryPage(cube=cube, memories=items[:limit], offset=offset,
                           next_offset=offset + limit if more else None)
 
     @server.tool(annotations=read_only)
     @guarded
-    def memory_history(cube: CubeArg, id: MemoryIdArg) -> MemoryHistory:
+    def memory_history(ctx: Context, cube: CubeArg, id: MemoryIdArg) -> MemoryHistory:
         """Every version of a memory, oldest first, with who changed it, when and why."""
-        versions = mos.get_cube(cube).history(id)
+        versions = acting(ctx).get_cube(cube).history(id)
         if not versions:
             raise NotFoundError(f"no memory {id!r} in cube {cube!r}")
         return MemoryHistory(cube=cube, id=id, versions=versions)
@@ -328,16 +385,20 @@ def build_server(mos: MemOS, *, log_level: Literal["DEBUG", "INFO", "WARNING", "
     @server.resource("memkern://cubes", name="cubes", title="Memory cubes", mime_type="application/json",
                      description="The cubes in the store, as a JSON list.")
     def cubes_resource() -> str:
+        # A static resource gets no request context: with API keys it cannot tell who asks.
         with resource_read():
-            return _json([info.model_dump(mode="json") for info in mos.list_cubes()])
+            if auth == "required":
+                raise AuthenticationError("with API keys, list cubes with the list_cubes tool (this resource "
+                                          "cannot see the key)")
+            return _json([info.model_dump(mode="json") for info in acting(None).list_cubes()])
 
     @server.resource("memkern://cubes/{name}/memories", name="cube_memories", title="A cube's memories",
                      mime_type="application/json",
                      description=f"A cube's current memories, oldest first, as JSON (at most "
                                  f"{RESOURCE_MEMORY_LIMIT:,}; page with the list_memories tool).")
-    def cube_memories_resource(name: str) -> str:
+    def cube_memories_resource(name: str, ctx: Context) -> str:
         with resource_read():
-            handle = mos.get_cube(name)
+            handle = acting(ctx).get_cube(name)
             items = handle.get_all(limit=RESOURCE_MEMORY_LIMIT + 1)
             return _json({
                 "cube": handle.info.model_dump(mode="json"),
@@ -351,28 +412,80 @@ def build_server(mos: MemOS, *, log_level: Literal["DEBUG", "INFO", "WARNING", "
 # -------------------------------------------------------------------------------------- running
 
 
+def http_app(mos: MemOS, *, auth: Literal["required", "off"] = "required",
+             log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "WARNING",
+             host: str = DEFAULT_HOST) -> Any:
+    """The streamable-HTTP ASGI app (``/mcp``). With ``auth="required"`` a request without a
+    valid API key is answered 401 before the MCP layer sees it; each tool call then runs
+    as the key's user."""
+    server = build_server(mos, log_level=log_level, auth=auth)
+    app = server.streamable_http_app(host=host)
+    if auth == "off":
+        return app
+    return _KeyRequired(app, mos)
+
+
+class _KeyRequired:
+    """ASGI middleware: HTTP requests need a valid, unrevoked API key (401 otherwise)."""
+
+    def __init__(self, app: Any, mos: MemOS) -> None:
+        self.app = app
+        self.mos = mos
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            import anyio.to_thread
+            from starlette.datastructures import Headers
+            from starlette.responses import JSONResponse
+
+            key = api_key_from(Headers(scope=scope))
+            message = _KEY_REQUIRED
+            if key is not None:
+                try:
+                    await anyio.to_thread.run_sync(self.mos.authenticate, key)
+                    message = ""
+                except AuthenticationError as exc:
+                    message = str(exc)
+            if message:
+                response = JSONResponse({"error": "AuthenticationError", "message": message}, status_code=401,
+                                        headers={"WWW-Authenticate": 'Bearer realm="memkern"'})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def serve(db: str | Path | None = None, *, transport: Literal["stdio", "http"] = "stdio",
           host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-          log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "WARNING") -> None:
+          log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "WARNING",
+          user: str | None = None, auth: Literal["required", "off"] = "required") -> None:
     """Run the MCP server on ``db`` (default: MemOS's default store) until the client or a signal stops it.
 
-    ``stdio`` speaks on stdin/stdout (nothing else is written to stdout); ``http`` serves
-    streamable HTTP at ``http://HOST:PORT/mcp``. HTTP has no authentication: keep it on
-    a loopback address unless something in front of it authenticates.
+    ``stdio`` speaks on stdin/stdout (nothing else is written to stdout) and runs the tools
+    as ``user`` (a user id) or unrestricted; ``http`` serves streamable HTTP at
+    ``http://HOST:PORT/mcp``, where every request needs an API key unless ``auth="off"``
+    (loopback addresses only).
     """
     if transport not in ("stdio", "http"):
         raise ValueError(f"unknown transport {transport!r}; use 'stdio' or 'http'")
+    if transport == "http" and user is not None:
+        raise InvalidInputError("--user is for stdio; over HTTP the API key says who is calling")
+    if transport == "http" and auth == "off" and host not in LOOPBACK_HOSTS:
+        raise InvalidInputError(f"refusing to serve MCP on {host} without authentication: --no-auth is for a "
+                                f"loopback address only")
     with MemOS(db) as mos:
-        server = build_server(mos, log_level=log_level)
         try:
             if transport == "stdio":
-                server.run("stdio")
+                build_server(mos, log_level=log_level, user=user).run("stdio")
             else:
+                import uvicorn
+
                 print(f"memkern MCP server (streamable HTTP) on http://{host}:{port}/mcp", file=sys.stderr,
                       flush=True)
-                if host not in ("127.0.0.1", "localhost", "::1"):
-                    print(f"warning: listening on {host}, without authentication", file=sys.stderr, flush=True)
-                server.run("streamable-http", host=host, port=port)
+                if auth == "off":
+                    print("warning: without authentication: every local process has full access", file=sys.stderr,
+                          flush=True)
+                app = http_app(mos, auth=auth, log_level=log_level, host=host)
+                uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level.lower())).run()
         except KeyboardInterrupt:
             pass
 
@@ -384,11 +497,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="HTTP port (default: %(default)s).")
     parser.add_argument("--db", type=Path, default=None, metavar="PATH",
                         help="SQLite store (default: $MEMKERN_HOME/memkern.db or ~/.memkern/memkern.db).")
+    parser.add_argument("--user", default=None, metavar="ID",
+                        help="stdio: run the tools as this user (default: unrestricted).")
+    parser.add_argument("--no-auth", action="store_true", help="http: no API keys (loopback addresses only).")
     args = parser.parse_args(argv)
     if not 0 < args.port < 65536:
         parser.error(f"--port must be from 1 to 65535, not {args.port}")
     try:
-        serve(args.db, transport=args.transport, host=args.host, port=args.port)
+        serve(args.db, transport=args.transport, host=args.host, port=args.port, user=args.user,
+              auth="off" if args.no_auth else "required")
     except MemkernError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -255,6 +255,8 @@ class AddResult(BaseModel):
     extraction: ExtractionReport | None = None
     #: One decision per new fact (extracted, or given as ``text`` of kind fact/event/preference).
     decisions: list[UpdateDecision] = Field(default_factory=list)
+    #: Ids of jobs queued for later (``add(..., background=True)``: extraction runs in the scheduler).
+    jobs: list[str] = Field(default_factory=list)
 
 
 class Filters(BaseModel):

@@ -20,14 +20,18 @@ from memkern.cube.cube import MemCube, check_name, check_optional_text
 from memkern.embed import Embedder, default_embedder
 from memkern.errors import EmbedderError, InvalidInputError
 from memkern.governance.api import GovernanceMixin
+from memkern.lifecycle.access import AccessRecorder
 from memkern.llm import llm_from_env
 from memkern.models import AddResult, CubeInfo, MemoryItem
 from memkern.retrieval.index import IndexCache
+from memkern.store import STORE_ENV, open_store
 from memkern.store.base import Store
 from memkern.store.sqlite import SQLiteStore
 
 if TYPE_CHECKING:
+    from memkern.cube.operations import ComposeReport, FuseReport
     from memkern.llm.base import LLM
+    from memkern.scheduler import Scheduler
 
 #: Default of ``MemOS(llm=...)``: the model ``MEMKERN_LLM`` asks for, if any.
 _FROM_ENV: Any = object()
@@ -43,10 +47,19 @@ def default_path() -> Path:
     return (Path(home) if home else Path.home() / ".memkern") / "memkern.db"
 
 
+def _default_store(path: str | Path | None) -> Store:
+    """The SQLite file at ``path``; else the store ``$MEMKERN_STORE`` names (a path or URL); else ``default_path()``."""
+    if path:
+        return SQLiteStore(Path(path))
+    url = os.environ.get(STORE_ENV, "").strip()
+    return open_store(url) if url else SQLiteStore(default_path())
+
+
 class MemOS(GovernanceMixin):
     """The memory operating system: create, open, load and delete cubes.
 
-    Give ``path`` for another SQLite file, or ``store`` for another back end; give
+    Give ``path`` for another SQLite file, or ``store`` for another back end (without
+    either, ``$MEMKERN_STORE`` may name one: a path or URL, see ``memkern.store.open_store``); give
     ``embedder`` to use another embedding model (the cube records which one built its
     vectors and refuses a different one). ``llm`` is the model for fact extraction and
     update decisions; by default the one ``MEMKERN_LLM`` names (none if unset), ``None``
@@ -60,14 +73,20 @@ class MemOS(GovernanceMixin):
         if llm is not _FROM_ENV and llm is not None and not callable(getattr(llm, "complete", None)):
             raise InvalidInputError(f"llm must have a complete() method (memkern.llm.LLM), not {type(llm).__name__}")
         resolved_llm = llm_from_env() if llm is _FROM_ENV else llm
-        self._store: Store = store if store is not None else SQLiteStore(Path(path) if path else default_path())
+        self._store: Store = store if store is not None else _default_store(path)
         self.embedder: Embedder = embedder if embedder is not None else default_embedder()
         #: The model used for extraction and update decisions; ``None``: zero-LLM (rules only).
         self.llm: LLM | None = resolved_llm
         self._indexes = IndexCache(self._store)
+        #: Reads of search/get, counted in memory and written in batches (memkern.lifecycle.access).
+        self._access = AccessRecorder(self._store)
 
     # -- context management ------------------------------------------------------------------------
     def close(self) -> None:
+        scheduler = self.__dict__.get("_scheduler")
+        if scheduler is not None:
+            scheduler.stop()
+        self._access.flush()
         self._store.close()
 
     def __enter__(self) -> MemOS:
@@ -110,6 +129,32 @@ class MemOS(GovernanceMixin):
 
         info = load_cube(self._store, self.embedder, Path(path), name=name, owner=owner)
         return MemCube(self, info)
+
+    # -- scheduler and cube operations (memkern.scheduler, memkern.cube.operations) ----------------
+    @property
+    def scheduler(self) -> Scheduler:
+        """The memory scheduler of this store (created on first use; see docs/scheduler.md)."""
+        found = self.__dict__.get("_scheduler")
+        if found is None:
+            from memkern.scheduler import Scheduler
+
+            found = self.__dict__.setdefault("_scheduler", Scheduler(self))
+        return found
+
+    def compose_cubes(self, a: Any, b: Any, name: str, *, owner: str | None = None, description: str = "",
+                      actor: str | None = None) -> ComposeReport:
+        """A new cube with every version of cubes ``a`` and ``b``, their origin in metadata."""
+        from memkern.cube.operations import compose
+
+        return compose(self, a, b, name, owner=owner, description=description, actor=actor)
+
+    def fuse_duplicates(self, cubes: Sequence[Any], *, cosine: float = 0.95, actor: str | None = None,
+                        reason: str = "duplicate") -> FuseReport:
+        """Fuse memories that say the same thing across ``cubes``: one survivor with merged
+        provenance, the others archived with a reason naming it."""
+        from memkern.cube.operations import fuse_duplicates
+
+        return fuse_duplicates(self, cubes, cosine=cosine, actor=actor, reason=reason)
 
     # -- internals used by MemCube -----------------------------------------------------------------
     def _check_embedder(self, info: CubeInfo) -> None:

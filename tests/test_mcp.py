@@ -223,7 +223,7 @@ def test_streamable_http(tmp_path: Path, static_embedder_available: None) -> Non
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "memkern.cli.main", "mcp", "--transport", "http", "--host", "127.0.0.1",
-             "--port", str(port), "--db", str(db)],
+             "--port", str(port), "--db", str(db), "--no-auth"],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=server_env(tmp_path / "home"),
             cwd=str(tmp_path),
         )
@@ -302,3 +302,86 @@ def test_cli_without_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.exit_code == 1
     assert result.stderr.startswith("error: ") and "memkern[mcp]" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+# ------------------------------------------------------------------------------------ API keys
+
+
+def test_http_runs_tools_as_the_keys_user(mos: MemOS) -> None:
+    """Streamable HTTP with API keys: no key is 401, each call runs as the key's user, checked and audited."""
+    import httpx
+    import httpx2
+    from server import live_server
+
+    from memkern.mcp_server import http_app
+
+    admin = mos.create_user("Ada", "admin", user_id="u-admin")
+    reader = mos.create_user("Rita", user_id="u-reader")
+    admin_key, reader_key = mos.create_api_key(admin), mos.create_api_key(reader)
+    revoked_key = mos.create_api_key(reader)
+    mos.revoke_api_key(revoked_key)
+
+    with live_server(http_app(mos)) as base:
+        url = f"{base}/mcp"
+        body = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}
+        for headers in ({}, {"Authorization": "Bearer mk_nope"}, {"Authorization": f"Bearer {revoked_key}"}):
+            denied = httpx.post(url, json=body, headers=headers, timeout=10)
+            assert denied.status_code == 401 and denied.headers["www-authenticate"].startswith("Bearer")
+
+        async def session_as(key: str, header: str = "Authorization") -> Any:
+            value = f"Bearer {key}" if header == "Authorization" else key
+            client = httpx2.AsyncClient(headers={header: value}, timeout=20)
+            return client
+
+        async def main() -> None:
+            with anyio.fail_after(SESSION_TIMEOUT_S):
+                async with await session_as(admin_key) as http, streamable_http_client(url, http_client=http) as (
+                        read, write), ClientSession(read, write) as session:
+                    await session.initialize()
+                    cube = await call(session, "create_cube", name="team")
+                    assert cube["owner"] == "u-admin"
+                    added = await call(session, "add_memory", cube="team", text="The launch is in May.",
+                                       kind="document")
+                    assert added["added"]
+                mos.grant("team", "u-reader", "read")
+                async with await session_as(reader_key, "X-API-Key") as http, streamable_http_client(
+                        url, http_client=http) as (read, write), ClientSession(read, write) as session:
+                    await session.initialize()
+                    assert [c["name"] for c in (await call(session, "list_cubes"))["cubes"]] == ["team"]
+                    hits = await call(session, "search_memories", cube="team", query="launch")
+                    assert hits["hits"]
+                    result = await session.call_tool("add_memory", {"cube": "team", "text": "sneaky"})
+                    assert result.is_error
+                    assert result.structured_content["error"] == "PermissionDeniedError"
+
+        anyio.run(main)
+    assert len(mos.get_cube("team").get_all()) == 1
+    assert {op.actor for op in mos.get_cube("team").operations()} == {"u-admin"}
+    denied = [e for e in mos.audit(user="u-reader", limit=None) if e.result.value == "denied"]
+    assert [e.operation for e in denied] == ["add"]
+
+
+def test_stdio_style_local_user(mos: MemOS) -> None:
+    """``build_server(mos, user=...)`` (``--user``): tools run as that local user."""
+    from mcp import Client
+
+    from memkern.mcp_server import build_server
+
+    mos.create_user("Olive", user_id="u-owner")
+    mos.create_user("Nick", user_id="u-nick")
+    mos.as_user(mos.get_user("u-owner")).create_cube("private").add(text="secret plans", kind="document")
+
+    async def main() -> None:
+        with anyio.fail_after(SESSION_TIMEOUT_S):
+            async with Client(build_server(mos, user="u-nick")) as client:
+                listed = await client.call_tool("list_cubes", {})
+                assert listed.structured_content["cubes"] == []
+                denied = await client.call_tool("search_memories", {"cube": "private", "query": "plans"})
+                assert denied.is_error and denied.structured_content["error"] == "PermissionDeniedError"
+                mine = await client.call_tool("create_cube", {"name": "nicks"})
+                assert mine.structured_content["owner"] == "u-nick"
+            async with Client(build_server(mos, auth="required")) as client:  # no HTTP request: no key
+                result = await client.call_tool("list_cubes", {})
+                assert result.is_error and result.structured_content["error"] == "AuthenticationError"
+
+    anyio.run(main)

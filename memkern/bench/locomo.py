@@ -418,7 +418,10 @@ def _ingest_report(model: str, usage: dict[str, dict[str, int]], turns: int) -> 
         return sum(counts.get(key, 0) for counts in usage.values())
 
     calls, prompt, completion = total("calls"), total("prompt_tokens"), total("completion_tokens")
-    per_turn = (lambda v: round(v / turns, 3) if turns else None)
+
+    def per_turn(value: int) -> float | None:
+        return round(value / turns, 3) if turns else None
+
     return {"model": model, "turns": turns, "calls": calls, "cached_calls": total("cached_calls"),
             "failures": total("failures"), "prompt_tokens": prompt, "completion_tokens": completion,
             "calls_per_turn": per_turn(calls), "tokens_per_turn": per_turn(prompt + completion),

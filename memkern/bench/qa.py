@@ -286,7 +286,10 @@ class AnswerRecorder:
         calls = sum(r.calls for r in self.records)
         prompt = sum(r.prompt_tokens for r in self.records)
         completion = sum(r.completion_tokens for r in self.records)
-        per_q = (lambda v: round(v / n, 2) if n else None)
+
+        def per_q(value: int) -> float | None:
+            return round(value / n, 2) if n else None
+
         out: dict[str, Any] = {
             "categories": by_category,
             "questions_answered": n,

@@ -1,7 +1,7 @@
 """The ``memkern`` command: the Python API, verb for verb, for people and scripts.
 
 Every command takes ``--db PATH`` (default: ``MemOS``'s default store, which honours
-``$MEMKERN_HOME``) and ``--json`` (one JSON document on stdout: the Pydantic models'
+``$MEMKERN_STORE`` and ``$MEMKERN_HOME``) and ``--json`` (one JSON document on stdout: the Pydantic models'
 JSON). Both can also be given before the command (``memkern --json cube list``).
 
 Errors memkern raises on purpose are printed as ``error: <message>`` on stderr with
@@ -76,10 +76,14 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 cube_app = typer.Typer(help="Create, list, delete, dump and load cubes.", no_args_is_help=True)
-bench_app = typer.Typer(help="Benchmarks: LoCoMo retrieval quality, ingest and search speed at scale.",
+bench_app = typer.Typer(help="Benchmarks: LoCoMo retrieval quality, ingest and search speed at scale, load.",
                         no_args_is_help=True)
 app.add_typer(cube_app, name="cube")
 app.add_typer(bench_app, name="bench")
+user_app = typer.Typer(help="Users (governance): create and list.", no_args_is_help=True)
+key_app = typer.Typer(help="API keys for the REST and MCP servers: create and revoke.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+app.add_typer(key_app, name="key")
 
 
 # ---------------------------------------------------------------------------------------- state
@@ -90,24 +94,49 @@ class State:
     db: Path | None = None
     json: bool = False
     debug: bool = False
+    #: A store URL or path (``memkern.store.open_store``), given with ``--store``.
+    store: str | None = None
 
 
 DbOption = Annotated[Path | None, typer.Option(
     "--db", metavar="PATH", help="SQLite store to use (default: $MEMKERN_HOME/memkern.db or ~/.memkern/memkern.db).",
     dir_okay=False)]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
+StoreOption = Annotated[str | None, typer.Option(
+    "--store", metavar="URL", help="Store to use: a SQLite path, sqlite:///PATH or postgresql://USER@HOST/DB[?schema=NAME] "
+                                   "(default: $MEMKERN_STORE, else the SQLite default).")]
 
 
 def _state(ctx: typer.Context, db: Path | None = None, as_json: bool = False) -> State:
     """The root options, overridden by the same options given after the command."""
     root = ctx.obj if isinstance(ctx.obj, State) else State()
-    return State(db=db if db is not None else root.db, json=as_json or root.json, debug=root.debug)
+    return State(db=db if db is not None else root.db, json=as_json or root.json, debug=root.debug, store=root.store)
+
+
+def _use_store(state: State, store: str | None = None) -> State:
+    """``state`` with ``--store`` applied; for servers, also exported as ``$MEMKERN_STORE`` for ``MemOS()``."""
+    from memkern.errors import InvalidInputError
+    from memkern.store import STORE_ENV, parse_store_url
+
+    url = store if store is not None else state.store
+    if url is not None:
+        if state.db is not None:
+            raise InvalidInputError("give either --db or --store, not both")
+        parse_store_url(url)  # refuse a bad URL before anything starts
+        os.environ[STORE_ENV] = url
+    return State(db=state.db, json=state.json, debug=state.debug, store=url)
 
 
 @contextmanager
 def _mos(state: State) -> Iterator[Any]:
     from memkern.mos import MemOS
 
+    if state.store is not None and state.db is None:
+        from memkern.store import open_store
+
+        with MemOS(store=open_store(state.store)) as mos:
+            yield mos
+        return
     with MemOS(state.db) as mos:
         yield mos
 
@@ -134,8 +163,11 @@ def _root(
     db: DbOption = None,
     as_json: JsonFlag = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks (also MEMKERN_DEBUG=1).")] = False,
+    store: StoreOption = None,
 ) -> None:
-    ctx.obj = State(db=db, json=as_json, debug=debug)
+    if db is not None and store is not None:
+        raise typer.BadParameter("give either --db or --store, not both", param_hint="--store")
+    ctx.obj = State(db=db, json=as_json, debug=debug, store=store)
 
 
 # -------------------------------------------------------------------------------------- version
@@ -588,14 +620,82 @@ def serve(
     host: Annotated[str, typer.Option(metavar="HOST", help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(metavar="PORT", help="TCP port.", min=1, max=65535)] = 8765,
     db: DbOption = None,
+    store: StoreOption = None,
+    no_auth: Annotated[bool, typer.Option("--no-auth", help="No API keys: full access for every local process "
+                                                           "(loopback addresses only).")] = False,
 ) -> None:
-    """Serve the REST API (OpenAPI at /openapi.json, docs at /docs) until interrupted. Needs memkern[server]."""
+    """Serve the REST API (OpenAPI at /openapi.json, docs at /docs) until interrupted. Needs memkern[server].
+
+    Every request needs an API key (memkern user create / memkern key create) unless --no-auth."""
     try:
         from memkern.server import serve as run_server
     except ImportError as exc:
         typer.echo(f"error: memkern serve needs the server extra: pip install 'memkern[server]' ({exc})", err=True)
         raise typer.Exit(1) from None
-    run_server(host=host, port=port, db=_state(ctx, db).db)
+    run_server(host=host, port=port, db=_use_store(_state(ctx, db), store).db, auth="off" if no_auth else "required")
+
+
+# ------------------------------------------------------------------------------------ users, keys
+
+
+@user_app.command("create")
+def user_create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The user's name.")],
+    role: Annotated[str, typer.Option(metavar="admin|user", help="Role in the whole store.")] = "user",
+    user_id: Annotated[str | None, typer.Option("--id", metavar="ID", help="User id (default: random).")] = None,
+    db: DbOption = None, as_json: JsonFlag = False,
+) -> None:
+    """Create a user (the first admin, for a server that needs API keys)."""
+    state = _state(ctx, db, as_json)
+    with _mos(state) as mos:
+        user = mos.create_user(name, role, user_id=user_id)
+    if state.json:
+        _emit_json(user)
+    else:
+        typer.echo(f"created {user.role.value} {user.name!r} with id {user.id}")
+
+
+@user_app.command("list")
+def user_list(ctx: typer.Context, db: DbOption = None, as_json: JsonFlag = False) -> None:
+    """Every user."""
+    state = _state(ctx, db, as_json)
+    with _mos(state) as mos:
+        users = mos.list_users()
+    if state.json:
+        _emit_json(users)
+    else:
+        for u in users:
+            typer.echo(f"{u.id}\t{u.role.value}\t{u.name}")
+
+
+@key_app.command("create")
+def key_create(
+    ctx: typer.Context,
+    user: Annotated[str, typer.Argument(metavar="USER", help="User id.")],
+    db: DbOption = None, as_json: JsonFlag = False,
+) -> None:
+    """A new API key for USER, printed this once (only its hash is stored)."""
+    state = _state(ctx, db, as_json)
+    with _mos(state) as mos:
+        key = mos.create_api_key(user)
+    if state.json:
+        _emit_json({"key": key, "prefix": key.split("_")[1], "user_id": user})
+    else:
+        typer.echo(key)
+        typer.echo("store it now: it is not shown again", err=True)
+
+
+@key_app.command("revoke")
+def key_revoke(
+    ctx: typer.Context,
+    prefix: Annotated[str, typer.Argument(metavar="PREFIX", help="The key, or its prefix (12 hex digits after mk_).")],
+    db: DbOption = None,
+) -> None:
+    """Revoke an API key."""
+    with _mos(_state(ctx, db)) as mos:
+        mos.revoke_api_key(prefix)
+    typer.echo("revoked")
 
 
 # ------------------------------------------------------------------------------------------ demo
@@ -627,8 +727,13 @@ def mcp_(
     host: Annotated[str, typer.Option(metavar="HOST", help="HTTP address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(metavar="PORT", help="HTTP port.", min=1, max=65535)] = 8766,
     db: DbOption = None,
+    user: Annotated[str | None, typer.Option("--user", metavar="ID", help="stdio: run the tools as this user "
+                                                                          "(default: unrestricted).")] = None,
+    no_auth: Annotated[bool, typer.Option("--no-auth", help="http: no API keys (loopback addresses only).")] = False,
 ) -> None:
-    """Serve the store to MCP clients (agents), over stdio or streamable HTTP at /mcp. Needs memkern[mcp]."""
+    """Serve the store to MCP clients (agents), over stdio or streamable HTTP at /mcp. Needs memkern[mcp].
+
+    HTTP needs an API key (Authorization: Bearer) unless --no-auth; stdio runs as --user or unrestricted."""
     if transport not in ("stdio", "http"):
         raise typer.BadParameter(f"unknown transport {transport!r}; use stdio or http", param_hint="--transport")
     try:
@@ -636,7 +741,8 @@ def mcp_(
     except ImportError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    serve(_state(ctx, db).db, transport=transport, host=host, port=port)  # type: ignore[arg-type]
+    serve(_use_store(_state(ctx, db)).db, transport=transport, host=host, port=port,  # type: ignore[arg-type]
+          user=user, auth="off" if no_auth else "required")
 
 
 # ----------------------------------------------------------------------------------------- bench
@@ -734,6 +840,127 @@ def bench_scale(
             typer.echo(f"\nwrote {out}")
 
 
+@bench_app.command("load")
+def bench_load(
+    ctx: typer.Context,
+    store: Annotated[str | None, typer.Option(
+        "--store", metavar="URL", help="Store to load: a SQLite path or postgresql://USER@HOST/DB[?schema=NAME] "
+                                       "(default: $MEMKERN_STORE, else a temporary SQLite file). A fresh cube is "
+                                       "created and deleted at the end.")] = None,
+    clients: Annotated[int, typer.Option(metavar="N", help="Concurrent client processes.", min=1, max=64)] = 8,
+    writes: Annotated[int, typer.Option(metavar="N", help="Writes per client.", min=1, max=100_000)] = 1000,
+    search_every: Annotated[int, typer.Option(metavar="N", help="A search after every N writes (0: none).",
+                                              min=0)] = 5,
+    shared_every: Annotated[int, typer.Option(metavar="N", help="Every N-th write is one message all clients "
+                                                               "send (dedup; 0: none).", min=0)] = 10,
+    kill_at: Annotated[int | None, typer.Option(metavar="N", min=1, help="SIGKILL the server after N acknowledged "
+                                                "writes, restart it, and check every acknowledged write.")] = None,
+    nodes: Annotated[int, typer.Option(metavar="N", help="Server processes on the same store.", min=1, max=8)] = 1,
+    timeout: Annotated[float, typer.Option(metavar="S", help="Stop everything after this many seconds.",
+                                           min=1)] = 900.0,
+    out: Annotated[Path | None, typer.Option("--json", metavar="OUT", dir_okay=False,
+                                             help="Also write the result as JSON here.")] = None,
+) -> None:
+    """Concurrent clients against real `memkern serve` processes: throughput, latency, crash safety."""
+    from memkern.bench.load import format_report, run_load
+
+    state = _state(ctx)
+    url = store if store is not None else state.store
+    if url is None and state.db is not None:
+        url = str(state.db)
+    if url is None:
+        url = os.environ.get("MEMKERN_STORE") or None
+    with _progress(transient=True) as progress:
+        tasks: dict[str, Any] = {}
+
+        def on_progress(label: str, done: int, total: int) -> None:
+            if label not in tasks:
+                tasks[label] = progress.add_task(label, total=total)
+            progress.update(tasks[label], completed=done, total=total)
+
+        result = run_load(url, clients=clients, writes=writes, search_every=search_every, shared_every=shared_every,
+                          kill_at=kill_at, nodes=nodes, timeout_s=timeout, progress=on_progress)
+    if out is not None:
+        _write_json(out, result)
+    if state.json:
+        _emit_json(result)
+    else:
+        typer.echo(format_report(result))
+        if out is not None:
+            typer.echo(f"\nwrote {out}")
+    if not result["ok"]:
+        raise typer.Exit(1)
+
+
+@bench_app.command("activation")
+def bench_activation(
+    ctx: typer.Context,
+    tokens: Annotated[str, typer.Option("--tokens", metavar="N,N,...",
+                                        help="Memory block sizes in tokens.")] = "512,1024,2048",
+    reps: Annotated[int, typer.Option(metavar="N", min=1, help="Repetitions each way (median reported).")] = 3,
+    max_new: Annotated[int, typer.Option("--max-new-tokens", metavar="N", min=1,
+                                         help="Greedy tokens generated (compared both ways).")] = 16,
+    data: Annotated[Path | None, typer.Option("--data", metavar="LOCOMO.json", dir_okay=False,
+                                              help="Build blocks from LoCoMo turns instead of the demo.")] = None,
+    out: Annotated[Path | None, typer.Option("--json", metavar="OUT", dir_okay=False,
+                                                help="Also write the result as JSON here.")] = None,
+) -> None:
+    """Activation memory: time to first token with the restored KV cache vs reading the block (local model)."""
+    from memkern.bench.activation import format_report, run_activation_bench
+
+    state = _state(ctx)
+    sizes = parse_ks(tokens)
+    if any(size < 256 for size in sizes):
+        raise typer.BadParameter("block sizes start at 256 tokens", param_hint="--tokens")
+    if data is not None and not data.is_file():
+        raise typer.BadParameter(f"no such file: {str(data)!r}", param_hint="--data")
+    result = run_activation_bench(sizes, reps=reps, max_new_tokens=max_new, data=data,
+                                  progress=lambda msg: typer.echo(msg, err=True))
+    if out is not None:
+        _write_json(out, result)
+    if state.json:
+        _emit_json(result)
+    else:
+        typer.echo(format_report(result))
+        if out is not None:
+            typer.echo(f"\nwrote {out}")
+
+
+@bench_app.command("parametric")
+def bench_parametric(
+    ctx: typer.Context,
+    facts: Annotated[int, typer.Option(metavar="N", min=1, max=30, help="Synthetic facts to distil (at most 30).")] = 30,
+    epochs: Annotated[int, typer.Option(metavar="N", min=1, help="Training epochs.")] = 8,
+    rank: Annotated[int, typer.Option(metavar="N", min=1, max=64, help="LoRA rank.")] = 8,
+    lr: Annotated[float, typer.Option("--lr", metavar="X", help="Learning rate.")] = 2e-3,
+    seed: Annotated[int, typer.Option(metavar="N", help="Training seed.")] = 0,
+    out: Annotated[Path | None, typer.Option("--json", metavar="OUT", dir_okay=False,
+                                                help="Also write the result as JSON here.")] = None,
+) -> None:
+    """Parametric memory: closed-book accuracy with and without a LoRA adapter distilled from synthetic facts."""
+    from memkern.bench.parametric import format_report, run_parametric
+
+    state = _state(ctx)
+    with _progress() as progress:
+        tasks: dict[str, Any] = {}
+
+        def on_progress(label: str, done: int, total: int) -> None:
+            if label not in tasks:
+                tasks[label] = progress.add_task(label, total=total)
+            progress.update(tasks[label], completed=done, total=total)
+
+        result = run_parametric(facts=facts, epochs=epochs, rank=rank, learning_rate=lr, seed=seed,
+                                progress=on_progress)
+    if out is not None:
+        _write_json(out, result)
+    if state.json:
+        _emit_json(result)
+    else:
+        typer.echo(format_report(result))
+        if out is not None:
+            typer.echo(f"\nwrote {out}")
+
+
 @bench_app.command("guard")
 def bench_guard(
     ctx: typer.Context,
@@ -751,6 +978,234 @@ def bench_guard(
         _emit_json(result)
     else:
         typer.echo(format_report(result))
+
+
+# ------------------------------------------------------------------------------------ scheduler
+
+scheduler_app = typer.Typer(help="The memory scheduler: run queued jobs, show the queue, enqueue, retry.",
+                            no_args_is_help=True)
+app.add_typer(scheduler_app, name="scheduler")
+
+
+def _scheduler_policy(path: Path | None) -> Any:
+    from memkern.errors import InvalidInputError
+    from memkern.scheduler import SchedulerPolicy
+
+    if path is None:
+        return None
+    try:
+        return SchedulerPolicy.model_validate_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InvalidInputError(f"cannot read the scheduler policy {str(path)!r}: {exc}") from None
+
+
+PolicyOption = Annotated[Path | None, typer.Option("--policy", metavar="FILE.json", dir_okay=False,
+                                                   help="SchedulerPolicy as JSON (docs/scheduler.md).")]
+
+
+@scheduler_app.command("run")
+def scheduler_run(
+    ctx: typer.Context,
+    once: Annotated[bool, typer.Option("--once", help="Run the jobs that are due, then exit.")] = False,
+    cube: Annotated[str | None, typer.Option("--cube", metavar="CUBE", help="Only this cube's jobs.")] = None,
+    workers: Annotated[int | None, typer.Option(metavar="N", min=1, max=64, help="Worker threads.")] = None,
+    maintenance: Annotated[float | None, typer.Option(
+        metavar="SECONDS", help="Also queue organize/promote/demote for every cube this often.")] = None,
+    policy: PolicyOption = None, db: DbOption = None, as_json: JsonFlag = False,
+) -> None:
+    """Run queued jobs: until none is due (--once), or until interrupted."""
+    import threading
+
+    from memkern.scheduler import Scheduler
+
+    state = _state(ctx, db, as_json)
+    with _mos(state) as mos:
+        rules = _scheduler_policy(policy)
+        if maintenance is not None:
+            rules = (rules or mos.scheduler.policy).model_copy(update={"maintenance_interval_s": maintenance})
+        scheduler = Scheduler(mos, policy=rules) if rules is not None else mos.scheduler
+        cube_id = mos.get_cube(cube).id if cube else None
+        if once:
+            ran = scheduler.run(cube_id, until_idle=True)
+        else:
+            stop = threading.Event()
+            scheduler.start(workers, cube_id)
+            try:
+                while not stop.wait(1.0):
+                    pass
+            except KeyboardInterrupt:
+                pass
+            finally:
+                scheduler.stop()
+            ran = -1
+        status = scheduler.status(cube_id)
+    if state.json:
+        _emit_json({"ran": ran, "status": status})
+    else:
+        if ran >= 0:
+            typer.echo(f"ran {ran} job(s)")
+        typer.echo(" ".join(f"{k}={v}" for k, v in status.counts.items()))
+
+
+@scheduler_app.command("status")
+def scheduler_status(
+    ctx: typer.Context,
+    cube: Annotated[str | None, typer.Option("--cube", metavar="CUBE", help="Only this cube's jobs.")] = None,
+    db: DbOption = None, as_json: JsonFlag = False,
+) -> None:
+    """Jobs by status and type, running jobs and dead letters."""
+    state = _state(ctx, db, as_json)
+    with _mos(state) as mos:
+        status = mos.scheduler.status(mos.get_cube(cube).id if cube else None)
+    if state.json:
+        _emit_json(status)
+        return
+    typer.echo(" ".join(f"{k}={v}" for k, v in status.counts.items()))
+    for job_type, counts in sorted(status.by_type.items()):
+        typer.echo(f"  {job_type}: " + " ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+    if status.oldest_pending_at:
+        typer.echo(f"oldest pending since {status.oldest_pending_at.isoformat(timespec='seconds')}")
+    for job in status.running:
+        typer.echo(f"running\t{job.id}\t{job.type}\t{job.cube_id or '-'}\t{job.lease_owner}\t"
+                   f"attempt {job.attempts}/{job.max_attempts}")
+    for job in status.dead:
+        typer.echo(f"dead\t{job.id}\t{job.type}\t{job.cube_id or '-'}\t{job.last_error or ''}")
+    typer.echo("hooks: " + "; ".join(f"{k}={','.join(v) or '-'}" for k, v in status.hooks.items()))
+
+
+@scheduler_app.command("enqueue")
+def scheduler_enqueue(
+    ctx: typer.Context,
+    job_type: Annotated[str, typer.Argument(metavar="TYPE", help="extract, organize, promote, distil, demote, rebuild.")],
+    cube: Annotated[str | None, typer.Option("--cube", metavar="CUBE", help="The job's cube.")] = None,
+    payload: Annotated[str | None, typer.Option(metavar="JSON", help="The job's payload (a JSON object).")] = None,
+    db: DbOption = None, as_json: JsonFlag = False,
+) -> None:
+    """Queue a job; it runs when a worker (``memkern scheduler run``) gets to it."""
+    import json
+
+    from memkern.errors import InvalidInputError
+
+    try:
+        body = json.loads(payload) if payload else {}
+    except ValueError as exc:
+        raise InvalidInputError(f"--payload is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidInputError("--payload must be a JSON object")
+    state = _state(ctx, db, as_json)
+    with _mos(state) as mos:
+        job = mos.scheduler.enqueue(job_type, mos.get_cube(cube) if cube else None, body)
+    if state.json:
+        _emit_json(job)
+    else:
+        typer.echo(f"queued {job.type} job {job.id}")
+
+
+@scheduler_app.command("retry")
+def scheduler_retry(
+    ctx: typer.Context,
+    job_id: Annotated[str, typer.Argument(metavar="JOB", help="Id of a dead or cancelled job.")],
+    db: DbOption = None, as_json: JsonFlag = False,
+) -> None:
+    """Bring a dead-lettered job back to the queue."""
+    state = _state(ctx, db, as_json)
+    with _mos(state) as mos:
+        job = mos.scheduler.retry(job_id)
+    if state.json:
+        _emit_json(job)
+    else:
+        typer.echo(f"requeued {job.type} job {job.id}")
+
+
+# ------------------------------------------------------------------------------------ parametric
+parametric_app = typer.Typer(help="Parametric memory: distil a cube into a LoRA adapter and ask it closed-book "
+                                  "(extra memkern[lora]).", no_args_is_help=True)
+app.add_typer(parametric_app, name="parametric")
+
+
+@parametric_app.command("distil")
+def parametric_distil(
+    ctx: typer.Context,
+    cube: Annotated[str, typer.Argument(metavar="CUBE", help="Cube name or id.")],
+    max_facts: Annotated[int, typer.Option("--max-facts", metavar="N", min=1, help="Memories to distil.")] = 64,
+    epochs: Annotated[int, typer.Option(metavar="N", min=1, help="Training epochs.")] = 8,
+    rank: Annotated[int, typer.Option(metavar="N", min=1, max=64, help="LoRA rank.")] = 8,
+    db: DbOption = None, as_json: JsonFlag = False,
+) -> None:
+    """Train a LoRA adapter on the cube's facts (CPU; minutes) and attach it to the cube."""
+    from dataclasses import asdict
+
+    from memkern.memory.parametric import distil
+
+    state = _state(ctx, db, as_json)
+    with _mos(state) as mos:
+        info = distil(mos.get_cube(cube), max_facts=max_facts, epochs=epochs, rank=rank)
+    if state.json:
+        _emit_json(asdict(info))
+        return
+    m = info.metrics
+    typer.echo(f"adapter {info.adapter_id}: {len(info.sources)} memories, {m['examples']} QA pairs, "
+               f"{m['train_seconds']} s training, loss {m['epoch_loss'][0]} -> {m['epoch_loss'][-1]}, "
+               f"{info.adapter_size / 1e6:.1f} MB at {info.path}")
+
+
+@parametric_app.command("ask")
+def parametric_ask(
+    ctx: typer.Context,
+    cube: Annotated[str, typer.Argument(metavar="CUBE", help="Cube name or id.")],
+    query: Annotated[str, typer.Argument(metavar="QUERY", help="The question, in words.")],
+    no_adapter: Annotated[bool, typer.Option("--no-adapter", help="Ask the base model alone (for comparison).")] = False,
+    db: DbOption = None, as_json: JsonFlag = False,
+) -> None:
+    """Answer QUERY closed-book (no retrieval) with the local model and the cube's adapter."""
+    from dataclasses import asdict
+
+    from memkern.memory.parametric import chat_with_adapter
+
+    state = _state(ctx, db, as_json)
+    with _mos(state) as mos:
+        result = chat_with_adapter(mos.get_cube(cube), query, use_adapter=not no_adapter)
+    if state.json:
+        _emit_json(asdict(result))
+    else:
+        typer.echo(result.answer)
+
+
+@parametric_app.command("status")
+def parametric_status(
+    ctx: typer.Context,
+    cube: Annotated[str, typer.Argument(metavar="CUBE", help="Cube name or id.")],
+    db: DbOption = None, as_json: JsonFlag = False,
+) -> None:
+    """Show the cube's adapter (verified) and whether its memories changed since it was distilled."""
+    from memkern.memory.parametric import adapter_status
+
+    state = _state(ctx, db, as_json)
+    with _mos(state) as mos:
+        status = adapter_status(mos.get_cube(cube))
+    if state.json:
+        _emit_json(status)
+    elif status["adapter"] is None:
+        typer.echo("no adapter")
+    else:
+        typer.echo(f"adapter {status['adapter']} (rank {status['rank']}, {status['sources']} memories, "
+                   f"{'stale: ' + str(len(status['changed'])) + ' changed' if status['stale'] else 'current'}) "
+                   f"at {status['path']}")
+
+
+@parametric_app.command("forget")
+def parametric_forget(
+    ctx: typer.Context,
+    cube: Annotated[str, typer.Argument(metavar="CUBE", help="Cube name or id.")],
+    db: DbOption = None,
+) -> None:
+    """Remove the cube's adapter (files and reference)."""
+    from memkern.memory.parametric import forget_adapter
+
+    state = _state(ctx, db)
+    with _mos(state) as mos:
+        removed = forget_adapter(mos.get_cube(cube))
+    typer.echo("removed the adapter" if removed else "no adapter")
 
 
 def _write_json(path: Path, value: Any) -> None:

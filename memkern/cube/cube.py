@@ -17,6 +17,7 @@ from uuid import uuid4
 from pydantic import TypeAdapter, ValidationError
 
 from memkern.errors import InvalidInputError, NotFoundError
+from memkern.lifecycle.access import quiet
 from memkern.memory.updates import FACT_KINDS, apply_facts
 from memkern.models import (
     MAX_TEXT_CHARS,
@@ -186,7 +187,8 @@ class MemCube:
     def add(self, messages: Sequence[Mapping[str, Any] | Message] | None = None, *, text: str | None = None,
             session_id: str | None = None, kind: MemoryKind | str = MemoryKind.FACT,
             tags: Sequence[str] = (), metadata: Mapping[str, Any] | None = None,
-            time: datetime | None = None, actor: str | None = None, infer: bool | None = None) -> AddResult:
+            time: datetime | None = None, actor: str | None = None, infer: bool | None = None,
+            background: bool = False) -> AddResult:
         """Store chat ``messages`` as turn memories, or one ``text`` memory of ``kind``.
 
         A message already stored (same id, or same content, time and session) is not
@@ -199,7 +201,12 @@ class MemCube:
         on the same way, by the LLM or, without one, by deterministic rules: a duplicate is
         not stored again (NOOP) and a changed slot ("lives in", "works as") supersedes the
         old memory (its new version is in ``updated``). ``infer=False`` stores as given.
+
+        ``background=True`` stores the turns and returns at once: extraction is queued as an
+        ``extract`` job of the scheduler (its id in ``jobs``) instead of running inline.
         """
+        if not isinstance(background, bool):
+            raise InvalidInputError(f"background must be True or False, not {background!r}")
         if infer is not None and not isinstance(infer, bool):
             raise InvalidInputError(f"infer must be True, False or None, not {infer!r}")
         if (messages is None) == (text is None):
@@ -217,7 +224,13 @@ class MemCube:
                                   tags=tags)
             result = self._mos._write_items(self.info, items, actor)
             if llm is not None and infer is not False:
-                self._infer(result, llm, actor)
+                if background:
+                    turns = [item.id for item in result.added if item.kind is MemoryKind.TURN]
+                    if turns:
+                        job = self._mos.scheduler.enqueue("extract", self, {"memory_ids": turns, "actor": actor})
+                        result.jobs.append(job.id)
+                else:
+                    self._infer(result, llm, actor)
             return result
         item_kind = self._check_kind(kind)
         content = check_text(text)
@@ -229,7 +242,8 @@ class MemCube:
             subject = meta.get("subject")
             fact = NewFact(text=content, kind=item_kind, subject=subject if isinstance(subject, str) else None,
                            time=when, provenance=Provenance(session_id=session_id), tags=tags, metadata=meta)
-            return apply_facts(self, [fact], llm=self._mos.llm, actor=actor)
+            with quiet():
+                return apply_facts(self, [fact], llm=self._mos.llm, actor=actor)
         items = [MemoryItem(
             id=uuid4().hex, cube_id=self.id, owner=self.info.owner, kind=item_kind, text=content,
             tags=tags, metadata=meta, provenance=Provenance(session_id=session_id),
@@ -251,7 +265,8 @@ class MemCube:
         facts, report = extract_facts(llm, turns)
         result.extraction = report
         if facts:
-            apply_facts(self, facts, llm=llm, actor=actor or f"llm:{getattr(llm, 'name', 'llm')}", result=result)
+            with quiet():
+                apply_facts(self, facts, llm=llm, actor=actor or f"llm:{getattr(llm, 'name', 'llm')}", result=result)
 
     def add_document(self, text: str, *, path: str | Path | None = None, time: datetime | None = None,
                      tags: Sequence[str] = (), actor: str | None = None) -> AddResult:
@@ -275,7 +290,8 @@ class MemCube:
         """
         reason = check_optional_text(reason, "reason")
         actor = check_optional_text(actor, "actor")
-        current = self.get(memory_id)
+        with quiet():  # reading the version to replace is not a recall
+            current = self.get(memory_id)
         changes: dict[str, Any] = {}
         if text is not None:
             changes["text"] = check_text(text)
@@ -319,7 +335,8 @@ class MemCube:
         actor = check_optional_text(actor, "actor")
         when = check_time(at, "at") or utcnow()
         extra = check_metadata(metadata)
-        current = self.get(memory_id)
+        with quiet():
+            current = self.get(memory_id)
         if current.valid_from is not None and when < current.valid_from:
             raise InvalidInputError(
                 f"cannot invalidate {memory_id!r} at {when.isoformat()}: it only became true at "
@@ -368,13 +385,16 @@ class MemCube:
             raise InvalidInputError(f"top_k must be an integer from 1 to {MAX_TOP_K}, not {top_k!r}")
         mos = self._mos
         index = mos._indexes.get(self.id, self.info.dim)
-        return hybrid_search(mos._store, index, mos.embedder, self.id, query, top_k=top_k,
+        hits = hybrid_search(mos._store, index, mos.embedder, self.id, query, top_k=top_k,
                              filters=_check_filters(filters), config=resolve_config(config))
+        mos._access.note(self.id, [hit.id for hit in hits])  # buffered (memkern.lifecycle.access)
+        return hits
 
     def get(self, memory_id: str) -> MemoryItem:
         found = self._mos._store.get_memories(self.id, [self._check_id(memory_id)])
         if memory_id not in found:
             raise NotFoundError(f"no memory {memory_id!r} in cube {self.name!r}")
+        self._mos._access.note(self.id, [memory_id])
         return found[memory_id]
 
     def get_all(self, filters: Filters | Mapping[str, Any] | None = None, *, limit: int | None = None,
@@ -396,16 +416,17 @@ class MemCube:
 
     def chat(self, query: str, *, top_k: int = 8, write_back: bool = False, session_id: str | None = None,
              llm: LLM | None = None, filters: Filters | Mapping[str, Any] | None = None,
-             config: SearchConfig | str | None = None) -> ChatAnswer:
+             config: SearchConfig | str | None = None, use_activation: bool | None = None) -> ChatAnswer:
         """Answer ``query`` from this cube's memories with the MemOS LLM (or ``llm``).
 
         Returns the answer with the memories it was given; with ``write_back`` the
-        exchange is stored as two turns of ``session_id``.
+        exchange is stored as two turns of ``session_id``. ``use_activation``: see
+        ``memkern.chat.answer`` (by default a fresh activation is used with the local model).
         """
         from memkern.chat import answer
 
         return answer(self, llm, query, top_k=top_k, write_back=write_back, session_id=session_id,
-                      filters=filters, config=config)
+                      filters=filters, config=config, use_activation=use_activation)
 
     def dump(self, path: str | Path) -> Path:
         """Write the cube to one portable file (see ``memkern.cube.portable``)."""

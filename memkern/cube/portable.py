@@ -24,9 +24,19 @@ The manifest (format ``"memkern-cube"``, version 1)::
       "files": {"memories.jsonl": {"size": n, "sha256": "..."}, "vectors.safetensors": {...}}
     }
 
-``activation`` and ``parametric`` hold the other two memory types when they arrive:
-each entry will name its member files, and every member file (whatever section names
-it) has an entry in the ``files`` checksum table. Readers ignore manifest keys they do
+``activation`` holds the cube's activation memory when it was fresh at dump time
+(``memkern.memory.activation``): one entry ``{"manifest", "kv", "prefix", "model",
+"gguf_sha256", "n_tokens"}`` naming the members ``activation/0/activation.json`` (its
+manifest), ``activation/0/kv.bin`` (llama.cpp's slot file) and ``activation/0/prefix.txt``.
+A load refuses a KV cache built for another GGUF than the local model, or whose bytes
+disagree with its manifest, and installs it beside the store under the new cube id.
+``parametric`` holds the cube's LoRA adapter when it has one (``memkern.memory.parametric``): one
+entry ``{"kind": "lora", "adapter_id", "manifest", "tensors", "base_model_sha256", "rank",
+"target_modules", "sources"}`` naming the members ``parametric/<adapter id>/adapter.json`` (its
+manifest) and ``parametric/<adapter id>/adapter_model.safetensors``. A load refuses an adapter
+trained on another base model than the local GGUF, or whose tensors disagree with its manifest
+(checksum, names, shapes), and installs it beside the new cube. Every member file (whatever
+section names it) has an entry in the ``files`` checksum table. Readers ignore manifest keys they do
 not know; anything that changes the meaning of the file bumps ``format_version``.
 
 Loading verifies the *whole* file (container, member set, sizes, checksums, manifest,
@@ -52,7 +62,7 @@ import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -172,9 +182,18 @@ def dump_cube(store: Store, info: CubeInfo, path: Path) -> Path:
 
     from safetensors.numpy import save as save_tensors
 
+    from memkern.memory.activation import export_for_dump
+
     memories = b"".join(v.model_dump_json().encode("utf-8") + b"\n" for v in versions)
     tensors = save_tensors({TENSOR: vectors}, metadata={"format": FORMAT_NAME, "embedder": info.embedder})
     members = {MEMORIES: memories, VECTORS: tensors}
+    # A fresh activation (KV cache + its manifest + prefix text) travels with the cube; a stale one does not.
+    activation_entries, activation_members = export_for_dump(store, info.id, versions)
+    members.update(activation_members)
+    from memkern.memory.parametric import dump_members as parametric_members
+
+    parametric_entries, adapter_members = parametric_members(info)
+    members.update(adapter_members)
     created = utcnow()
     manifest = {
         "format": FORMAT_NAME,
@@ -191,8 +210,8 @@ def dump_cube(store: Store, info: CubeInfo, path: Path) -> Path:
         },
         "memory": {
             "plaintext": {"versions": MEMORIES, "vectors": VECTORS, "tensor": TENSOR},
-            "activation": [],
-            "parametric": [],
+            "activation": activation_entries,
+            "parametric": parametric_entries,
         },
         "files": {
             name: {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()} for name, data in members.items()
@@ -296,7 +315,27 @@ def load_cube(store: Store, embedder: Embedder, path: Path, *, name: str | None,
         "dim": emb_dim,
         "metadata": metadata,
     })
-    return store.import_cube(info, versions, vectors)
+    from memkern.memory.parametric import install_adapters
+
+    written = install_adapters(loaded.adapters, new_id, metadata)  # also drops the file's stale reference
+    try:
+        imported = store.import_cube(info, versions, vectors)
+    except BaseException:
+        import shutil
+
+        for directory in written:
+            shutil.rmtree(directory, ignore_errors=True)
+        raise
+    if loaded.activations:
+        from memkern.memory.activation import install_loaded
+
+        try:
+            for activation in loaded.activations:
+                install_loaded(store, imported.id, activation)
+        except OSError as exc:  # the memories are in; the cache is only an accelerator
+            raise CubeFileError(f"the cube was loaded as {imported.name!r} but its activation memory could not be "
+                                f"written beside the store: {exc}; rebuild it with memkern.memory.activation.activate(cube)") from exc
+    return imported
 
 
 def _reembed(embedder: Embedder, texts: list[str]) -> np.ndarray:
@@ -325,6 +364,10 @@ class LoadedCube:
     #: float32, shape (current versions, dim), in the order of the current versions.
     vectors: np.ndarray
     file_sha256: str
+    #: Verified activation memories (``memkern.memory.activation.LoadedActivation``), installed after the insert.
+    activations: list[Any] = field(default_factory=list)
+    #: Verified LoRA adapters (``memkern.memory.parametric.verify_entries``), installed with the insert.
+    adapters: list[Any] = field(default_factory=list)
 
 
 def read_cube_file(path: Path) -> LoadedCube:
@@ -435,6 +478,20 @@ def _verify(zf: zipfile.ZipFile, path: Path, file_sha256: str) -> LoadedCube:
     if extra:
         raise CubeFileError(f"unexpected member {extra[0]!r} in {path}: it is not listed in {MANIFEST}")
     used = {manifest.memory.plaintext.versions, manifest.memory.plaintext.vectors}
+    from memkern.memory.activation import entry_members, verify_cube_entry
+
+    for entry in manifest.memory.activation:
+        for name in entry_members(entry):
+            if name in used:
+                raise CubeFileError(f"{MANIFEST}: member {name!r} is used twice")
+            used.add(name)
+    from memkern.memory.parametric import entry_members as adapter_members
+    from memkern.memory.parametric import verify_entries as verify_adapters
+
+    for name in sorted(adapter_members(manifest.memory.parametric)):
+        if name in used:
+            raise CubeFileError(f"{MANIFEST}: member {name!r} is used twice")
+        used.add(name)
     for name in sorted(used):
         if name not in listed:
             raise CubeFileError(f"{MANIFEST}: memory.plaintext names {name!r} but the checksum table does not list it")
@@ -447,7 +504,10 @@ def _verify(zf: zipfile.ZipFile, path: Path, file_sha256: str) -> LoadedCube:
                                manifest)
     vectors = _parse_vectors(manifest.memory.plaintext.vectors, data[manifest.memory.plaintext.vectors], manifest)
     _check_consistency(manifest, versions, vectors)
-    return LoadedCube(manifest=manifest, versions=versions, vectors=vectors, file_sha256=file_sha256)
+    activations = [verify_cube_entry(entry, data, versions, manifest.cube.id) for entry in manifest.memory.activation]
+    adapters = verify_adapters(manifest.memory.parametric, data)
+    return LoadedCube(manifest=manifest, versions=versions, vectors=vectors, file_sha256=file_sha256,
+                      activations=activations, adapters=adapters)
 
 
 def _read_capped(zf: zipfile.ZipFile, zinfo: zipfile.ZipInfo, limit: int) -> tuple[bytes, str]:
@@ -506,11 +566,6 @@ def _read_manifest(zf: zipfile.ZipFile, zinfo: zipfile.ZipInfo) -> _Manifest:
         manifest = _Manifest.model_validate(doc)
     except ValidationError as exc:
         raise CubeFileError(f"{MANIFEST} is invalid: {_describe(exc)}") from exc
-    for section in ("activation", "parametric"):
-        if getattr(manifest.memory, section):
-            raise CubeFileError(
-                f"{MANIFEST}: the file holds {section} memories, which this memkern cannot load yet; upgrade memkern"
-            )
     return manifest
 
 
@@ -540,8 +595,7 @@ def _lines(data: bytes) -> Iterable[tuple[int, bytes]]:
         return
     if not data.endswith(b"\n"):
         data += b"\n"
-    for number, line in enumerate(data[:-1].split(b"\n"), start=1):
-        yield number, line
+    yield from enumerate(data[:-1].split(b"\n"), start=1)
 
 
 def _parse_versions(member: str, data: bytes, manifest: _Manifest) -> list[MemoryItem]:

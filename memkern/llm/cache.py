@@ -18,6 +18,7 @@ Both back ends use it with the same positional order:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -166,10 +167,8 @@ class CallCache:
             raise LLMError(f"cannot write LLM call cache entry {path}: {exc}") from exc
         finally:
             if tmp_name is not None:
-                try:
+                with contextlib.suppress(OSError):
                     os.unlink(tmp_name)
-                except OSError:
-                    pass
         return path
 
     def __len__(self) -> int:

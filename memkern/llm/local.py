@@ -18,11 +18,15 @@ from __future__ import annotations
 import atexit
 import hashlib
 import importlib.metadata
+import json
 import os
 import secrets
+import shutil
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,12 +188,15 @@ def _import_xllamacpp() -> Any:
 class _Runtime:
     """One loaded model: the xllamacpp ``Server`` and the lock that serialises calls to it."""
 
-    def __init__(self, server: Any, model_path: Path, api_key: str, load_seconds: float) -> None:
+    def __init__(self, server: Any, model_path: Path, api_key: str, load_seconds: float,
+                 slot_dir: Path | None = None) -> None:
         self.server = server
         self.model_path = model_path
         self.api_key = api_key
         self.load_seconds = load_seconds
         self.lock = threading.Lock()
+        #: Where the server saves and restores slot files (``slot_save_dir``, or a private temporary one).
+        self.slot_dir = slot_dir
 
 
 _RUNTIMES: dict[tuple[Any, ...], _Runtime] = {}
@@ -201,6 +208,12 @@ def _shutdown() -> None:
     # Stop the servers' loop threads while the interpreter is still whole.
     with _RUNTIMES_LOCK:
         _RUNTIMES.clear()
+    for directory in _PRIVATE_SLOT_DIRS:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+#: Temporary slot directories created for runtimes started without ``slot_save_dir`` (removed at exit).
+_PRIVATE_SLOT_DIRS: list[Path] = []
 
 
 def _start_server(model_path: Path, n_ctx: int, n_threads: int, slot_save_dir: Path | None,
@@ -219,16 +232,20 @@ def _start_server(model_path: Path, n_ctx: int, n_threads: int, slot_save_dir: P
     # a random key keeps other local processes out of it.
     api_key = secrets.token_urlsafe(24)
     params.api_keys = [api_key]
-    if slot_save_dir is not None:
-        slot_save_dir.mkdir(parents=True, exist_ok=True)
-        params.slot_save_path = str(slot_save_dir).rstrip("/") + "/"
+    if slot_save_dir is None:
+        # The slot endpoints only read and write inside this directory: a private one (mode 0700) keeps
+        # activation memory (memkern.memory.activation) usable with any LocalLLM.
+        slot_save_dir = Path(tempfile.mkdtemp(prefix="memkern-slots-"))
+        _PRIVATE_SLOT_DIRS.append(slot_save_dir)
+    slot_save_dir.mkdir(parents=True, exist_ok=True)
+    params.slot_save_path = str(slot_save_dir).rstrip("/") + "/"
     started = time.perf_counter()
     try:
         server = xllamacpp.Server(params)
     except Exception as exc:  # xllamacpp raises RuntimeError with no detail
         raise LLMError(f"xllamacpp could not load the model {model_path} (n_ctx={n_ctx}, n_threads={n_threads}): "
                        f"{exc}; pass verbosity=3 to LocalLLM to see llama.cpp's log") from exc
-    return _Runtime(server, model_path, api_key, time.perf_counter() - started)
+    return _Runtime(server, model_path, api_key, time.perf_counter() - started, slot_save_dir)
 
 
 class LocalLLM:
@@ -304,6 +321,59 @@ class LocalLLM:
         """How long xllamacpp took to load the model (not counting assembly and verification)."""
         self.load()
         return self._runtime.load_seconds  # type: ignore[union-attr]
+
+    # -- KV slots and raw prompts (used by memkern.memory.activation) --------------------------------
+    @property
+    def slot_dir(self) -> Path:
+        """The directory the server saves slot files to and restores them from."""
+        self.load()
+        return self._runtime.slot_dir  # type: ignore[union-attr,return-value]
+
+    @property
+    def runtime_lock(self) -> threading.Lock:
+        """The lock that serialises calls to the shared server (hold it across restore + completion)."""
+        self.load()
+        return self._runtime.lock  # type: ignore[union-attr]
+
+    def http_post(self, path: str, body: Mapping[str, Any], timeout_s: float = 600.0) -> dict[str, Any]:
+        """POST JSON to the server's own HTTP endpoint ``path`` (``/tokenize``, ``/slots/0?action=save``)."""
+        request = urllib.request.Request(self.base_url + path, data=json.dumps(dict(body)).encode("utf-8"),
+                                         headers={"Authorization": f"Bearer {self.api_key}",
+                                                  "Content-Type": "application/json"}, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s) as reply:  # noqa: S310 - 127.0.0.1 only
+                result = json.loads(reply.read().decode("utf-8"))
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode("utf-8", "replace")[:300]
+            raise LLMError(f"the local model's endpoint {path} failed ({exc.code}): {detail}") from None
+        except (OSError, ValueError) as exc:
+            raise LLMError(f"the local model's endpoint {path} failed: {exc}") from exc
+        if not isinstance(result, dict):
+            raise LLMOutputError(f"the local model's endpoint {path} returned {type(result).__name__}")
+        return result
+
+    def tokenize(self, text: str) -> list[int]:
+        """The token ids of ``text`` as a raw prompt (special tokens such as ``<|im_start|>`` parsed)."""
+        result = self.http_post("/tokenize", {"content": text, "add_special": True, "parse_special": True})
+        return [int(t) for t in result.get("tokens", [])]
+
+    def complete_prompt(self, prompt: str, *, max_tokens: int = 256, slot: int = 0,
+                        token_ids: bool = False) -> dict[str, Any]:
+        """Greedy completion of a raw ``prompt`` in ``slot`` with ``cache_prompt``: llama.cpp reuses the
+        slot's KV cache for the longest common token prefix. Returns the server's answer (``choices``,
+        ``usage``, ``timings``); with ``token_ids`` each generated token id is in ``logprobs``. The caller
+        holds ``runtime_lock`` when the slot's state matters."""
+        request: dict[str, Any] = {"prompt": prompt, "n_predict": int(max_tokens), "temperature": 0.0, "seed": 0,
+                                   "cache_prompt": True, "id_slot": int(slot), "stream": False}
+        if token_ids:
+            request["n_probs"] = 1
+        try:
+            result = self.server.handle_completions(request)
+        except Exception as exc:  # ValueError on a malformed request, RuntimeError inside
+            raise LLMError(f"the local model rejected the request: {exc}") from exc
+        if not isinstance(result, dict) or "error" in result or "choices" not in result:
+            raise LLMError(f"the local model failed: {str(result)[:300]}")
+        return result
 
     def complete(self, messages: Sequence[Mapping[str, str]], *, json_schema: Mapping[str, Any] | None = None,
                  max_tokens: int = 512, temperature: float = 0.0, operation: str = "chat") -> LLMResponse:

@@ -96,7 +96,8 @@ def slot_of(text: str, subject: str | None = None) -> Slot | None:
     before = normalise(text[:match.start()])
     before = re.sub(r"\b(?:s|is|has|now|currently|recently|just|also|still)$", "", before).strip()
     before = re.sub(r"^(?:the )", "", before)
-    who = normalise(subject) if subject else before
+    # "The user" and "user" are one subject, whether it came from the model or from the text.
+    who = re.sub(r"^(?:the )", "", normalise(subject)) if subject else before
     return Slot(name, who, normalise(text[match.end():]))
 
 
@@ -255,6 +256,7 @@ def apply_facts(cube: MemCube, facts: Sequence[NewFact], *, llm: Any = None, act
         group = list(facts[start:start + DECIDE_GROUP])
         plans: list[tuple[NewFact, str, Hit | None, str, str, str | None]] = []
         ask: list[tuple[NewFact, list[Hit]]] = []
+        slot_updates: list[tuple[str, Hit | None, str]] = []
         for fact in group:
             hits = candidates(cube, fact)
             action, target, reason = rule_decision(fact, hits)
@@ -264,8 +266,17 @@ def apply_facts(cube: MemCube, facts: Sequence[NewFact], *, llm: Any = None, act
             else:
                 ask.append((fact, relevant))
                 plans.append((fact, "", None, "", "", None))  # filled in below
+                slot_updates.append((action, target, reason))
         if ask:
             answered = _decide_with_llm(llm, ask, llm_actor or "llm")
+            # A changed slot ("lives in" X, then "moved to" Y, same subject) found by the rules is
+            # precise: an answer that neither updates nor invalidates that memory (small models
+            # echo the prompt or shift the fact numbers) does not override it.
+            for i, ((action, target, reason), plan) in enumerate(zip(slot_updates, answered)):
+                if action == "update" and target is not None and not (
+                        plan[1] in ("update", "invalidate") and plan[2] is not None and plan[2].id == target.id):
+                    answered[i] = (plan[0], action, target, reason, "rules",
+                                   f"LLM decided {plan[1]} ({plan[3][:200]}); overridden by the slot rule")
             it = iter(answered)
             plans = [next(it) if not p[1] else p for p in plans]
         for fact, action, target, reason, decided_by, note in plans:

@@ -144,9 +144,9 @@ EXTRACTION_SCHEMA: dict[str, Any] = {
             "items": {
                 "type": "object",
                 "properties": {
+                    "subject": {"type": ["string", "null"]},
                     "text": {"type": "string"},
                     "kind": {"type": "string", "enum": ["fact", "event", "preference"]},
-                    "subject": {"type": ["string", "null"]},
                     "time_expression": {"type": ["string", "null"]},
                     "date": {"type": ["string", "null"], "description": "YYYY-MM-DD"},
                     "confidence": {"type": "number", "description": "from 0 to 1"},
@@ -345,12 +345,12 @@ def _windows(turns: Sequence[MemoryItem], size: int) -> list[list[MemoryItem]]:
 
 
 _SYSTEM = """You extract long-term memories from a conversation.
-Read the numbered turns and list what is worth remembering about the people in them:
+Each turn is shown as: [number] date speaker: words. List what is worth remembering about the people in it:
 - "fact": a lasting truth (where someone lives, their job, family, pets, age, plans);
 - "event": something that happened or will happen, with its date;
 - "preference": what someone likes, dislikes or prefers.
 Rules:
-- One self-contained statement per item, in the third person, naming the person ("Alice moved to Lisbon."), never "I" or "you".
+- Each item is ONE short statement about ONE thing, in the third person, starting with the name of the person it is about (the speaker name shown before the colon). Replace "I", "my", "me" with that name. Never write "I", "my", "we" or "you", and never copy a whole turn.
 - "subject": the person or thing the statement is about.
 - "source_turns": the numbers of the turns that state it, exactly as shown in brackets. Cite only shown numbers.
 - "time_expression": the words that date it ("last Saturday", "in May 2022"), or null.
@@ -373,6 +373,9 @@ def extraction_messages(turns: Sequence[MemoryItem]) -> list[dict[str, str]]:
     session = turns[0].provenance.session_id if turns else None
     header = f"Conversation (session {session}):" if session else "Conversation:"
     lines = [header] + [_render_turn(handle, turn) for handle, turn in enumerate(turns, start=1)]
+    # A small model follows the instruction nearest the answer best: restate the key rule last.
+    lines += ["", "List the memories: one short third-person statement per item, each naming the person "
+                  "(never \"I\"), each citing its turn numbers."]
     return [{"role": "system", "content": _SYSTEM}, {"role": "user", "content": "\n".join(lines)}]
 
 
@@ -405,6 +408,26 @@ def resolve_fact_time(fact: ExtractedFact, anchor: datetime | None) -> tuple[dat
     return anchor, "turn" if anchor is not None else None
 
 
+_FIRST_PERSON = re.compile(r"^(?:(?i:yes|no|oh|well|so|wow|hi|hey)\b[,!.]?\s*)?(I'm|I am|I've|I have|I|My|Me)\b\s*")
+
+
+def third_person(text: str, speaker: str | None) -> str:
+    """``"I moved to Lisbon."`` said by ``user`` -> ``"user moved to Lisbon."``.
+
+    Small models often copy the speaker's words although the prompt asks for the third person;
+    a memory that opens with "I" loses who it is about. Only the opening words are rewritten,
+    and only when the source turns have a single speaker."""
+    if not speaker:
+        return text
+    match = _FIRST_PERSON.match(text)
+    if match is None:
+        return text
+    word = match.group(1)
+    lead = {"I'm": f"{speaker} is", "I am": f"{speaker} is", "I've": f"{speaker} has", "I have": f"{speaker} has",
+            "My": f"{speaker}'s", "Me": speaker}.get(word, speaker)
+    return f"{lead} {text[match.end():]}".strip()
+
+
 def _to_new_fact(fact: ExtractedFact, sources: list[MemoryItem], model: str) -> NewFact:
     anchor = max((t.event_time for t in sources if t.event_time), default=None)
     when, how = resolve_fact_time(fact, anchor)
@@ -422,12 +445,13 @@ def _to_new_fact(fact: ExtractedFact, sources: list[MemoryItem], model: str) -> 
     if how:
         metadata["time_source"] = how
     tags = list(dict.fromkeys(tag for t in sources for tag in t.tags))
+    speaker = speakers.pop() if len(speakers) == 1 else None
     return NewFact(
-        text=fact.text, kind=MemoryKind(fact.kind), subject=fact.subject, time=when,
+        text=third_person(fact.text, speaker), kind=MemoryKind(fact.kind), subject=fact.subject, time=when,
         provenance=Provenance(
             message_ids=message_ids,
             session_id=session_ids.pop() if len(session_ids) == 1 else None,
-            speaker=speakers.pop() if len(speakers) == 1 else None,
+            speaker=speaker,
         ),
         tags=tags, metadata=metadata,
     )

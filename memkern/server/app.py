@@ -23,9 +23,26 @@ anything else                           500    ``urn:memkern:problem:internal``
 goes to the ``memkern.server`` log.
 
 Who is calling is resolved by one dependency, :func:`current_actor`, on every ``/v1``
-route except the health check. For now it is the optional ``X-Memkern-Actor`` header, a
-placeholder for API-key authentication: that dependency is where keys, users and
-permissions will plug in.
+route except the health check: an API key sent as ``Authorization: Bearer <key>`` (or
+``X-API-Key: <key>``) is authenticated with ``MemOS.authenticate`` and every route runs
+against ``mos.as_user(user)``, so the governance layer (``memkern.governance``) checks
+and audits every call. With ``create_app(mos, auth="off")`` (the embedded single-user
+default, for loopback only) there is no key and no user: routes run against ``mos``
+itself, unchecked, and the optional ``X-Memkern-Actor`` header only labels writes in the
+operation log.
+
+=====================================  ======  ==============================================
+``AuthenticationError`` (no, bad or     401    ``urn:memkern:problem:unauthenticated``
+revoked key)
+``PermissionDeniedError``               403    ``urn:memkern:problem:permission-denied``
+=====================================  ======  ==============================================
+
+403, not 404: a cube that exists but that the caller may not open answers 403
+(``PermissionDeniedError``), the same as the Python API; only a cube that does not exist
+answers 404. Cube names are unique in the store, so ``POST /v1/cubes`` would reveal a
+hidden name with 409 anyway: hiding existence behind 404 would be a pretence. Memory ids
+inside a cube the caller may not open are never looked at (the cube check comes first),
+and a quarantined memory is 404 to whoever may not see quarantined memories.
 """
 
 from __future__ import annotations
@@ -41,38 +58,65 @@ from datetime import datetime
 from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
-from fastapi.security import APIKeyHeader
+from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from memkern import errors
 from memkern.cube.cube import MemCube
-from memkern.models import AddResult, CubeInfo, Filters, Hit, LifecycleState, MemoryItem, MemoryKind, Operation
+from memkern.governance.models import AuditEntry, CubePolicy, Grant, RetentionReport, User
+from memkern.models import (
+    AddResult,
+    ChatAnswer,
+    CubeInfo,
+    Filters,
+    Hit,
+    LifecycleState,
+    MemoryItem,
+    MemoryKind,
+    Operation,
+)
 from memkern.mos import MemOS
 from memkern.server.schemas import (
     MAX_OFFSET,
     MAX_PAGE,
+    ApiKeyCreated,
+    ApiKeyInfo,
+    ChatRequest,
     CubeCreate,
     DocumentAdd,
+    ForgetResult,
+    GrantRequest,
     Health,
+    InvalidateRequest,
     LifecycleChange,
     MemoryAdd,
     MemoryPage,
     MemoryUpdate,
+    PolicyUpdate,
     Problem,
+    RetentionRequest,
+    RevokeResult,
     SearchRequest,
+    UserCreate,
 )
 
 log = logging.getLogger("memkern.server")
 
-#: Header naming the caller until API keys arrive.
+#: With ``auth="off"`` only: a label for writes in the operation log (not an identity).
 ACTOR_HEADER = "X-Memkern-Actor"
+#: The API key, when not sent as ``Authorization: Bearer <key>``.
+API_KEY_HEADER = "X-API-Key"
+#: ``create_app(auth=...)``: ``required`` (an API key on every /v1 route) or ``off``.
+AUTH_MODES = ("required", "off")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_PREFIX = "urn:memkern:problem:"
 #: Where a cube file is uploaded; its body limit is ``max_upload_bytes``.
@@ -85,6 +129,8 @@ _DRAIN_LIMIT = 64 * 1024 * 1024
 
 #: memkern exception -> (status, type slug, title, safe detail or None to pass the message on).
 _ERROR_MAP: list[tuple[type[Exception], int, str, str, str | None]] = [
+    (errors.AuthenticationError, 401, "unauthenticated", "Unauthenticated", None),
+    (errors.PermissionDeniedError, 403, "permission-denied", "Permission denied", None),
     (errors.InvalidInputError, 422, "invalid-input", "Invalid input", None),
     (errors.CubeFileError, 422, "cube-file", "Invalid cube file", None),
     (errors.NotFoundError, 404, "not-found", "Not found", None),
@@ -139,6 +185,8 @@ def _memkern_error(request: Request, exc: Exception) -> JSONResponse:
             if safe is not None:
                 log.error("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc)
             headers = {"Retry-After": "1"} if status == 503 else None
+            if status == 401:
+                headers = {"WWW-Authenticate": 'Bearer realm="memkern"'}
             return problem_response(request, status, slug=slug, title=title,
                                     detail=safe if safe is not None else str(exc), error=cls.__name__,
                                     headers=headers)
@@ -244,31 +292,67 @@ async def _drain(receive: Callable[[], Awaitable[dict[str, Any]]], already: int)
 
 # ------------------------------------------------------------------------------ dependencies
 
-_actor_scheme = APIKeyHeader(
-    name=ACTOR_HEADER, scheme_name="Actor", auto_error=False,
-    description="Who is calling, recorded as `actor` in the operation log. A placeholder: API keys will "
-                "replace it.",
+_bearer_scheme = HTTPBearer(
+    scheme_name="BearerKey", auto_error=False,
+    description="An API key (`memkern key create USER`) as `Authorization: Bearer <key>`.",
+)
+_key_scheme = APIKeyHeader(
+    name=API_KEY_HEADER, scheme_name="ApiKey", auto_error=False,
+    description="The same API key in the `X-API-Key` header instead.",
 )
 
 
-def current_actor(request: Request) -> str | None:
+def api_key_from(headers: Any) -> str | None:
+    """The API key a request carries: ``Authorization: Bearer <key>``, else ``X-API-Key``."""
+    authorization = headers.get("authorization")
+    if authorization:
+        scheme, _, value = authorization.strip().partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    value = headers.get(API_KEY_HEADER)
+    if value is not None and value.strip():
+        return value.strip()
+    return None
+
+
+def current_actor(request: Request) -> User | None:
     """Who is calling: the one place every ``/v1`` route learns it.
 
-    For now the optional ``X-Memkern-Actor`` header (blank means anonymous). This is the
-    seam for API-key authentication: resolve the key to a user here, raise 401/403
-    here, and every route follows.
+    With ``auth="required"``: the user the request's API key belongs to, or
+    ``AuthenticationError`` (401) for a missing, malformed, unknown or revoked key. With
+    ``auth="off"``: ``None``, the unrestricted embedded default.
     """
+    if request.app.state.auth == "off":
+        return None
+    key = api_key_from(request.headers)
+    if key is None:
+        raise errors.AuthenticationError(
+            "an API key is required: send 'Authorization: Bearer <key>' (or 'X-API-Key: <key>')")
+    mos: MemOS = request.app.state.mos
+    return mos.authenticate(key)
+
+
+Caller = Annotated[User | None, Depends(current_actor)]
+
+
+def actor_label(request: Request, user: Caller) -> str | None:
+    """The ``actor`` the operation log records: the user, or (``auth="off"``) the label header."""
+    if user is not None:
+        return user.id
     value = request.headers.get(ACTOR_HEADER)
     if value is None or not value.strip():
         return None
     return value.strip()
 
 
-Actor = Annotated[str | None, Depends(current_actor)]
+Actor = Annotated[str | None, Depends(actor_label)]
 
 
-def get_mos(request: Request) -> MemOS:
-    return request.app.state.mos
+def get_mos(request: Request, user: Caller) -> MemOS:
+    """The MemOS a route runs against: ``mos.as_user(user)``, checked and audited (or ``mos``
+    itself with ``auth="off"``)."""
+    mos: MemOS = request.app.state.mos
+    return mos if user is None else mos.as_user(user)
 
 
 Mos = Annotated[MemOS, Depends(get_mos)]
@@ -281,6 +365,8 @@ def _cube(mos: MemOS, name: str) -> MemCube:
 # ------------------------------------------------------------------------------------ routes
 
 _ERRORS = {
+    401: {"model": Problem, "description": "No, malformed, unknown or revoked API key"},
+    403: {"model": Problem, "description": "Permission denied"},
     404: {"model": Problem, "description": "No such cube or memory"},
     422: {"model": Problem, "description": "Invalid input"},
     503: {"model": Problem, "description": "Store or embedder unavailable"},
@@ -292,13 +378,15 @@ _SAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def _build_router() -> APIRouter:
-    router = APIRouter(prefix="/v1", dependencies=[Depends(_actor_scheme), Depends(current_actor)])
+    router = APIRouter(prefix="/v1", dependencies=[Depends(_bearer_scheme), Depends(_key_scheme),
+                                                   Depends(current_actor)])
 
     # -- cubes ---------------------------------------------------------------------------------
     @router.post("/cubes", status_code=201, response_model=CubeInfo, tags=["cubes"], responses=_WRITE_ERRORS)
     def create_cube(body: CubeCreate, mos: Mos, response: Response) -> CubeInfo:
         """Create an empty cube (``MemOS.create_cube``)."""
-        info = mos.create_cube(body.name, owner=body.owner, description=body.description).info
+        owner = {"owner": body.owner} if body.owner is not None else {}
+        info = mos.create_cube(body.name, description=body.description, **owner).info
         response.headers["Location"] = f"/v1/cubes/{info.id}"
         return info
 
@@ -366,7 +454,8 @@ def _build_router() -> APIRouter:
     def add_memories(name: str, body: MemoryAdd, mos: Mos, actor: Actor) -> AddResult:
         """Store chat ``messages`` as turns, or one ``text`` memory (``MemCube.add``)."""
         return _cube(mos, name).add(body.messages, text=body.text, session_id=body.session_id, kind=body.kind,
-                                    tags=body.tags, metadata=body.metadata, time=body.time, actor=actor)
+                                    tags=body.tags, metadata=body.metadata, time=body.time, actor=actor,
+                                    infer=body.infer)
 
     @router.post("/cubes/{name}/documents", status_code=201, response_model=AddResult, tags=["memories"],
                  responses=_WRITE_ERRORS)
@@ -414,7 +503,8 @@ def _build_router() -> APIRouter:
     def update_memory(name: str, memory_id: str, body: MemoryUpdate, mos: Mos, actor: Actor) -> MemoryItem:
         """Write a new version of a memory; the old one stays in its history (``MemCube.update``)."""
         return _cube(mos, name).update(memory_id, body.text, tags=body.tags, metadata=body.metadata,
-                                       valid_from=body.valid_from, reason=body.reason, actor=actor)
+                                       valid_from=body.valid_from, event_time=body.event_time, reason=body.reason,
+                                       actor=actor)
 
     @router.delete("/cubes/{name}/memories/{memory_id}", status_code=204, response_class=Response,
                    tags=["memories"], responses=_ERRORS)
@@ -444,6 +534,67 @@ def _build_router() -> APIRouter:
         """Bring an archived memory back into search (``MemCube.restore``)."""
         return _cube(mos, name).restore(memory_id, reason=body.reason if body else None, actor=actor)
 
+    @router.post("/cubes/{name}/memories/{memory_id}/invalidate", response_model=MemoryItem, tags=["memories"],
+                 responses=_WRITE_ERRORS)
+    def invalidate_memory(name: str, memory_id: str, mos: Mos, actor: Actor,
+                          body: Annotated[InvalidateRequest | None, Body()] = None) -> MemoryItem:
+        """Record that a memory stopped being true at ``at`` (default now) and archive it (``MemCube.invalidate``)."""
+        body = body or InvalidateRequest()
+        return _cube(mos, name).invalidate(memory_id, at=body.at, reason=body.reason, metadata=body.metadata,
+                                           actor=actor)
+
+    @router.post("/cubes/{name}/memories/{memory_id}/release", response_model=MemoryItem, tags=["quarantine"],
+                 responses=_WRITE_ERRORS)
+    def release_memory(name: str, memory_id: str, mos: Mos, actor: Actor,
+                       body: Annotated[LifecycleChange | None, Body()] = None) -> MemoryItem:
+        """Release a memory the poisoning guard quarantined back into search (cube admins; ``MemCube.release``).
+
+        Quarantined memories are listed by ``GET .../memories?state=quarantined`` (cube admins)."""
+        return _cube(mos, name).release(memory_id, reason=body.reason if body else None, actor=actor)
+
+    @router.post("/cubes/{name}/chat", response_model=ChatAnswer, tags=["memories"],
+                 responses={**_WRITE_ERRORS, 502: {"model": Problem, "description": "The language model failed"},
+                            503: {"model": Problem, "description": "No language model configured, or the store "
+                                                                   "or embedder is unavailable"}})
+    def chat(name: str, body: ChatRequest, mos: Mos, request: Request) -> Any:
+        """Answer ``query`` from the cube's memories with the server's LLM (``MemCube.chat``).
+
+        503 (``llm-not-configured``) when the server has no LLM (``MEMKERN_LLM``)."""
+        cube = _cube(mos, name)  # 404 / 403 before anything else
+        if mos.llm is None:
+            from memkern.chat import NO_LLM_MESSAGE
+
+            return problem_response(request, 503, slug="llm-not-configured", title="No language model configured",
+                                    detail=NO_LLM_MESSAGE, error="LLMUnavailableError")
+        return cube.chat(body.query, top_k=body.top_k, write_back=body.write_back, session_id=body.session_id)
+
+    # -- grants and policy ------------------------------------------------------------------------
+    @router.get("/cubes/{name}/grants", response_model=list[Grant], tags=["grants"], responses=_ERRORS)
+    def list_grants(name: str, mos: Mos) -> list[Grant]:
+        """Who the cube is shared with (cube admins; ``MemOS.grants``)."""
+        return mos.grants(name)
+
+    @router.put("/cubes/{name}/grants/{user_id}", response_model=Grant, tags=["grants"], responses=_WRITE_ERRORS)
+    def put_grant(name: str, user_id: str, body: GrantRequest, mos: Mos) -> Grant:
+        """Share the cube: give a user read, write or admin on it, replacing any earlier grant (``MemOS.grant``)."""
+        return mos.grant(name, user_id, body.permission)
+
+    @router.delete("/cubes/{name}/grants/{user_id}", response_model=RevokeResult, tags=["grants"],
+                   responses=_ERRORS)
+    def delete_grant(name: str, user_id: str, mos: Mos) -> RevokeResult:
+        """Take a user's grant on the cube away; ``revoked`` is false if they had none (``MemOS.revoke``)."""
+        return RevokeResult(revoked=mos.revoke(name, user_id))
+
+    @router.get("/cubes/{name}/policy", response_model=CubePolicy, tags=["grants"], responses=_ERRORS)
+    def get_policy(name: str, mos: Mos) -> CubePolicy:
+        """The cube's governance policy (retention, PII redaction, guard; ``MemOS.policy``)."""
+        return mos.policy(name)
+
+    @router.put("/cubes/{name}/policy", response_model=CubePolicy, tags=["grants"], responses=_WRITE_ERRORS)
+    def put_policy(name: str, body: PolicyUpdate, mos: Mos) -> CubePolicy:
+        """Set policy keys; those not given keep their value (cube admins; ``MemOS.set_policy``)."""
+        return mos.set_policy(name, **body.model_dump(exclude_unset=True))
+
     @router.get("/cubes/{name}/operations", response_model=list[Operation], tags=["memories"], responses=_ERRORS)
     def operations(name: str, mos: Mos,
                    memory_id: Annotated[str | None, Query(description="Only this memory's operations.")] = None,
@@ -451,14 +602,79 @@ def _build_router() -> APIRouter:
         """The cube's operation log (ids, never text), oldest first (``MemCube.operations``)."""
         return _cube(mos, name).operations(memory_id, limit)
 
+    _add_governance_routes(router)
     return router
+
+
+def _add_governance_routes(router: APIRouter) -> None:
+    """Users, API keys, the audit log and retention (the cube-level ones are with the cubes)."""
+
+    @router.post("/users", status_code=201, response_model=User, tags=["users"], responses=_WRITE_ERRORS)
+    def create_user(body: UserCreate, mos: Mos, response: Response) -> User:
+        """Create a user (admins; ``MemOS.create_user``)."""
+        user = mos.create_user(body.name, body.role, user_id=body.id)
+        response.headers["Location"] = f"/v1/users/{quote(user.id, safe='')}"
+        return user
+
+    @router.get("/users", response_model=list[User], tags=["users"], responses=_ERRORS)
+    def list_users(mos: Mos) -> list[User]:
+        """Every user (admins; ``MemOS.list_users``)."""
+        return mos.list_users()
+
+    @router.get("/me", response_model=User | None, tags=["users"], responses=_ERRORS)
+    def whoami(user: Caller) -> User | None:
+        """The user the API key belongs to (``null`` when the server runs without authentication)."""
+        return user
+
+    @router.delete("/users/{user_id}", response_model=ForgetResult, tags=["users"], responses=_ERRORS)
+    def forget_user(user_id: str, mos: Mos) -> ForgetResult:
+        """Erase a user: their cubes and every memory in them, grants, keys and audit trail
+        (admins, or the user themselves; ``MemOS.forget_user``)."""
+        return ForgetResult(user_id=user_id, cubes=mos.forget_user(user_id))
+
+    @router.post("/users/{user_id}/keys", status_code=201, response_model=ApiKeyCreated, tags=["keys"],
+                 responses=_WRITE_ERRORS)
+    def create_key(user_id: str, mos: Mos) -> ApiKeyCreated:
+        """A new API key for the user, in plain text this once (admins, or the user themselves)."""
+        key = mos.create_api_key(user_id)
+        return ApiKeyCreated(key=key, prefix=key.split("_")[1], user_id=user_id)
+
+    @router.get("/users/{user_id}/keys", response_model=list[ApiKeyInfo], tags=["keys"], responses=_ERRORS)
+    def list_keys(user_id: str, mos: Mos) -> list[ApiKeyInfo]:
+        """The user's keys, by prefix (never the key or its hash)."""
+        return [ApiKeyInfo.model_validate(k.model_dump(exclude={"key_hash"})) for k in mos.api_keys(user_id)]
+
+    @router.delete("/keys/{prefix}", status_code=204, response_class=Response, tags=["keys"], responses=_ERRORS)
+    def revoke_key(prefix: str, mos: Mos) -> Response:
+        """Revoke a key by its prefix (the 12 hex digits after ``mk_``; ``MemOS.revoke_api_key``)."""
+        mos.revoke_api_key(prefix)
+        return Response(status_code=204)
+
+    @router.get("/audit", response_model=list[AuditEntry], tags=["audit"], responses=_ERRORS)
+    def audit(mos: Mos,
+              cube: Annotated[str | None, Query(max_length=1_000, description="Only this cube (name or id).")] = None,
+              user: Annotated[str | None, Query(max_length=1_000, description="Only this user id.")] = None,
+              since: Annotated[datetime | None, Query(description="Only entries at or after this time.")] = None,
+              limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> list[AuditEntry]:
+        """Audit entries, newest first (ids only, never text). A non-admin sees only their own."""
+        return mos.audit(cube=cube, user=user, since=since, limit=limit)
+
+    @router.post("/admin/retention", response_model=RetentionReport, tags=["admin"], responses=_WRITE_ERRORS)
+    def retention(mos: Mos, body: Annotated[RetentionRequest | None, Body()] = None) -> RetentionReport:
+        """Apply every cube's retention policy now (admins; ``MemOS.apply_retention``)."""
+        return mos.apply_retention(body.now if body else None)
 
 
 # --------------------------------------------------------------------------------------- app
 
-def create_app(mos: MemOS | None = None, *, max_body_bytes: int = 2_000_000,
-               max_upload_bytes: int = 1024**3) -> FastAPI:
+def create_app(mos: MemOS | None = None, *, auth: Literal["required", "off"] = "required",
+               max_body_bytes: int = 2_000_000, max_upload_bytes: int = 1024**3) -> FastAPI:
     """The REST API over ``mos`` (default: ``MemOS()``, opened now and closed at shutdown).
+
+    ``auth="required"`` (the default): every ``/v1`` route but the health check needs an
+    API key and runs as its user, checked and audited. ``auth="off"``: no keys, no users,
+    nothing checked: the embedded single-user default, for a server on a loopback address
+    only (``memkern serve --no-auth``).
 
     ``max_body_bytes`` bounds every request body except cube-file uploads
     (``POST /v1/cubes/load``), which ``max_upload_bytes`` bounds; larger bodies get 413.
@@ -469,6 +685,8 @@ def create_app(mos: MemOS | None = None, *, max_body_bytes: int = 2_000_000,
     for value, what in ((max_body_bytes, "max_body_bytes"), (max_upload_bytes, "max_upload_bytes")):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise errors.InvalidInputError(f"{what} must be a positive integer, not {value!r}")
+    if auth not in AUTH_MODES:
+        raise errors.InvalidInputError(f"auth must be 'required' or 'off', not {auth!r}")
     owned = mos is None
     memos = mos if mos is not None else MemOS()
 
@@ -486,6 +704,7 @@ def create_app(mos: MemOS | None = None, *, max_body_bytes: int = 2_000_000,
                     "RFC 9457 problem details (`application/problem+json`).",
     )
     app.state.mos = memos
+    app.state.auth = auth
     app.state.max_body_bytes = max_body_bytes
 
     @app.get("/v1/health", response_model=Health, tags=["health"])
@@ -527,10 +746,24 @@ def _document_problems(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def serve(host: str = "127.0.0.1", port: int = 8765, db: str | os.PathLike[str] | None = None,
-          **uvicorn_options: Any) -> None:
-    """Run the REST API with uvicorn until interrupted (``memkern serve``)."""
+def serve(host: str = "127.0.0.1", port: int = 8765, db: str | os.PathLike[str] | None = None, *,
+          auth: Literal["required", "off"] = "required", **uvicorn_options: Any) -> None:
+    """Run the REST API with uvicorn until interrupted (``memkern serve``).
+
+    ``auth="off"`` is refused unless ``host`` is a loopback address, and warns."""
+    import sys
+
     import uvicorn
 
+    if auth == "off" and host not in LOOPBACK_HOSTS:
+        raise errors.InvalidInputError(f"refusing to serve {host} without authentication: --no-auth is for a "
+                                       f"loopback address ({', '.join(LOOPBACK_HOSTS)}) only")
     with MemOS(db) as mos:
-        uvicorn.run(create_app(mos), host=host, port=port, **uvicorn_options)
+        if auth == "off":
+            print(f"warning: serving http://{host}:{port} WITHOUT authentication: every local process has full "
+                  "access to every cube", file=sys.stderr, flush=True)
+        elif not mos._store.list_users():
+            print("note: no users yet; create the first admin and a key with\n"
+                  "  memkern user create NAME --role admin\n  memkern key create USER_ID",
+                  file=sys.stderr, flush=True)
+        uvicorn.run(create_app(mos, auth=auth), host=host, port=port, **uvicorn_options)

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from memkern.governance.models import Permission, Role
 from memkern.models import Filters, MemoryItem, MemoryKind, Message
 from memkern.retrieval.config import SearchConfig
 
@@ -64,7 +65,8 @@ class CubeCreate(_Request):
     """``POST /v1/cubes``: the arguments of ``MemOS.create_cube``."""
 
     name: str = Field(description="Cube name, unique in the store.")
-    owner: str = Field("default", description="Who the cube belongs to.")
+    owner: str | None = Field(None, description="Who the cube belongs to (default: the caller; `default` "
+                                                 "without authentication). Only admins give someone else.")
     description: str = ""
 
 
@@ -82,6 +84,8 @@ class MemoryAdd(_Request):
     tags: list[str] = Field(default_factory=list)
     metadata: dict[str, Any] | None = None
     time: datetime | None = None
+    infer: bool | None = Field(None, description="Extract and decide on facts with the LLM (default: when "
+                                                 "there is one); false stores as given.")
 
 
 class DocumentAdd(_Request):
@@ -120,7 +124,82 @@ class MemoryUpdate(_Request):
     tags: list[str] | None = None
     metadata: dict[str, Any] | None = None
     valid_from: datetime | None = None
+    event_time: datetime | None = None
     reason: str | None = None
+
+
+class InvalidateRequest(_Request):
+    """Optional body of ``.../invalidate``: the arguments of ``MemCube.invalidate``."""
+
+    at: datetime | None = Field(None, description="When it stopped being true (default: now).")
+    reason: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class ChatRequest(_Request):
+    """``POST /v1/cubes/{name}/chat``: the arguments of ``MemCube.chat``."""
+
+    query: str
+    top_k: int = Field(8, ge=1, le=1_000)
+    write_back: bool = False
+    session_id: str | None = None
+
+
+class UserCreate(_Request):
+    """``POST /v1/users``: the arguments of ``MemOS.create_user``."""
+
+    name: str
+    role: Role = Role.USER
+    id: str | None = Field(None, description="The user id (default: a random one).")
+
+
+class ApiKeyCreated(BaseModel):
+    """A new API key: ``key`` is shown this once and stored only as its sha256."""
+
+    key: str
+    prefix: str
+    user_id: str
+
+
+class ApiKeyInfo(BaseModel):
+    """A stored API key, by its public prefix (never the key or its hash)."""
+
+    prefix: str
+    user_id: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class GrantRequest(_Request):
+    """``PUT /v1/cubes/{name}/grants/{user_id}``."""
+
+    permission: Permission
+
+
+class RevokeResult(BaseModel):
+    revoked: bool
+
+
+class PolicyUpdate(_Request):
+    """``PUT /v1/cubes/{name}/policy``: the keys to set (``MemOS.set_policy``); others keep their value."""
+
+    archive_after_days: float | None = Field(None, gt=0, allow_inf_nan=False)
+    forget_after_days: float | None = Field(None, gt=0, allow_inf_nan=False)
+    redact_pii: bool | None = None
+    guard: bool | None = None
+
+
+class ForgetResult(BaseModel):
+    """``DELETE /v1/users/{id}``: the user erased and the ids of their cubes purged."""
+
+    user_id: str
+    cubes: list[str]
+
+
+class RetentionRequest(_Request):
+    """Optional body of ``POST /v1/admin/retention``."""
+
+    now: datetime | None = Field(None, description="Apply as of this time (default: now).")
 
 
 class LifecycleChange(_Request):

@@ -205,6 +205,46 @@ MIGRATIONS: list[str] = [
     CREATE INDEX audit_cube ON audit (cube_id, seq);
     CREATE INDEX audit_user ON audit (user_id, seq);
     """,
+    # 2 -> 3: the scheduler's durable job queue (memkern.scheduler.queue) and the marks its
+    # handlers keep per memory ("extracted"). Times are epoch seconds. Jobs of one ``lane``
+    # (a cube) run in ``seq`` order; they go with their cube.
+    """
+    CREATE TABLE jobs (
+        seq          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        id           text NOT NULL UNIQUE,
+        lane         text NOT NULL,
+        cube_id      text REFERENCES cubes(id) ON DELETE CASCADE,
+        type         text NOT NULL,
+        payload      text NOT NULL,
+        status       text NOT NULL,
+        attempts     integer NOT NULL DEFAULT 0,
+        max_attempts integer NOT NULL,
+        run_at       double precision NOT NULL,
+        created_at   double precision NOT NULL,
+        started_at   double precision,
+        finished_at  double precision,
+        lease_owner  text,
+        lease_token  text,
+        lease_until  double precision,
+        heartbeat_at double precision,
+        dedup_key    text,
+        last_error   text,
+        result       text
+    );
+    CREATE INDEX jobs_open_lane ON jobs (lane, seq) WHERE status IN ('pending', 'running');
+    CREATE INDEX jobs_status ON jobs (status, run_at);
+    CREATE INDEX jobs_cube ON jobs (cube_id, seq);
+    CREATE UNIQUE INDEX jobs_dedup ON jobs (dedup_key) WHERE status = 'pending' AND dedup_key IS NOT NULL;
+
+    CREATE TABLE job_marks (
+        cube_id   text NOT NULL REFERENCES cubes(id) ON DELETE CASCADE,
+        mark      text NOT NULL,
+        memory_id text NOT NULL,
+        at        double precision NOT NULL,
+        job_id    text,
+        PRIMARY KEY (cube_id, mark, memory_id)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -125,6 +125,46 @@ MIGRATIONS: list[str] = [
     CREATE INDEX audit_cube ON audit (cube_id, seq);
     CREATE INDEX audit_user ON audit (user_id, seq);
     """,
+    # 2 -> 3: the scheduler's durable job queue (memkern.scheduler.queue) and the marks its
+    # handlers keep per memory ("extracted"). Times are epoch seconds. Jobs of one ``lane``
+    # (a cube) run in ``seq`` order; they go with their cube.
+    """
+    CREATE TABLE jobs (
+        seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+        id           TEXT NOT NULL UNIQUE,
+        lane         TEXT NOT NULL,
+        cube_id      TEXT REFERENCES cubes(id) ON DELETE CASCADE,
+        type         TEXT NOT NULL,
+        payload      TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        max_attempts INTEGER NOT NULL,
+        run_at       REAL NOT NULL,
+        created_at   REAL NOT NULL,
+        started_at   REAL,
+        finished_at  REAL,
+        lease_owner  TEXT,
+        lease_token  TEXT,
+        lease_until  REAL,
+        heartbeat_at REAL,
+        dedup_key    TEXT,
+        last_error   TEXT,
+        result       TEXT
+    );
+    CREATE INDEX jobs_open_lane ON jobs (lane, seq) WHERE status IN ('pending', 'running');
+    CREATE INDEX jobs_status ON jobs (status, run_at);
+    CREATE INDEX jobs_cube ON jobs (cube_id, seq);
+    CREATE UNIQUE INDEX jobs_dedup ON jobs (dedup_key) WHERE status = 'pending' AND dedup_key IS NOT NULL;
+
+    CREATE TABLE job_marks (
+        cube_id   TEXT NOT NULL REFERENCES cubes(id) ON DELETE CASCADE,
+        mark      TEXT NOT NULL,
+        memory_id TEXT NOT NULL,
+        at        REAL NOT NULL,
+        job_id    TEXT,
+        PRIMARY KEY (cube_id, mark, memory_id)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient
 
 from memkern import MemOS
 from memkern.errors import StoreError
+from memkern.governance.models import User
 from memkern.server import ACTOR_HEADER, create_app, current_actor
 
 from . import live_server
@@ -41,7 +42,7 @@ CHAT = [
 
 @pytest.fixture
 def api(mos: MemOS) -> Iterator[TestClient]:
-    with TestClient(create_app(mos)) as client:
+    with TestClient(create_app(mos, auth="off")) as client:
         yield client
 
 
@@ -241,21 +242,23 @@ def test_actor_header_reaches_the_log(api: TestClient, cube: str) -> None:
 
 def test_current_actor_is_the_one_seam(mos: MemOS) -> None:
     """Every /v1 route resolves the caller through ``current_actor``: overriding it changes them all."""
-    app = create_app(mos)
+    app = create_app(mos)  # auth required: the override is the only way in
+    service = mos.create_user("Service", "admin", user_id="service-account")
     calls: list[str] = []
 
-    def fake_actor(request: Any = None) -> str:
+    def fake_actor(request: Any = None) -> User:
         calls.append("x")
-        return "service-account"
+        return service
 
     app.dependency_overrides[current_actor] = fake_actor
     with TestClient(app) as api:
-        api.post("/v1/cubes", json={"name": "k"})
+        assert api.post("/v1/cubes", json={"name": "k"}).status_code == 201
         api.get("/v1/cubes")
         api.post("/v1/cubes/k/memories", json={"text": "hello"}, headers={ACTOR_HEADER: "ignored"})
         api.get("/v1/health")
         ops = api.get("/v1/cubes/k/operations").json()
     assert ops[-1]["actor"] == "service-account"
+    assert mos.get_cube("k").info.owner == "service-account"
     assert len(calls) == 4  # once per /v1 request, not for the health check
 
 
@@ -308,7 +311,7 @@ def test_store_and_embedder_errors_are_503_with_safe_details(mos: MemOS, tmp_pat
 
     with MemOS(tmp_path / "m.db", embedder=OtherEmbedder()) as other:  # same file as ``mos``
         other.create_cube("foreign")
-    with TestClient(create_app(mos)) as api:
+    with TestClient(create_app(mos, auth="off")) as api:
         body = _problem(api.get("/v1/cubes/foreign"), 503, "embedder-unavailable")
         assert body["error"] == "EmbedderError" and "other-embedder" not in body["detail"]
 
@@ -327,7 +330,7 @@ def test_unexpected_errors_are_500_problems_without_internals(mos: MemOS, monkey
         raise RuntimeError("/very/secret/path exploded")
 
     monkeypatch.setattr(mos, "list_cubes", broken)
-    with TestClient(create_app(mos), raise_server_exceptions=False) as api:
+    with TestClient(create_app(mos, auth="off"), raise_server_exceptions=False) as api:
         body = _problem(api.get("/v1/cubes"), 500, "internal")
     assert "secret" not in body["detail"]
 
@@ -341,7 +344,7 @@ def _nothing_written(api: TestClient, cube: str, ops_before: int) -> None:
 
 
 def test_oversized_body_is_413_and_nothing_is_written(mos: MemOS) -> None:
-    with TestClient(create_app(mos, max_body_bytes=10_000, max_upload_bytes=20_000)) as api:
+    with TestClient(create_app(mos, auth="off", max_body_bytes=10_000, max_upload_bytes=20_000)) as api:
         api.post("/v1/cubes", json={"name": "c"})
         ops = len(api.get("/v1/cubes/c/operations").json())
         big = {"text": "word " * 5_000}
@@ -373,14 +376,14 @@ def test_limits_must_be_positive(mos: MemOS) -> None:
     from memkern.errors import InvalidInputError
 
     with pytest.raises(InvalidInputError):
-        create_app(mos, max_body_bytes=0)
+        create_app(mos, auth="off", max_body_bytes=0)
 
 
 # ---------------------------------------------------------------------------------------- socket
 
 
 def test_real_socket_round_trip_and_413(mos: MemOS) -> None:
-    with live_server(create_app(mos, max_body_bytes=50_000)) as url, httpx.Client(base_url=url, timeout=10) as http:
+    with live_server(create_app(mos, auth="off", max_body_bytes=50_000)) as url, httpx.Client(base_url=url, timeout=10) as http:
         assert http.get("/v1/health").json()["status"] == "ok"
         assert http.get("/openapi.json").json()["info"]["title"] == "memkern"
         assert http.post("/v1/cubes", json={"name": "net"}).status_code == 201
@@ -395,7 +398,7 @@ def test_real_socket_round_trip_and_413(mos: MemOS) -> None:
                 yield b"y " * 1_000
             yield b'"}'
 
-    with live_server(create_app(mos, max_body_bytes=50_000)) as url, httpx.Client(base_url=url, timeout=10) as http:
+    with live_server(create_app(mos, auth="off", max_body_bytes=50_000)) as url, httpx.Client(base_url=url, timeout=10) as http:
         streamed = http.post("/v1/cubes/net/memories", content=chunks(), headers={"content-type": "application/json"})
         assert streamed.status_code == 413 and streamed.json()["type"].endswith("payload-too-large")
         assert http.get("/v1/cubes/net/memories").json()["items"] == []

@@ -45,7 +45,7 @@ MORE = [Message(role="user", name="Mia", content="I switched jobs: I now teach c
 
 @pytest.fixture
 def server_url(mos: MemOS) -> Iterator[str]:
-    with live_server(create_app(mos)) as url:
+    with live_server(create_app(mos, auth="off")) as url:
         yield url
 
 

@@ -1,0 +1,256 @@
+"""Activation memory (memkern.memory.activation): freshness, cube files, and the real local model.
+
+Most tests use a fake engine that writes llama.cpp-shaped slot files, so they run in milliseconds;
+the last one runs the real local model (skipped unless ``memkern[local]`` is installed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import struct
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from memkern import MemOS
+from memkern.errors import CubeFileError, InvalidInputError, LLMError
+from memkern.llm import local
+from memkern.memory import activation
+from memkern.models import MemoryKind
+
+OTHER_SHA = "ab" * 32
+
+
+class FakeEngine:
+    """Tokenizes on whitespace and writes a small ``ggsq`` file; remembers what it was asked."""
+
+    def __init__(self, gguf_sha256: str = local.MODEL_SHA256) -> None:
+        self.model = activation.ModelRef(name=local.MODEL_NAME, gguf_sha256=gguf_sha256, gguf_size=local.MODEL_SIZE)
+        self.kv = activation.KVRef(state_magic=activation.GGSQ_MAGIC, state_version=4, n_ctx=4096)
+        self.calls: list[tuple[str, Path | None]] = []
+
+    def tokenize(self, text: str) -> list[int]:
+        return [int(hashlib.sha256(w.encode()).hexdigest()[:6], 16) for w in text.split()]
+
+    def fill_and_save(self, prefix: str, dest: Path) -> int:
+        tokens = self.tokenize(prefix)
+        dest.write_bytes(struct.pack(f"<III{len(tokens)}i", activation.GGSQ_MAGIC, 4, len(tokens), *tokens)
+                         + hashlib.sha256(prefix.encode()).digest() * 8)
+        return len(tokens)
+
+    def generate(self, prompt: str, *, kv_file: Path | None, max_tokens: int) -> activation.Generation:
+        self.calls.append((prompt, kv_file))
+        return activation.Generation(text="Paris", token_ids=[1, 2], prompt_tokens=len(prompt.split()),
+                                     cached_tokens=0, ttft_s=0.0, wall_s=0.0)
+
+
+@pytest.fixture
+def cube(mos):
+    cube = mos.create_cube("alice", owner="Alice")
+    cube.add(text="Alice lives in Paris.", kind="fact", infer=False)
+    cube.add(text="Alice works as a data analyst.", kind="fact", infer=False)
+    cube.add(messages=[{"role": "user", "name": "Alice", "content": "I adopted a cat called Miso.",
+                        "time": "2024-03-02T09:30:00Z"}], infer=False)
+    return cube
+
+
+def _build(cube, engine=None, **kwargs):
+    return activation.build(cube, engine or FakeEngine(), max_tokens=kwargs.pop("max_tokens", 2000), **kwargs)
+
+
+def _ids(manifest):
+    return [v.rpartition("@v")[0] for v in manifest.versions]
+
+
+def test_build_records_the_block_and_is_fresh(cube):
+    manifest = _build(cube)
+    assert len(manifest.versions) == 3 and manifest.model.gguf_sha256 == local.MODEL_SHA256
+    found = activation.status(cube)
+    assert found.fresh and found.directory == Path(cube._mos._store.path).resolve().parent / "activation" / cube.id
+    kv_path, prefix = activation.verify_files(found.directory, manifest)
+    assert hashlib.sha256(prefix.encode()).hexdigest() == manifest.prefix_sha256
+    assert "Alice lives in Paris." in prefix and prefix.endswith("<|im_end|>\n")
+    # the profile (facts) comes first, then the other memories
+    assert prefix.index("Alice lives in Paris.") < prefix.index("Miso")
+    engine = FakeEngine()
+    result = activation.answer_with_activation(cube, None, "Where does Alice live?", [], max_tokens=8,
+                                               required=True, engine=engine)
+    assert result.answer == "Paris"
+    prompt, kv_file = engine.calls[0]
+    assert prompt.startswith(prefix) and kv_file == kv_path  # the block is the exact prefix
+
+
+@pytest.mark.parametrize("change", ["update", "invalidate", "archive", "delete"])
+def test_a_changed_memory_makes_it_stale_never_served_and_rebuilt(cube, change):
+    _build(cube)
+    target = next(m for m in cube.get_all() if "Paris" in m.text)
+    if change == "update":
+        cube.update(target.id, "Alice lives in Lyon.")
+    else:
+        getattr(cube, change)(target.id)
+    found = activation.status(cube)
+    assert found.state == "stale" and found.reasons[0].startswith(f"{target.id}@v1")
+    engine = FakeEngine()
+    assert activation.answer_with_activation(cube, None, "q?", [], max_tokens=8, required=False,
+                                             engine=engine) is None
+    with pytest.raises(InvalidInputError, match="no fresh activation"):
+        activation.answer_with_activation(cube, None, "q?", [], max_tokens=8, required=True, engine=engine)
+    assert engine.calls == []  # never served stale
+    rebuilt = _build(cube)
+    assert activation.status(cube).fresh
+    if change == "update":
+        assert f"{target.id}@v2" in rebuilt.versions
+        assert "Lyon" in activation.verify_files(activation.status(cube).directory, rebuilt)[1]
+    else:
+        assert target.id not in _ids(rebuilt)
+
+
+def test_chat_uses_activation_only_with_the_local_model(cube):
+    class Echo:
+        name = "echo"
+
+        def complete(self, messages, **kwargs):
+            from memkern.llm.base import LLMResponse
+
+            return LLMResponse(text="plain", model="echo")
+
+    _build(cube)
+    assert cube.chat("Where does Alice live?", llm=Echo()).answer == "plain"  # auto: not the local model
+    with pytest.raises(InvalidInputError, match="needs the local model"):
+        cube.chat("Where does Alice live?", llm=Echo(), use_activation=True)
+
+
+def test_a_tampered_kv_file_on_disk_is_never_restored(cube):
+    manifest = _build(cube)
+    directory = activation.status(cube).directory
+    kv = directory / manifest.kv_file.name
+    data = bytearray(kv.read_bytes())
+    data[-1] ^= 0xFF
+    kv.write_bytes(bytes(data))
+    engine = FakeEngine()
+    with pytest.raises(LLMError, match="does not match its manifest"):
+        activation.answer_with_activation(cube, None, "q?", [], max_tokens=8, required=True, engine=engine)
+    # automatic use falls back to a plain answer instead
+    assert activation.answer_with_activation(cube, None, "q?", [], max_tokens=8, required=False,
+                                             engine=engine) is None
+    assert engine.calls == []
+
+
+# -- cube files ------------------------------------------------------------------------------------
+def _members(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as zf:
+        return {name: zf.read(name) for name in zf.namelist()}
+
+
+def _write(path: Path, members: dict[str, bytes], fix_checksums: bool = True) -> Path:
+    manifest = json.loads(members["manifest.json"])
+    if fix_checksums:
+        for name in manifest["files"]:
+            manifest["files"][name] = {"size": len(members[name]), "sha256": hashlib.sha256(members[name]).hexdigest()}
+    members = {**members, "manifest.json": json.dumps(manifest).encode()}
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+@pytest.fixture
+def dumped(cube, tmp_path):
+    _build(cube)
+    return cube.dump(tmp_path / "alice.mkcube")
+
+
+def test_dump_and_load_carry_a_fresh_activation(dumped, tmp_path, embedder):
+    members = _members(dumped)
+    manifest = json.loads(members["manifest.json"])
+    [entry] = manifest["memory"]["activation"]
+    assert {entry["kv"], entry["manifest"], entry["prefix"]} <= set(manifest["files"])
+    with MemOS(tmp_path / "other" / "m.db", embedder=embedder, llm=None) as other:
+        loaded = other.load_cube(dumped, name="copy")
+        found = activation.status(loaded)
+        assert found.fresh and found.manifest.cube_id == loaded.id
+        activation.verify_files(found.directory, found.manifest)
+
+
+def test_a_stale_activation_is_not_dumped(cube, tmp_path):
+    _build(cube)
+    cube.update(cube.get_all()[0].id, "Alice lives in Lyon.")
+    members = _members(cube.dump(tmp_path / "stale.mkcube"))
+    assert json.loads(members["manifest.json"])["memory"]["activation"] == []
+    assert not any(name.startswith("activation/") for name in members)
+
+
+def test_a_tampered_kv_in_a_cube_file_is_refused(dumped, tmp_path, embedder):
+    members = _members(dumped)
+    kv = bytearray(members["activation/0/kv.bin"])
+    kv[-1] ^= 0xFF
+    bad = {**members, "activation/0/kv.bin": bytes(kv)}
+    with MemOS(tmp_path / "o1.db", embedder=embedder, llm=None) as other:
+        # checksum table not updated: caught by it
+        with pytest.raises(CubeFileError, match="activation/0/kv.bin.*sha256.*modified or is corrupt"):
+            other.load_cube(_write(tmp_path / "t1.mkcube", bad, fix_checksums=False))
+        # checksum table recomputed by the tamperer: caught by the activation manifest
+        with pytest.raises(CubeFileError, match="tampered with or is corrupt"):
+            other.load_cube(_write(tmp_path / "t2.mkcube", bad))
+        assert other.list_cubes() == []
+
+
+def test_a_kv_cache_from_another_model_is_refused(cube, tmp_path, embedder):
+    activation.build(cube, FakeEngine(gguf_sha256=OTHER_SHA), max_tokens=2000)
+    path = cube.dump(tmp_path / "other-model.mkcube")
+    with MemOS(tmp_path / "o2.db", embedder=embedder, llm=None) as other:
+        with pytest.raises(CubeFileError, match="built for another model"):
+            other.load_cube(path)
+        assert other.list_cubes() == []
+
+
+def test_the_block_fits_the_token_budget_and_prefers_hot_memories(cube):
+    for n in range(30):
+        cube.add(text=f"Note number {n} about the garden and its many plants.", kind="summary", infer=False)
+    engine = FakeEngine()
+    small = activation.build(cube, engine, max_tokens=len(engine.tokenize(activation.render_prefix("Alice", []))) + 40)
+    assert 0 < len(small.versions) < 33 and small.n_tokens <= 40 + len(engine.tokenize(
+        activation.render_prefix("Alice", [])))
+    hot = next(m for m in cube.get_all() if m.kind is MemoryKind.TURN)
+    chosen = activation.select_memories(cube.get_all(), prefer=[hot.id])
+    assert chosen[0].id == hot.id
+
+
+# -- the real local model --------------------------------------------------------------------------
+def _local_installed() -> bool:
+    if importlib.util.find_spec("xllamacpp") is None:
+        return False
+    try:
+        local.locate_parts()
+    except LLMError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _local_installed(), reason="needs pip install 'memkern[local]'")
+def test_restored_kv_gives_the_same_greedy_tokens_as_reading_from_scratch(tmp_path_factory, embedder):
+    models = tmp_path_factory.mktemp("models")
+    llm = local.LocalLLM(models_dir=models)
+    engine = activation.LocalKVEngine(llm)
+    with MemOS(tmp_path_factory.mktemp("act") / "m.db", embedder=embedder, llm=llm) as mos:
+        cube = mos.create_cube("alice", owner="Alice")
+        cube.add(text="Alice lives in Paris, near the Canal Saint-Martin.", kind="fact", infer=False)
+        cube.add(text="Alice works as a data analyst at a bank.", kind="fact", infer=False)
+        manifest = activation.build(cube, engine, max_tokens=400)
+        assert manifest.kv.state_version > 0 and manifest.n_tokens <= 400
+        found = activation.status(cube)
+        kv_path, prefix = activation.verify_files(found.directory, manifest)
+        prompt = prefix + activation.question_suffix("Where does Alice live?", [], len(manifest.versions) + 1)
+        scratch = engine.generate(prompt, kv_file=None, max_tokens=12)
+        restored = engine.generate(prompt, kv_file=kv_path, max_tokens=12)
+        assert scratch.cached_tokens == 0 and restored.cached_tokens == manifest.n_tokens
+        assert restored.token_ids == scratch.token_ids and "Paris" in restored.text
+        # through chat: used automatically with the local model while fresh, never once stale
+        answer = cube.chat("Where does Alice live?", use_activation=True, top_k=2)
+        assert "Paris" in answer.answer
+        cube.update(cube.get_all()[0].id, "Alice lives in Lyon.")
+        with pytest.raises(InvalidInputError, match="no fresh activation"):
+            cube.chat("Where does Alice live?", use_activation=True)
