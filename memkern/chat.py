@@ -1,6 +1,6 @@
 """Answer a question from a cube's memories with an LLM (``MemCube.chat``, ``memkern chat``).
 
-One call: the query is searched in the cube, the hits are listed in the prompt (oldest first,
+One call: the query is searched in the cube, the hits are listed in the prompt (newest first,
 each with its date, the dates its relative expressions resolve to, its kind and its speaker) and
 the model is told to answer from them only, briefly, and to say the information is not available
 when they do not hold it. With no hit at all no model is asked: the answer is
@@ -37,6 +37,7 @@ Each memory is numbered and shows, in parentheses, the date it was said or happe
 
 Rules:
 - Answer only from the memories. Do not use outside knowledge about these people, and do not guess. You may combine several memories and draw simple, direct inferences from them.
+- Memories are listed newest first. When they disagree (someone moved, changed jobs, changed their mind), the newest one says how things are now; older ones only say how things were before.
 - Answer briefly: a short phrase or one sentence, with no explanation and no memory numbers.
 - For a question about when something happened, give the date or period worked out from the memory dates (for example "7 May 2023" or "the week before 9 June 2023").
 - If the memories do not contain the answer, reply exactly: {NOT_AVAILABLE}"""
@@ -95,21 +96,24 @@ def render_memory(number: int, item: MemoryItem) -> str:
     return line
 
 
-def _chronological(hits: Sequence[Hit]) -> list[Hit]:
-    """Oldest first (undated last), ties in rank order: the order in which things happened."""
+def _newest_first(hits: Sequence[Hit]) -> list[Hit]:
+    """Newest first (undated last), ties in rank order.
+
+    Small models lean on what they read first; putting the current state of things first means
+    a fact that changed is answered with its new value, not the one said weeks before."""
     order = {id(hit): rank for rank, hit in enumerate(hits)}
 
-    def key(hit: Hit) -> tuple[int, str, int]:
+    def key(hit: Hit) -> tuple[int, float, int]:
         when = hit.memory.event_time or hit.memory.valid_from
-        return (when is None, when.isoformat() if when else "", order[id(hit)])
+        return (when is None, -when.timestamp() if when else 0.0, order[id(hit)])
 
     return sorted(hits, key=key)
 
 
 def answer_messages(query: str, hits: Sequence[Hit]) -> list[dict[str, str]]:
     """The chat messages sent to the model for ``query`` over ``hits``."""
-    lines = [render_memory(n, hit.memory) for n, hit in enumerate(_chronological(hits), start=1)]
-    user = "Memories (oldest first):\n" + "\n".join(lines) + f"\n\nQuestion: {query}\nAnswer:"
+    lines = [render_memory(n, hit.memory) for n, hit in enumerate(_newest_first(hits), start=1)]
+    user = "Memories (newest first):\n" + "\n".join(lines) + f"\n\nQuestion: {query}\nAnswer:"
     return [{"role": "system", "content": ANSWER_PROMPT}, {"role": "user", "content": user}]
 
 

@@ -119,7 +119,10 @@ class MemOS(GovernanceMixin):
 
     def delete_cube(self, name_or_id: str, actor: str | None = None) -> None:
         """Remove a cube and everything in it. Final."""
+        from memkern.memory.erasure import erase_derived
+
         info = self._store.get_cube(check_name(name_or_id, "cube name"))
+        erase_derived(self._store, info.id)
         self._store.delete_cube(info.id, check_optional_text(actor, "actor"))
         self._indexes.forget(info.id)
 

@@ -83,7 +83,7 @@ def test_build_records_the_block_and_is_fresh(cube):
     assert prompt.startswith(prefix) and kv_file == kv_path  # the block is the exact prefix
 
 
-@pytest.mark.parametrize("change", ["update", "invalidate", "archive", "delete"])
+@pytest.mark.parametrize("change", ["update", "invalidate", "archive"])
 def test_a_changed_memory_makes_it_stale_never_served_and_rebuilt(cube, change):
     _build(cube)
     target = next(m for m in cube.get_all() if "Paris" in m.text)
@@ -106,6 +106,26 @@ def test_a_changed_memory_makes_it_stale_never_served_and_rebuilt(cube, change):
         assert "Lyon" in activation.verify_files(activation.status(cube).directory, rebuilt)[1]
     else:
         assert target.id not in _ids(rebuilt)
+
+
+def test_deleting_a_memory_erases_the_activation_built_from_it(cube):
+    manifest = _build(cube)
+    directory = activation.status(cube).directory
+    assert directory.is_dir()
+    other = cube.add(text="Alice cycles to work.", kind="fact", infer=False).added[0]
+    cube.delete(other.id)  # not in the block: the activation stays
+    assert activation.status(cube).fresh
+    target = next(m for m in cube.get_all() if "Paris" in m.text)
+    assert target.id in _ids(manifest)
+    cube.delete(target.id)  # the prefix file held its text verbatim: it must go, not just go stale
+    assert not directory.exists() and activation.status(cube).state == "missing"
+
+
+def test_deleting_a_cube_erases_its_activation(mos, cube):
+    _build(cube)
+    directory = activation.status(cube).directory
+    mos.delete_cube(cube.name)
+    assert not directory.exists()
 
 
 def test_chat_uses_activation_only_with_the_local_model(cube):

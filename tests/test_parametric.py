@@ -212,6 +212,20 @@ def test_adapter_goes_stale_when_a_source_memory_changes(mos):
     assert status["stale"] is True and status["changed"] == [memory.version_id]
 
 
+def test_deleting_a_source_memory_or_the_cube_erases_the_adapter(mos):
+    cube = _cube(mos)
+    info = _fake_adapter(cube)
+    unrelated = cube.add(text="Ilse Marwood bought a kayak.", infer=False).added[0]
+    cube.delete(unrelated.id)  # not distilled into the adapter: it stays
+    assert Path(info.path, pm.ADAPTER_FILE).is_file()
+    memory = next(m for m in cube.get_all() if "ochre" in m.text)
+    cube.delete(memory.id)  # the weights memorise it: the adapter goes with it
+    assert not Path(info.path).exists() and pm.adapter_status(cube) == {"adapter": None}
+    info = _fake_adapter(cube)
+    mos.delete_cube(cube.name)
+    assert not (pm.parametric_home() / cube.id).exists()
+
+
 # -- real distillation (torch, peft, transformers, gguf and the model parts) ------------------------
 def _user_models_dir() -> Path:
     from memkern.llm import local

@@ -355,10 +355,14 @@ class MemCube:
         return self._mos._update_item(self.info, new_version, expected_version=current.version)
 
     def delete(self, memory_id: str, *, reason: str | None = None, actor: str | None = None) -> None:
-        """Remove a memory with all its versions and index entries. Final; logged by id."""
-        self._mos._store.delete_memory(self.id, self._check_id(memory_id),
-                                       actor=check_optional_text(actor, "actor"),
+        """Remove a memory with all its versions, index entries and whatever was derived from it
+        (a KV cache or LoRA adapter built from it; see ``memkern.memory.erasure``). Final; logged by id."""
+        from memkern.memory.erasure import erase_derived
+
+        memory_id = self._check_id(memory_id)
+        self._mos._store.delete_memory(self.id, memory_id, actor=check_optional_text(actor, "actor"),
                                        reason=check_optional_text(reason, "reason"))
+        erase_derived(self._mos._store, self.id, [memory_id])
 
     def archive(self, memory_id: str, *, reason: str | None = None, actor: str | None = None) -> MemoryItem:
         """Keep a memory but leave it out of search (reversible with ``restore``)."""

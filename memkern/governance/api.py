@@ -38,6 +38,7 @@ from memkern.governance.models import (
     Role,
     User,
 )
+from memkern.memory.erasure import erase_derived
 from memkern.models import CubeInfo, Filters, LifecycleState, MemoryItem, utcnow
 
 if TYPE_CHECKING:
@@ -289,6 +290,7 @@ class GovernanceMixin:
                                                      cube_id=info.id, item_ids=archived[:_MAX_AUDIT_IDS],
                                                      detail=f"{len(archived)} archived")])
             if forgotten:
+                erase_derived(self._store, info.id, forgotten)
                 report.forgotten[info.id] = forgotten
                 self._store.append_audit([AuditEntry(user_id=actor, operation="retention_forget",
                                                      cube_id=info.id, item_ids=forgotten[:_MAX_AUDIT_IDS],
@@ -304,6 +306,7 @@ class GovernanceMixin:
         cubes = self._store.forget_user(uid, actor=self._user.id if self._user else None)
         for cube_id in cubes:
             self._indexes.forget(cube_id)
+            erase_derived(self._store, cube_id)
         return cubes
 
     # -- the write path (called by MemOS._write_items / _update_item) ------------------------------------

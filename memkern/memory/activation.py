@@ -502,9 +502,23 @@ def status(cube: MemCube) -> ActivationStatus:
 
 def drop(cube: MemCube) -> bool:
     """Remove the cube's activation; False if it had none."""
-    directory = cube_dir(cube._mos._store, cube.id)
+    return drop_files(cube._mos._store, cube.id)
+
+
+def drop_files(store: Store, cube_id: str, *, if_built_from: Iterable[str] | None = None) -> bool:
+    """Remove a cube's activation directory -- only if it was built from one of the memory ids
+    ``if_built_from`` when given. False if nothing was removed."""
+    directory = cube_dir(store, cube_id)
     if not directory.exists():
         return False
+    if if_built_from is not None:
+        try:
+            manifest = read_manifest(directory)
+        except LLMError:
+            manifest = None  # unreadable: it may hold anything, so it goes
+        wanted = set(if_built_from)
+        if manifest is not None and not any(_parse_version_id(v)[0] in wanted for v in manifest.versions):
+            return False
     for path in directory.iterdir():
         path.unlink(missing_ok=True)
     directory.rmdir()
@@ -563,12 +577,12 @@ def is_local(llm: Any) -> bool:
 # -- chat ------------------------------------------------------------------------------------------
 def question_suffix(query: str, hits: Sequence[Hit], first_number: int, skip: Iterable[str] = ()) -> str:
     """What follows the cached prefix: the retrieved memories not already in the block, and the question."""
-    from memkern.chat import _chronological, render_memory
+    from memkern.chat import _newest_first, render_memory
 
     skipped = set(skip)
-    extra = [h for h in _chronological(hits) if h.memory.id not in skipped]
+    extra = [h for h in _newest_first(hits) if h.memory.id not in skipped]
     lines = [render_memory(n, h.memory) for n, h in enumerate(extra, start=first_number)]
-    listed = ("More memories (oldest first):\n" + "\n".join(lines) + "\n\n") if lines else ""
+    listed = ("More memories (newest first):\n" + "\n".join(lines) + "\n\n") if lines else ""
     return f"<|im_start|>user\n{listed}Question: {query}\nAnswer:<|im_end|>\n<|im_start|>assistant\n"
 
 

@@ -39,7 +39,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,6 +51,7 @@ from memkern.models import LifecycleState, MemoryItem, MemoryKind, utcnow
 if TYPE_CHECKING:
     from memkern.cube.cube import MemCube
     from memkern.models import CubeInfo
+    from memkern.store.base import Store
 
 __all__ = ["AdapterInfo", "ParametricAnswer", "QAPair", "adapter_status", "chat_with_adapter", "distil",
            "forget_adapter", "load_base_model", "make_qa", "select_memories"]
@@ -560,16 +561,50 @@ def adapter_status(cube: MemCube) -> dict[str, Any]:
 def forget_adapter(cube: MemCube) -> bool:
     """Remove the cube's adapter (files and reference). ``True`` if there was one."""
     store = cube._mos._store
-    info = store.get_cube(cube.id)
-    ref = _reference_of(info)
-    if ref is None:
-        return False
-    metadata = {k: v for k, v in info.metadata.items() if k != METADATA_KEY}
-    cube.info = store.set_cube_metadata(cube.id, metadata)
-    directory = Path(ref["path"])
-    if _ID_RE.match(directory.name) and (directory / MANIFEST_FILE).exists():
+    found = _reference_of(store.get_cube(cube.id)) is not None
+    forget_files(store, cube.id)
+    cube.info = store.get_cube(cube.id)
+    return found
+
+
+def forget_files(store: Store, cube_id: str, *, if_built_from: Iterable[str] | None = None) -> bool:
+    """Remove a cube's adapters (files, and the reference when the cube still exists) -- only if
+    the current one was distilled from one of the memory ids ``if_built_from`` when given.
+
+    An adapter memorises the facts it was trained on and its manifest lists the training
+    questions, so deleting one of those memories deletes the adapter too. False if nothing
+    was removed."""
+    info = _cube_or_none(store, cube_id)
+    ref = _reference_of(info) if info is not None else None
+    if if_built_from is not None:
+        if ref is None:
+            return False
+        wanted = set(if_built_from)
+        try:
+            sources = json.loads((Path(ref["path"]) / MANIFEST_FILE).read_bytes()).get("sources", [])
+        except (OSError, ValueError, AttributeError):
+            sources = None  # unreadable: it may hold anything, so it goes
+        if sources is not None and not any(str(v).rpartition("@v")[0] in wanted for v in sources):
+            return False
+    removed = False
+    if info is not None and ref is not None:
+        store.set_cube_metadata(cube_id, {k: v for k, v in info.metadata.items() if k != METADATA_KEY})
+        removed = True
+        elsewhere = Path(ref["path"])  # distil(out_dir=...) may have put it outside the home
+        if _ID_RE.match(elsewhere.name) and (elsewhere / MANIFEST_FILE).exists():
+            shutil.rmtree(elsewhere, ignore_errors=True)
+    directory = parametric_home() / cube_id
+    if directory.exists():
         shutil.rmtree(directory, ignore_errors=True)
-    return True
+        removed = True
+    return removed
+
+
+def _cube_or_none(store: Store, cube_id: str) -> CubeInfo | None:
+    try:
+        return store.get_cube(cube_id)
+    except NotFoundError:
+        return None
 
 
 # -- answering --------------------------------------------------------------------------------------

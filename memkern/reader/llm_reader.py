@@ -35,11 +35,18 @@ from memkern.models import (
 )
 from memkern.reader.entities import find_entities
 from memkern.reader.temporal import mentioned_periods, resolve_dates
+from memkern.retrieval.text import query_terms
 
 #: Most turns sent to the model in one call.
 MAX_WINDOW = 20
 #: Characters of one turn shown to the model (a pasted document is cut, not sent whole).
 MAX_TURN_CHARS = 2_000
+#: Answer budget per turn of the window (plus a fixed allowance): a model that starts repeating
+#: itself is cut off sooner, and the items before the cut are kept (``salvage_list``).
+TOKENS_PER_TURN = 64
+#: A cited turn is replaced by another turn of the window when the fact's content words
+#: overlap the other one at least this much and clearly more (small models mis-cite).
+RECITE_OVERLAP = 0.5
 #: Characters of a bad answer echoed back in the retry prompt.
 MAX_ECHO_CHARS = 4_000
 MAX_FACT_CHARS = 2_000
@@ -193,6 +200,27 @@ def load_json(text: str) -> tuple[Any, bool]:
     raise ValueError("the answer holds no JSON object")
 
 
+def salvage_list(text: str, key: str) -> list[Any] | None:
+    """The complete items of the list under ``key`` in an answer cut off mid-list, or None.
+
+    Small models that start repeating themselves run into ``max_tokens`` and leave
+    ``{"facts": [{...}, {...}, {"te`` behind; the items before the cut are whole and usable.
+    """
+    match = re.search('"' + re.escape(key) + r'"\s*:\s*\[', text)
+    if match is None:
+        return None
+    decoder, items, position = json.JSONDecoder(), [], match.end()
+    while True:
+        while position < len(text) and text[position] in " \t\r\n,":
+            position += 1
+        try:
+            item, position = decoder.raw_decode(text, position)
+        except ValueError:
+            break
+        items.append(item)
+    return items or None
+
+
 def describe_validation(error: ValidationError, limit: int = 3) -> str:
     parts = []
     for issue in error.errors()[:limit]:
@@ -208,7 +236,17 @@ def parse_items(text: str, key: str, model: type[BaseModel]) -> tuple[list[Any],
     out or had invalid items dropped; ``dropped`` says why each dropped item failed.
     ``ValueError`` when nothing usable is left (no JSON, no list, or every item invalid).
     """
-    data, repaired = load_json(text)
+    try:
+        data, repaired = load_json(text)
+    except ValueError:
+        data, repaired = None, True
+    if not isinstance(data, list) and not (isinstance(data, dict) and key in data):
+        # Cut off mid-list: what load_json dug out is at best one inner item, not the answer.
+        salvaged = salvage_list(text, key)
+        if salvaged is not None:
+            data, repaired = {key: salvaged}, True
+        elif data is None:
+            raise ValueError("the answer holds no JSON object")
     if isinstance(data, list):
         data, repaired = {key: data}, True
     if not isinstance(data, dict):
@@ -470,6 +508,27 @@ def _merge(report: ExtractionReport, batch: ExtractionBatch) -> None:
         report.error = batch.error
 
 
+def _overlap(fact_words: set[str], turn: MemoryItem) -> float:
+    return len(fact_words & set(query_terms(turn.text, limit=512))) / len(fact_words) if fact_words else 0.0
+
+
+def checked_handles(fact: ExtractedFact, window: Sequence[MemoryItem]) -> tuple[list[int], bool]:
+    """The fact's valid handles, re-pointed at the turn that says it when the cited ones clearly
+    do not (returns ``(handles, recited)``); empty when it cites no shown turn.
+
+    Small models often cite a neighbouring turn, which would pin the fact on the wrong speaker.
+    The check is lexical: a paraphrase that shares few words with any turn keeps its citation."""
+    handles = [h for h in dict.fromkeys(fact.source_turns) if 1 <= h <= len(window)]
+    if not handles:
+        return [], False
+    words = set(query_terms(fact.text, limit=512))
+    cited = max(_overlap(words, window[h - 1]) for h in handles)
+    best_overlap, best = max((_overlap(words, turn), h) for h, turn in enumerate(window, start=1))
+    if best not in handles and best_overlap >= RECITE_OVERLAP and best_overlap >= cited + 0.25:
+        return [best], True
+    return handles, False
+
+
 def extract_facts(llm: Any, turns: Sequence[MemoryItem], *, window: int = MAX_WINDOW,
                   max_tokens: int = 2048) -> tuple[list[NewFact], ExtractionReport]:
     """Facts derived from stored ``turns`` (one call per window), and a report of how it went.
@@ -488,8 +547,9 @@ def extract_facts(llm: Any, turns: Sequence[MemoryItem], *, window: int = MAX_WI
             batch.status, batch.error = "fallback", f"skipped: {unreachable}"
             _merge(report, batch)
             continue
+        budget = min(max_tokens, 256 + TOKENS_PER_TURN * len(turns_window))
         answer = ask_json(llm, extraction_messages(turns_window), schema=EXTRACTION_SCHEMA,
-                          parse=_parse_extraction, operation="extract", max_tokens=max_tokens)
+                          parse=_parse_extraction, operation="extract", max_tokens=budget)
         batch.llm_calls, batch.status, batch.error = answer.calls, answer.status, answer.error
         if answer.unreachable:
             unreachable = answer.error
@@ -498,8 +558,15 @@ def extract_facts(llm: Any, turns: Sequence[MemoryItem], *, window: int = MAX_WI
             batch.facts_proposed = len(proposed) + len(dropped)
             batch.facts_rejected = len(dropped)
             report.rejections.extend(f"invalid item: {why}" for why in dropped)
+            seen: set[str] = set()
             for fact in proposed:
-                handles = [h for h in dict.fromkeys(fact.source_turns) if 1 <= h <= len(turns_window)]
+                handles, recited = checked_handles(fact, turns_window)
+                key = " ".join(fact.text.lower().split())
+                if key in seen:
+                    batch.facts_rejected += 1
+                    report.rejections.append(f"repeated item: {fact.text[:120]}")
+                    continue
+                seen.add(key)
                 if not handles:
                     batch.facts_rejected += 1
                     cited = ", ".join(f"[{h}]" for h in fact.source_turns) or "none"
@@ -507,7 +574,10 @@ def extract_facts(llm: Any, turns: Sequence[MemoryItem], *, window: int = MAX_WI
                         f"no valid source turn (cited {cited} of [1]..[{len(turns_window)}]): {fact.text[:120]}")
                     continue
                 batch.facts_accepted += 1
-                facts.append(_to_new_fact(fact, [turns_window[h - 1] for h in handles], model))
+                new_fact = _to_new_fact(fact, [turns_window[h - 1] for h in handles], model)
+                if recited:
+                    new_fact.metadata["cited_turns"] = fact.source_turns  # what the model said, for the record
+                facts.append(new_fact)
         _merge(report, batch)
     del report.rejections[50:]
     return facts, report

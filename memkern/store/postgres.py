@@ -468,7 +468,11 @@ class PostgresStore(GovernanceSQL, Store):
                                 " WHERE e.extname = 'vector' AND t.typname = 'vector'")
                     vector_oid = int(cur.fetchone()[0])
 
-                    cur.execute(pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(pgsql.Identifier(self.schema)))
+                    # Only create a missing schema: CREATE SCHEMA IF NOT EXISTS needs the CREATE privilege on
+                    # the database even when the schema exists, which an application role often lacks.
+                    cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,))
+                    if cur.fetchone() is None:
+                        cur.execute(pgsql.SQL("CREATE SCHEMA {}").format(pgsql.Identifier(self.schema)))
                     path = [self.schema] if ext_schema == self.schema else [self.schema, ext_schema]
                     cur.execute(pgsql.SQL("SET LOCAL search_path TO {}").format(
                         pgsql.SQL(", ").join(pgsql.Identifier(s) for s in path)))

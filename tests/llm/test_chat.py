@@ -90,9 +90,9 @@ def test_chat_answers_from_the_memories_and_lists_them(memos: MemOS) -> None:
     assert "8 May 2023" in user and "said by Caroline" in user
     assert '"yesterday" = 7 May 2023' in user                 # the resolved relative date
     assert "Question: Where did Caroline go for the support group?" in user
-    # Oldest first.
+    # Newest first (small models answer from what they read first; the current state comes first).
     dates = [meta.split(";")[0] for meta, _ in _memory_lines(request)]
-    assert dates == sorted(dates, key=lambda d: datetime.strptime(d.split(",")[0], "%d %B %Y"))
+    assert dates == sorted(dates, key=lambda d: datetime.strptime(d.split(",")[0], "%d %B %Y"), reverse=True)
     json.loads(result.model_dump_json())
 
 
@@ -172,7 +172,7 @@ def test_cli_chat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embedder: Any
         assert "adoption agencies" in payload["answer"]
         assert len(payload["hits"]) == 2 and payload["model"] == "fake-model"
         assert payload["session_id"] == "cli-chat" and len(payload["stored"]) == 2
-        result = runner.invoke(app, ["--db", str(db), "chat", "friends", "What did Melanie paint?"])
+        result = runner.invoke(app, ["--db", str(db), "chat", "friends", "What did Melanie say about painting?"])
         assert result.exit_code == 0, result.output
         assert "lake sunrise" in result.output and "memories used" in result.output
 

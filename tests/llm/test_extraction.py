@@ -255,3 +255,44 @@ def test_json_repair_helpers():
         ("x", "fact", 0.85, None, [2, 3])
     with pytest.raises(ValueError, match="no valid item"):
         parse_items('{"facts": [{"kind": "fact"}]}', "facts", ExtractedFact)
+
+
+def test_an_answer_cut_off_while_repeating_keeps_its_whole_items_without_a_retry(open_mos):
+    """A small model that starts repeating runs into max_tokens: the whole items before the cut are
+    kept, the repeats are dropped, and no second call is spent on a retry."""
+    first = fact("Alice moved to Lisbon.", [1], kind="event")
+    repeat = fact("Bob adopted a cat named Miso.", [2], kind="event")
+    cut = facts_json(first, repeat, repeat, repeat)[:-40]  # ... mid-way through the last item
+    with FakeOpenAI(script=[cut]) as server:
+        cube = open_mos(make_llm(server)).create_cube("c")
+        result = cube.add(CHAT, session_id="s1")
+        calls = len(server.requests)
+        budget = server.requests[0]["max_tokens"]
+    assert calls == 1 and budget == 256 + 64 * len(CHAT)
+    assert result.extraction.status == "repaired"
+    assert sorted(m.text for m in stored_facts(cube)) == ["Alice moved to Lisbon.", "Bob adopted a cat named Miso."]
+    assert any(r.startswith("repeated item") for r in result.extraction.rejections)
+
+
+def test_a_fact_citing_the_wrong_turn_is_pinned_on_the_turn_that_says_it(open_mos):
+    # The model cites Alice's turn [1] for what Bob said in [2]: the speaker would be wrong.
+    answer = facts_json(fact("Bob adopted a cat named Miso yesterday.", [1], kind="event"),
+                        fact("Alice is doing well.", [3]))  # a paraphrase with little overlap keeps its citation
+    with FakeOpenAI(script=[answer]) as server:
+        cube = open_mos(make_llm(server)).create_cube("c")
+        cube.add(CHAT, session_id="s1")
+    found = {m.text: m for m in stored_facts(cube)}
+    miso = found["Bob adopted a cat named Miso yesterday."]
+    assert miso.provenance.message_ids == ["m2"] and miso.provenance.speaker == "Bob"
+    assert miso.metadata["cited_turns"] == [1]
+    assert found["Alice is doing well."].provenance.message_ids == ["m3"]
+
+
+def test_salvage_list_takes_only_whole_items():
+    from memkern.reader.llm_reader import salvage_list
+
+    assert salvage_list('{"facts": [{"a": 1}, {"b": [2, 3]}, {"c": "unfinish', "facts") == [{"a": 1}, {"b": [2, 3]}]
+    assert salvage_list('{"facts": [{"a": ', "facts") is None
+    assert salvage_list('{"other": [1, 2', "facts") is None
+    with pytest.raises(ValueError, match="no JSON"):
+        parse_items('{"facts": [{"te', "facts", ExtractedFact)

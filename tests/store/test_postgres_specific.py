@@ -323,3 +323,37 @@ def test_memos_end_to_end_on_postgres(schema, tmp_path):
         assert {m.text for m in loaded.get_all()} == {m.text for m in cube.get_all()}
         mos.delete_cube("travel")
         assert [c.name for c in mos.list_cubes()] == ["travel-copy"]
+
+
+def test_an_application_role_without_create_privilege_opens_an_existing_schema(schema, node):
+    """Operators create the schema once; the nodes then run as a role that may only use it."""
+    import psycopg
+    from psycopg import sql as pgsql
+
+    from memkern.store.postgres import PostgresStore
+
+    node().close()  # migrated by the owner
+    role = f"app_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(DSN, autocommit=True) as admin:
+        admin.execute(pgsql.SQL("CREATE ROLE {} LOGIN").format(pgsql.Identifier(role)))
+        admin.execute(pgsql.SQL("REVOKE CREATE ON DATABASE {} FROM PUBLIC").format(
+            pgsql.Identifier(admin.info.dbname)))
+        admin.execute(pgsql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
+            pgsql.Identifier(schema), pgsql.Identifier(role)))
+        admin.execute(pgsql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {} TO {}").format(
+            pgsql.Identifier(schema), pgsql.Identifier(role)))
+    try:
+        dsn = psycopg.conninfo.make_conninfo(DSN, user=role)
+        store = PostgresStore(dsn, schema=schema)
+        try:
+            _cube(store)
+            store.add_memories("c1", [_turn(0)], _vectors(1))
+            assert len(store.list_memories("c1", Filters())) == 1
+        finally:
+            store.close()
+    finally:
+        with psycopg.connect(DSN, autocommit=True) as admin:
+            admin.execute(pgsql.SQL("GRANT CREATE ON DATABASE {} TO PUBLIC").format(
+                pgsql.Identifier(admin.info.dbname)))
+            admin.execute(pgsql.SQL("DROP OWNED BY {}").format(pgsql.Identifier(role)))
+            admin.execute(pgsql.SQL("DROP ROLE {}").format(pgsql.Identifier(role)))
