@@ -108,6 +108,30 @@ def test_a_changed_memory_makes_it_stale_never_served_and_rebuilt(cube, change):
         assert target.id not in _ids(rebuilt)
 
 
+def test_a_metadata_only_change_re_points_the_activation_without_re_reading(cube):
+    """The scheduler marks promoted memories ``activated`` (a new version, same text): the block
+    the model would read is byte for byte the same, so its KV state is kept, not recomputed."""
+    from memkern.lifecycle import transitions
+
+    class CountingEngine(FakeEngine):
+        fills = 0
+
+        def fill_and_save(self, prefix, dest):
+            CountingEngine.fills += 1
+            return super().fill_and_save(prefix, dest)
+
+    first = _build(cube, CountingEngine())
+    target = next(m for m in cube.get_all() if "Paris" in m.text)
+    transitions.mark(cube, target.id, transitions.ACTIVATED, "promote job test")
+    assert activation.status(cube).state == "stale"  # the listed version is no longer current
+    again = _build(cube, CountingEngine())
+    assert CountingEngine.fills == 1 and activation.status(cube).fresh
+    assert again.kv_file == first.kv_file and f"{target.id}@v2" in again.versions
+    cube.update(target.id, "Alice lives in Lyon.")  # the text changed: the model must read it
+    _build(cube, CountingEngine())
+    assert CountingEngine.fills == 2
+
+
 def test_deleting_a_memory_erases_the_activation_built_from_it(cube):
     manifest = _build(cube)
     directory = activation.status(cube).directory
@@ -274,3 +298,22 @@ def test_restored_kv_gives_the_same_greedy_tokens_as_reading_from_scratch(tmp_pa
         cube.update(cube.get_all()[0].id, "Alice lives in Lyon.")
         with pytest.raises(InvalidInputError, match="no fresh activation"):
             cube.chat("Where does Alice live?", use_activation=True)
+
+
+def test_cli_status_drop_and_build_without_the_local_model(cube, monkeypatch):
+    from typer.testing import CliRunner
+
+    from memkern.cli.main import app
+
+    monkeypatch.delenv("MEMKERN_LLM", raising=False)
+    db = str(cube._mos._store.path)
+    _build(cube)
+    runner = CliRunner()
+    shown = runner.invoke(app, ["--db", db, "--json", "activation", "status", cube.name])
+    assert shown.exit_code == 0 and json.loads(shown.output)["state"] == "fresh"
+    built = runner.invoke(app, ["--db", db, "activation", "build", cube.name])
+    assert built.exit_code != 0 and "needs the local model (MEMKERN_LLM=local)" in built.output
+    dropped = runner.invoke(app, ["--db", db, "activation", "drop", cube.name])
+    assert dropped.exit_code == 0 and "removed the activation" in dropped.output
+    assert activation.status(cube).state == "missing"
+    assert cube._mos.audit(cube=cube.name)[0].operation == "drop_activation"  # newest first

@@ -1118,6 +1118,72 @@ def scheduler_retry(
 
 
 # ------------------------------------------------------------------------------------ parametric
+activation_app = typer.Typer(help="Activation memory: the cube's memory block pre-read by the local model "
+                                    "(MEMKERN_LLM=local) and kept as its KV cache.", no_args_is_help=True)
+app.add_typer(activation_app, name="activation")
+
+
+def _print_activation(state: State, found: Any) -> None:
+    if state.json:
+        _emit_json(found.to_dict())
+        return
+    info = found.to_dict()
+    if found.state == "missing":
+        typer.echo("no activation")
+        return
+    typer.echo(f"{found.state}: {info['memories']} memories, {info['n_tokens']} tokens, {info['kv_bytes'] / 1e6:.1f} MB "
+               f"KV state, model {info['model']}, built {info['built_at']}")
+    for reason in found.reasons:
+        typer.echo(f"  stale: {reason}")
+
+
+@activation_app.command("build")
+def activation_build(
+    ctx: typer.Context,
+    cube: Annotated[str, typer.Argument(metavar="CUBE", help="Cube name or id.")],
+    tokens: Annotated[int, typer.Option("--tokens", metavar="N", min=64,
+                                        help="Token budget of the memory block.")] = 1024,
+    db: DbOption = None, as_json: JsonFlag = False,
+) -> None:
+    """Render the cube's profile and hottest memories, let the local model read them once, keep the KV state."""
+    from memkern.memory import activation
+
+    state = _state(ctx, db, as_json)
+    with _mos(state) as mos:
+        opened = mos.get_cube(cube)
+        activation.activate(opened, max_tokens=tokens)
+        _print_activation(state, activation.status(opened))
+
+
+@activation_app.command("status")
+def activation_status(
+    ctx: typer.Context,
+    cube: Annotated[str, typer.Argument(metavar="CUBE", help="Cube name or id.")],
+    db: DbOption = None, as_json: JsonFlag = False,
+) -> None:
+    """Fresh, stale (and why) or missing; a stale activation is never used."""
+    from memkern.memory import activation
+
+    state = _state(ctx, db, as_json)
+    with _mos(state) as mos:
+        _print_activation(state, activation.status(mos.get_cube(cube)))
+
+
+@activation_app.command("drop")
+def activation_drop(
+    ctx: typer.Context,
+    cube: Annotated[str, typer.Argument(metavar="CUBE", help="Cube name or id.")],
+    db: DbOption = None,
+) -> None:
+    """Remove the cube's activation (KV state and prefix files)."""
+    from memkern.memory import activation
+
+    state = _state(ctx, db)
+    with _mos(state) as mos:
+        removed = activation.drop(mos.get_cube(cube))
+    typer.echo("removed the activation" if removed else "no activation")
+
+
 parametric_app = typer.Typer(help="Parametric memory: distil a cube into a LoRA adapter and ask it closed-book "
                                   "(extra memkern[lora]).", no_args_is_help=True)
 app.add_typer(parametric_app, name="parametric")

@@ -366,17 +366,20 @@ def render_prefix(owner: str, items: Sequence[MemoryItem]) -> str:
     tokenizes the same alone and inside any longer prompt."""
     from memkern.chat import ANSWER_PROMPT, render_memory
 
-    profile = [i for i in items if i.kind in _PROFILE_KINDS]
-    rest = sorted((i for i in items if i.kind not in _PROFILE_KINDS), key=lambda i: (_when(i), i.id))
-    lines = [render_memory(n, item) for n, item in enumerate([*profile, *rest], start=1)]
+    lines = [render_memory(n, item) for n, item in enumerate(block_order(items), start=1)]
     block = (f"\n\nWhat you already know about {owner}: their profile, then the memories they use most "
              f"(oldest first). These are memories too; the question may also list more.\n" + "\n".join(lines))
     return f"<|im_start|>system\n{ANSWER_PROMPT}{block}<|im_end|>\n"
 
 
 def block_order(items: Sequence[MemoryItem]) -> list[MemoryItem]:
-    profile = [i for i in items if i.kind in _PROFILE_KINDS]
-    rest = sorted((i for i in items if i.kind not in _PROFILE_KINDS), key=lambda i: (_when(i), i.id))
+    """Profile first, then the rest, each oldest first: an order that does not depend on how hot
+    the memories are, so that the same memories always make the same text (and KV state)."""
+    def key(item: MemoryItem) -> tuple[str, str]:
+        return (_when(item), item.id)
+
+    profile = sorted((i for i in items if i.kind in _PROFILE_KINDS), key=key)
+    rest = sorted((i for i in items if i.kind not in _PROFILE_KINDS), key=key)
     return [*profile, *rest]
 
 
@@ -431,6 +434,15 @@ def build(cube: MemCube, engine: KVEngine | None = None, *, max_tokens: int = DE
         os.chmod(directory, 0o700)
     prefix_bytes = prefix.encode("utf-8")
     prefix_sha = hashlib.sha256(prefix_bytes).hexdigest()
+    versions = [i.version_id for i in chosen]
+    reusable = _same_block(directory, engine, prefix_sha)
+    if reusable is not None:
+        # Only the versions moved (a lifecycle marker, metadata): the model would read the exact
+        # same text, so its KV state is still right; re-point the manifest instead of re-reading.
+        manifest = reusable.model_copy(update={"versions": versions, "built_at": utcnow(),
+                                               "build_seconds": round(time.perf_counter() - started, 3)})
+        write_manifest(directory, manifest)
+        return manifest
     tmp_kv = directory / f".kv-{os.getpid()}-{time.monotonic_ns()}.tmp"
     try:
         n_tokens = engine.fill_and_save(prefix, tmp_kv)
@@ -447,11 +459,24 @@ def build(cube: MemCube, engine: KVEngine | None = None, *, max_tokens: int = DE
     manifest = ActivationManifest(
         cube_id=cube.id, built_at=utcnow(), model=engine.model,
         tokenizer=TokenizerRef(gguf_sha256=engine.model.gguf_sha256, prefix_tokens_sha256=_tokens_sha(tokens)),
-        kv=engine.kv, n_tokens=n_tokens, prefix_sha256=prefix_sha, versions=[i.version_id for i in chosen],
+        kv=engine.kv, n_tokens=n_tokens, prefix_sha256=prefix_sha, versions=versions,
         kv_file=FileRef(name=kv_name, size=(directory / kv_name).stat().st_size, sha256=kv_sha),
         prefix_file=FileRef(name=prefix_name, size=len(prefix_bytes), sha256=prefix_sha),
         build_seconds=round(time.perf_counter() - started, 3))
     write_manifest(directory, manifest)
+    return manifest
+
+
+def _same_block(directory: Path, engine: KVEngine, prefix_sha: str) -> ActivationManifest | None:
+    """The existing activation, if this model computed it from exactly this prefix and its files verify."""
+    try:
+        manifest = read_manifest(directory)
+        if manifest is None or manifest.prefix_sha256 != prefix_sha or manifest.model != engine.model \
+                or manifest.kv != engine.kv:
+            return None
+        verify_files(directory, manifest)
+    except LLMError:
+        return None
     return manifest
 
 
@@ -501,8 +526,11 @@ def status(cube: MemCube) -> ActivationStatus:
 
 
 def drop(cube: MemCube) -> bool:
-    """Remove the cube's activation; False if it had none."""
-    return drop_files(cube._mos._store, cube.id)
+    """Remove the cube's activation; False if it had none. Audited."""
+    removed = drop_files(cube._mos._store, cube.id)
+    if removed:
+        _audit(cube, "drop_activation", [])
+    return removed
 
 
 def drop_files(store: Store, cube_id: str, *, if_built_from: Iterable[str] | None = None) -> bool:
@@ -551,8 +579,19 @@ def verify_files(directory: Path, manifest: ActivationManifest) -> tuple[Path, s
 
 
 def activate(cube: MemCube, *, max_tokens: int = DEFAULT_BLOCK_TOKENS, llm: Any = None) -> ActivationManifest:
-    """Build (or replace) the cube's activation with the local model (the MemOS LLM, or ``llm``)."""
-    return build(cube, engine_for(cube, llm), max_tokens=max_tokens)
+    """Build (or replace) the cube's activation with the local model (the MemOS LLM, or ``llm``).
+    Audited with the ids of the memories in the block."""
+    manifest = build(cube, engine_for(cube, llm), max_tokens=max_tokens)
+    _audit(cube, "activate", [_parse_version_id(v)[0] for v in manifest.versions], f"{manifest.n_tokens} tokens")
+    return manifest
+
+
+def _audit(cube: MemCube, operation: str, ids: list[str], detail: str | None = None) -> None:
+    from memkern.governance.models import AuditEntry
+
+    user = getattr(cube._mos, "user", None)
+    cube._mos._store.append_audit([AuditEntry(user_id=user.id if user else None, operation=operation,
+                                              cube_id=cube.id, item_ids=ids[:100], detail=detail)])
 
 
 def rebuild(cube: MemCube, *, llm: Any = None, force: bool = False) -> ActivationManifest:

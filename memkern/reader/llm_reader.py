@@ -47,6 +47,9 @@ TOKENS_PER_TURN = 64
 #: A cited turn is replaced by another turn of the window when the fact's content words
 #: overlap the other one at least this much and clearly more (small models mis-cite).
 RECITE_OVERLAP = 0.5
+#: A "fact" holding at least this share of a turn's content words, and nearly as many words
+#: as the turn, is that turn copied out: it adds nothing the stored turn does not say.
+COPY_OVERLAP = 0.9
 #: Characters of a bad answer echoed back in the retry prompt.
 MAX_ECHO_CHARS = 4_000
 MAX_FACT_CHARS = 2_000
@@ -466,8 +469,24 @@ def third_person(text: str, speaker: str | None) -> str:
     return f"{lead} {text[match.end():]}".strip()
 
 
+def grounded_time(fact: ExtractedFact, sources: Sequence[MemoryItem], anchor: datetime | None) -> ExtractedFact:
+    """The fact without a time expression its source turns do not contain (nor the date
+    worked out from it, unless that is the turns' own day).
+
+    Small models copy the prompt's examples ("last Saturday") into facts that never said
+    them, and a date resolved from words nobody said is worse than the turn's date."""
+    if not fact.time_expression:
+        return fact
+    said = " ".join(" ".join(t.text.split()).lower() for t in sources)
+    if " ".join(fact.time_expression.lower().split()) in said:
+        return fact
+    keep_date = fact.date is not None and anchor is not None and fact.date == anchor.date()
+    return fact.model_copy(update={"time_expression": None, "date": fact.date if keep_date else None})
+
+
 def _to_new_fact(fact: ExtractedFact, sources: list[MemoryItem], model: str) -> NewFact:
     anchor = max((t.event_time for t in sources if t.event_time), default=None)
+    fact = grounded_time(fact, sources, anchor)
     when, how = resolve_fact_time(fact, anchor)
     message_ids = list(dict.fromkeys(m for t in sources for m in t.provenance.message_ids))
     speakers = {t.provenance.speaker for t in sources}
@@ -510,6 +529,20 @@ def _merge(report: ExtractionReport, batch: ExtractionBatch) -> None:
 
 def _overlap(fact_words: set[str], turn: MemoryItem) -> float:
     return len(fact_words & set(query_terms(turn.text, limit=512))) / len(fact_words) if fact_words else 0.0
+
+
+def copied_turn(fact: ExtractedFact, window: Sequence[MemoryItem]) -> int | None:
+    """The handle of the turn ``fact`` merely copies out, if it does (the prompt forbids it;
+    small models do it anyway, and a copy only duplicates the stored turn in every search)."""
+    words = set(query_terms(fact.text, limit=512))
+    if len(words) < 3:
+        return None
+    for handle, turn in enumerate(window, start=1):
+        turn_words = set(query_terms(turn.text, limit=512)) - set(query_terms(turn.provenance.speaker or ""))
+        shared = len(words & turn_words)
+        if shared >= COPY_OVERLAP * len(turn_words) and len(words) <= shared / COPY_OVERLAP:
+            return handle
+    return None
 
 
 def checked_handles(fact: ExtractedFact, window: Sequence[MemoryItem]) -> tuple[list[int], bool]:
@@ -567,6 +600,11 @@ def extract_facts(llm: Any, turns: Sequence[MemoryItem], *, window: int = MAX_WI
                     report.rejections.append(f"repeated item: {fact.text[:120]}")
                     continue
                 seen.add(key)
+                copied = copied_turn(fact, turns_window)
+                if copied is not None:
+                    batch.facts_rejected += 1
+                    report.rejections.append(f"copies turn [{copied}] instead of stating a fact: {fact.text[:120]}")
+                    continue
                 if not handles:
                     batch.facts_rejected += 1
                     cited = ", ".join(f"[{h}]" for h in fact.source_turns) or "none"

@@ -296,3 +296,27 @@ def test_salvage_list_takes_only_whole_items():
     assert salvage_list('{"other": [1, 2', "facts") is None
     with pytest.raises(ValueError, match="no JSON"):
         parse_items('{"facts": [{"te', "facts", ExtractedFact)
+
+
+def test_a_time_expression_the_turns_never_said_is_not_used_to_date_the_fact(open_mos):
+    answer = facts_json(
+        fact("Bob adopted a cat named Miso.", [2], kind="event", time_expression="yesterday", date="2023-05-07"),
+        # copied from the prompt's examples: neither the words nor the date come from turn [1]
+        fact("Alice moved to Lisbon.", [1], kind="event", time_expression="in May 2022", date="2022-05-01"))
+    with FakeOpenAI(script=[answer]) as server:
+        cube = open_mos(make_llm(server)).create_cube("c")
+        cube.add(CHAT, session_id="s1")
+    found = {m.text: m for m in stored_facts(cube)}
+    assert found["Bob adopted a cat named Miso."].event_time.date().isoformat() == "2023-05-07"
+    lisbon = found["Alice moved to Lisbon."]
+    assert lisbon.event_time == T0 and "time_expression" not in lisbon.metadata  # the turn's own time
+
+
+def test_a_turn_copied_out_word_for_word_is_not_stored_as_a_fact(open_mos):
+    answer = facts_json(fact("I moved to Lisbon last month, finally!", [1], kind="event"),
+                        fact("Alice moved to Lisbon.", [1], kind="event"))
+    with FakeOpenAI(script=[answer]) as server:
+        cube = open_mos(make_llm(server)).create_cube("c")
+        result = cube.add(CHAT, session_id="s1")
+    assert [m.text for m in stored_facts(cube)] == ["Alice moved to Lisbon."]
+    assert any(r.startswith("copies turn [1]") for r in result.extraction.rejections)
