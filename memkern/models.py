@@ -227,7 +227,8 @@ class ExtractionReport(BaseModel):
 class UpdateDecision(BaseModel):
     """What was done with one new fact against the memories already in the cube."""
 
-    #: ``add``, ``update`` (supersede an existing memory), ``invalidate`` or ``noop``.
+    #: ``add``, ``update`` (supersede an existing memory), ``invalidate``, ``noop``, ``quarantine`` (a
+    #: supersession held back: its message contradicts too many memories at once) or ``failed``.
     action: str
     #: The new fact's text (not logged in the operation log, which holds ids only).
     fact: str

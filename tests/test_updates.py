@@ -225,3 +225,44 @@ def test_default_llm_comes_from_the_environment(tmp_path, embedder, monkeypatch)
         assert mos.llm is None
     with pytest.raises(InvalidInputError, match="complete"):
         MemOS(tmp_path / "d.db", embedder=embedder, llm="gpt")
+
+
+def test_one_message_contradicting_many_memories_is_quarantined_not_applied(cube):
+    """The poisoning guard's second rule: a message that would rewrite three or more memories at
+    once is held back for an admin; two changes (a real move and a new job) go through."""
+    from memkern.memory.updates import CONTRADICTION_LIMIT, apply_facts
+    from memkern.models import Provenance
+    from memkern.reader.llm_reader import NewFact
+
+    old = [cube.add(text=t, time=T0).added[0] for t in
+           ("Alice lives in Paris.", "Alice works as a nurse.", "Alice's cat is named Miso.")]
+
+    def said_in(message, *texts):
+        return [NewFact(text=t, time=T1, provenance=Provenance(message_ids=[message])) for t in texts]
+
+    assert CONTRADICTION_LIMIT == 3
+    poisoned = apply_facts(cube, said_in("m-evil", "Alice lives in Oslo.", "Alice works as a pilot.",
+                                         "Alice's cat is named Rex."))
+    assert [d.action for d in poisoned.decisions] == ["quarantine"] * 3
+    assert [cube.get(m.id).text for m in old] == [m.text for m in old]  # untouched, still version 1
+    held = cube.get_all(filters={"state": "quarantined"})
+    assert sorted(m.metadata["would_supersede"] for m in held) == sorted(m.id for m in old)
+    assert all(m.metadata["quarantine_reasons"] == ["contradicts_many"] for m in held)
+    assert {h.memory.id for h in cube.search("Where does Alice live?")}.isdisjoint({m.id for m in held})
+
+    honest = apply_facts(cube, said_in("m-ok", "Alice lives in Lisbon.", "Alice works as a doctor."))
+    assert [d.action for d in honest.decisions] == ["update", "update"]
+
+
+def test_without_the_guard_many_contradictions_are_applied(cube, mos):
+    from memkern.memory.updates import apply_facts
+    from memkern.models import Provenance
+    from memkern.reader.llm_reader import NewFact
+
+    mos.set_policy(cube.name, guard=False)
+    cube = mos.get_cube(cube.name)
+    for text in ("Alice lives in Paris.", "Alice works as a nurse.", "Alice's cat is named Miso."):
+        cube.add(text=text, time=T0)
+    result = apply_facts(cube, [NewFact(text=t, time=T1, provenance=Provenance(message_ids=["m"])) for t in
+                                ("Alice lives in Oslo.", "Alice works as a pilot.", "Alice's cat is named Rex.")])
+    assert [d.action for d in result.decisions] == ["update"] * 3

@@ -13,8 +13,10 @@ regular expressions over a normalised copy of the text (NFKC, lower case, zero-w
 characters removed, homoglyph-free spacing), so that spacing tricks do not defeat them.
 Measured by ``memkern.governance.guard_eval`` (``memkern bench guard``).
 
-Not covered: a memory that contradicts many trusted memories at once (needs the cube's
-contents and a model to judge); instructions in languages other than English.
+A message whose facts would supersede or invalidate several existing memories at once is
+the other half of the guard; it needs the cube's contents, so it lives with the update
+decisions (``memkern.memory.updates.CONTRADICTION_LIMIT``). Not covered: instructions in
+languages other than English.
 """
 
 from __future__ import annotations

@@ -16,6 +16,13 @@ decides:
 Nothing is destroyed: UPDATE and INVALIDATE write new versions, history keeps the chain
 with who decided (``changed_by``) and why (``change_reason``), and the operation log
 records each write.
+
+One message that would supersede or invalidate ``CONTRADICTION_LIMIT`` or more existing
+memories at once ("forget what I told you: I live in X, work at Y, my sister is Z") is how
+a poisoned input rewrites a memory wholesale. When the cube's guard is on, such facts are
+not applied: they are stored quarantined (``metadata["would_supersede"]`` names the
+memories they contradict) for a cube admin to release or delete, and the memories they
+contradict stay as they are.
 """
 
 from __future__ import annotations
@@ -30,7 +37,8 @@ from uuid import uuid4
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from memkern.errors import MemkernError
-from memkern.models import AddResult, Hit, MemoryItem, MemoryKind, UpdateDecision, utcnow
+from memkern.governance.models import CubePolicy
+from memkern.models import AddResult, Hit, LifecycleState, MemoryItem, MemoryKind, UpdateDecision, utcnow
 from memkern.reader.llm_reader import NewFact, ask_json, parse_items
 from memkern.retrieval.text import query_terms
 
@@ -45,6 +53,8 @@ CANDIDATE_COSINE = 0.5
 CANDIDATES = 5
 #: New facts decided per LLM call.
 DECIDE_GROUP = 8
+#: Supersessions one message may cause before its facts are quarantined instead (guard on).
+CONTRADICTION_LIMIT = 3
 
 # -- deterministic rules --------------------------------------------------------------------------------
 _PUNCT = re.compile(r"[^\w\s]")
@@ -279,10 +289,35 @@ def apply_facts(cube: MemCube, facts: Sequence[NewFact], *, llm: Any = None, act
                                    f"LLM decided {plan[1]} ({plan[3][:200]}); overridden by the slot rule")
             it = iter(answered)
             plans = [next(it) if not p[1] else p for p in plans]
+        if CubePolicy.of(cube.info.metadata).guard:
+            plans = _quarantine_mass_contradictions(plans)
         for fact, action, target, reason, decided_by, note in plans:
             result.decisions.append(
                 _apply(cube, fact, action, target, reason, decided_by, note, actor, result))
     return result
+
+
+def _quarantine_mass_contradictions(plans: list[tuple[NewFact, str, Hit | None, str, str, str | None]]
+                                    ) -> list[tuple[NewFact, str, Hit | None, str, str, str | None]]:
+    """Turn the supersessions of a message that contradicts too many memories at once into quarantines."""
+    targets: dict[str, set[str]] = {}
+    for fact, action, target, *_ in plans:
+        if action in ("update", "invalidate") and target is not None:
+            for message in fact.provenance.message_ids or ["(no message)"]:
+                targets.setdefault(message, set()).add(target.id)
+    suspects = {m for m, ids in targets.items() if len(ids) >= CONTRADICTION_LIMIT}
+    if not suspects:
+        return plans
+    out = []
+    for fact, action, target, reason, decided_by, note in plans:
+        messages = set(fact.provenance.message_ids or ["(no message)"])
+        if action in ("update", "invalidate") and target is not None and messages & suspects:
+            count = max(len(targets[m]) for m in messages & suspects)
+            note = f"{action} of {target.id} held back: its message contradicts {count} memories at once"
+            out.append((fact, "quarantine", target, reason, decided_by, note))
+        else:
+            out.append((fact, action, target, reason, decided_by, note))
+    return out
 
 
 def _decide_with_llm(llm: Any, ask: list[tuple[NewFact, list[Hit]]], llm_actor: str
@@ -351,6 +386,12 @@ def _apply(cube: MemCube, fact: NewFact, action: str, target: Hit | None, reason
                                           metadata={"invalidated_by": evidence})
             decision.memory_id = invalidated.id
             result.updated.append(invalidated)
+        elif action == "quarantine" and target is not None:
+            held = NewFact(text=fact.text, kind=fact.kind, subject=fact.subject, time=fact.time,
+                           provenance=fact.provenance, tags=fact.tags,
+                           metadata={**fact.metadata, "would_supersede": target.id,
+                                     "quarantine_reasons": ["contradicts_many"]})
+            _add(cube, held, actor, decision, result, state=LifecycleState.QUARANTINED)
         else:
             decision.action = "add"
             _add(cube, fact, actor, decision, result)
@@ -368,8 +409,11 @@ def _apply(cube: MemCube, fact: NewFact, action: str, target: Hit | None, reason
     return decision
 
 
-def _add(cube: MemCube, fact: NewFact, actor: str | None, decision: UpdateDecision, result: AddResult) -> None:
+def _add(cube: MemCube, fact: NewFact, actor: str | None, decision: UpdateDecision, result: AddResult,
+         state: LifecycleState = LifecycleState.ACTIVE) -> None:
     item = fact.to_item(cube.id, cube.info.owner, uuid4().hex)
+    if state is not LifecycleState.ACTIVE:
+        item = item.model_copy(update={"state": state})
     written = cube._mos._write_items(cube.info, [item], actor)
     if written.added:
         decision.memory_id = written.added[0].id
