@@ -63,7 +63,7 @@ from memkern.models import (
 )
 from memkern.mos import MemOS
 
-#: Who the operation log says made a write through MCP (a later step adds real users).
+#: Who the operation log says made a write through MCP when no user is authenticated.
 ACTOR = "mcp"
 #: Most memories the ``memkern://cubes/{name}/memories`` resource returns; ``list_memories`` pages further.
 RESOURCE_MEMORY_LIMIT = 1_000

@@ -62,10 +62,11 @@ def test_load_with_sigkill_and_restart(store_url):
     assert kill["acked_at_kill"] >= 60 and "restart_error" not in kill
     assert report["backend"] == parse_store_url(store_url)[0]
     assert "OK: every acknowledged write" in format_report(report)
-    # The cube was dropped at the end; the store is still there and usable.
+    # The cube and the temporary admin were dropped at the end; the store is still there and usable.
     store = open_store(store_url)
     try:
         assert store.list_cubes() == []
+        assert not [u for u in store.list_users() if u.id.startswith("load-bench-")]
     finally:
         store.close()
 

@@ -266,3 +266,17 @@ def test_without_the_guard_many_contradictions_are_applied(cube, mos):
     result = apply_facts(cube, [NewFact(text=t, time=T1, provenance=Provenance(message_ids=["m"])) for t in
                                 ("Alice lives in Oslo.", "Alice works as a pilot.", "Alice's cat is named Rex.")])
     assert [d.action for d in result.decisions] == ["update"] * 3
+
+
+def test_contradictions_are_counted_per_message_across_decision_groups(cube):
+    from memkern.memory.updates import DECIDE_GROUP, apply_facts
+    from memkern.models import Provenance
+    from memkern.reader.llm_reader import NewFact
+
+    for text in ("Alice lives in Paris.", "Alice works as a nurse.", "Alice's cat is named Miso."):
+        cube.add(text=text, time=T0)
+    filler = [f"Alice visited museum number {i}." for i in range(DECIDE_GROUP)]
+    texts = ["Alice lives in Oslo.", *filler[:-1], "Alice works as a pilot.", "Alice's cat is named Rex."]
+    assert len(texts) > DECIDE_GROUP  # the three contradictions fall in two groups
+    result = apply_facts(cube, [NewFact(text=t, time=T1, provenance=Provenance(message_ids=["m"])) for t in texts])
+    assert [d.action for d in result.decisions if d.action != "add"] == ["quarantine"] * 3

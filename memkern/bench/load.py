@@ -253,7 +253,23 @@ def _auth_headers(store: str, base: str) -> dict[str, str]:
     with MemOS(store=open_store(store), llm=None) as mos:
         user = mos.create_user(f"load-bench-{uuid4().hex[:8]}", role="admin")
         key = mos.create_api_key(user)
-    return {"Authorization": f"Bearer {key}", "X-API-Key": key}
+    return {"Authorization": f"Bearer {key}", "X-API-Key": key, _BENCH_USER: user.id}
+
+
+#: Not sent: which temporary admin ``_auth_headers`` made, so that the run can delete it.
+_BENCH_USER = "x-memkern-load-bench-user"
+
+
+def _delete_bench_user(store: str, user_id: str) -> None:
+    from memkern.store import open_store
+
+    opened = open_store(store)
+    try:
+        opened.delete_user(user_id)  # its key and grants go with it
+    except MemkernError:
+        pass
+    finally:
+        opened.close()
 
 
 # ------------------------------------------------------------------------------------ the run
@@ -311,6 +327,7 @@ def run_load(store: str | None = None, *, clients: int = 8, writes: int = 1000, 
     servers = _Servers(store_url, workdir, [_Node(_free_port(), workdir / f"server-{n}.log") for n in range(nodes)])
     ctx = multiprocessing.get_context("spawn")
     processes: list[Any] = []
+    bench_user: str | None = None
     report: dict[str, Any] = {
         "backend": backend, "store": _safe_store(store_url) if store is not None else "(temporary SQLite file)",
         "nodes": nodes, "clients": clients, "writes_per_client": writes, "search_every": search_every,
@@ -324,6 +341,7 @@ def run_load(store: str | None = None, *, clients: int = 8, writes: int = 1000, 
             servers.start(node)
         report["server_start_s"] = round(time.monotonic() - started, 2)
         headers = _auth_headers(store_url, servers.nodes[0].base)
+        bench_user = headers.pop(_BENCH_USER, None)
         report["auth"] = bool(headers)
         created = httpx.post(servers.nodes[0].base + "/v1/cubes", json={"name": cube, "owner": "load-bench"},
                              headers=headers, timeout=30.0)
@@ -429,6 +447,8 @@ def run_load(store: str | None = None, *, clients: int = 8, writes: int = 1000, 
                 p.join(5)
         for node in servers.nodes:
             servers.kill(node, signal.SIGKILL)
+        if bench_user is not None:
+            _delete_bench_user(store_url, bench_user)
         if store is None or not keep:
             shutil.rmtree(workdir, ignore_errors=True)
 

@@ -342,6 +342,24 @@ def add(
             out.print(render.memories_table(result.added, text_limit=100))
 
 
+def _combine(into: AddResult, result: AddResult) -> None:
+    """Fold one chunk's ``AddResult`` into the total: writes, duplicates, decisions, jobs and the
+    extraction report (calls and facts summed, batches and rejections kept, the worst status)."""
+    into.added.extend(result.added)
+    into.duplicates.extend(result.duplicates)
+    into.updated.extend(result.updated)
+    into.decisions.extend(result.decisions)
+    into.jobs.extend(result.jobs)
+    if result.extraction is None:
+        return
+    if into.extraction is None:
+        into.extraction = result.extraction.model_copy(deep=True)
+        return
+    from memkern.reader.llm_reader import merge_report
+
+    merge_report(into.extraction, result.extraction)
+
+
 def _add_messages(state: State, cube_name: str, messages: list[dict[str, Any]], session: str | None,
                   tags: list[str]) -> AddResult:
     total = len(messages)
@@ -351,16 +369,12 @@ def _add_messages(state: State, cube_name: str, messages: list[dict[str, Any]], 
         chunks = batches(messages, session)
         if total <= BATCH:
             for session_id, chunk in chunks:
-                result = cube.add(messages=chunk, session_id=session_id, tags=tags)
-                combined.added.extend(result.added)
-                combined.duplicates.extend(result.duplicates)
+                _combine(combined, cube.add(messages=chunk, session_id=session_id, tags=tags))
             return combined
         with _progress() as progress:
             task = progress.add_task(f"adding to {cube.name}", total=total)
             for session_id, chunk in chunks:
-                result = cube.add(messages=chunk, session_id=session_id, tags=tags)
-                combined.added.extend(result.added)
-                combined.duplicates.extend(result.duplicates)
+                _combine(combined, cube.add(messages=chunk, session_id=session_id, tags=tags))
                 progress.advance(task, len(chunk))
     return combined
 

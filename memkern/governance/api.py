@@ -268,6 +268,9 @@ class GovernanceMixin:
         self._require_role_admin("apply_retention")
         actor = self._user.id if self._user else "retention"
         report = RetentionReport(now=when)
+        recorder = getattr(self, "_access", None)
+        if recorder is not None:
+            recorder.flush()  # reads still buffered in memory count: a memory read just now is not old
         for info in self._store.list_cubes():
             policy = CubePolicy.of(info.metadata)
             if policy.archive_after_days is None and policy.forget_after_days is None:
@@ -462,6 +465,9 @@ def _make_classes() -> tuple[type, type]:
             return self._g("search", run, result_ids=_hit_ids)
 
         def chat(self, *args: Any, **kwargs: Any) -> Any:
+            if kwargs.get("write_back") and not self._mos._allowed("add", self.info):
+                # Refuse before the model is asked: its answer could not be stored anyway.
+                self._mos._deny("chat", self.id, [], self.name)
             return self._g("chat", lambda: MemCube.chat(self, *args, **kwargs),
                            result_ids=lambda answer: [h.id for h in answer.hits])
 

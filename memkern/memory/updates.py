@@ -262,6 +262,14 @@ def apply_facts(cube: MemCube, facts: Sequence[NewFact], *, llm: Any = None, act
     """
     result = result if result is not None else AddResult()
     llm_actor = f"llm:{getattr(llm, 'name', 'llm')}" if llm is not None else None
+    guarded = CubePolicy.of(cube.info.metadata).guard
+    # Supersessions per source message over the whole call (a message's facts may fall in several
+    # groups): seeded by the rules, then grown by each group's final decisions.
+    contradicted: dict[str, set[str]] = {}
+    if guarded:
+        for fact in facts:
+            action, target, _ = rule_decision(fact, candidates(cube, fact))
+            _count_contradiction(contradicted, fact, action, target)
     for start in range(0, len(facts), DECIDE_GROUP):
         group = list(facts[start:start + DECIDE_GROUP])
         plans: list[tuple[NewFact, str, Hit | None, str, str, str | None]] = []
@@ -289,22 +297,27 @@ def apply_facts(cube: MemCube, facts: Sequence[NewFact], *, llm: Any = None, act
                                    f"LLM decided {plan[1]} ({plan[3][:200]}); overridden by the slot rule")
             it = iter(answered)
             plans = [next(it) if not p[1] else p for p in plans]
-        if CubePolicy.of(cube.info.metadata).guard:
-            plans = _quarantine_mass_contradictions(plans)
+        if guarded:
+            plans = _quarantine_mass_contradictions(plans, contradicted)
         for fact, action, target, reason, decided_by, note in plans:
             result.decisions.append(
                 _apply(cube, fact, action, target, reason, decided_by, note, actor, result))
     return result
 
 
-def _quarantine_mass_contradictions(plans: list[tuple[NewFact, str, Hit | None, str, str, str | None]]
+def _count_contradiction(targets: dict[str, set[str]], fact: NewFact, action: str, target: Hit | None) -> None:
+    if action in ("update", "invalidate") and target is not None:
+        for message in fact.provenance.message_ids or ["(no message)"]:
+            targets.setdefault(message, set()).add(target.id)
+
+
+def _quarantine_mass_contradictions(plans: list[tuple[NewFact, str, Hit | None, str, str, str | None]],
+                                    targets: dict[str, set[str]]
                                     ) -> list[tuple[NewFact, str, Hit | None, str, str, str | None]]:
-    """Turn the supersessions of a message that contradicts too many memories at once into quarantines."""
-    targets: dict[str, set[str]] = {}
+    """Turn the supersessions of a message that contradicts too many memories at once into
+    quarantines; ``targets`` (message id -> memory ids it would supersede) is updated in place."""
     for fact, action, target, *_ in plans:
-        if action in ("update", "invalidate") and target is not None:
-            for message in fact.provenance.message_ids or ["(no message)"]:
-                targets.setdefault(message, set()).add(target.id)
+        _count_contradiction(targets, fact, action, target)
     suspects = {m for m, ids in targets.items() if len(ids) >= CONTRADICTION_LIMIT}
     if not suspects:
         return plans

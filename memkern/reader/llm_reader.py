@@ -514,6 +514,14 @@ def _to_new_fact(fact: ExtractedFact, sources: list[MemoryItem], model: str) -> 
     )
 
 
+def merge_report(into: ExtractionReport, other: ExtractionReport) -> None:
+    """Add ``other`` (a later ``add``'s report) to ``into``: totals summed, batches and rejections
+    kept (rejections capped as in one report), the worst status and the first error."""
+    for batch in other.batches:
+        _merge(into, batch)
+    into.rejections = (into.rejections + other.rejections)[:50]
+
+
 def _merge(report: ExtractionReport, batch: ExtractionBatch) -> None:
     report.batches.append(batch)
     report.turns += batch.turns
@@ -534,11 +542,12 @@ def _overlap(fact_words: set[str], turn: MemoryItem) -> float:
 def copied_turn(fact: ExtractedFact, window: Sequence[MemoryItem]) -> int | None:
     """The handle of the turn ``fact`` merely copies out, if it does (the prompt forbids it;
     small models do it anyway, and a copy only duplicates the stored turn in every search)."""
-    words = set(query_terms(fact.text, limit=512))
-    if len(words) < 3:
-        return None
+    fact_words = set(query_terms(fact.text, limit=512))
     for handle, turn in enumerate(window, start=1):
-        turn_words = set(query_terms(turn.text, limit=512)) - set(query_terms(turn.provenance.speaker or ""))
+        speaker = set(query_terms(turn.provenance.speaker or ""))  # "Bob: I adopted..." copies Bob's turn too
+        words, turn_words = fact_words - speaker, set(query_terms(turn.text, limit=512)) - speaker
+        if len(words) < 3:
+            continue
         shared = len(words & turn_words)
         if shared >= COPY_OVERLAP * len(turn_words) and len(words) <= shared / COPY_OVERLAP:
             return handle

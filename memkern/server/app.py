@@ -16,6 +16,10 @@ cause                                  status  ``type``
 body over the limit                     413    ``urn:memkern:problem:payload-too-large``
 ``StoreError``                          503    ``urn:memkern:problem:store-unavailable``
 ``EmbedderError``                       503    ``urn:memkern:problem:embedder-unavailable``
+``LLMError`` (chat)                     502    ``urn:memkern:problem:llm-unavailable``
+chat with no LLM configured             503    ``urn:memkern:problem:llm-not-configured``
+missing or bad API key                  401    ``urn:memkern:problem:unauthenticated``
+not allowed on that cube                403    ``urn:memkern:problem:forbidden``
 anything else                           500    ``urn:memkern:problem:internal``
 =====================================  ======  ==============================================
 

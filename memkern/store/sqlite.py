@@ -63,17 +63,9 @@ class SQLiteStore(GovernanceSQL, Store):
         db.execute("DELETE FROM operations WHERE cube_id=?", (cube_id,))
         db.execute("DELETE FROM cubes WHERE id=?", (cube_id,))
 
-    def forget_user(self, user_id: str, actor: str | None = None) -> list[str]:
-        # Deleted rows are overwritten with zeros (not just unlinked) while forgetting, and the
-        # full-text index is merged afterwards so that no segment keeps the forgotten words.
-        with self._lock:
-            self._db.execute("PRAGMA secure_delete=ON")
-            try:
-                return super().forget_user(user_id, actor)
-            finally:
-                self._db.execute("PRAGMA secure_delete=OFF")
-
     def _gov_after_forget(self) -> None:
+        # Deleted rows were overwritten with zeros (secure_delete is on for every connection);
+        # merging the full-text index leaves no segment holding the forgotten words.
         with self._write() as db:
             db.execute("INSERT INTO memory_fts(memory_fts) VALUES('optimize')")
         with self._lock:
@@ -89,6 +81,8 @@ class SQLiteStore(GovernanceSQL, Store):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
+            # Deleted text is overwritten with zeros, not left in free pages of the file.
+            self._db.execute("PRAGMA secure_delete=ON")
             self._db.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc

@@ -273,3 +273,20 @@ def test_guard_false_positives_on_locomo():
         pytest.skip("LoCoMo dev data not available")
     report = evaluate(path)
     assert report["false_positive_rate"] <= 0.005
+
+
+def test_a_reader_asking_to_write_back_is_refused_before_the_model_is_called(world):
+    from fake_openai import FakeOpenAI
+
+    from memkern.errors import PermissionDeniedError
+    from memkern.llm.http import OpenAICompatibleLLM
+
+    with FakeOpenAI(script=["The Alps."]) as server:
+        world.mos.llm = OpenAICompatibleLLM(server.base_url, "fake", timeout_s=5)
+        cube = world.view("reader").get_cube(world.cubes["shared"])
+        with pytest.raises(PermissionDeniedError, match="may not chat"):
+            cube.chat("Where did they go hiking?", write_back=True)
+        assert server.requests == []  # no call was spent on an answer that could not be stored
+        assert cube.chat("Where did they go hiking?").answer == "The Alps."
+    denied = [e for e in world.mos.audit(cube=world.cubes["shared"]) if e.operation == "chat"]
+    assert [e.result.value for e in denied][:2] == ["allowed", "denied"]
