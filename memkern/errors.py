@@ -7,6 +7,8 @@ user never needs a traceback to act on it.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class MemkernError(Exception):
     """Base class of every error memkern raises on purpose."""
@@ -47,12 +49,14 @@ class LLMUnavailableError(LLMError):
 class LLMOutputError(LLMError):
     """The model answered, but not with something usable (no choices, empty, not JSON).
 
-    ``content`` is the model's text when there was any, so that a caller can repair it.
+    ``content`` is the model's text when there was any, so that a caller can repair it;
+    ``response`` is the whole answer (text, model, tokens spent) when the back end has one.
     """
 
-    def __init__(self, message: str, content: str | None = None) -> None:
+    def __init__(self, message: str, content: str | None = None, response: Any = None) -> None:
         super().__init__(message)
         self.content = content
+        self.response = response
 
 
 class PermissionDeniedError(MemkernError):

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from memkern.errors import InvalidInputError, LLMError
+from memkern.errors import InvalidInputError, LLMError, LLMOutputError
 from memkern.llm.base import LLMResponse
 
 __all__ = ["CallCache"]
@@ -45,6 +45,8 @@ class _CachedAnswer(BaseModel):
     model: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    #: Set when JSON was asked for and the answer is not: a replay raises it again, as the call did.
+    json_error: str | None = None
 
 
 class _Entry(BaseModel):
@@ -86,7 +88,10 @@ class CallCache:
 
     A hit is returned as an ``LLMResponse`` with ``cached=True`` and the token counts of the call
     that produced it, so that a replayed benchmark reports the same cost as the original run
-    (the ``UsageLedger`` counts it under ``cached_calls``). Failed calls are never cached.
+    (the ``UsageLedger`` counts it under ``cached_calls``). An answer that was not the JSON asked for
+    is cached with its error and raised again on a hit (``LLMOutputError`` carrying the text and its
+    cost), so that a replay repairs and retries exactly as the original run did. Calls that got no
+    answer at all are never cached.
     """
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
@@ -134,13 +139,17 @@ class CallCache:
         if entry.key != key or _canonical(entry.request) != canonical:
             raise LLMError(f"LLM call cache entry {path} does not hold the request its name says; "
                            f"delete it to recompute the call")
-        return LLMResponse(text=entry.response.text, model=entry.response.model,
-                           prompt_tokens=entry.response.prompt_tokens,
-                           completion_tokens=entry.response.completion_tokens, cached=True)
+        response = LLMResponse(text=entry.response.text, model=entry.response.model,
+                               prompt_tokens=entry.response.prompt_tokens,
+                               completion_tokens=entry.response.completion_tokens, cached=True)
+        if entry.response.json_error is not None:
+            raise LLMOutputError(entry.response.json_error, content=response.text, response=response)
+        return response
 
     def put(self, model: str, messages: Sequence[Mapping[str, Any]], json_schema: Mapping[str, Any] | None,
-            max_tokens: int, temperature: float, response: LLMResponse) -> Path:
-        """Store ``response`` as the answer to this call (atomically) and return the file's path.
+            max_tokens: int, temperature: float, response: LLMResponse, json_error: str | None = None) -> Path:
+        """Store ``response`` as the answer to this call (atomically) and return the file's path;
+        ``json_error`` marks an answer that was refused as not JSON.
 
         Raises ``LLMError`` if it cannot be written: a cache that silently stops recording would
         make the next replay call the model again without anyone noticing."""
@@ -150,7 +159,7 @@ class CallCache:
         entry = _Entry(format=_FORMAT, version=_VERSION, key=key, request=json.loads(canonical),
                        response=_CachedAnswer(text=response.text, model=response.model,
                                               prompt_tokens=response.prompt_tokens,
-                                              completion_tokens=response.completion_tokens))
+                                              completion_tokens=response.completion_tokens, json_error=json_error))
         data = json.dumps(entry.model_dump(mode="json"), ensure_ascii=False, indent=1, sort_keys=True).encode("utf-8")
         path = self.path_for(key)
         tmp_name: str | None = None

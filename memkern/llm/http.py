@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 #: Values of ``structured``: "auto" tries json_schema, then json_object, then prompting.
 STRUCTURED_MODES = ("auto", "json_schema", "json_object", "prompt")
 _FALLBACK = {"json_schema": "json_object", "json_object": "prompt"}
+#: Words in an HTTP 400 that mean the server refused the structured-output request itself
+#: (OpenAI, vLLM: "response_format"; llama.cpp builds: "json_schema", "grammar").
+_FORMAT_WORDS = ("response_format", "json_schema", "grammar")
 _RETRY_STATUS = frozenset({408, 429}) | frozenset(range(500, 600))
 _EXCERPT = 300
 
@@ -244,6 +247,13 @@ class OpenAICompatibleLLM:
                     self.usage.record(operation, hit)
                     return hit
             response = self._call(chat, schema, max_tokens, float(temperature))
+        except LLMOutputError as exc:
+            if exc.response is not None:  # an answer, just not JSON: its tokens were spent
+                self.usage.record(operation, exc.response)
+                if self.cache is not None and not exc.response.cached:
+                    self.cache.put(self.model, chat, schema, max_tokens, temperature, exc.response, str(exc))
+            self.usage.record(operation, None)
+            raise
         except LLMError:
             self.usage.record(operation, None)
             raise
@@ -270,7 +280,7 @@ class OpenAICompatibleLLM:
                     payload["response_format"] = {"type": "json_object"}
             response = self._post(payload)
             if (response.status_code == 400 and self.structured == "auto" and mode in _FALLBACK
-                    and "response_format" in response.text.lower()):
+                    and any(word in response.text.lower() for word in _FORMAT_WORDS)):
                 self._step_down(mode, response)
                 continue
             return self._parse(response, schema is not None, max_tokens)
@@ -345,7 +355,11 @@ class OpenAICompatibleLLM:
                 cut = (f"; the output was cut at max_tokens={max_tokens}, raise it"
                        if choice.finish_reason == "length" else "")
                 raise LLMOutputError(f"{where} returned content that is not valid JSON ({exc}){cut}: "
-                                     f"{_excerpt(text)!r}", content=text) from exc
+                                     f"{_excerpt(text)!r}", content=text,
+                                     response=self._response(completion, text)) from exc
+        return self._response(completion, text)
+
+    def _response(self, completion: _Completion, text: str) -> LLMResponse:
         usage = completion.usage or _Usage()
         return LLMResponse(text=text, model=completion.model or self.model,
                            prompt_tokens=usage.prompt_tokens or 0, completion_tokens=usage.completion_tokens or 0)

@@ -34,6 +34,7 @@ from typing import Any
 
 from memkern.errors import LLMError, LLMOutputError
 from memkern.llm.base import LLMResponse, UsageLedger
+from memkern.llm.cache import CallCache
 
 #: Name recorded with everything this model produced.
 MODEL_NAME = "qwen2.5-coder-0.5b-instruct-q4_k_m"
@@ -272,7 +273,7 @@ class LocalLLM:
         _import_xllamacpp()
         self.name = MODEL_NAME
         self.usage = UsageLedger()
-        self.cache = cache
+        self.cache = cache if isinstance(cache, CallCache) or cache is None else CallCache(cache)
         self.models_dir = Path(models_dir) if models_dir is not None else default_models_dir()
         self.n_ctx = n_ctx
         self.n_threads = n_threads

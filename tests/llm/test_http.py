@@ -16,7 +16,7 @@ import types
 import pytest
 from fake_openai import FakeOpenAI, fake_embedding
 
-from memkern.errors import InvalidInputError, LLMError
+from memkern.errors import InvalidInputError, LLMError, LLMOutputError
 from memkern.llm import CallCache, LLMResponse, OpenAICompatibleLLM, llm_from_env
 
 MESSAGES = [{"role": "system", "content": "You extract facts."}, {"role": "user", "content": "I live in Lyon."}]
@@ -403,6 +403,24 @@ def test_failures_are_not_cached(tmp_path):
             llm.complete(MESSAGES)
         assert llm.complete(MESSAGES).text == "ok"
         assert len(server.requests) == 2
+
+
+def test_an_answer_that_is_not_json_is_counted_cached_and_replayed_as_it_happened(tmp_path):
+    """Its tokens were spent, and a replay must repair and retry exactly as the original run did."""
+    with FakeOpenAI(["sure! facts: none"]) as server:
+        llm = make(server, cache=CallCache(tmp_path))
+        with pytest.raises(LLMOutputError) as first:
+            llm.complete(MESSAGES, json_schema=SCHEMA, operation="extract")
+        assert first.value.content == "sure! facts: none" and first.value.response.prompt_tokens > 0
+    usage = llm.usage.as_dict()["extract"]
+    assert usage["calls"] == 1 and usage["failures"] == 1 and usage["prompt_tokens"] > 0
+    with FakeOpenAI([]) as server:  # would answer 500 to any request
+        replay = make(server, cache=CallCache(tmp_path))
+        with pytest.raises(LLMOutputError, match="not valid JSON") as again:
+            replay.complete(MESSAGES, json_schema=SCHEMA, operation="extract")
+        assert server.requests == []
+    assert again.value.content == "sure! facts: none" and again.value.response.cached is True
+    assert replay.usage.as_dict()["extract"]["cached_calls"] == 1
 
 
 # -- configuration from the environment -------------------------------------------------------------
