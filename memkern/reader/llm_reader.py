@@ -47,9 +47,6 @@ TOKENS_PER_TURN = 64
 #: A cited turn is replaced by another turn of the window when the fact's content words
 #: overlap the other one at least this much and clearly more (small models mis-cite).
 RECITE_OVERLAP = 0.5
-#: A "fact" holding at least this share of a turn's content words, and nearly as many words
-#: as the turn, is that turn copied out: it adds nothing the stored turn does not say.
-COPY_OVERLAP = 0.9
 #: Characters of a bad answer echoed back in the retry prompt.
 MAX_ECHO_CHARS = 4_000
 MAX_FACT_CHARS = 2_000
@@ -539,21 +536,6 @@ def _overlap(fact_words: set[str], turn: MemoryItem) -> float:
     return len(fact_words & set(query_terms(turn.text, limit=512))) / len(fact_words) if fact_words else 0.0
 
 
-def copied_turn(fact: ExtractedFact, window: Sequence[MemoryItem]) -> int | None:
-    """The handle of the turn ``fact`` merely copies out, if it does (the prompt forbids it;
-    small models do it anyway, and a copy only duplicates the stored turn in every search)."""
-    fact_words = set(query_terms(fact.text, limit=512))
-    for handle, turn in enumerate(window, start=1):
-        speaker = set(query_terms(turn.provenance.speaker or ""))  # "Bob: I adopted..." copies Bob's turn too
-        words, turn_words = fact_words - speaker, set(query_terms(turn.text, limit=512)) - speaker
-        if len(words) < 3:
-            continue
-        shared = len(words & turn_words)
-        if shared >= COPY_OVERLAP * len(turn_words) and len(words) <= shared / COPY_OVERLAP:
-            return handle
-    return None
-
-
 def checked_handles(fact: ExtractedFact, window: Sequence[MemoryItem]) -> tuple[list[int], bool]:
     """The fact's valid handles, re-pointed at the turn that says it when the cited ones clearly
     do not (returns ``(handles, recited)``); empty when it cites no shown turn.
@@ -609,11 +591,6 @@ def extract_facts(llm: Any, turns: Sequence[MemoryItem], *, window: int = MAX_WI
                     report.rejections.append(f"repeated item: {fact.text[:120]}")
                     continue
                 seen.add(key)
-                copied = copied_turn(fact, turns_window)
-                if copied is not None:
-                    batch.facts_rejected += 1
-                    report.rejections.append(f"copies turn [{copied}] instead of stating a fact: {fact.text[:120]}")
-                    continue
                 if not handles:
                     batch.facts_rejected += 1
                     cited = ", ".join(f"[{h}]" for h in fact.source_turns) or "none"

@@ -310,13 +310,3 @@ def test_a_time_expression_the_turns_never_said_is_not_used_to_date_the_fact(ope
     assert found["Bob adopted a cat named Miso."].event_time.date().isoformat() == "2023-05-07"
     lisbon = found["Alice moved to Lisbon."]
     assert lisbon.event_time == T0 and "time_expression" not in lisbon.metadata  # the turn's own time
-
-
-def test_a_turn_copied_out_word_for_word_is_not_stored_as_a_fact(open_mos):
-    answer = facts_json(fact("I moved to Lisbon last month, finally!", [1], kind="event"),
-                        fact("Alice moved to Lisbon.", [1], kind="event"))
-    with FakeOpenAI(script=[answer]) as server:
-        cube = open_mos(make_llm(server)).create_cube("c")
-        result = cube.add(CHAT, session_id="s1")
-    assert [m.text for m in stored_facts(cube)] == ["Alice moved to Lisbon."]
-    assert any(r.startswith("copies turn [1]") for r in result.extraction.rejections)
