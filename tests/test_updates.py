@@ -280,3 +280,38 @@ def test_contradictions_are_counted_per_message_across_decision_groups(cube):
     assert len(texts) > DECIDE_GROUP  # the three contradictions fall in two groups
     result = apply_facts(cube, [NewFact(text=t, time=T1, provenance=Provenance(message_ids=["m"])) for t in texts])
     assert [d.action for d in result.decisions if d.action != "add"] == ["quarantine"] * 3
+
+
+def test_an_llm_update_of_an_unrelated_memory_is_added_instead(tmp_path, embedder, request):
+    """A small model superseded "works as a nurse" with "Congratulations! ..." in a real run."""
+    extraction = json.dumps({"facts": [
+        {"text": "Alice bought a red bicycle.", "kind": "event", "subject": "Alice", "time_expression": None,
+         "date": None, "confidence": 0.9, "source_turns": [1]}]})
+
+    def decide(request):
+        prompt = request["messages"][-1]["content"]
+        target = _handles(prompt)["Alice works as a nurse."]
+        return json.dumps({"decisions": [{"fact": 1, "decision": "UPDATE", "target": target, "reason": "newer"}]})
+
+    with FakeOpenAI(script=[extraction, decide]) as server:
+        mos = MemOS(tmp_path / "m.db", embedder=embedder, llm=_llm(server))
+        request.addfinalizer(mos.close)
+        cube = mos.create_cube("llm")
+        nurse = cube.add(text="Alice works as a nurse.", time=T0, infer=False).added[0]
+        result = cube.add([{"role": "user", "name": "Alice", "content": "I bought a red bicycle!", "id": "m1",
+                            "time": T1}], session_id="s2")
+    decision = result.decisions[0]
+    assert decision.action == "add" and "shares no content word" in decision.note
+    assert cube.get(nurse.id).version == 1 and cube.get(decision.memory_id).text == "Alice bought a red bicycle."
+
+
+def test_a_question_is_not_extracted_as_a_fact(tmp_path, embedder, request):
+    extraction = json.dumps({"facts": [
+        {"text": "Do you live nearby?", "kind": "fact", "subject": None, "time_expression": None,
+         "date": None, "confidence": 0.9, "source_turns": [1]}]})
+    with FakeOpenAI(script=[extraction]) as server:
+        mos = MemOS(tmp_path / "m.db", embedder=embedder, llm=_llm(server))
+        request.addfinalizer(mos.close)
+        result = mos.create_cube("q").add([{"role": "assistant", "content": "Do you live nearby?", "id": "m1",
+                                            "time": T1}], session_id="s1")
+    assert result.extraction.facts_accepted == 0 and result.extraction.rejections[0].startswith("a question")

@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from memkern.errors import MemkernError
 from memkern.governance.models import CubePolicy
 from memkern.models import AddResult, Hit, LifecycleState, MemoryItem, MemoryKind, UpdateDecision, utcnow
+from memkern.reader.entities import find_entities
 from memkern.reader.llm_reader import NewFact, ask_json, parse_items
 from memkern.retrieval.text import query_terms
 
@@ -333,6 +334,22 @@ def _quarantine_mass_contradictions(plans: list[tuple[NewFact, str, Hit | None, 
     return out
 
 
+def _shares_content(fact: NewFact, target: Hit) -> bool:
+    """Whether the fact and the memory it would replace have a content word in common
+    (speaker names aside) or fill the same slot."""
+    names: set[str] = set()
+    for text, speaker, subject in ((fact.text, fact.provenance.speaker, fact.subject),
+                                   (target.memory.text, target.memory.provenance.speaker, _subject(target.memory))):
+        words = query_terms(text)
+        # who it is about is shared by every memory of that person: not a shared content word
+        names.update(query_terms(" ".join(filter(None, (speaker, subject, *find_entities(text))))))
+        names.update(words[:1])
+    if (set(query_terms(fact.text)) - names) & (set(query_terms(target.memory.text)) - names):
+        return True
+    new, old = slot_of(fact.text, fact.subject), slot_of(target.memory.text, _subject(target.memory))
+    return new is not None and old is not None and new.name == old.name
+
+
 def _decide_with_llm(llm: Any, ask: list[tuple[NewFact, list[Hit]]], llm_actor: str
                      ) -> list[tuple[NewFact, str, Hit | None, str, str, str | None]]:
     messages, handles = decide_messages(ask)
@@ -360,6 +377,12 @@ def _decide_with_llm(llm: Any, ask: list[tuple[NewFact, list[Hit]]], llm_actor: 
             shown = f"[{decision.target}]" if decision.target is not None else "no target"
             out.append((fact, "add", None, decision.reason, llm_actor,
                         f"{decision.decision.upper()} named {shown}, which is not a memory shown; added instead"))
+            continue
+        if decision.decision == "update" and not _shares_content(fact, target):
+            # A small model names a target that has nothing to do with the fact ("Congratulations!"
+            # replacing "works as a nurse"): superseding would hide a good memory. Added instead.
+            out.append((fact, "add", None, decision.reason, llm_actor,
+                        f"UPDATE of [{decision.target}] shares no content word with the fact; added instead"))
             continue
         out.append((fact, decision.decision, target, decision.reason, llm_actor, note))
     return out

@@ -591,6 +591,10 @@ def extract_facts(llm: Any, turns: Sequence[MemoryItem], *, window: int = MAX_WI
                     report.rejections.append(f"repeated item: {fact.text[:120]}")
                     continue
                 seen.add(key)
+                if fact.text.rstrip().endswith("?"):
+                    batch.facts_rejected += 1
+                    report.rejections.append(f"a question, not a fact: {fact.text[:120]}")
+                    continue
                 if not handles:
                     batch.facts_rejected += 1
                     cited = ", ".join(f"[{h}]" for h in fact.source_turns) or "none"
