@@ -39,7 +39,6 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from memkern.errors import MemkernError
 from memkern.governance.models import CubePolicy
 from memkern.models import AddResult, Hit, LifecycleState, MemoryItem, MemoryKind, UpdateDecision, utcnow
-from memkern.reader.entities import find_entities
 from memkern.reader.llm_reader import NewFact, ask_json, parse_items
 from memkern.retrieval.text import query_terms
 
@@ -342,7 +341,7 @@ def _shares_content(fact: NewFact, target: Hit) -> bool:
                                    (target.memory.text, target.memory.provenance.speaker, _subject(target.memory))):
         words = query_terms(text)
         # who it is about is shared by every memory of that person: not a shared content word
-        names.update(query_terms(" ".join(filter(None, (speaker, subject, *find_entities(text))))))
+        names.update(query_terms(" ".join(filter(None, (speaker, subject)))))
         names.update(words[:1])
     if (set(query_terms(fact.text)) - names) & (set(query_terms(target.memory.text)) - names):
         return True
@@ -378,11 +377,13 @@ def _decide_with_llm(llm: Any, ask: list[tuple[NewFact, list[Hit]]], llm_actor: 
             out.append((fact, "add", None, decision.reason, llm_actor,
                         f"{decision.decision.upper()} named {shown}, which is not a memory shown; added instead"))
             continue
-        if decision.decision == "update" and not _shares_content(fact, target):
+        if decision.decision in ("update", "invalidate") and not _shares_content(fact, target):
             # A small model names a target that has nothing to do with the fact ("Congratulations!"
-            # replacing "works as a nurse"): superseding would hide a good memory. Added instead.
+            # replacing "works as a nurse", "Glad the cat made the trip" invalidating "lives in
+            # Lisbon"): superseding would hide a good memory. Added instead.
             out.append((fact, "add", None, decision.reason, llm_actor,
-                        f"UPDATE of [{decision.target}] shares no content word with the fact; added instead"))
+                        f"{decision.decision.upper()} of [{decision.target}] shares no content word with the "
+                        "fact; added instead"))
             continue
         out.append((fact, decision.decision, target, decision.reason, llm_actor, note))
     return out
