@@ -145,8 +145,8 @@ def test_extracts_supersedes_and_answers_with_the_real_model(tmp_path, embedder,
         assert kinds & {MemoryKind.FACT, MemoryKind.EVENT, MemoryKind.PREFERENCE, MemoryKind.TURN}
         if "lisbon" not in answer.answer.lower():
             # The hits also hold the raw session-1 turn "I live in Paris". With memories listed oldest
-            # first the 0.5B model answered from it in 3 of 3 runs; newest first it answers Lisbon (3 of
-            # 3 runs since). Not hidden if it regresses: reported as xfail, with the answer.
+            # first the 0.5B model answered from it in 3 of 3 runs; newest first it answered Lisbon in
+            # both full runs since. Not hidden if it regresses: reported as xfail, with the answer.
             pytest.xfail(f"0.5B model answered {answer.answer!r} although a Lisbon memory was among the hits")
 
     usage = llm.usage.by_operation
