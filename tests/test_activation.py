@@ -7,13 +7,13 @@ the last one runs the real local model (skipped unless ``memkern[local]`` is ins
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import struct
 import zipfile
 from pathlib import Path
 
 import pytest
+from _local_model import needs_local_model
 
 from memkern import MemOS
 from memkern.errors import CubeFileError, InvalidInputError, LLMError
@@ -264,17 +264,7 @@ def test_the_block_fits_the_token_budget_and_prefers_hot_memories(cube):
 
 
 # -- the real local model --------------------------------------------------------------------------
-def _local_installed() -> bool:
-    if importlib.util.find_spec("xllamacpp") is None:
-        return False
-    try:
-        local.locate_parts()
-    except LLMError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _local_installed(), reason="needs pip install 'memkern[local]'")
+@needs_local_model
 def test_restored_kv_gives_the_same_greedy_tokens_as_reading_from_scratch(tmp_path_factory, embedder):
     models = tmp_path_factory.mktemp("models")
     llm = local.LocalLLM(models_dir=models)

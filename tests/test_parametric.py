@@ -10,7 +10,6 @@ are installed. The model is assembled into a temporary directory, never into the
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import time
 import zipfile
@@ -18,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _local_model import training_installed
 
-from memkern.errors import CubeFileError, LLMError
+from memkern.errors import CubeFileError
 from memkern.memory import parametric as pm
 from memkern.models import MemoryItem
 
@@ -236,23 +236,12 @@ def _user_models_dir() -> Path:
 _USER_MODELS = _user_models_dir()  # read before the autouse fixture points MEMKERN_HOME elsewhere
 
 
-def _training_installed() -> bool:
-    if any(importlib.util.find_spec(m) is None for m in ("torch", "peft", "transformers", "gguf")):
-        return False
-    from memkern.llm import local
-
-    try:
-        local.locate_parts()
-    except LLMError:
-        return False
-    return True
-
-
-needs_training = pytest.mark.skipif(not _training_installed(),
+needs_training = pytest.mark.skipif(not training_installed(),
                                     reason="needs pip install 'memkern[lora]' 'memkern[local]'")
 
 
 @needs_training
+@pytest.mark.timeout(1800)  # a few minutes on 2 idle cores; several times that when they are shared
 def test_tiny_distillation_verifies_and_helps_on_trained_questions(mos, tmp_path_factory, tmp_path):
     from memkern.bench.parametric import score
 

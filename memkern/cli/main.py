@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,6 +155,31 @@ def _progress(transient: bool = False) -> Progress:
         TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
         console=render.make_console(stderr=True), transient=transient,
     )
+
+
+def _print_report(state: State, result: dict[str, Any], out: Path | None,
+                  format_report: Callable[[dict[str, Any]], str]) -> None:
+    """A benchmark's result: JSON on stdout with --json, else its text report; also to ``out``."""
+    if out is not None:
+        _write_json(out, result)
+    if state.json:
+        _emit_json(result)
+        return
+    typer.echo(format_report(result))
+    if out is not None:
+        typer.echo(f"\nwrote {out}")
+
+
+def _labelled_tasks(progress: Progress) -> Callable[[str, int, int], None]:
+    """A ``progress(label, done, total)`` callback for the benchmarks: one bar per label."""
+    tasks: dict[str, Any] = {}
+
+    def on_progress(label: str, done: int, total: int) -> None:
+        if label not in tasks:
+            tasks[label] = progress.add_task(label, total=total)
+        progress.update(tasks[label], completed=done, total=total)
+
+    return on_progress
 
 
 @app.callback()
@@ -802,24 +827,11 @@ def bench_locomo(
             raise InvalidInputError(NO_LLM_MESSAGE.replace("chat needs", "--answer and --extract need"))
     judge = make_judge(judge_model, judge_base_url) if answer else None
     with _progress() as progress:
-        tasks: dict[str, Any] = {}
-
-        def on_progress(label: str, done: int, total: int) -> None:
-            if label not in tasks:
-                tasks[label] = progress.add_task(label, total=total)
-            progress.update(tasks[label], completed=done, total=total)
-
+        on_progress = _labelled_tasks(progress)
         result = run_locomo(data, ks=ks, progress=on_progress, search_config=_check_recipe(recipe),
                             answer_llm=llm if answer else None, judge_llm=judge, limit_questions=limit_questions,
                             ingest_llm=llm if extract else None)
-    if out is not None:
-        _write_json(out, result)
-    if state.json:
-        _emit_json(result)
-    else:
-        typer.echo(format_report(result))
-        if out is not None:
-            typer.echo(f"\nwrote {out}")
+    _print_report(state, result, out, format_report)
 
 
 @bench_app.command("scale")
@@ -836,22 +848,9 @@ def bench_scale(
 
     state = _state(ctx)
     with _progress() as progress:
-        tasks: dict[str, Any] = {}
-
-        def on_progress(label: str, done: int, total: int) -> None:
-            if label not in tasks:
-                tasks[label] = progress.add_task(label, total=total)
-            progress.update(tasks[label], completed=done, total=total)
-
+        on_progress = _labelled_tasks(progress)
         result = run_scale(items=items, queries=queries, seed=seed, progress=on_progress)
-    if out is not None:
-        _write_json(out, result)
-    if state.json:
-        _emit_json(result)
-    else:
-        typer.echo(format_report(result))
-        if out is not None:
-            typer.echo(f"\nwrote {out}")
+    _print_report(state, result, out, format_report)
 
 
 @bench_app.command("load")
@@ -885,23 +884,10 @@ def bench_load(
     if url is None:
         url = os.environ.get("MEMKERN_STORE") or None
     with _progress(transient=True) as progress:
-        tasks: dict[str, Any] = {}
-
-        def on_progress(label: str, done: int, total: int) -> None:
-            if label not in tasks:
-                tasks[label] = progress.add_task(label, total=total)
-            progress.update(tasks[label], completed=done, total=total)
-
         result = run_load(url, clients=clients, writes=writes, search_every=search_every, shared_every=shared_every,
-                          kill_at=kill_at, nodes=nodes, timeout_s=timeout, progress=on_progress)
-    if out is not None:
-        _write_json(out, result)
-    if state.json:
-        _emit_json(result)
-    else:
-        typer.echo(format_report(result))
-        if out is not None:
-            typer.echo(f"\nwrote {out}")
+                          kill_at=kill_at, nodes=nodes, timeout_s=timeout,
+                          progress=_labelled_tasks(progress))
+    _print_report(state, result, out, format_report)
     if not result["ok"]:
         raise typer.Exit(1)
 
@@ -930,14 +916,7 @@ def bench_activation(
         raise typer.BadParameter(f"no such file: {str(data)!r}", param_hint="--data")
     result = run_activation_bench(sizes, reps=reps, max_new_tokens=max_new, data=data,
                                   progress=lambda msg: typer.echo(msg, err=True))
-    if out is not None:
-        _write_json(out, result)
-    if state.json:
-        _emit_json(result)
-    else:
-        typer.echo(format_report(result))
-        if out is not None:
-            typer.echo(f"\nwrote {out}")
+    _print_report(state, result, out, format_report)
 
 
 @bench_app.command("parametric")
@@ -956,23 +935,10 @@ def bench_parametric(
 
     state = _state(ctx)
     with _progress() as progress:
-        tasks: dict[str, Any] = {}
-
-        def on_progress(label: str, done: int, total: int) -> None:
-            if label not in tasks:
-                tasks[label] = progress.add_task(label, total=total)
-            progress.update(tasks[label], completed=done, total=total)
-
+        on_progress = _labelled_tasks(progress)
         result = run_parametric(facts=facts, epochs=epochs, rank=rank, learning_rate=lr, seed=seed,
                                 progress=on_progress)
-    if out is not None:
-        _write_json(out, result)
-    if state.json:
-        _emit_json(result)
-    else:
-        typer.echo(format_report(result))
-        if out is not None:
-            typer.echo(f"\nwrote {out}")
+    _print_report(state, result, out, format_report)
 
 
 @bench_app.command("guard")

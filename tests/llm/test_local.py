@@ -13,22 +13,10 @@ import shutil
 import sys
 
 import pytest
+from _local_model import needs_local_model
 
 from memkern.errors import LLMError
 from memkern.llm import local
-
-
-def _local_installed() -> bool:
-    if importlib.util.find_spec("xllamacpp") is None:
-        return False
-    try:
-        local.locate_parts()
-    except LLMError:
-        return False
-    return True
-
-
-needs_model = pytest.mark.skipif(not _local_installed(), reason="needs pip install 'memkern[local]'")
 
 FACTS_SCHEMA = {
     "type": "object",
@@ -56,7 +44,7 @@ def llm(models_dir):
     return local.LocalLLM(models_dir=models_dir).load()
 
 
-@needs_model
+@needs_local_model
 def test_follows_a_trivial_instruction(llm):
     response = llm.complete([{"role": "user", "content": "What is the capital of France? Answer with one word."}],
                             max_tokens=8)
@@ -64,7 +52,7 @@ def test_follows_a_trivial_instruction(llm):
     assert response.model == local.MODEL_NAME and not response.cached
 
 
-@needs_model
+@needs_local_model
 def test_schema_constrained_extraction_returns_valid_json(llm):
     messages = [
         {"role": "system", "content": "Extract the durable facts about people from the message. "
@@ -78,7 +66,7 @@ def test_schema_constrained_extraction_returns_valid_json(llm):
     assert any("lisbon" in f["text"].lower() for f in data["facts"])
 
 
-@needs_model
+@needs_local_model
 def test_usage_is_recorded_per_operation(llm):
     before = llm.usage.as_dict().get("judge", {}).get("calls", 0)
     response = llm.complete([{"role": "user", "content": "Say yes."}], max_tokens=4, operation="judge")
@@ -89,7 +77,7 @@ def test_usage_is_recorded_per_operation(llm):
     assert usage["completion_tokens"] >= response.completion_tokens
 
 
-@needs_model
+@needs_local_model
 def test_greedy_answers_repeat_and_one_load_per_process(llm, models_dir):
     messages = [{"role": "user", "content": "Name three primary colours."}]
     first = llm.complete(messages, max_tokens=24)
@@ -98,7 +86,7 @@ def test_greedy_answers_repeat_and_one_load_per_process(llm, models_dir):
     assert again.complete(messages, max_tokens=24).text == first.text
 
 
-@needs_model
+@needs_local_model
 def test_call_cache_is_consulted_and_filled(llm, models_dir, tmp_path):
     cache_module = pytest.importorskip("memkern.llm.cache")
     cache = cache_module.CallCache(tmp_path / "calls")
@@ -111,14 +99,14 @@ def test_call_cache_is_consulted_and_filled(llm, models_dir, tmp_path):
     assert cached_llm.usage.as_dict()["chat"]["cached_calls"] == 1
 
 
-@needs_model
+@needs_local_model
 def test_a_failed_call_is_an_llm_error_and_counted(llm):
     with pytest.raises(LLMError, match="context"):
         llm.complete([{"role": "user", "content": "word " * 6000}], max_tokens=4, operation="boom")
     assert llm.usage.as_dict()["boom"]["failures"] == 1
 
 
-@needs_model
+@needs_local_model
 def test_a_corrupted_assembled_model_is_refused(llm, tmp_path, monkeypatch):
     home = tmp_path / "home"
     (home / "models").mkdir(parents=True)
@@ -135,7 +123,7 @@ def test_a_corrupted_assembled_model_is_refused(llm, tmp_path, monkeypatch):
     assert str(target) in str(info.value) and "delete it" in str(info.value)
 
 
-@needs_model
+@needs_local_model
 def test_a_corrupt_part_names_the_package_to_reinstall(tmp_path, monkeypatch):
     bad = dataclasses.replace(local.PARTS[1], sha256="0" * 64)
     monkeypatch.setattr(local, "PARTS", (local.PARTS[0], bad, *local.PARTS[2:]))

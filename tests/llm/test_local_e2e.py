@@ -8,33 +8,19 @@ temporary directory, never into ``~/.memkern``. About 1-2 minutes on 2 idle core
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from _local_model import needs_local_model
 
 from memkern import MemOS
-from memkern.errors import LLMError
 from memkern.memory.updates import slot_of
 from memkern.models import LifecycleState, MemoryKind
 
-
-def _local_installed() -> bool:
-    if importlib.util.find_spec("xllamacpp") is None:
-        return False
-    from memkern.llm import local
-
-    try:
-        local.locate_parts()
-    except LLMError:
-        return False
-    return True
-
-
 # About 1-2 minutes on 2 idle cores; llama.cpp slows several-fold when other work shares them, hence the
 # timeout above the suite's 300 s default.
-pytestmark = [pytest.mark.skipif(not _local_installed(), reason="needs pip install 'memkern[local]'"),
+pytestmark = [needs_local_model,
               pytest.mark.timeout(1200)]
 
 FACT_KINDS = ("fact", "event", "preference")
