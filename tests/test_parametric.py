@@ -274,3 +274,21 @@ def test_tiny_distillation_verifies_and_helps_on_trained_questions(mos, tmp_path
     loaded = mos.load_cube(path, name="ilse-copy")
     assert pm.read_adapter(loaded.info)[0].adapter_id == info.adapter_id
     print(f"tiny distillation: {time.perf_counter() - start:.0f} s, {info.metrics}, {results}")
+
+
+def test_a_lifecycle_marker_does_not_make_the_adapter_stale(mos):
+    from memkern.lifecycle import transitions
+
+    cube = _cube(mos)
+    _fake_adapter(cube)
+    memory = next(m for m in cube.get_all() if "bassoon" in m.text)
+    transitions.mark(cube, memory.id, transitions.DISTILLED, "distil job test")  # v2, same text
+    assert pm.adapter_status(cube)["stale"] is False
+    cube.archive(memory.id)
+    assert pm.adapter_status(cube)["changed"] == [f"{memory.id}@v1"]
+
+
+def test_the_scheduler_distil_job_has_the_parametric_hook():
+    from memkern.scheduler.registry import hooks
+
+    assert "parametric" in hooks("distil")

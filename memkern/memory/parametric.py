@@ -551,11 +551,32 @@ def adapter_status(cube: MemCube) -> dict[str, Any]:
     if _reference_of(info) is None:
         return {"adapter": None}
     adapter, _ = read_adapter(info)
-    current = {m.version_id for m in select_memories(cube, max(1, len(adapter.sources)))}
-    changed = sorted(set(adapter.sources) - current)
+    changed = changed_sources(cube, adapter.sources)
     return {"adapter": adapter.adapter_id, "path": adapter.path, "created_at": adapter.created_at,
             "rank": adapter.rank, "sources": len(adapter.sources), "stale": bool(changed), "changed": changed,
             "metrics": adapter.metrics}
+
+
+def changed_sources(cube: MemCube, sources: Sequence[str]) -> list[str]:
+    """The source versions (``id@vN``) whose memory is gone, no longer active, or now says something
+    else. A new version with the same text (a lifecycle marker, metadata) does not count: the adapter
+    learnt the text."""
+    store = cube._mos._store
+    wanted: dict[str, int] = {}
+    for version_id in sources:
+        memory_id, _, number = version_id.rpartition("@v")
+        wanted[memory_id] = int(number) if number.isdigit() else -1
+    current = store.get_memories(cube.id, list(wanted))
+    changed = []
+    for memory_id, number in wanted.items():
+        now = current.get(memory_id)
+        if now is None or now.state is not LifecycleState.ACTIVE:
+            changed.append(f"{memory_id}@v{number}")
+        elif now.version != number:
+            learnt = next((v for v in store.history(cube.id, memory_id) if v.version == number), None)
+            if learnt is None or learnt.text != now.text:
+                changed.append(f"{memory_id}@v{number}")
+    return sorted(changed)
 
 
 def forget_adapter(cube: MemCube) -> bool:
@@ -751,3 +772,26 @@ def install_adapters(verified: Sequence[tuple[AdapterInfo, bytes, bytes]], cube_
         info.path = str(directory)
         metadata[METADATA_KEY] = _reference(info, hashlib.sha256(manifest_bytes).hexdigest())
     return written
+
+
+# -- the scheduler ---------------------------------------------------------------------------------
+def _distil_hook(ctx: Any, memories: list[MemoryItem]) -> list[str]:
+    """Scheduler ``distil``: train an adapter on the cube's facts (the requested ones included);
+    returns the ids it was distilled from. Without the ``lora`` extra: nothing, with a note."""
+    try:
+        _import_training()
+    except LLMError as exc:
+        ctx.note(f"parametric: {exc}")
+        return []
+    info = distil(ctx.cube, max_facts=max(64, len(memories)))
+    taken = {source.rpartition("@v")[0] for source in info.sources}
+    return [m.id for m in memories if m.id in taken]
+
+
+def register_scheduler_hooks() -> None:
+    from memkern.scheduler.registry import register_hook
+
+    register_hook("distil", _distil_hook, name="parametric")
+
+
+register_scheduler_hooks()
