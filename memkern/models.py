@@ -97,6 +97,14 @@ class MemoryItem(BaseModel):
         return f"{self.id}@v{self.version}"
 
 
+def parse_version_id(version_id: str) -> tuple[str, int]:
+    """``"<memory id>@v<N>"`` (``MemoryItem.version_id``) as ``(memory id, N)``; ``ValueError`` otherwise."""
+    memory_id, sep, number = version_id.rpartition("@v")
+    if not sep or not memory_id or not number.isdigit():
+        raise ValueError(f"{version_id!r} is not an id@vN version id")
+    return memory_id, int(number)
+
+
 class Message(BaseModel):
     """A chat message as users hand it to ``add``: the mem0 shape plus time and id."""
 

@@ -56,6 +56,7 @@ def run_activation_bench(tokens: Sequence[int] = DEFAULT_TOKENS, *, reps: int = 
     from memkern.embed import default_embedder
     from memkern.llm.local import LocalLLM
     from memkern.memory import activation
+    from memkern.models import parse_version_id
     from memkern.mos import MemOS
 
     say = progress or (lambda _msg: None)
@@ -78,7 +79,7 @@ def run_activation_bench(tokens: Sequence[int] = DEFAULT_TOKENS, *, reps: int = 
                 found = activation.status(cube)
                 kv_path, prefix = activation.verify_files(found.directory, manifest)  # type: ignore[arg-type]
                 hits = cube.search(QUESTION, top_k=top_k)
-                block_ids = {v.rpartition("@v")[0] for v in manifest.versions}
+                block_ids = {parse_version_id(v)[0] for v in manifest.versions}
                 prompt = prefix + activation.question_suffix(QUESTION, hits, len(manifest.versions) + 1, block_ids)
                 scratch, injected = [], []
                 for rep in range(reps):

@@ -47,7 +47,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from memkern.errors import CubeFileError, InvalidInputError, LLMError
-from memkern.models import ChatAnswer, ChatUsage, Filters, Hit, LifecycleState, MemoryItem, MemoryKind, utcnow
+from memkern.models import (
+    ChatAnswer,
+    ChatUsage,
+    Filters,
+    Hit,
+    LifecycleState,
+    MemoryItem,
+    MemoryKind,
+    parse_version_id,
+    utcnow,
+)
 
 if TYPE_CHECKING:
     from memkern.cube.cube import MemCube
@@ -489,16 +499,9 @@ def write_manifest(directory: Path, manifest: ActivationManifest) -> None:
             path.unlink(missing_ok=True)
 
 
-def _parse_version_id(version_id: str) -> tuple[str, int]:
-    memory_id, sep, number = version_id.rpartition("@v")
-    if not sep or not memory_id or not number.isdigit():
-        raise ValueError(f"{version_id!r} is not an id@vN version id")
-    return memory_id, int(number)
-
-
 def staleness(store: Store, cube_id: str, versions: Sequence[str]) -> list[str]:
     """Why ``versions`` are no longer the cube's current, active versions (empty: all still are)."""
-    wanted = [_parse_version_id(v) for v in versions]
+    wanted = [parse_version_id(v) for v in versions]
     current = store.get_memories(cube_id, [memory_id for memory_id, _ in wanted])
     reasons = []
     for (memory_id, number), version_id in zip(wanted, versions):
@@ -545,7 +548,7 @@ def drop_files(store: Store, cube_id: str, *, if_built_from: Iterable[str] | Non
         except LLMError:
             manifest = None  # unreadable: it may hold anything, so it goes
         wanted = set(if_built_from)
-        if manifest is not None and not any(_parse_version_id(v)[0] in wanted for v in manifest.versions):
+        if manifest is not None and not any(parse_version_id(v)[0] in wanted for v in manifest.versions):
             return False
     for path in directory.iterdir():
         path.unlink(missing_ok=True)
@@ -582,7 +585,7 @@ def activate(cube: MemCube, *, max_tokens: int = DEFAULT_BLOCK_TOKENS, llm: Any 
     """Build (or replace) the cube's activation with the local model (the MemOS LLM, or ``llm``).
     Audited with the ids of the memories in the block."""
     manifest = build(cube, engine_for(cube, llm), max_tokens=max_tokens)
-    _audit(cube, "activate", [_parse_version_id(v)[0] for v in manifest.versions], f"{manifest.n_tokens} tokens")
+    _audit(cube, "activate", [parse_version_id(v)[0] for v in manifest.versions], f"{manifest.n_tokens} tokens")
     return manifest
 
 
@@ -663,7 +666,7 @@ def answer_with_activation(cube: MemCube, llm: Any, query: str, hits: Sequence[H
             raise
         log.warning("%s; answering without the activation", exc)
         return None
-    block_ids = {_parse_version_id(v)[0] for v in manifest.versions}
+    block_ids = {parse_version_id(v)[0] for v in manifest.versions}
     prompt = prefix + question_suffix(query, hits, len(manifest.versions) + 1, block_ids)
     gen = engine.generate(prompt, kv_file=kv_path, max_tokens=max_tokens)
     text = gen.text.strip() or NOT_AVAILABLE
@@ -819,7 +822,7 @@ def _promote_hook(ctx: Any, memories: list[MemoryItem]) -> list[str]:
             ctx.note("activation: no local model (MEMKERN_LLM=local), nothing promoted")
         return []
     manifest = build(ctx.cube, prefer=[m.id for m in memories])
-    taken = {_parse_version_id(v)[0] for v in manifest.versions}
+    taken = {parse_version_id(v)[0] for v in manifest.versions}
     return [m.id for m in memories if m.id in taken]
 
 

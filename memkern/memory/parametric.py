@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
 from memkern.errors import CubeFileError, InvalidInputError, LLMError, NotFoundError
-from memkern.models import LifecycleState, MemoryItem, MemoryKind, utcnow
+from memkern.models import LifecycleState, MemoryItem, MemoryKind, parse_version_id, utcnow
 
 if TYPE_CHECKING:
     from memkern.cube.cube import MemCube
@@ -562,10 +562,7 @@ def changed_sources(cube: MemCube, sources: Sequence[str]) -> list[str]:
     else. A new version with the same text (a lifecycle marker, metadata) does not count: the adapter
     learnt the text."""
     store = cube._mos._store
-    wanted: dict[str, int] = {}
-    for version_id in sources:
-        memory_id, _, number = version_id.rpartition("@v")
-        wanted[memory_id] = int(number) if number.isdigit() else -1
+    wanted = dict(parse_version_id(v) for v in sources)
     current = store.get_memories(cube.id, list(wanted))
     changed = []
     for memory_id, number in wanted.items():
@@ -603,9 +600,10 @@ def forget_files(store: Store, cube_id: str, *, if_built_from: Iterable[str] | N
         wanted = set(if_built_from)
         try:
             sources = json.loads((Path(ref["path"]) / MANIFEST_FILE).read_bytes()).get("sources", [])
+            ids = {parse_version_id(str(v))[0] for v in sources}
         except (OSError, ValueError, AttributeError):
-            sources = None  # unreadable: it may hold anything, so it goes
-        if sources is not None and not any(str(v).rpartition("@v")[0] in wanted for v in sources):
+            ids = None  # unreadable: it may hold anything, so it goes
+        if ids is not None and not ids & wanted:
             return False
     removed = False
     if info is not None and ref is not None:
@@ -784,7 +782,7 @@ def _distil_hook(ctx: Any, memories: list[MemoryItem]) -> list[str]:
         ctx.note(f"parametric: {exc}")
         return []
     info = distil(ctx.cube, max_facts=max(64, len(memories)))
-    taken = {source.rpartition("@v")[0] for source in info.sources}
+    taken = {parse_version_id(source)[0] for source in info.sources}
     return [m.id for m in memories if m.id in taken]
 
 
