@@ -263,10 +263,11 @@ def apply_facts(cube: MemCube, facts: Sequence[NewFact], *, llm: Any = None, act
     result = result if result is not None else AddResult()
     llm_actor = f"llm:{getattr(llm, 'name', 'llm')}" if llm is not None else None
     guarded = CubePolicy.of(cube.info.metadata).guard
-    # Supersessions per source message over the whole call (a message's facts may fall in several
-    # groups): seeded by the rules, then grown by each group's final decisions.
+    # Supersessions per source message over the whole call, grown by each group's final decisions;
+    # when the facts span several groups, seeded by the rules first, so that a message whose
+    # facts fall in different groups is caught before its first group is applied.
     contradicted: dict[str, set[str]] = {}
-    if guarded:
+    if guarded and len(facts) > DECIDE_GROUP:  # one group counts its own decisions below
         for fact in facts:
             action, target, _ = rule_decision(fact, candidates(cube, fact))
             _count_contradiction(contradicted, fact, action, target)
@@ -336,14 +337,13 @@ def _quarantine_mass_contradictions(plans: list[tuple[NewFact, str, Hit | None, 
 def _shares_content(fact: NewFact, target: Hit) -> bool:
     """Whether the fact and the memory it would replace have a content word in common
     (speaker names aside) or fill the same slot."""
-    names: set[str] = set()
-    for text, speaker, subject in ((fact.text, fact.provenance.speaker, fact.subject),
-                                   (target.memory.text, target.memory.provenance.speaker, _subject(target.memory))):
-        words = query_terms(text)
-        # who it is about is shared by every memory of that person: not a shared content word
-        names.update(query_terms(" ".join(filter(None, (speaker, subject)))))
-        names.update(words[:1])
-    if (set(query_terms(fact.text)) - names) & (set(query_terms(target.memory.text)) - names):
+    new_words, old_words = query_terms(fact.text), query_terms(target.memory.text)
+    # Who it is about (speaker, subject, the opening word) is shared by every memory of that
+    # person: not a shared content word.
+    names = set(query_terms(" ".join(filter(None, (fact.provenance.speaker, fact.subject,
+                                                   target.memory.provenance.speaker, _subject(target.memory))))))
+    names.update(new_words[:1] + old_words[:1])
+    if (set(new_words) - names) & (set(old_words) - names):
         return True
     new, old = slot_of(fact.text, fact.subject), slot_of(target.memory.text, _subject(target.memory))
     return new is not None and old is not None and new.name == old.name

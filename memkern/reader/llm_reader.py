@@ -532,22 +532,20 @@ def _merge(report: ExtractionReport, batch: ExtractionBatch) -> None:
         report.error = batch.error
 
 
-def _overlap(fact_words: set[str], turn: MemoryItem) -> float:
-    return len(fact_words & set(query_terms(turn.text, limit=512))) / len(fact_words) if fact_words else 0.0
-
-
-def checked_handles(fact: ExtractedFact, window: Sequence[MemoryItem]) -> tuple[list[int], bool]:
+def checked_handles(fact: ExtractedFact, turn_words: Sequence[set[str]]) -> tuple[list[int], bool]:
     """The fact's valid handles, re-pointed at the turn that says it when the cited ones clearly
-    do not (returns ``(handles, recited)``); empty when it cites no shown turn.
+    do not (returns ``(handles, recited)``); empty when it cites no shown turn. ``turn_words``:
+    the content words of each turn of the window, in handle order.
 
     Small models often cite a neighbouring turn, which would pin the fact on the wrong speaker.
     The check is lexical: a paraphrase that shares few words with any turn keeps its citation."""
-    handles = [h for h in dict.fromkeys(fact.source_turns) if 1 <= h <= len(window)]
+    handles = [h for h in dict.fromkeys(fact.source_turns) if 1 <= h <= len(turn_words)]
     if not handles:
         return [], False
     words = set(query_terms(fact.text, limit=512))
-    cited = max(_overlap(words, window[h - 1]) for h in handles)
-    best_overlap, best = max((_overlap(words, turn), h) for h, turn in enumerate(window, start=1))
+    overlap = [len(words & turn) / len(words) if words else 0.0 for turn in turn_words]
+    cited = max(overlap[h - 1] for h in handles)
+    best_overlap, best = max((share, h) for h, share in enumerate(overlap, start=1))
     if best not in handles and best_overlap >= RECITE_OVERLAP and best_overlap >= cited + 0.25:
         return [best], True
     return handles, False
@@ -583,8 +581,8 @@ def extract_facts(llm: Any, turns: Sequence[MemoryItem], *, window: int = MAX_WI
             batch.facts_rejected = len(dropped)
             report.rejections.extend(f"invalid item: {why}" for why in dropped)
             seen: set[str] = set()
+            turn_words = [set(query_terms(turn.text, limit=512)) for turn in turns_window]
             for fact in proposed:
-                handles, recited = checked_handles(fact, turns_window)
                 key = " ".join(fact.text.lower().split())
                 if key in seen:
                     batch.facts_rejected += 1
@@ -595,6 +593,7 @@ def extract_facts(llm: Any, turns: Sequence[MemoryItem], *, window: int = MAX_WI
                     batch.facts_rejected += 1
                     report.rejections.append(f"a question, not a fact: {fact.text[:120]}")
                     continue
+                handles, recited = checked_handles(fact, turn_words)
                 if not handles:
                     batch.facts_rejected += 1
                     cited = ", ".join(f"[{h}]" for h in fact.source_turns) or "none"
