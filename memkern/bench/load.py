@@ -241,23 +241,20 @@ class _Servers:
             return "(no log)"
 
 
-def _auth_headers(store: str, base: str) -> dict[str, str]:
-    """No headers if the server lets anonymous callers in; else a fresh admin key made in the store directly."""
+def _auth_headers(store: str, base: str) -> tuple[dict[str, str], str | None]:
+    """No headers if the server lets anonymous callers in; else a fresh admin key made in the store
+    directly. Also returns that temporary admin's id, for ``_delete_bench_user`` at the end."""
     import httpx
 
     if httpx.get(base + "/v1/cubes", timeout=10.0).status_code not in (401, 403):
-        return {}
+        return {}, None
     from memkern.mos import MemOS
     from memkern.store import open_store
 
     with MemOS(store=open_store(store), llm=None) as mos:
         user = mos.create_user(f"load-bench-{uuid4().hex[:8]}", role="admin")
         key = mos.create_api_key(user)
-    return {"Authorization": f"Bearer {key}", "X-API-Key": key, _BENCH_USER: user.id}
-
-
-#: Not sent: which temporary admin ``_auth_headers`` made, so that the run can delete it.
-_BENCH_USER = "x-memkern-load-bench-user"
+    return {"Authorization": f"Bearer {key}", "X-API-Key": key}, user.id
 
 
 def _delete_bench_user(store: str, user_id: str) -> None:
@@ -340,8 +337,7 @@ def run_load(store: str | None = None, *, clients: int = 8, writes: int = 1000, 
         for node in servers.nodes:
             servers.start(node)
         report["server_start_s"] = round(time.monotonic() - started, 2)
-        headers = _auth_headers(store_url, servers.nodes[0].base)
-        bench_user = headers.pop(_BENCH_USER, None)
+        headers, bench_user = _auth_headers(store_url, servers.nodes[0].base)
         report["auth"] = bool(headers)
         created = httpx.post(servers.nodes[0].base + "/v1/cubes", json={"name": cube, "owner": "load-bench"},
                              headers=headers, timeout=30.0)
