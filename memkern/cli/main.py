@@ -377,11 +377,11 @@ def _combine(into: AddResult, result: AddResult) -> None:
     into.jobs.extend(result.jobs)
     if result.extraction is None:
         return
-    if into.extraction is None:
-        into.extraction = result.extraction.model_copy(deep=True)
-        return
+    from memkern.models import ExtractionReport
     from memkern.reader.llm_reader import merge_report
 
+    if into.extraction is None:
+        into.extraction = ExtractionReport(model=result.extraction.model)
     merge_report(into.extraction, result.extraction)
 
 

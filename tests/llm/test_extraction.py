@@ -310,3 +310,26 @@ def test_a_time_expression_the_turns_never_said_is_not_used_to_date_the_fact(ope
     assert found["Bob adopted a cat named Miso."].event_time.date().isoformat() == "2023-05-07"
     lisbon = found["Alice moved to Lisbon."]
     assert lisbon.event_time == T0 and "time_expression" not in lisbon.metadata  # the turn's own time
+
+
+def test_cli_add_reports_extraction_and_decisions(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from memkern.cli.main import app
+
+    messages = tmp_path / "chat.json"
+    messages.write_text(json.dumps([{**m, "time": m["time"].isoformat()} for m in CHAT]))
+    answer = facts_json(fact("Alice moved to Lisbon.", [1], kind="event"))
+    with FakeOpenAI(script=[answer]) as server:
+        for name, value in (("MEMKERN_LLM", "openai"), ("MEMKERN_LLM_BASE_URL", server.base_url),
+                            ("MEMKERN_LLM_MODEL", "fake")):
+            monkeypatch.setenv(name, value)
+        monkeypatch.delenv("MEMKERN_LLM_CACHE", raising=False)
+        db = str(tmp_path / "cli.db")
+        runner = CliRunner()
+        assert runner.invoke(app, ["--db", db, "cube", "create", "c"]).exit_code == 0
+        result = runner.invoke(app, ["--db", db, "--json", "add", "c", "--messages", str(messages), "--session", "s1"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert payload["extraction"]["llm_calls"] == 1 and payload["extraction"]["facts_accepted"] == 1
+    assert [d["action"] for d in payload["decisions"]] == ["add"]
