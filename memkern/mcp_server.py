@@ -50,6 +50,7 @@ except ImportError as _exc:  # pragma: no cover - depends on the environment
 
 from memkern import __version__
 from memkern.errors import AuthenticationError, InvalidInputError, MemkernError, NotFoundError
+from memkern.governance.api import api_key_from
 from memkern.governance.models import User
 from memkern.models import (
     AddResult,
@@ -72,21 +73,7 @@ logger = logging.getLogger("memkern.mcp")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8766
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-API_KEY_HEADER = "x-api-key"
 _KEY_REQUIRED = "an API key is required: send 'Authorization: Bearer <key>' (or 'X-API-Key: <key>')"
-
-
-def api_key_from(headers: Any) -> str | None:
-    """The API key in request headers: ``Authorization: Bearer <key>``, else ``X-API-Key``."""
-    if headers is None:
-        return None
-    authorization = headers.get("authorization")
-    if authorization:
-        scheme, _, value = authorization.strip().partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-    value = headers.get(API_KEY_HEADER)
-    return value.strip() if value is not None and value.strip() else None
 
 INSTRUCTIONS = """\
 memkern is a long-term memory store. Memories live in named cubes (one per user, agent or \

@@ -56,6 +56,25 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
+#: The header that may carry an API key instead of ``Authorization: Bearer``.
+API_KEY_HEADER = "X-API-Key"
+
+
+def api_key_from(headers: Any) -> str | None:
+    """The API key in request headers (REST or MCP over HTTP): ``Authorization: Bearer <key>``,
+    else ``X-API-Key``; None when there is none. Header names are looked up in lower case,
+    which both a plain mapping of lower-case names and Starlette's headers answer."""
+    if headers is None:
+        return None
+    authorization = headers.get("authorization")
+    if authorization:
+        scheme, _, value = authorization.strip().partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    value = headers.get(API_KEY_HEADER.lower())
+    return value.strip() if value is not None and value.strip() else None
+
+
 # -- the write policy -----------------------------------------------------------------------------------
 def apply_write_policy(info: CubeInfo, item: MemoryItem) -> MemoryItem:
     """A memory about to be written, after the cube's policy: PII tagged (and redacted when

@@ -75,6 +75,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from memkern import errors
 from memkern.cube.cube import MemCube
+from memkern.governance.api import API_KEY_HEADER, api_key_from
 from memkern.governance.models import AuditEntry, CubePolicy, Grant, RetentionReport, User
 from memkern.models import (
     AddResult,
@@ -117,7 +118,6 @@ log = logging.getLogger("memkern.server")
 #: With ``auth="off"`` only: a label for writes in the operation log (not an identity).
 ACTOR_HEADER = "X-Memkern-Actor"
 #: The API key, when not sent as ``Authorization: Bearer <key>``.
-API_KEY_HEADER = "X-API-Key"
 #: ``create_app(auth=...)``: ``required`` (an API key on every /v1 route) or ``off``.
 AUTH_MODES = ("required", "off")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -304,19 +304,6 @@ _key_scheme = APIKeyHeader(
     name=API_KEY_HEADER, scheme_name="ApiKey", auto_error=False,
     description="The same API key in the `X-API-Key` header instead.",
 )
-
-
-def api_key_from(headers: Any) -> str | None:
-    """The API key a request carries: ``Authorization: Bearer <key>``, else ``X-API-Key``."""
-    authorization = headers.get("authorization")
-    if authorization:
-        scheme, _, value = authorization.strip().partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-    value = headers.get(API_KEY_HEADER)
-    if value is not None and value.strip():
-        return value.strip()
-    return None
 
 
 def current_actor(request: Request) -> User | None:
