@@ -19,6 +19,7 @@ import numpy as np
 from memkern.cube.cube import MemCube, check_name, check_optional_text
 from memkern.embed import Embedder, default_embedder
 from memkern.errors import EmbedderError, InvalidInputError
+from memkern.files import memkern_home
 from memkern.governance.api import GovernanceMixin
 from memkern.lifecycle.access import AccessRecorder
 from memkern.llm import llm_from_env
@@ -43,8 +44,7 @@ _EMBED_BATCH = 512
 
 def default_path() -> Path:
     """Where the embedded store lives unless told otherwise."""
-    home = os.environ.get("MEMKERN_HOME")
-    return (Path(home) if home else Path.home() / ".memkern") / "memkern.db"
+    return memkern_home() / "memkern.db"
 
 
 def _default_store(path: str | Path | None) -> Store:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from memkern.errors import LLMError, LLMOutputError
+from memkern.files import memkern_home, sha256_file
 from memkern.llm.base import LLMResponse, UsageLedger
 from memkern.llm.cache import CallCache
 
@@ -81,8 +82,7 @@ def _reinstall_hint(part: ModelPart) -> str:
 
 def default_models_dir() -> Path:
     """``$MEMKERN_HOME/models``, or ``~/.memkern/models``."""
-    home = os.environ.get("MEMKERN_HOME")
-    return (Path(home) if home else Path.home() / ".memkern") / "models"
+    return memkern_home() / "models"
 
 
 def locate_parts() -> list[Path]:
@@ -105,18 +105,10 @@ def locate_parts() -> list[Path]:
     return paths
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def verify_model_file(path: Path) -> None:
     """Raise ``LLMError`` unless ``path`` is the exact model file (size and SHA-256)."""
     size = path.stat().st_size
-    if size != MODEL_SIZE or (digest := _sha256_file(path)) != MODEL_SHA256:
+    if size != MODEL_SIZE or (digest := sha256_file(path)) != MODEL_SHA256:
         found = f"{size} bytes" if size != MODEL_SIZE else f"sha256 {digest}"
         raise LLMError(f"the assembled model {path} is corrupt ({found}; expected {MODEL_SIZE} bytes, sha256 "
                        f"{MODEL_SHA256}); delete it and it is re-assembled from the packages on the next load; "

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from memkern.errors import CubeFileError, InvalidInputError, LLMError
+from memkern.files import memkern_home, sha256_file
 from memkern.models import (
     ChatAnswer,
     ChatUsage,
@@ -296,22 +297,13 @@ def activation_root(store: Store) -> Path:
     path = getattr(store, "path", None)
     if isinstance(path, Path) and str(path) not in ("", ":memory:"):
         return path.resolve().parent / "activation"
-    home = os.environ.get("MEMKERN_HOME")
-    return (Path(home) if home else Path.home() / ".memkern") / "activation"
+    return memkern_home() / "activation"
 
 
 def cube_dir(store: Store, cube_id: str) -> Path:
     if not cube_id or "/" in cube_id or "\\" in cube_id or cube_id in (".", ".."):
         raise InvalidInputError(f"invalid cube id {cube_id!r}")
     return activation_root(store) / cube_id
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _tokens_sha(tokens: Sequence[int]) -> str:
@@ -456,7 +448,7 @@ def build(cube: MemCube, engine: KVEngine | None = None, *, max_tokens: int = DE
     tmp_kv = directory / f".kv-{os.getpid()}-{time.monotonic_ns()}.tmp"
     try:
         n_tokens = engine.fill_and_save(prefix, tmp_kv)
-        kv_sha = _sha256_file(tmp_kv)
+        kv_sha = sha256_file(tmp_kv)
         kv_name = f"kv-{kv_sha[:16]}.bin"
         os.replace(tmp_kv, directory / kv_name)
     finally:
@@ -567,7 +559,7 @@ def verify_files(directory: Path, manifest: ActivationManifest) -> tuple[Path, s
             size = path.stat().st_size
         except FileNotFoundError:
             raise LLMError(f"activation file {path} is missing; rebuild the activation") from None
-        if size != ref.size or _sha256_file(path) != ref.sha256:
+        if size != ref.size or sha256_file(path) != ref.sha256:
             raise LLMError(f"activation file {path} does not match its manifest (size or sha256): it was "
                            "modified or is corrupt; refusing to restore it (rebuild the activation)")
     try:

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
 from memkern.errors import CubeFileError, InvalidInputError, LLMError, NotFoundError
+from memkern.files import memkern_home, sha256_file
 from memkern.models import LifecycleState, MemoryItem, MemoryKind, parse_version_id, utcnow
 
 if TYPE_CHECKING:
@@ -86,8 +87,7 @@ def _base_model() -> dict[str, Any]:
 
 def parametric_home() -> Path:
     """``$MEMKERN_HOME/parametric``, or ``~/.memkern/parametric``."""
-    home = os.environ.get("MEMKERN_HOME")
-    return (Path(home) if home else Path.home() / ".memkern") / "parametric"
+    return memkern_home() / "parametric"
 
 
 # -- question-answer pairs --------------------------------------------------------------------------
@@ -190,14 +190,6 @@ def _hf_cache_dir(models_dir: Path | None) -> Path:
     return base / (local.MODEL_NAME + "-hf-f32")
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(8 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 _BASE_CACHE: dict[str, tuple[Any, Any, float]] = {}
 
 
@@ -226,7 +218,7 @@ def load_base_model(models_dir: Path | None = None, *, threads: int | None = Non
         try:
             stamp = json.loads(stamp_path.read_text(encoding="utf-8"))
             ok = stamp.get("gguf_sha256") == local.MODEL_SHA256 and all(
-                _sha256_file(cache / name) == digest for name, digest in stamp["files"].items())
+                sha256_file(cache / name) == digest for name, digest in stamp["files"].items())
         except (OSError, ValueError, KeyError, TypeError):
             ok = False
         if ok:
@@ -266,7 +258,7 @@ def _save_hf_cache(model: Any, tokenizer: Any, cache: Path) -> None:
         (tmp / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
         model.generation_config.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
-        files = {p.name: _sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         (tmp / "memkern-stamp.json").write_text(json.dumps({"gguf_sha256": local.MODEL_SHA256, "files": files},
                                                            indent=1), encoding="utf-8")
         shutil.rmtree(cache, ignore_errors=True)
