@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -37,6 +35,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from memkern import errors
+from memkern.files import atomic_file
 from memkern.governance.models import ApiKey, AuditEntry, CubePolicy, Grant, Permission, RetentionReport, Role, User
 from memkern.models import AddResult, ChatAnswer, CubeInfo, Filters, Hit, MemoryItem, MemoryKind, Message, Operation
 from memkern.retrieval.config import SearchConfig
@@ -465,18 +464,9 @@ class RemoteCube:
         target = Path(path)
         if target.is_dir():
             raise errors.InvalidInputError(f"cannot dump the cube to {target}: it is a directory")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                for chunk in self._stream(f"{self._base}/dump"):
-                    fh.write(chunk)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(target) as handle:
+            for chunk in self._stream(f"{self._base}/dump"):
+                handle.write(chunk)
         return target
 
     # -- helpers -----------------------------------------------------------------------------------

@@ -58,7 +58,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterable
@@ -73,6 +72,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from memkern.embed.base import Embedder
 from memkern.errors import CubeFileError, EmbedderError, InvalidInputError, StoreError
+from memkern.files import atomic_file
 from memkern.models import CubeInfo, LifecycleState, MemoryItem, utcnow
 from memkern.store.base import Store, dedup_keys
 
@@ -223,27 +223,14 @@ def dump_cube(store: Store, info: CubeInfo, path: Path) -> Path:
 
 
 def _write_atomically(path: Path, members: dict[str, bytes], created: datetime) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     mode = path.stat().st_mode & 0o777 if path.exists() else None
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-                stamp = created.timetuple()[:6]
-                for name, data in members.items():
-                    zinfo = zipfile.ZipInfo(name, date_time=stamp)
-                    zinfo.compress_type = zipfile.ZIP_DEFLATED
-                    zinfo.external_attr = 0o600 << 16
-                    zf.writestr(zinfo, data, compresslevel=6)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_file(path, mode=mode) as fh, zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        stamp = created.timetuple()[:6]
+        for name, data in members.items():
+            zinfo = zipfile.ZipInfo(name, date_time=stamp)
+            zinfo.compress_type = zipfile.ZIP_DEFLATED
+            zinfo.external_attr = 0o600 << 16
+            zf.writestr(zinfo, data, compresslevel=6)
     _fsync_dir(path.parent)
 
 

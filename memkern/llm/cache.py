@@ -18,11 +18,9 @@ Both back ends use it with the same positional order:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from memkern.errors import InvalidInputError, LLMError, LLMOutputError
+from memkern.files import atomic_file
 from memkern.llm.base import LLMResponse
 
 __all__ = ["CallCache"]
@@ -162,22 +161,11 @@ class CallCache:
                                               completion_tokens=response.completion_tokens, json_error=json_error))
         data = json.dumps(entry.model_dump(mode="json"), ensure_ascii=False, indent=1, sort_keys=True).encode("utf-8")
         path = self.path_for(key)
-        tmp_name: str | None = None
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{key[:16]}.", suffix=".tmp")
-            with os.fdopen(fd, "wb") as handle:
+            with atomic_file(path) as handle:
                 handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp_name, path)
-            tmp_name = None
         except OSError as exc:
             raise LLMError(f"cannot write LLM call cache entry {path}: {exc}") from exc
-        finally:
-            if tmp_name is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp_name)
         return path
 
     def __len__(self) -> int:

@@ -36,7 +36,6 @@ import math
 import os
 import struct
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -47,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from memkern.errors import CubeFileError, InvalidInputError, LLMError
-from memkern.files import memkern_home, sha256_file
+from memkern.files import atomic_file, memkern_home, sha256_file
 from memkern.models import (
     ChatAnswer,
     ChatUsage,
@@ -311,17 +310,8 @@ def _tokens_sha(tokens: Sequence[int]) -> str:
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as handle:
+        handle.write(data)
 
 
 def read_manifest(directory: Path) -> ActivationManifest | None:

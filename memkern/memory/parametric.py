@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
 from memkern.errors import CubeFileError, InvalidInputError, LLMError, NotFoundError
-from memkern.files import memkern_home, sha256_file
+from memkern.files import atomic_file, memkern_home, sha256_file
 from memkern.models import LifecycleState, MemoryItem, MemoryKind, parse_version_id, utcnow
 
 if TYPE_CHECKING:
@@ -417,12 +417,9 @@ def _manifest_bytes(info: AdapterInfo) -> bytes:
 
 
 def _write_adapter(directory: Path, tensors: bytes, info: AdapterInfo) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
     for name, data in ((ADAPTER_FILE, tensors), (MANIFEST_FILE, _manifest_bytes(info))):
-        tmp = directory / f".{name}.tmp"
-        tmp.write_bytes(data)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, directory / name)
+        with atomic_file(directory / name) as handle:
+            handle.write(data)
 
 
 def _reference(info: AdapterInfo, manifest_sha256: str) -> dict[str, Any]:

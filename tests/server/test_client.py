@@ -212,7 +212,7 @@ def test_cube_file_errors_and_round_trip(client: MemkernClient, tmp_path: Path) 
     cube = client.create_cube("files")
     cube.add(CHAT, session_id="s1")
     path = cube.dump(tmp_path / "sub" / "files.mkcube")
-    assert path.read_bytes()[:2] == b"PK" and not list(path.parent.glob("*.part"))
+    assert path.read_bytes()[:2] == b"PK" and not list(path.parent.glob(".*.tmp"))
     with pytest.raises(ConflictError):
         client.load_cube(path)
     copy = client.load_cube(path, name="files2")
