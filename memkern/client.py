@@ -36,7 +36,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from memkern import errors
 from memkern.files import atomic_file
-from memkern.governance.models import ApiKey, AuditEntry, CubePolicy, Grant, Permission, RetentionReport, Role, User
+from memkern.models import ApiKey, AuditEntry, CubePolicy, Grant, Permission, RetentionReport, Role, User
 from memkern.models import AddResult, ChatAnswer, CubeInfo, Filters, Hit, MemoryItem, MemoryKind, Message, Operation
 from memkern.retrieval.config import SearchConfig
 

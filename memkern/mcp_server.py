@@ -51,7 +51,7 @@ except ImportError as _exc:  # pragma: no cover - depends on the environment
 from memkern import __version__
 from memkern.errors import AuthenticationError, InvalidInputError, MemkernError, NotFoundError
 from memkern.governance.api import api_key_from
-from memkern.governance.models import User
+from memkern.models import User
 from memkern.models import (
     AddResult,
     CubeInfo,

@@ -35,7 +35,7 @@ from memkern.reader.entities import find_entities
 if TYPE_CHECKING:
     from memkern.cube.cube import MemCube
     from memkern.mos import MemOS
-    from memkern.scheduler.models import Job
+    from memkern.models import Job
 
 
 class ComposeReport(BaseModel):

@@ -7,7 +7,7 @@ poisoning guard.
 - ``pii`` and ``guard``: what the write path runs on every memory's text.
 """
 
-from memkern.governance.models import (
+from memkern.models import (
     ApiKey,
     AuditEntry,
     AuditResult,

@@ -13,7 +13,7 @@ enumerate it:
 
 from __future__ import annotations
 
-from memkern.governance.models import Permission, Role
+from memkern.models import Permission, Role
 
 #: The permission each cube operation needs.
 REQUIRED: dict[str, Permission] = {

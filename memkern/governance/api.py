@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from memkern.errors import AuthenticationError, InvalidInputError, MemkernError, NotFoundError, PermissionDeniedError
 from memkern.governance import guard, pii
 from memkern.governance.access import decide
-from memkern.governance.models import (
+from memkern.models import (
     ApiKey,
     AuditEntry,
     AuditResult,

@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from memkern.errors import ConflictError, NotFoundError
-from memkern.governance.models import ApiKey, AuditEntry, AuditResult, Grant, Permission, Role, User
+from memkern.models import ApiKey, AuditEntry, AuditResult, Grant, Permission, Role, User
 from memkern.models import CubeInfo, as_utc, utcnow
 
 

@@ -572,7 +572,7 @@ def activate(cube: MemCube, *, max_tokens: int = DEFAULT_BLOCK_TOKENS, llm: Any 
 
 
 def _audit(cube: MemCube, operation: str, ids: list[str], detail: str | None = None) -> None:
-    from memkern.governance.models import AuditEntry
+    from memkern.models import AuditEntry
 
     user = getattr(cube._mos, "user", None)
     cube._mos._store.append_audit([AuditEntry(user_id=user.id if user else None, operation=operation,

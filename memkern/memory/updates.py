@@ -37,7 +37,7 @@ from uuid import uuid4
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from memkern.errors import MemkernError
-from memkern.governance.models import CubePolicy
+from memkern.models import CubePolicy
 from memkern.models import AddResult, Hit, LifecycleState, MemoryItem, MemoryKind, UpdateDecision, utcnow
 from memkern.reader.llm_reader import NewFact, ask_json, parse_items
 from memkern.retrieval.text import query_terms

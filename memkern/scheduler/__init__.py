@@ -5,7 +5,7 @@ See docs/scheduler.md. The API: ``mos.scheduler`` (a ``Scheduler``) with ``enque
 modules plug in with ``register_hook("promote" | "distil" | "rebuild", fn)``.
 """
 
-from memkern.scheduler.models import Job, JobStatus, SchedulerPolicy, SchedulerStatus
+from memkern.models import Job, JobStatus, SchedulerPolicy, SchedulerStatus
 from memkern.scheduler.registry import register_hook, register_job_type, unregister_hook, unregister_job_type
 from memkern.scheduler.scheduler import JobContext, JobFailed, LeaseLost, Scheduler
 

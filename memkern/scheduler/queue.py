@@ -35,7 +35,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from memkern.errors import InvalidInputError, NotFoundError, StoreError
-from memkern.scheduler.models import Job, JobStatus, epoch_to_dt
+from memkern.models import Job, JobStatus, epoch_to_dt
 from memkern.store.base import Store
 
 _COLUMNS = ("seq, id, type, cube_id, payload, status, attempts, max_attempts, run_at, created_at, started_at,"

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from memkern.errors import InvalidInputError, MemkernError, NotFoundError, PermissionDeniedError
 from memkern.scheduler import registry
-from memkern.scheduler.models import Job, JobStatus, SchedulerPolicy, SchedulerStatus, epoch_to_dt
+from memkern.models import Job, JobStatus, SchedulerPolicy, SchedulerStatus, epoch_to_dt
 from memkern.scheduler.queue import SQLJobQueue, queue_for
 
 if TYPE_CHECKING:

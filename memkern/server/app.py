@@ -76,7 +76,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from memkern import errors
 from memkern.cube.cube import MemCube
 from memkern.governance.api import API_KEY_HEADER, api_key_from
-from memkern.governance.models import AuditEntry, CubePolicy, Grant, RetentionReport, User
+from memkern.models import AuditEntry, CubePolicy, Grant, RetentionReport, User
 from memkern.models import (
     AddResult,
     ChatAnswer,

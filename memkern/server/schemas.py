@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from memkern.governance.models import Permission, Role
+from memkern.models import Permission, Role
 from memkern.models import Filters, MemoryItem, MemoryKind, Message
 from memkern.retrieval.config import SearchConfig
 

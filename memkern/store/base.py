@@ -22,7 +22,7 @@ from datetime import datetime
 
 import numpy as np
 
-from memkern.governance.models import ApiKey, AuditEntry, Grant, User
+from memkern.models import ApiKey, AuditEntry, Grant, User
 from memkern.models import CubeInfo, Filters, LifecycleState, MemoryItem, MemoryKind, Operation
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from memkern import MemOS
-from memkern.governance.models import User
+from memkern.models import User
 
 
 @dataclass

@@ -13,7 +13,7 @@ import pytest
 from memkern import PermissionDeniedError
 from memkern.governance import access
 from memkern.governance.api import _classes
-from memkern.governance.models import AuditResult, Permission, Role
+from memkern.models import AuditResult, Permission, Role
 from memkern.models import Filters
 
 LEVEL = {None: 0, "read": 1, "write": 2, "admin": 3}

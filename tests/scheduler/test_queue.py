@@ -9,7 +9,7 @@ import pytest
 
 from memkern.errors import InvalidInputError, NotFoundError
 from memkern.models import CubeInfo
-from memkern.scheduler.models import JobStatus
+from memkern.models import JobStatus
 from memkern.scheduler.queue import queue_for
 
 

@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient
 
 from memkern import MemOS
 from memkern.errors import StoreError
-from memkern.governance.models import User
+from memkern.models import User
 from memkern.server import ACTOR_HEADER, create_app, current_actor
 
 from . import live_server

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from memkern.errors import ConflictError, NotFoundError
-from memkern.governance.models import ApiKey, AuditEntry, AuditResult, Grant, Permission, Role, User
+from memkern.models import ApiKey, AuditEntry, AuditResult, Grant, Permission, Role, User
 from memkern.models import CubeInfo, Filters, MemoryItem, utcnow
 
 DIM = 4

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from memkern.models import MemoryKind
+from memkern.models.memory import MemoryKind
 
 
 class JobStatus(str, Enum):

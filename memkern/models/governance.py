@@ -1,17 +1,12 @@
-"""Records of the governance layer: users, API keys, grants, audit entries, cube policies.
-
-Plain Pydantic models, importable by the store without importing the rest of memkern.
-"""
+"""Records of governance: users, API keys, grants, audit entries, retention reports."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field
 
-from memkern.models import utcnow
+from memkern.models.memory import utcnow
 
 
 class Role(str, Enum):
@@ -93,29 +88,6 @@ class AuditEntry(BaseModel):
     item_ids: list[str] = Field(default_factory=list)
     result: AuditResult = AuditResult.ALLOWED
     detail: str | None = None
-
-
-class CubePolicy(BaseModel):
-    """The governance policy a cube carries in its metadata (top-level keys)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    #: Archive active memories not accessed (or written) for this many days.
-    archive_after_days: float | None = Field(default=None, gt=0)
-    #: Delete memories not accessed (or written) for this many days.
-    forget_after_days: float | None = Field(default=None, gt=0)
-    #: Replace detected PII by placeholders before storing.
-    redact_pii: bool = False
-    #: Quarantine memories that carry instructions aimed at the model (default on).
-    guard: bool = True
-
-    @classmethod
-    def of(cls, metadata: dict[str, Any]) -> CubePolicy:
-        known = {k: v for k, v in metadata.items() if k in cls.model_fields}
-        try:
-            return cls.model_validate(known)
-        except Exception:  # a malformed policy written by hand: the safe defaults
-            return cls()
 
 
 class RetentionReport(BaseModel):

@@ -1,0 +1,49 @@
+"""Typed records that cross memkern's boundaries: memories, cubes, results, governance, jobs.
+
+Plain Pydantic models with no behaviour beyond their own validation, importable by every
+layer (the store included) without importing anything else of memkern.
+"""
+
+from memkern.models.cube import CubeInfo, CubePolicy
+from memkern.models.governance import (
+    ApiKey,
+    AuditEntry,
+    AuditResult,
+    Grant,
+    Permission,
+    RetentionReport,
+    Role,
+    User,
+)
+from memkern.models.jobs import Job, JobStatus, SchedulerPolicy, SchedulerStatus, epoch_to_dt
+from memkern.models.memory import (
+    MAX_TEXT_CHARS,
+    Filters,
+    Hit,
+    LifecycleState,
+    MemoryItem,
+    MemoryKind,
+    Message,
+    Operation,
+    Provenance,
+    ScoreParts,
+    as_utc,
+    parse_version_id,
+    utcnow,
+)
+from memkern.models.results import (
+    AddResult,
+    ChatAnswer,
+    ChatUsage,
+    ExtractionBatch,
+    ExtractionReport,
+    UpdateDecision,
+)
+
+__all__ = [
+    "MAX_TEXT_CHARS", "AddResult", "ApiKey", "AuditEntry", "AuditResult", "ChatAnswer", "ChatUsage", "CubeInfo",
+    "CubePolicy", "ExtractionBatch", "ExtractionReport", "Filters", "Grant", "Hit", "Job", "JobStatus",
+    "LifecycleState", "MemoryItem", "MemoryKind", "Message", "Operation", "Permission", "Provenance",
+    "RetentionReport", "Role", "SchedulerPolicy", "SchedulerStatus", "ScoreParts", "UpdateDecision", "User",
+    "as_utc", "epoch_to_dt", "parse_version_id", "utcnow",
+]

@@ -1,0 +1,104 @@
+"""What operations return: add and extraction reports, update decisions, answers, pages."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from memkern.models.memory import Hit, MemoryItem
+
+
+class ExtractionBatch(BaseModel):
+    """What happened to one window of turns sent to the LLM for extraction."""
+
+    #: ``ok`` (valid at once), ``repaired`` (valid after stripping fences, taking the first
+    #: JSON object or dropping invalid items), ``retried`` (valid after one retry with the
+    #: validation error), ``fallback`` (no usable answer: the turns stay, no facts derived).
+    status: str = "ok"
+    turns: int = 0
+    llm_calls: int = 0
+    facts_proposed: int = 0
+    facts_accepted: int = 0
+    facts_rejected: int = 0
+    error: str | None = None
+
+
+class ExtractionReport(BaseModel):
+    """What LLM extraction did during one ``add``: per window and in total.
+
+    ``status`` is the worst status of any window (ok < repaired < retried < fallback).
+    Extraction never decides whether the turns are stored: they are stored before it runs.
+    """
+
+    status: str = "ok"
+    model: str | None = None
+    turns: int = 0
+    llm_calls: int = 0
+    facts_proposed: int = 0
+    facts_accepted: int = 0
+    facts_rejected: int = 0
+    #: Why facts were rejected or items dropped (one line each, capped).
+    rejections: list[str] = Field(default_factory=list)
+    error: str | None = None
+    batches: list[ExtractionBatch] = Field(default_factory=list)
+
+
+class UpdateDecision(BaseModel):
+    """What was done with one new fact against the memories already in the cube."""
+
+    #: ``add``, ``update`` (supersede an existing memory), ``invalidate``, ``noop``, ``quarantine`` (a
+    #: supersession held back: its message contradicts too many memories at once) or ``failed``.
+    action: str
+    #: The new fact's text (not logged in the operation log, which holds ids only).
+    fact: str
+    #: The memory written or touched: the new one (add), the superseded or invalidated one
+    #: (update, invalidate), the existing duplicate (noop).
+    memory_id: str | None = None
+    #: The existing memory the decision was about, if any.
+    target_id: str | None = None
+    reason: str = ""
+    #: ``"llm:<model>"`` or ``"rules"``.
+    decided_by: str = "rules"
+    #: Anything unusual: a hallucinated target handle, a failed call that fell back to rules.
+    note: str | None = None
+
+
+class AddResult(BaseModel):
+    """What ``add`` did: the memories written, and the inputs that were already stored."""
+
+    added: list[MemoryItem] = Field(default_factory=list)
+    #: Ids of existing memories that the input duplicated (nothing new was written for them).
+    duplicates: list[str] = Field(default_factory=list)
+    #: New versions written when a new fact superseded or invalidated an existing memory.
+    updated: list[MemoryItem] = Field(default_factory=list)
+    #: What LLM extraction did, when it ran (``None``: no LLM, or ``infer=False``).
+    extraction: ExtractionReport | None = None
+    #: One decision per new fact (extracted, or given as ``text`` of kind fact/event/preference).
+    decisions: list[UpdateDecision] = Field(default_factory=list)
+    #: Ids of jobs queued for later (``add(..., background=True)``: extraction runs in the scheduler).
+    jobs: list[str] = Field(default_factory=list)
+
+
+class ChatUsage(BaseModel):
+    """What one ``chat`` call cost: LLM calls and tokens (0 calls when nothing was asked)."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    #: True when the answer came from the LLM call cache.
+    cached: bool = False
+
+
+class ChatAnswer(BaseModel):
+    """An answer from memory: the text, the memories it was given, the model and what it cost."""
+
+    query: str
+    answer: str
+    #: The retrieved memories put in the prompt, best first (the prompt lists them oldest first).
+    hits: list[Hit] = Field(default_factory=list)
+    model: str
+    usage: ChatUsage = Field(default_factory=ChatUsage)
+    #: sha256 of the answer prompt template (the instructions, not the memories).
+    prompt_sha256: str | None = None
+    #: With ``write_back``: the session the exchange was stored in, and the two turn memories written.
+    session_id: str | None = None
+    stored: list[MemoryItem] = Field(default_factory=list)
