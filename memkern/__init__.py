@@ -1,42 +1,75 @@
 """memkern: a memory operating system for LLMs and agents.
 
 The public API is what this module exports; everything else may change between
-releases.
+releases. ``MemOS`` and ``MemCube`` are the Python surface of the operation table
+(``memkern.api.table``); ``memkern.client.MemkernClient`` is the same surface over HTTP.
 """
 
-from memkern.cube.cube import MemCube
 from memkern.errors import (
     AuthenticationError,
     ConflictError,
     CubeFileError,
     EmbedderError,
     InvalidInputError,
+    LLMError,
+    LLMNotConfiguredError,
+    LLMOutputError,
+    LLMUnavailableError,
     MemkernError,
     NotFoundError,
+    PayloadTooLargeError,
     PermissionDeniedError,
     StoreError,
 )
 from memkern.models import (
+    ActivationReport,
+    AdapterReport,
     AddResult,
+    ApiKeyInfo,
+    AuditEntry,
+    AuditResult,
+    ChatAnswer,
+    ChatUsage,
+    ComposeReport,
+    CubeFile,
     CubeInfo,
+    CubePolicy,
+    Deleted,
+    ExtractionReport,
     Filters,
+    FuseReport,
+    Grant,
     Hit,
+    Job,
+    JobStatus,
     LifecycleState,
     MemoryItem,
     MemoryKind,
+    MemoryPage,
     Message,
+    MigrateResult,
     Operation,
+    ParametricAnswer,
+    Permission,
     Provenance,
+    RetentionReport,
+    Role,
+    SchedulerStatus,
     ScoreParts,
+    UpdateDecision,
+    User,
 )
-from memkern.mos import MemOS
+from memkern.mos import MemCube, MemOS
 from memkern.retrieval.config import RECIPES, SearchConfig
-
-__version__ = "0.1.0"
+from memkern.version import __version__
 
 __all__ = [
-    "RECIPES", "AddResult", "AuthenticationError", "PermissionDeniedError", "ConflictError", "CubeFileError", "CubeInfo", "EmbedderError", "Filters", "Hit",
-    "InvalidInputError", "LifecycleState", "MemCube", "MemOS", "MemkernError", "MemoryItem", "MemoryKind",
-    "Message", "NotFoundError", "Operation", "Provenance", "ScoreParts", "SearchConfig", "StoreError",
-    "__version__",
+    "RECIPES", "ActivationReport", "AdapterReport", "AddResult", "ApiKeyInfo", "AuditEntry", "AuditResult",
+    "AuthenticationError", "ChatAnswer", "ChatUsage", "ComposeReport", "ConflictError", "CubeFile", "CubeFileError",
+    "CubeInfo", "CubePolicy", "Deleted", "EmbedderError", "ExtractionReport", "Filters", "FuseReport", "Grant", "Hit",
+    "InvalidInputError", "Job", "JobStatus", "LLMError", "LLMNotConfiguredError", "LLMOutputError",
+    "LLMUnavailableError", "LifecycleState", "MemCube", "MemOS", "MemkernError", "MemoryItem", "MemoryKind",
+    "MemoryPage", "Message", "MigrateResult", "NotFoundError", "Operation", "ParametricAnswer", "PayloadTooLargeError",
+    "Permission", "PermissionDeniedError", "Provenance", "RetentionReport", "Role", "SchedulerStatus", "ScoreParts",
+    "SearchConfig", "StoreError", "UpdateDecision", "User", "__version__",
 ]

@@ -1,45 +1,40 @@
-"""MemOS: the entry point that owns a store, an embedder and the cubes in them.
+"""MemOS: the entry point that owns a kernel (store, embedder, LLM) and opens cubes in it.
 
 ``MemOS()`` with no arguments is the embedded default: one SQLite file under
 ``~/.memkern`` (or ``$MEMKERN_HOME``) and the bundled offline embedder. Nothing here
 needs a server, an LLM or the network.
+
+``MemOS`` and ``MemCube`` only bind the Python methods (``memkern.api.methods``) to the
+dispatcher: every call goes through ``Dispatcher.call``, which validates, checks the
+caller's permissions, runs the operation (``memkern.ops``) and audits it.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
-from uuid import uuid4
 
-import numpy as np
-
-from memkern.cube.cube import MemCube, check_name, check_optional_text
+from memkern.api.dispatch import Dispatcher
+from memkern.api.methods import CubeMethods, StoreMethods
 from memkern.embed import Embedder, default_embedder
-from memkern.errors import EmbedderError, InvalidInputError
+from memkern.errors import InvalidInputError, PermissionDeniedError
 from memkern.files import memkern_home
-from memkern.governance.api import GovernanceMixin
-from memkern.lifecycle.access import AccessRecorder
+from memkern.kernel import Kernel
 from memkern.llm import llm_from_env
-from memkern.models import AddResult, CubeInfo, MemoryItem
-from memkern.retrieval.index import IndexCache
+from memkern.models import AuditEntry, AuditResult, CubeInfo, User
+from memkern.ops.governance import authenticate
+from memkern.scheduler import Scheduler
 from memkern.store import STORE_ENV, open_store
 from memkern.store.base import Store
 from memkern.store.sqlite import SQLiteStore
 
 if TYPE_CHECKING:
-    from memkern.cube.operations import ComposeReport, FuseReport
     from memkern.llm.base import LLM
-    from memkern.scheduler import Scheduler
 
 #: Default of ``MemOS(llm=...)``: the model ``MEMKERN_LLM`` asks for, if any.
 _FROM_ENV: Any = object()
-
-
-#: Largest number of texts embedded in one call while adding.
-_EMBED_BATCH = 512
 
 
 def default_path() -> Path:
@@ -55,15 +50,31 @@ def _default_store(path: str | Path | None) -> Store:
     return open_store(url) if url else SQLiteStore(default_path())
 
 
-class MemOS(GovernanceMixin):
-    """The memory operating system: create, open, load and delete cubes.
+class MemCube(CubeMethods):
+    """A handle on one cube: its record (``info``) and the operations on it, run as the
+    session's user. Obtain one from ``MemOS.create_cube``, ``get_cube`` or ``load_cube``."""
 
-    Give ``path`` for another SQLite file, or ``store`` for another back end (without
-    either, ``$MEMKERN_STORE`` may name one: a path or URL, see ``memkern.store.open_store``); give
-    ``embedder`` to use another embedding model (the cube records which one built its
-    vectors and refuses a different one). ``llm`` is the model for fact extraction and
-    update decisions; by default the one ``MEMKERN_LLM`` names (none if unset), ``None``
-    for none. It is never needed to store or retrieve.
+    def __init__(self, session: MemOS, info: CubeInfo) -> None:
+        self.session = session
+        self.info = info
+
+    def _call(self, name: str, args: dict[str, Any]) -> Any:
+        return self.session._call(name, args)
+
+
+class MemOS(StoreMethods):
+    """The memory operating system: cubes, users, grants, audit and the scheduler of one store.
+
+    Give ``path`` for another SQLite file, or ``store`` for another back end (without either,
+    ``$MEMKERN_STORE`` may name one: a path or URL, see ``memkern.store.open_store``); give
+    ``embedder`` to use another embedding model (a cube records which one built its vectors
+    and refuses a different one). ``llm`` is the model for fact extraction, update decisions
+    and chat; by default the one ``MEMKERN_LLM`` names (none if unset), ``None`` for none. It
+    is never needed to store or retrieve.
+
+    A plain ``MemOS`` is the embedded single-user default: nothing is checked or audited.
+    ``as_user(key_or_user)`` gives a view acting as one user, where every call is checked
+    against the user's role and grants and audited.
     """
 
     def __init__(self, path: str | Path | None = None, *, store: Store | None = None,
@@ -73,21 +84,90 @@ class MemOS(GovernanceMixin):
         if llm is not _FROM_ENV and llm is not None and not callable(getattr(llm, "complete", None)):
             raise InvalidInputError(f"llm must have a complete() method (memkern.llm.LLM), not {type(llm).__name__}")
         resolved_llm = llm_from_env() if llm is _FROM_ENV else llm
-        self._store: Store = store if store is not None else _default_store(path)
-        self.embedder: Embedder = embedder if embedder is not None else default_embedder()
-        #: The model used for extraction and update decisions; ``None``: zero-LLM (rules only).
-        self.llm: LLM | None = resolved_llm
-        self._indexes = IndexCache(self._store)
-        #: Reads of search/get, counted in memory and written in batches (memkern.lifecycle.access).
-        self._access = AccessRecorder(self._store)
+        self.kernel = Kernel(store if store is not None else _default_store(path),
+                             embedder if embedder is not None else default_embedder(), resolved_llm)
+        self.dispatcher = Dispatcher(self.kernel)
+        self._user: User | None = None
+        #: The MemOS that built the kernel: it closes it and holds the scheduler; views share both.
+        self._root: MemOS = self
+        self._scheduler: Scheduler | None = None
+
+    # -- what it runs on ---------------------------------------------------------------------------
+    @property
+    def store(self) -> Store:
+        return self.kernel.store
+
+    @property
+    def embedder(self) -> Embedder:
+        return self.kernel.embedder
+
+    @property
+    def llm(self) -> LLM | None:
+        """The model used for extraction, decisions and chat; ``None``: zero-LLM (rules only)."""
+        return self.kernel.llm
+
+    @llm.setter
+    def llm(self, llm: LLM | None) -> None:
+        """Switch the model for every later call of this MemOS and its views (``None``: zero-LLM)."""
+        self.kernel.llm = llm
+
+    @property
+    def user(self) -> User | None:
+        """The user this MemOS acts as (``None``: the embedded single-user default)."""
+        return self._user
+
+    # -- the binding -------------------------------------------------------------------------------
+    def _call(self, name: str, args: dict[str, Any]) -> Any:
+        return self.dispatcher.call(self._user, name, args)
+
+    def _handle(self, info: CubeInfo) -> MemCube:
+        return MemCube(self, info)
+
+    # -- identity ----------------------------------------------------------------------------------
+    def authenticate(self, key: str) -> User:
+        """The user an API key belongs to; ``AuthenticationError`` if it is malformed, unknown or
+        revoked (the message never repeats the key)."""
+        return authenticate(self.kernel, key)
+
+    def as_user(self, user_or_key: User | str) -> MemOS:
+        """A view of this MemOS acting as a user: every operation is checked and audited.
+
+        Give an API key (``create_api_key``), or a ``User`` (trusted in-process callers; a
+        view acting as a non-admin may only give itself). The view shares the kernel;
+        closing it does not close the store.
+        """
+        if isinstance(user_or_key, User):
+            user = self.kernel.store.get_user(user_or_key.id)
+            if self._user is not None and not self._user.is_admin and self._user.id != user.id:
+                self.kernel.audit(AuditEntry(user_id=self._user.id, operation="as_user", item_ids=[user.id],
+                                             result=AuditResult.DENIED, detail="PermissionDeniedError"))
+                raise PermissionDeniedError(f"user {self._user.id!r} may not act as user {user.id!r}")
+        elif isinstance(user_or_key, str):
+            user = self.authenticate(user_or_key)
+        else:
+            raise InvalidInputError(f"as_user takes a User or an API key, not {type(user_or_key).__name__}")
+        view = object.__new__(MemOS)
+        view.kernel, view.dispatcher, view._user, view._root = self.kernel, self.dispatcher, user, self._root
+        view._scheduler = None
+        return view
+
+    # -- the scheduler -----------------------------------------------------------------------------
+    @property
+    def scheduler(self) -> Scheduler:
+        """The memory scheduler of this store, running jobs as the users who queued them
+        (created on first use; see docs/scheduler.md)."""
+        root = self._root
+        if root._scheduler is None:
+            root._scheduler = Scheduler(self.dispatcher)
+        return root._scheduler
 
     # -- context management ------------------------------------------------------------------------
     def close(self) -> None:
-        scheduler = self.__dict__.get("_scheduler")
-        if scheduler is not None:
-            scheduler.stop()
-        self._access.flush()
-        self._store.close()
+        """Stop this MemOS's scheduler and close the store (a view from ``as_user`` closes nothing)."""
+        if self._root is self:
+            if self._scheduler is not None:
+                self._scheduler.stop()
+            self.kernel.close()
 
     def __enter__(self) -> MemOS:
         return self
@@ -95,98 +175,3 @@ class MemOS(GovernanceMixin):
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
-
-    # -- cubes -------------------------------------------------------------------------------------
-    def create_cube(self, name: str, owner: str = "default", description: str = "") -> MemCube:
-        """A new, empty cube. Names are unique within the store."""
-        check_name(name, "cube name")
-        check_name(owner, "owner")
-        description = check_optional_text(description, "description") or ""
-        if len(name) > 200:
-            raise InvalidInputError("cube name is longer than 200 characters")
-        info = CubeInfo(id=uuid4().hex, name=name, owner=owner, description=description,
-                        embedder=self.embedder.name, dim=self.embedder.dim)
-        return MemCube(self, self._store.create_cube(info))
-
-    def get_cube(self, name_or_id: str) -> MemCube:
-        """Open an existing cube by name or id; refuses one built with another embedder."""
-        info = self._store.get_cube(check_name(name_or_id, "cube name"))
-        self._check_embedder(info)
-        return MemCube(self, info)
-
-    def list_cubes(self, owner: str | None = None) -> list[CubeInfo]:
-        return self._store.list_cubes(owner)
-
-    def delete_cube(self, name_or_id: str, actor: str | None = None) -> None:
-        """Remove a cube and everything in it. Final."""
-        from memkern.memory.erasure import erase_derived
-
-        info = self._store.get_cube(check_name(name_or_id, "cube name"))
-        erase_derived(self._store, info.id)
-        self._store.delete_cube(info.id, check_optional_text(actor, "actor"))
-        self._indexes.forget(info.id)
-
-    def load_cube(self, path: str | Path, name: str | None = None, owner: str | None = None) -> MemCube:
-        """Load a cube file written by ``MemCube.dump``; verifies it whole before writing anything."""
-        from memkern.cube.portable import load_cube
-
-        info = load_cube(self._store, self.embedder, Path(path), name=name, owner=owner)
-        return MemCube(self, info)
-
-    # -- scheduler and cube operations (memkern.scheduler, memkern.cube.operations) ----------------
-    @property
-    def scheduler(self) -> Scheduler:
-        """The memory scheduler of this store (created on first use; see docs/scheduler.md)."""
-        found = self.__dict__.get("_scheduler")
-        if found is None:
-            from memkern.scheduler import Scheduler
-
-            found = self.__dict__.setdefault("_scheduler", Scheduler(self))
-        return found
-
-    def compose_cubes(self, a: Any, b: Any, name: str, *, owner: str | None = None, description: str = "",
-                      actor: str | None = None) -> ComposeReport:
-        """A new cube with every version of cubes ``a`` and ``b``, their origin in metadata."""
-        from memkern.cube.operations import compose
-
-        return compose(self, a, b, name, owner=owner, description=description, actor=actor)
-
-    def fuse_duplicates(self, cubes: Sequence[Any], *, cosine: float = 0.95, actor: str | None = None,
-                        reason: str = "duplicate") -> FuseReport:
-        """Fuse memories that say the same thing across ``cubes``: one survivor with merged
-        provenance, the others archived with a reason naming it."""
-        from memkern.cube.operations import fuse_duplicates
-
-        return fuse_duplicates(self, cubes, cosine=cosine, actor=actor, reason=reason)
-
-    # -- internals used by MemCube -----------------------------------------------------------------
-    def _check_embedder(self, info: CubeInfo) -> None:
-        if info.embedder != self.embedder.name or info.dim != self.embedder.dim:
-            raise EmbedderError(
-                f"cube {info.name!r} was built with embedder {info.embedder!r} ({info.dim} dimensions) but "
-                f"this MemOS uses {self.embedder.name!r} ({self.embedder.dim} dimensions); open it with "
-                "the same embedder, or dump it and load the file here to re-embed it"
-            )
-
-    def _embed(self, texts: Sequence[str]) -> np.ndarray:
-        chunks = [self.embedder.embed(texts[i:i + _EMBED_BATCH]) for i in range(0, len(texts), _EMBED_BATCH)]
-        vectors = np.concatenate(chunks) if chunks else np.zeros((0, self.embedder.dim), dtype=np.float32)
-        if vectors.shape != (len(texts), self.embedder.dim):
-            raise EmbedderError(
-                f"embedder {self.embedder.name!r} returned vectors of shape {vectors.shape}, "
-                f"expected ({len(texts)}, {self.embedder.dim})"
-            )
-        return vectors.astype(np.float32, copy=False)
-
-    def _write_items(self, info: CubeInfo, items: list[MemoryItem], actor: str | None) -> AddResult:
-        self._check_embedder(info)
-        items = self._governed_items(info, items)  # PII tags/redaction, quarantine (memkern.governance)
-        vectors = self._embed([item.text for item in items])
-        outcome = self._store.add_memories(info.id, items, vectors, actor)
-        return AddResult(added=outcome.added, duplicates=list(outcome.duplicates.values()))
-
-    def _update_item(self, info: CubeInfo, item: MemoryItem, expected_version: int) -> MemoryItem:
-        self._check_embedder(info)
-        item = self._governed_items(info, [item])[0]  # PII tags/redaction, quarantine (memkern.governance)
-        vector = self._embed([item.text])[0]
-        return self._store.update_memory(info.id, item, vector, expected_version)

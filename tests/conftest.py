@@ -29,3 +29,11 @@ def mos(tmp_path, embedder):
         yield memos
     finally:
         memos.close()
+
+
+def ctx_of(cube):
+    """The operation context of a cube handle, for tests that call ``memkern.ops`` functions directly
+    (as the embedded default: no user, nothing checked)."""
+    from memkern.ops.context import OpContext
+
+    return OpContext(cube.session.kernel, None, cube.info, None)

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from _local_model import needs_local_model
 
+from conftest import ctx_of
+
 from memkern import MemOS
 from memkern.errors import CubeFileError, InvalidInputError, LLMError
 from memkern.llm import local
@@ -58,7 +60,7 @@ def cube(mos):
 
 
 def _build(cube, engine=None, **kwargs):
-    return activation.build(cube, engine or FakeEngine(), max_tokens=kwargs.pop("max_tokens", 2000), **kwargs)
+    return activation.build(ctx_of(cube), engine or FakeEngine(), max_tokens=kwargs.pop("max_tokens", 2000), **kwargs)
 
 
 def _ids(manifest):
@@ -68,15 +70,15 @@ def _ids(manifest):
 def test_build_records_the_block_and_is_fresh(cube):
     manifest = _build(cube)
     assert len(manifest.versions) == 3 and manifest.model.gguf_sha256 == local.MODEL_SHA256
-    found = activation.status(cube)
-    assert found.fresh and found.directory == Path(cube._mos._store.path).resolve().parent / "activation" / cube.id
+    found = activation.status(ctx_of(cube))
+    assert found.fresh and found.directory == Path(cube.session.store.path).resolve().parent / "activation" / cube.id
     kv_path, prefix = activation.verify_files(found.directory, manifest)
     assert hashlib.sha256(prefix.encode()).hexdigest() == manifest.prefix_sha256
     assert "Alice lives in Paris." in prefix and prefix.endswith("<|im_end|>\n")
     # the profile (facts) comes first, then the other memories
     assert prefix.index("Alice lives in Paris.") < prefix.index("Miso")
     engine = FakeEngine()
-    result = activation.answer_with_activation(cube, None, "Where does Alice live?", [], max_tokens=8,
+    result = activation.answer_with_activation(ctx_of(cube), None, "Where does Alice live?", [], max_tokens=8,
                                                required=True, engine=engine)
     assert result.answer == "Paris"
     prompt, kv_file = engine.calls[0]
@@ -91,19 +93,19 @@ def test_a_changed_memory_makes_it_stale_never_served_and_rebuilt(cube, change):
         cube.update(target.id, "Alice lives in Lyon.")
     else:
         getattr(cube, change)(target.id)
-    found = activation.status(cube)
+    found = activation.status(ctx_of(cube))
     assert found.state == "stale" and found.reasons[0].startswith(f"{target.id}@v1")
     engine = FakeEngine()
-    assert activation.answer_with_activation(cube, None, "q?", [], max_tokens=8, required=False,
+    assert activation.answer_with_activation(ctx_of(cube), None, "q?", [], max_tokens=8, required=False,
                                              engine=engine) is None
     with pytest.raises(InvalidInputError, match="no fresh activation"):
-        activation.answer_with_activation(cube, None, "q?", [], max_tokens=8, required=True, engine=engine)
+        activation.answer_with_activation(ctx_of(cube), None, "q?", [], max_tokens=8, required=True, engine=engine)
     assert engine.calls == []  # never served stale
     rebuilt = _build(cube)
-    assert activation.status(cube).fresh
+    assert activation.status(ctx_of(cube)).fresh
     if change == "update":
         assert f"{target.id}@v2" in rebuilt.versions
-        assert "Lyon" in activation.verify_files(activation.status(cube).directory, rebuilt)[1]
+        assert "Lyon" in activation.verify_files(activation.status(ctx_of(cube)).directory, rebuilt)[1]
     else:
         assert target.id not in _ids(rebuilt)
 
@@ -111,7 +113,7 @@ def test_a_changed_memory_makes_it_stale_never_served_and_rebuilt(cube, change):
 def test_a_metadata_only_change_re_points_the_activation_without_re_reading(cube):
     """The scheduler marks promoted memories ``activated`` (a new version, same text): the block
     the model would read is byte for byte the same, so its KV state is kept, not recomputed."""
-    from memkern.lifecycle import transitions
+    from memkern.ops import lifecycle
 
     class CountingEngine(FakeEngine):
         fills = 0
@@ -122,10 +124,10 @@ def test_a_metadata_only_change_re_points_the_activation_without_re_reading(cube
 
     first = _build(cube, CountingEngine())
     target = next(m for m in cube.get_all() if "Paris" in m.text)
-    transitions.mark(cube, target.id, transitions.ACTIVATED, "promote job test")
-    assert activation.status(cube).state == "stale"  # the listed version is no longer current
+    lifecycle.mark(ctx_of(cube), target.id, lifecycle.ACTIVATED, "promote job test")
+    assert activation.status(ctx_of(cube)).state == "stale"  # the listed version is no longer current
     again = _build(cube, CountingEngine())
-    assert CountingEngine.fills == 1 and activation.status(cube).fresh
+    assert CountingEngine.fills == 1 and activation.status(ctx_of(cube)).fresh
     assert again.kv_file == first.kv_file and f"{target.id}@v2" in again.versions
     cube.update(target.id, "Alice lives in Lyon.")  # the text changed: the model must read it
     _build(cube, CountingEngine())
@@ -134,20 +136,20 @@ def test_a_metadata_only_change_re_points_the_activation_without_re_reading(cube
 
 def test_deleting_a_memory_erases_the_activation_built_from_it(cube):
     manifest = _build(cube)
-    directory = activation.status(cube).directory
+    directory = activation.status(ctx_of(cube)).directory
     assert directory.is_dir()
     other = cube.add(text="Alice cycles to work.", kind="fact", infer=False).added[0]
     cube.delete(other.id)  # not in the block: the activation stays
-    assert activation.status(cube).fresh
+    assert activation.status(ctx_of(cube)).fresh
     target = next(m for m in cube.get_all() if "Paris" in m.text)
     assert target.id in _ids(manifest)
     cube.delete(target.id)  # the prefix file held its text verbatim: it must go, not just go stale
-    assert not directory.exists() and activation.status(cube).state == "missing"
+    assert not directory.exists() and activation.status(ctx_of(cube)).state == "missing"
 
 
 def test_deleting_a_cube_erases_its_activation(mos, cube):
     _build(cube)
-    directory = activation.status(cube).directory
+    directory = activation.status(ctx_of(cube)).directory
     mos.delete_cube(cube.name)
     assert not directory.exists()
 
@@ -162,23 +164,27 @@ def test_chat_uses_activation_only_with_the_local_model(cube):
             return LLMResponse(text="plain", model="echo")
 
     _build(cube)
-    assert cube.chat("Where does Alice live?", llm=Echo()).answer == "plain"  # auto: not the local model
-    with pytest.raises(InvalidInputError, match="needs the local model"):
-        cube.chat("Where does Alice live?", llm=Echo(), use_activation=True)
+    cube.session.llm = Echo()
+    try:
+        assert cube.chat("Where does Alice live?").answer == "plain"  # auto: not the local model
+        with pytest.raises(InvalidInputError, match="needs the local model"):
+            cube.chat("Where does Alice live?", use_activation=True)
+    finally:
+        cube.session.llm = None
 
 
 def test_a_tampered_kv_file_on_disk_is_never_restored(cube):
     manifest = _build(cube)
-    directory = activation.status(cube).directory
+    directory = activation.status(ctx_of(cube)).directory
     kv = directory / manifest.kv_file.name
     data = bytearray(kv.read_bytes())
     data[-1] ^= 0xFF
     kv.write_bytes(bytes(data))
     engine = FakeEngine()
     with pytest.raises(LLMError, match="does not match its manifest"):
-        activation.answer_with_activation(cube, None, "q?", [], max_tokens=8, required=True, engine=engine)
+        activation.answer_with_activation(ctx_of(cube), None, "q?", [], max_tokens=8, required=True, engine=engine)
     # automatic use falls back to a plain answer instead
-    assert activation.answer_with_activation(cube, None, "q?", [], max_tokens=8, required=False,
+    assert activation.answer_with_activation(ctx_of(cube), None, "q?", [], max_tokens=8, required=False,
                                              engine=engine) is None
     assert engine.calls == []
 
@@ -204,7 +210,7 @@ def _write(path: Path, members: dict[str, bytes], fix_checksums: bool = True) ->
 @pytest.fixture
 def dumped(cube, tmp_path):
     _build(cube)
-    return cube.dump(tmp_path / "alice.mkcube")
+    return Path(cube.dump(tmp_path / "alice.mkcube").path)
 
 
 def test_dump_and_load_carry_a_fresh_activation(dumped, tmp_path, embedder):
@@ -214,7 +220,7 @@ def test_dump_and_load_carry_a_fresh_activation(dumped, tmp_path, embedder):
     assert {entry["kv"], entry["manifest"], entry["prefix"]} <= set(manifest["files"])
     with MemOS(tmp_path / "other" / "m.db", embedder=embedder, llm=None) as other:
         loaded = other.load_cube(dumped, name="copy")
-        found = activation.status(loaded)
+        found = activation.status(ctx_of(loaded))
         assert found.fresh and found.manifest.cube_id == loaded.id
         activation.verify_files(found.directory, found.manifest)
 
@@ -222,7 +228,7 @@ def test_dump_and_load_carry_a_fresh_activation(dumped, tmp_path, embedder):
 def test_a_stale_activation_is_not_dumped(cube, tmp_path):
     _build(cube)
     cube.update(cube.get_all()[0].id, "Alice lives in Lyon.")
-    members = _members(cube.dump(tmp_path / "stale.mkcube"))
+    members = _members(Path(cube.dump(tmp_path / "stale.mkcube").path))
     assert json.loads(members["manifest.json"])["memory"]["activation"] == []
     assert not any(name.startswith("activation/") for name in members)
 
@@ -243,8 +249,8 @@ def test_a_tampered_kv_in_a_cube_file_is_refused(dumped, tmp_path, embedder):
 
 
 def test_a_kv_cache_from_another_model_is_refused(cube, tmp_path, embedder):
-    activation.build(cube, FakeEngine(gguf_sha256=OTHER_SHA), max_tokens=2000)
-    path = cube.dump(tmp_path / "other-model.mkcube")
+    activation.build(ctx_of(cube), FakeEngine(gguf_sha256=OTHER_SHA), max_tokens=2000)
+    path = Path(cube.dump(tmp_path / "other-model.mkcube").path)
     with MemOS(tmp_path / "o2.db", embedder=embedder, llm=None) as other:
         with pytest.raises(CubeFileError, match="built for another model"):
             other.load_cube(path)
@@ -255,7 +261,7 @@ def test_the_block_fits_the_token_budget_and_prefers_hot_memories(cube):
     for n in range(30):
         cube.add(text=f"Note number {n} about the garden and its many plants.", kind="summary", infer=False)
     engine = FakeEngine()
-    small = activation.build(cube, engine, max_tokens=len(engine.tokenize(activation.render_prefix("Alice", []))) + 40)
+    small = activation.build(ctx_of(cube), engine, max_tokens=len(engine.tokenize(activation.render_prefix("Alice", []))) + 40)
     assert 0 < len(small.versions) < 33 and small.n_tokens <= 40 + len(engine.tokenize(
         activation.render_prefix("Alice", [])))
     hot = next(m for m in cube.get_all() if m.kind is MemoryKind.TURN)
@@ -273,9 +279,9 @@ def test_restored_kv_gives_the_same_greedy_tokens_as_reading_from_scratch(tmp_pa
         cube = mos.create_cube("alice", owner="Alice")
         cube.add(text="Alice lives in Paris, near the Canal Saint-Martin.", kind="fact", infer=False)
         cube.add(text="Alice works as a data analyst at a bank.", kind="fact", infer=False)
-        manifest = activation.build(cube, engine, max_tokens=400)
+        manifest = activation.build(ctx_of(cube), engine, max_tokens=400)
         assert manifest.kv.state_version > 0 and manifest.n_tokens <= 400
-        found = activation.status(cube)
+        found = activation.status(ctx_of(cube))
         kv_path, prefix = activation.verify_files(found.directory, manifest)
         prompt = prefix + activation.question_suffix("Where does Alice live?", [], len(manifest.versions) + 1)
         scratch = engine.generate(prompt, kv_file=None, max_tokens=12)
@@ -296,14 +302,14 @@ def test_cli_status_drop_and_build_without_the_local_model(cube, monkeypatch):
     from memkern.cli.main import app
 
     monkeypatch.delenv("MEMKERN_LLM", raising=False)
-    db = str(cube._mos._store.path)
+    db = str(cube.session.store.path)
     _build(cube)
     runner = CliRunner()
     shown = runner.invoke(app, ["--db", db, "--json", "activation", "status", cube.name])
     assert shown.exit_code == 0 and json.loads(shown.output)["state"] == "fresh"
     built = runner.invoke(app, ["--db", db, "activation", "build", cube.name])
-    assert built.exit_code != 0 and "needs the local model (MEMKERN_LLM=local)" in built.output
+    assert built.exit_code != 0 and "needs the local model (MEMKERN_LLM=local" in built.output
     dropped = runner.invoke(app, ["--db", db, "activation", "drop", cube.name])
     assert dropped.exit_code == 0 and "removed the activation" in dropped.output
-    assert activation.status(cube).state == "missing"
-    assert cube._mos.audit(cube=cube.name)[0].operation == "drop_activation"  # newest first
+    assert activation.status(ctx_of(cube)).state == "missing"
+    assert cube.session.audit(cube=cube.name)[0].operation == "drop_activation"  # newest first

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from memkern import MemOS
-from memkern.cube.operations import migrate
 from memkern.models import LifecycleState
 
 
@@ -52,10 +51,10 @@ def test_fuse_duplicates_across_cubes_merges_provenance_and_archives_with_reason
 def test_migrate_turn_to_fact_and_fact_to_activation(mos: MemOS):
     cube = mos.create_cube("c")
     turn = cube.add([{"role": "user", "content": "I am vegetarian", "id": "t1"}], session_id="s").added[0]
-    moved = migrate(cube, turn.id, "preference", reason="a lasting preference", text="The user is vegetarian")
+    moved = cube.migrate(turn.id, "preference", reason="a lasting preference", text="The user is vegetarian")
     assert moved.created.kind.value == "preference" and moved.created.provenance.message_ids == ["t1"]
     assert moved.created.metadata["migrated_from"] == f"{turn.id}@v1"
     assert cube.get(turn.id).metadata["migrated_to"] == moved.created.id
-    asked = migrate(cube, moved.created.id, "activation", reason="always relevant")
+    asked = cube.migrate(moved.created.id, "activation", reason="always relevant")
     assert "activation_requested" in asked.memory.metadata["lifecycle"]
     assert mos.scheduler.get(asked.job_id).type == "promote"

@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 from _local_model import training_installed
 
+from conftest import ctx_of
+
 from memkern.errors import CubeFileError
 from memkern.memory import parametric as pm
 from memkern.models import MemoryItem
@@ -57,7 +59,7 @@ def _fake_adapter(cube, rank=2) -> pm.AdapterInfo:
             tensors[f"{prefix}.lora_A.weight"] = rng.standard_normal((rank, fan_in), dtype=np.float32)
             tensors[f"{prefix}.lora_B.weight"] = np.zeros((fan_out, rank), dtype=np.float32)
     data = save(tensors, metadata={"format": pm.FORMAT_NAME})
-    memories = pm.select_memories(cube, 64)
+    memories = pm.select_memories(ctx_of(cube), 64)
     adapter_id = "ab" * 16
     directory = pm.parametric_home() / cube.id / adapter_id
     info = pm.AdapterInfo(
@@ -68,7 +70,7 @@ def _fake_adapter(cube, rank=2) -> pm.AdapterInfo:
             for m in memories for p in pm.make_qa(m)],
         metrics={}, adapter_sha256=hashlib.sha256(data).hexdigest(), adapter_size=len(data))
     pm._write_adapter(directory, data, info)
-    pm._attach(cube, info)
+    pm._attach(ctx_of(cube), info)
     return info
 
 
@@ -111,10 +113,10 @@ def test_text_fitting_no_pattern_still_gets_a_cloze_pair():
 def test_selects_facts_and_falls_back_to_turns(mos):
     cube = _cube(mos)
     cube.add([{"role": "user", "content": "Hello there, how are you?"}], infer=False)
-    assert {m.text for m in pm.select_memories(cube, 64)} == {t for t, _ in FACTS}
+    assert {m.text for m in pm.select_memories(ctx_of(cube), 64)} == {t for t, _ in FACTS}
     turns = mos.create_cube("turns-only")
     turns.add([{"role": "user", "content": "Hello there, how are you?"}], infer=False)
-    assert [m.text for m in pm.select_memories(turns, 64)] == ["user: Hello there, how are you?"]
+    assert [m.text for m in pm.select_memories(ctx_of(turns), 64)] == ["user: Hello there, how are you?"]
 
 
 # -- adapter files and cube files (no torch) --------------------------------------------------------
@@ -126,7 +128,7 @@ def test_adapter_is_referenced_verified_and_travels_in_the_cube_file(mos, tmp_pa
     checked, _ = pm.read_adapter(mos.get_cube("ilse").info)
     assert checked.sources == info.sources and checked.rank == 2
 
-    path = cube.dump(tmp_path / "ilse.cube")
+    path = Path(cube.dump(tmp_path / "ilse.cube").path)
     with zipfile.ZipFile(path) as zf:
         manifest = json.loads(zf.read("manifest.json"))
         entry, = manifest["memory"]["parametric"]
@@ -139,13 +141,13 @@ def test_adapter_is_referenced_verified_and_travels_in_the_cube_file(mos, tmp_pa
     assert Path(ref2["path"]).parent == home / "parametric" / loaded.id
     again, _ = pm.read_adapter(loaded.info)
     assert again.adapter_sha256 == info.adapter_sha256
-    assert pm.adapter_status(loaded)["stale"] is False  # the versions travel with the cube
+    assert pm.adapter_status(ctx_of(loaded)).stale is False  # the versions travel with the cube
 
 
 def test_tampered_adapter_in_a_cube_file_is_refused(mos, tmp_path):
     cube = _cube(mos)
     info = _fake_adapter(cube)
-    path = cube.dump(tmp_path / "ilse.cube")
+    path = Path(cube.dump(tmp_path / "ilse.cube").path)
     tensors = f"parametric/{info.adapter_id}/{pm.ADAPTER_FILE}"
 
     def flip(data: bytes) -> bytes:
@@ -162,7 +164,7 @@ def test_tampered_adapter_in_a_cube_file_is_refused(mos, tmp_path):
 def test_adapter_for_another_base_model_is_refused(mos, tmp_path):
     cube = _cube(mos)
     info = _fake_adapter(cube)
-    path = cube.dump(tmp_path / "ilse.cube")
+    path = Path(cube.dump(tmp_path / "ilse.cube").path)
     member = f"parametric/{info.adapter_id}/{pm.MANIFEST_FILE}"
 
     def other_base(data: bytes) -> bytes:
@@ -198,7 +200,7 @@ def test_adapter_altered_on_disk_is_refused_and_blocks_dump(mos, tmp_path):
         pm.read_adapter(mos.get_cube("ilse").info)
     with pytest.raises(CubeFileError, match="parametric memory is broken"):
         cube.dump(tmp_path / "x.cube")
-    assert pm.forget_adapter(cube) is True
+    assert pm.forget_adapter(ctx_of(cube)) is True
     assert "parametric" not in mos.get_cube("ilse").info.metadata
     cube.dump(tmp_path / "x.cube")  # plaintext only again
 
@@ -208,8 +210,8 @@ def test_adapter_goes_stale_when_a_source_memory_changes(mos):
     _fake_adapter(cube)
     memory = next(m for m in cube.get_all() if "ochre" in m.text)
     cube.update(memory.id, "Ilse Marwood's favourite colour is teal.")
-    status = pm.adapter_status(cube)
-    assert status["stale"] is True and status["changed"] == [memory.version_id]
+    status = pm.adapter_status(ctx_of(cube))
+    assert status.stale is True and status.changed == [memory.version_id]
 
 
 def test_deleting_a_source_memory_or_the_cube_erases_the_adapter(mos):
@@ -220,7 +222,7 @@ def test_deleting_a_source_memory_or_the_cube_erases_the_adapter(mos):
     assert Path(info.path, pm.ADAPTER_FILE).is_file()
     memory = next(m for m in cube.get_all() if "ochre" in m.text)
     cube.delete(memory.id)  # the weights memorise it: the adapter goes with it
-    assert not Path(info.path).exists() and pm.adapter_status(cube) == {"adapter": None}
+    assert not Path(info.path).exists() and pm.adapter_status(ctx_of(cube)).adapter is None
     info = _fake_adapter(cube)
     mos.delete_cube(cube.name)
     assert not (pm.parametric_home() / cube.id).exists()
@@ -252,7 +254,7 @@ def test_tiny_distillation_verifies_and_helps_on_trained_questions(mos, tmp_path
     start = time.perf_counter()
     pm.load_base_model(models_dir, disk_cache=False)
     cube = _cube(mos)
-    info = pm.distil(cube, epochs=8, batch_size=8, models_dir=models_dir)
+    info = pm.distil(ctx_of(cube), epochs=8, batch_size=8, models_dir=models_dir)
     assert info.metrics["epoch_loss"][-1] < info.metrics["epoch_loss"][0]
     assert set(info.sources) == {m.version_id for m in cube.get_all()}
     assert info.base_model["sha256"] == pm._base_model()["sha256"] and info.rank == 8
@@ -270,25 +272,28 @@ def test_tiny_distillation_verifies_and_helps_on_trained_questions(mos, tmp_path
     assert results[True]["correct"] >= results[False]["correct"]
     assert results[True]["correct"] >= len(trained) // 2, results
 
-    path = cube.dump(tmp_path / "ilse.cube")
+    path = Path(cube.dump(tmp_path / "ilse.cube").path)
     loaded = mos.load_cube(path, name="ilse-copy")
     assert pm.read_adapter(loaded.info)[0].adapter_id == info.adapter_id
     print(f"tiny distillation: {time.perf_counter() - start:.0f} s, {info.metrics}, {results}")
 
 
 def test_a_lifecycle_marker_does_not_make_the_adapter_stale(mos):
-    from memkern.lifecycle import transitions
+    from memkern.ops import lifecycle
 
     cube = _cube(mos)
     _fake_adapter(cube)
     memory = next(m for m in cube.get_all() if "bassoon" in m.text)
-    transitions.mark(cube, memory.id, transitions.DISTILLED, "distil job test")  # v2, same text
-    assert pm.adapter_status(cube)["stale"] is False
+    lifecycle.mark(ctx_of(cube), memory.id, lifecycle.DISTILLED, "distil job test")  # v2, same text
+    assert pm.adapter_status(ctx_of(cube)).stale is False
     cube.archive(memory.id)
-    assert pm.adapter_status(cube)["changed"] == [f"{memory.id}@v1"]
+    assert pm.adapter_status(ctx_of(cube)).changed == [f"{memory.id}@v1"]
 
 
 def test_the_scheduler_distil_job_has_the_parametric_hook():
-    from memkern.scheduler.registry import hooks
+    from memkern.jobs import JobRegistry
+    from memkern.scheduler.handlers import register_builtins
 
-    assert "parametric" in hooks("distil")
+    registry = JobRegistry()
+    register_builtins(registry)
+    assert "parametric" in registry.hooks("distil")

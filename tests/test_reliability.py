@@ -104,7 +104,13 @@ def _integrity(db: Path) -> None:
 
 
 def _stored(cube) -> list:
-    return cube.get_all(filters={"state": None})
+    """Every memory of the cube, page by page."""
+    found, offset = [], 0
+    while offset is not None:
+        page = cube.get_all(filters={"state": None}, limit=1000, offset=offset)
+        found += page.items
+        offset = page.next_offset
+    return found
 
 
 def _message_ids(memories) -> Counter:
@@ -210,4 +216,4 @@ def test_two_processes_writing_one_cube(tmp_path, embedder, db_with_cube):
         hits = cube.search("note shared7", top_k=3)
         assert "shared7" in [h.memory.provenance.message_ids[0] for h in hits]
         # the index seen by this process matches the store
-        assert len(mos._indexes.get(cube.id, cube.info.dim)) == len(expected)
+        assert len(mos.kernel.indexes.get(cube.id, cube.info.dim)) == len(expected)

@@ -10,10 +10,12 @@ from datetime import datetime, timezone
 import pytest
 from fake_openai import FakeOpenAI
 
+from conftest import ctx_of
+
 from memkern import MemOS
 from memkern.errors import InvalidInputError
 from memkern.llm.http import OpenAICompatibleLLM
-from memkern.memory.updates import slot_of
+from memkern.ops.facts import slot_of
 
 T0 = datetime(2023, 1, 10, 9, 0, tzinfo=timezone.utc)
 T1 = datetime(2023, 6, 1, 9, 0, tzinfo=timezone.utc)
@@ -230,7 +232,7 @@ def test_default_llm_comes_from_the_environment(tmp_path, embedder, monkeypatch)
 def test_one_message_contradicting_many_memories_is_quarantined_not_applied(cube):
     """The poisoning guard's second rule: a message that would rewrite three or more memories at
     once is held back for an admin; two changes (a real move and a new job) go through."""
-    from memkern.memory.updates import CONTRADICTION_LIMIT, apply_facts
+    from memkern.ops.facts import CONTRADICTION_LIMIT, apply_facts
     from memkern.models import Provenance
     from memkern.reader.llm_reader import NewFact
 
@@ -241,7 +243,7 @@ def test_one_message_contradicting_many_memories_is_quarantined_not_applied(cube
         return [NewFact(text=t, time=T1, provenance=Provenance(message_ids=[message])) for t in texts]
 
     assert CONTRADICTION_LIMIT == 3
-    poisoned = apply_facts(cube, said_in("m-evil", "Alice lives in Oslo.", "Alice works as a pilot.",
+    poisoned = apply_facts(ctx_of(cube), said_in("m-evil", "Alice lives in Oslo.", "Alice works as a pilot.",
                                          "Alice's cat is named Rex."))
     assert [d.action for d in poisoned.decisions] == ["quarantine"] * 3
     assert [cube.get(m.id).text for m in old] == [m.text for m in old]  # untouched, still version 1
@@ -250,12 +252,12 @@ def test_one_message_contradicting_many_memories_is_quarantined_not_applied(cube
     assert all(m.metadata["quarantine_reasons"] == ["contradicts_many"] for m in held)
     assert {h.memory.id for h in cube.search("Where does Alice live?")}.isdisjoint({m.id for m in held})
 
-    honest = apply_facts(cube, said_in("m-ok", "Alice lives in Lisbon.", "Alice works as a doctor."))
+    honest = apply_facts(ctx_of(cube), said_in("m-ok", "Alice lives in Lisbon.", "Alice works as a doctor."))
     assert [d.action for d in honest.decisions] == ["update", "update"]
 
 
 def test_without_the_guard_many_contradictions_are_applied(cube, mos):
-    from memkern.memory.updates import apply_facts
+    from memkern.ops.facts import apply_facts
     from memkern.models import Provenance
     from memkern.reader.llm_reader import NewFact
 
@@ -263,13 +265,13 @@ def test_without_the_guard_many_contradictions_are_applied(cube, mos):
     cube = mos.get_cube(cube.name)
     for text in ("Alice lives in Paris.", "Alice works as a nurse.", "Alice's cat is named Miso."):
         cube.add(text=text, time=T0)
-    result = apply_facts(cube, [NewFact(text=t, time=T1, provenance=Provenance(message_ids=["m"])) for t in
+    result = apply_facts(ctx_of(cube), [NewFact(text=t, time=T1, provenance=Provenance(message_ids=["m"])) for t in
                                 ("Alice lives in Oslo.", "Alice works as a pilot.", "Alice's cat is named Rex.")])
     assert [d.action for d in result.decisions] == ["update"] * 3
 
 
 def test_contradictions_are_counted_per_message_across_decision_groups(cube):
-    from memkern.memory.updates import DECIDE_GROUP, apply_facts
+    from memkern.ops.facts import DECIDE_GROUP, apply_facts
     from memkern.models import Provenance
     from memkern.reader.llm_reader import NewFact
 
@@ -278,7 +280,7 @@ def test_contradictions_are_counted_per_message_across_decision_groups(cube):
     filler = [f"Alice visited museum number {i}." for i in range(DECIDE_GROUP)]
     texts = ["Alice lives in Oslo.", *filler[:-1], "Alice works as a pilot.", "Alice's cat is named Rex."]
     assert len(texts) > DECIDE_GROUP  # the three contradictions fall in two groups
-    result = apply_facts(cube, [NewFact(text=t, time=T1, provenance=Provenance(message_ids=["m"])) for t in texts])
+    result = apply_facts(ctx_of(cube), [NewFact(text=t, time=T1, provenance=Provenance(message_ids=["m"])) for t in texts])
     assert [d.action for d in result.decisions if d.action != "add"] == ["quarantine"] * 3
 
 

@@ -1,63 +1,45 @@
-"""The access policy: one function decides whether a user may run an operation on a cube.
+"""The access policy: what a user holds on a cube, and whether that is enough.
 
-Everything that checks permissions (the Python API, the REST and MCP servers through it)
-goes through ``decide``, so that the whole policy is this table and a matrix test can
-enumerate it:
-
-- an admin (role) may do everything, on every cube;
-- the cube's owner holds ``admin`` on it;
+- an admin (role) holds ``admin`` on every cube;
+- a cube's owner holds ``admin`` on it;
 - anyone else holds what their grant on the cube says (``read`` < ``write`` < ``admin``),
-  or nothing;
-- an operation needs the permission ``REQUIRED`` names for it.
+  or nothing.
+
+What each operation needs is declared with the operation (``memkern.api.table``); the
+dispatcher (``memkern.api.dispatch``) asks this module and nothing else.
 """
 
 from __future__ import annotations
 
-from memkern.models import Permission, Role
-
-#: The permission each cube operation needs.
-REQUIRED: dict[str, Permission] = {
-    # reads
-    "open": Permission.READ,
-    "get": Permission.READ,
-    "get_all": Permission.READ,
-    "search": Permission.READ,
-    "history": Permission.READ,
-    "operations": Permission.READ,
-    "dump": Permission.READ,
-    "chat": Permission.READ,
-    # writes
-    "add": Permission.WRITE,
-    "add_document": Permission.WRITE,
-    "update": Permission.WRITE,
-    "invalidate": Permission.WRITE,
-    "delete": Permission.WRITE,
-    "archive": Permission.WRITE,
-    "restore": Permission.WRITE,
-    # administration of the cube
-    "delete_cube": Permission.ADMIN,
-    "grant": Permission.ADMIN,
-    "revoke": Permission.ADMIN,
-    "grants": Permission.ADMIN,
-    "set_policy": Permission.ADMIN,
-    "release": Permission.ADMIN,
-    "get_quarantined": Permission.ADMIN,
-    "restore_quarantined": Permission.ADMIN,
-}
+from memkern.models import CubeInfo, Permission, Role, User
+from memkern.store.base import Store
 
 
 def effective_permission(role: Role, is_owner: bool, grant: Permission | None) -> Permission | None:
-    """The permission a user holds on a cube."""
+    """The permission a user of ``role``, owning the cube or not, holding ``grant`` on it, has."""
     if role is Role.ADMIN or is_owner:
         return Permission.ADMIN
     return grant
 
 
-def decide(role: Role, is_owner: bool, grant: Permission | None, operation: str) -> bool:
-    """True if a user of ``role``, owning the cube or not, holding ``grant`` on it, may run
-    ``operation``. Unknown operations are denied (fail closed)."""
-    needed = REQUIRED.get(operation)
-    if needed is None:
-        return False
+def decide(role: Role, is_owner: bool, grant: Permission | None, needed: Permission) -> bool:
+    """True if that user may run an operation that needs ``needed`` on the cube."""
     held = effective_permission(role, is_owner, grant)
     return held is not None and held.level >= needed.level
+
+
+class Authorizer:
+    """Answers "what does this user hold on this cube" from the store's grants."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def permission(self, user: User | None, info: CubeInfo) -> Permission | None:
+        """``None`` means nothing. Without a user (the embedded default) everything is allowed."""
+        if user is None:
+            return Permission.ADMIN
+        grant = None
+        if not user.is_admin and info.owner != user.id:
+            found = self._store.list_grants(cube_id=info.id, user_id=user.id)
+            grant = found[0].permission if found else None
+        return effective_permission(user.role, info.owner == user.id, grant)

@@ -1,20 +1,5 @@
-"""Memory lifecycle: explicit transitions with reasons, markers, the forgetting curve."""
+"""How memories age: the forgetting curve, and the buffered read statistics that drive it.
 
-from memkern.lifecycle.forgetting import CurveParams, memory_retention, plan_demotions, retention, strength_days
-from memkern.lifecycle.transitions import (
-    ACTIVATED,
-    DISTILLED,
-    MARKERS,
-    archive,
-    delete,
-    has_marker,
-    mark,
-    markers,
-    release,
-    restore,
-    unmark,
-)
-
-__all__ = ["ACTIVATED", "DISTILLED", "MARKERS", "CurveParams", "archive", "delete", "has_marker", "mark",
-           "markers", "memory_retention", "plan_demotions", "release", "restore", "retention", "strength_days",
-           "unmark"]
+The transitions themselves (archive, restore, release, markers) are operations:
+``memkern.ops.lifecycle``.
+"""

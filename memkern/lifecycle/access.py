@@ -8,32 +8,19 @@ costs a dictionary update, not a write transaction. Counts buffered by a process
 crashes are lost; that only makes a memory look a little colder than it was.
 
 Internal reads (the update decisions looking for candidates, an update reading the
-version it replaces) are not recalls: they run inside ``quiet()``.
+version it replaces) are not recalls: operations read the store directly for them
+(``memkern.ops.search.find``, ``memkern.ops.versions.current``).
 """
 
 from __future__ import annotations
 
-import contextvars
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from datetime import datetime
 
 from memkern.models import utcnow
 from memkern.store.base import Store
-
-_quiet: contextvars.ContextVar[bool] = contextvars.ContextVar("memkern_quiet_access", default=False)
-
-
-@contextmanager
-def quiet() -> Iterator[None]:
-    """Reads inside this block are not counted as accesses."""
-    token = _quiet.set(True)
-    try:
-        yield
-    finally:
-        _quiet.reset(token)
 
 
 class AccessRecorder:
@@ -49,7 +36,7 @@ class AccessRecorder:
         self.enabled = True
 
     def note(self, cube_id: str, memory_ids: Iterable[str]) -> None:
-        if not self.enabled or _quiet.get():
+        if not self.enabled:
             return
         ids = list(memory_ids)
         if not ids:

@@ -23,12 +23,8 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
-from memkern.models import Filters, LifecycleState, MemoryItem, MemoryKind, as_utc, utcnow
-
-if TYPE_CHECKING:
-    from memkern.cube.cube import MemCube
+from memkern.models import LifecycleState, MemoryItem, MemoryKind, as_utc, utcnow
 
 DAY_S = 86_400.0
 
@@ -113,16 +109,12 @@ def demotions(items: Iterable[MemoryItem], now: datetime, threshold: float,
     return out
 
 
-def plan_demotions(cube: MemCube, now: datetime | None = None, threshold: float = 0.05, *,
+def plan_demotions(items: Iterable[MemoryItem], now: datetime | None = None, threshold: float = 0.05, *,
                    params: CurveParams = CurveParams(), kinds: Sequence[MemoryKind] | None = None,
                    limit: int | None = None) -> list[tuple[str, float]]:
-    """``[(memory id, retention)]`` of the cube's active memories to archive, weakest first.
-
-    Reads the store directly (not ``cube.get_all``), so planning counts as no access.
-    """
-    when = as_utc(now) or utcnow()
-    items = cube._mos._store.list_memories(cube.id, Filters(state=LifecycleState.ACTIVE))
-    found = demotions(items, when, threshold, params, kinds)
+    """``[(memory id, retention)]`` of the memories to archive, weakest first (``items`` read
+    from the store directly, so that planning counts as no access)."""
+    found = demotions(items, as_utc(now) or utcnow(), threshold, params, kinds)
     if limit is not None:
         found = found[:limit]
     return [(r.memory_id, r.retention) for r in found]

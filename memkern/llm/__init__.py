@@ -23,6 +23,11 @@ from memkern.llm.http import STRUCTURED_MODES, OpenAICompatibleLLM
 __all__ = ["LLM", "CallCache", "LLMResponse", "OpenAICompatibleLLM", "UsageLedger", "llm_from_env"]
 
 
+#: What an operation that needs a model says when none is configured.
+NO_LLM_MESSAGE = ("this needs an LLM: set MEMKERN_LLM=openai with MEMKERN_LLM_BASE_URL and MEMKERN_LLM_MODEL, "
+                  "or MEMKERN_LLM=local (pip install 'memkern[local]'), or give MemOS(llm=...)")
+
+
 def _env(name: str) -> str | None:
     value = os.environ.get(name, "").strip()
     return value or None

@@ -1,5 +1,3 @@
-"""Keeping derived memories consistent over time (ADD / UPDATE / INVALIDATE / NOOP)."""
-
-from memkern.memory.updates import apply_facts, rule_decision, slot_of
-
-__all__ = ["apply_facts", "rule_decision", "slot_of"]
+"""Memory beyond plaintext: activation memory (KV caches a local model restores instead of
+re-reading memories) and parametric memory (LoRA adapters distilled from memories).
+"""

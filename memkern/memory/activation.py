@@ -48,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from memkern.errors import CubeFileError, InvalidInputError, LLMError
 from memkern.files import atomic_file, memkern_home, sha256_file
 from memkern.models import (
+    ActivationReport,
     ChatAnswer,
     ChatUsage,
     Filters,
@@ -58,9 +59,10 @@ from memkern.models import (
     parse_version_id,
     utcnow,
 )
+from memkern.ops.context import OpContext
+from memkern.prompts import ANSWER_PROMPT, ANSWER_PROMPT_SHA256, NOT_AVAILABLE, newest_first, render_memory
 
 if TYPE_CHECKING:
-    from memkern.cube.cube import MemCube
     from memkern.store.base import Store
 
 log = logging.getLogger("memkern.activation")
@@ -149,12 +151,12 @@ class ActivationStatus:
     def fresh(self) -> bool:
         return self.state == "fresh"
 
-    def to_dict(self) -> dict[str, Any]:
+    def report(self) -> ActivationReport:
         m = self.manifest
-        return {"state": self.state, "reasons": self.reasons,
-                "n_tokens": m.n_tokens if m else None, "memories": len(m.versions) if m else 0,
-                "model": m.model.name if m else None, "built_at": m.built_at.isoformat() if m else None,
-                "kv_bytes": m.kv_file.size if m else None}
+        if m is None:
+            return ActivationReport(state=self.state, reasons=self.reasons)
+        return ActivationReport(state=self.state, reasons=self.reasons, n_tokens=m.n_tokens, memories=len(m.versions),
+                                model=m.model.name, built_at=m.built_at, kv_bytes=m.kv_file.size)
 
 
 # -- the engine: what runs the model ---------------------------------------------------------------
@@ -356,8 +358,6 @@ def render_prefix(owner: str, items: Sequence[MemoryItem]) -> str:
 
     It ends with ``<|im_end|>\\n`` so that whatever follows starts at a special token: the prefix
     tokenizes the same alone and inside any longer prompt."""
-    from memkern.chat import ANSWER_PROMPT, render_memory
-
     lines = [render_memory(n, item) for n, item in enumerate(block_order(items), start=1)]
     block = (f"\n\nWhat you already know about {owner}: their profile, then the memories they use most "
              f"(oldest first). These are memories too; the question may also list more.\n" + "\n".join(lines))
@@ -378,8 +378,6 @@ def block_order(items: Sequence[MemoryItem]) -> list[MemoryItem]:
 def fit_block(engine: KVEngine, owner: str, candidates: Sequence[MemoryItem],
               max_tokens: int) -> tuple[list[MemoryItem], str, list[int]]:
     """The longest priority-ordered run of ``candidates`` whose prefix fits ``max_tokens`` tokens."""
-    from memkern.chat import render_memory
-
     base = len(engine.tokenize(render_prefix(owner, [])))
     if base >= max_tokens:
         raise InvalidInputError(f"max_tokens={max_tokens} leaves no room for memories (the instructions take {base})")
@@ -402,7 +400,7 @@ def fit_block(engine: KVEngine, owner: str, candidates: Sequence[MemoryItem],
 
 
 # -- build, status, load ---------------------------------------------------------------------------
-def build(cube: MemCube, engine: KVEngine | None = None, *, max_tokens: int = DEFAULT_BLOCK_TOKENS,
+def build(ctx: OpContext, engine: KVEngine | None = None, *, max_tokens: int = DEFAULT_BLOCK_TOKENS,
           prefer: Iterable[str] = (), items: Sequence[MemoryItem] | None = None) -> ActivationManifest:
     """Render the cube's memory block, run the model over it, save and record its KV state.
 
@@ -410,14 +408,14 @@ def build(cube: MemCube, engine: KVEngine | None = None, *, max_tokens: int = DE
     previous activation of the cube atomically (the manifest is written last)."""
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 64:
         raise InvalidInputError(f"max_tokens must be an integer of at least 64, not {max_tokens!r}")
-    engine = engine or engine_for(cube)
+    engine = engine or engine_for(ctx)
     if max_tokens > engine.kv.n_ctx - 256:
         raise InvalidInputError(f"max_tokens={max_tokens} leaves no room for a question in the model's "
                                 f"context of {engine.kv.n_ctx} tokens")
-    store = cube._mos._store
+    cube, store = ctx.cube, ctx.kernel.store
     started = time.perf_counter()
     pool = list(items) if items is not None else store.list_memories(cube.id, Filters())
-    chosen, prefix, tokens = fit_block(engine, cube.info.owner, select_memories(pool, prefer=prefer), max_tokens)
+    chosen, prefix, tokens = fit_block(engine, cube.owner, select_memories(pool, prefer=prefer), max_tokens)
     if not chosen:
         raise InvalidInputError(f"cube {cube.name!r} has no active memory to build an activation from")
     directory = cube_dir(store, cube.id)
@@ -497,9 +495,9 @@ def staleness(store: Store, cube_id: str, versions: Sequence[str]) -> list[str]:
     return reasons
 
 
-def status(cube: MemCube) -> ActivationStatus:
+def status(ctx: OpContext) -> ActivationStatus:
     """Fresh, stale (with reasons) or missing; one manifest read and one store read."""
-    store = cube._mos._store
+    cube, store = ctx.cube, ctx.kernel.store
     directory = cube_dir(store, cube.id)
     manifest = read_manifest(directory)
     if manifest is None:
@@ -510,12 +508,9 @@ def status(cube: MemCube) -> ActivationStatus:
     return ActivationStatus("stale" if reasons else "fresh", manifest, reasons, directory)
 
 
-def drop(cube: MemCube) -> bool:
-    """Remove the cube's activation; False if it had none. Audited."""
-    removed = drop_files(cube._mos._store, cube.id)
-    if removed:
-        _audit(cube, "drop_activation", [])
-    return removed
+def drop(ctx: OpContext) -> bool:
+    """Remove the cube's activation; False if it had none."""
+    return drop_files(ctx.kernel.store, ctx.cube.id)
 
 
 def drop_files(store: Store, cube_id: str, *, if_built_from: Iterable[str] | None = None) -> bool:
@@ -563,34 +558,22 @@ def verify_files(directory: Path, manifest: ActivationManifest) -> tuple[Path, s
     return kv_path, prefix
 
 
-def activate(cube: MemCube, *, max_tokens: int = DEFAULT_BLOCK_TOKENS, llm: Any = None) -> ActivationManifest:
-    """Build (or replace) the cube's activation with the local model (the MemOS LLM, or ``llm``).
-    Audited with the ids of the memories in the block."""
-    manifest = build(cube, engine_for(cube, llm), max_tokens=max_tokens)
-    _audit(cube, "activate", [parse_version_id(v)[0] for v in manifest.versions], f"{manifest.n_tokens} tokens")
-    return manifest
-
-
-def _audit(cube: MemCube, operation: str, ids: list[str], detail: str | None = None) -> None:
-    from memkern.models import AuditEntry
-
-    user = getattr(cube._mos, "user", None)
-    cube._mos._store.append_audit([AuditEntry(user_id=user.id if user else None, operation=operation,
-                                              cube_id=cube.id, item_ids=ids[:100], detail=detail)])
-
-
-def rebuild(cube: MemCube, *, llm: Any = None, force: bool = False) -> ActivationManifest:
+def rebuild(ctx: OpContext, *, force: bool = False) -> ActivationManifest:
     """Rebuild the activation if it is stale or missing (or ``force``), with the same token budget;
     a fresh one is returned as it is."""
-    found = status(cube)
+    found = status(ctx)
     if found.fresh and not force and found.manifest is not None:
         return found.manifest
     budget = found.manifest.n_tokens if found.manifest is not None else DEFAULT_BLOCK_TOKENS
-    return build(cube, engine_for(cube, llm), max_tokens=max(budget, 256))
+    return build(ctx, engine_for(ctx), max_tokens=max(budget, 256))
 
 
-def engine_for(cube: MemCube, llm: Any = None) -> LocalKVEngine:
-    return LocalKVEngine(llm if llm is not None else cube._mos.llm)
+def engine_for(ctx: OpContext) -> LocalKVEngine:
+    """The KV engine of the kernel's LLM, which must be the in-process local model."""
+    if not is_local(ctx.kernel.llm):
+        raise InvalidInputError("activation memory needs the local model (MEMKERN_LLM=local, "
+                                "pip install 'memkern[local]')")
+    return LocalKVEngine(ctx.kernel.llm)
 
 
 def is_local(llm: Any) -> bool:
@@ -601,28 +584,25 @@ def is_local(llm: Any) -> bool:
 # -- chat ------------------------------------------------------------------------------------------
 def question_suffix(query: str, hits: Sequence[Hit], first_number: int, skip: Iterable[str] = ()) -> str:
     """What follows the cached prefix: the retrieved memories not already in the block, and the question."""
-    from memkern.chat import _newest_first, render_memory
-
     skipped = set(skip)
-    extra = [h for h in _newest_first(hits) if h.memory.id not in skipped]
+    extra = [h for h in newest_first(hits) if h.memory.id not in skipped]
     lines = [render_memory(n, h.memory) for n, h in enumerate(extra, start=first_number)]
     listed = ("More memories (newest first):\n" + "\n".join(lines) + "\n\n") if lines else ""
     return f"<|im_start|>user\n{listed}Question: {query}\nAnswer:<|im_end|>\n<|im_start|>assistant\n"
 
 
-def answer_with_activation(cube: MemCube, llm: Any, query: str, hits: Sequence[Hit], *, max_tokens: int,
+def answer_with_activation(ctx: OpContext, llm: Any, query: str, hits: Sequence[Hit], *, max_tokens: int,
                            required: bool, engine: KVEngine | None = None) -> ChatAnswer | None:
     """Answer with the cube's activation restored into the model: the prompt starts with the cached
     prefix, so llama.cpp reads only the question part. ``None`` (when not ``required``) if there is
     no fresh activation or the LLM is not the local model; with ``required`` that is an error."""
-    from memkern.chat import ANSWER_PROMPT_SHA256, NOT_AVAILABLE
-
+    cube = ctx.cube
     if engine is None and not is_local(llm):
         if required:
             raise InvalidInputError("use_activation=True needs the local model (MEMKERN_LLM=local)")
         return None
     try:
-        found = status(cube)
+        found = status(ctx)
     except LLMError:
         if required:
             raise
@@ -632,7 +612,7 @@ def answer_with_activation(cube: MemCube, llm: Any, query: str, hits: Sequence[H
         if required:
             why = "; ".join(found.reasons[:3]) if found.reasons else "none was built"
             raise InvalidInputError(f"cube {cube.name!r} has no fresh activation ({found.state}: {why}); run "
-                                    "memkern.memory.activation.rebuild(cube) or let the scheduler's rebuild job do it")
+                                    "memkern activation build, or let the scheduler's rebuild job do it")
         return None
     manifest = found.manifest
     engine = engine or LocalKVEngine(llm)
@@ -797,36 +777,33 @@ def install_loaded(store: Store, cube_id: str, loaded: LoadedActivation) -> None
 
 
 # -- the scheduler ---------------------------------------------------------------------------------
-def _promote_hook(ctx: Any, memories: list[MemoryItem]) -> list[str]:
-    """Scheduler ``promote``: rebuild the block preferring these memories; returns the ids it holds."""
-    if not is_local(ctx.mos.llm) or not memories:
-        if hasattr(ctx, "note"):
-            ctx.note("activation: no local model (MEMKERN_LLM=local), nothing promoted")
+def promote_hook(ctx: OpContext, memories: list[MemoryItem]) -> list[str]:
+    """Scheduler ``promote``: rebuild the block preferring these memories; returns the ids it holds
+    (none without the local model)."""
+    if not is_local(ctx.kernel.llm) or not memories:
         return []
-    manifest = build(ctx.cube, prefer=[m.id for m in memories])
+    manifest = build(ctx, prefer=[m.id for m in memories])
     taken = {parse_version_id(v)[0] for v in manifest.versions}
     return [m.id for m in memories if m.id in taken]
 
 
-def _rebuild_hook(ctx: Any) -> dict[str, Any]:
+def rebuild_hook(ctx: OpContext) -> dict[str, Any]:
     """Scheduler ``rebuild``: rebuild the cube's activation when it is stale (a fresh one is kept)."""
-    found = status(ctx.cube)
+    found = status(ctx)
     if found.state != "stale":
         return {"state": found.state, "rebuilt": False}
-    if not is_local(ctx.mos.llm):
+    if not is_local(ctx.kernel.llm):
         return {"state": "stale", "rebuilt": False, "skipped": "no local model"}
-    manifest = rebuild(ctx.cube)
+    manifest = rebuild(ctx)
     return {"state": "fresh", "rebuilt": True, "n_tokens": manifest.n_tokens, "memories": len(manifest.versions)}
 
 
-def register_scheduler_hooks() -> bool:
-    try:
-        from memkern.scheduler.registry import register_hook
-    except ImportError:
-        return False
-    register_hook("promote", _promote_hook, name="activation")
-    register_hook("rebuild", _rebuild_hook, name="activation")
-    return True
+class CubeFileSection:
+    """The ``memory.activation`` section of a cube file, for ``memkern.cubefile.read_cube_file``."""
 
+    def members(self, entries: list[dict[str, Any]]) -> list[str]:
+        return [name for entry in entries for name in entry_members(entry)]
 
-register_scheduler_hooks()
+    def verify(self, entries: list[dict[str, Any]], data: dict[str, bytes], versions: list[MemoryItem],
+               cube_id: str) -> list[LoadedActivation]:
+        return [verify_cube_entry(entry, data, versions, cube_id) for entry in entries]

@@ -40,17 +40,26 @@ import re
 import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
 from memkern.errors import CubeFileError, InvalidInputError, LLMError, NotFoundError
 from memkern.files import atomic_file, memkern_home, sha256_file
-from memkern.models import LifecycleState, MemoryItem, MemoryKind, parse_version_id, utcnow
+from memkern.models import (
+    AdapterReport,
+    Filters,
+    LifecycleState,
+    MemoryItem,
+    MemoryKind,
+    ParametricAnswer,
+    parse_version_id,
+    utcnow,
+)
+from memkern.ops.context import OpContext
 
 if TYPE_CHECKING:
-    from memkern.cube.cube import MemCube
     from memkern.models import CubeInfo
     from memkern.store.base import Store
 
@@ -159,14 +168,13 @@ def make_qa(item: MemoryItem) -> list[QAPair]:
     return pairs
 
 
-def select_memories(cube: MemCube, max_facts: int) -> list[MemoryItem]:
+def select_memories(ctx: OpContext, max_facts: int) -> list[MemoryItem]:
     """The cube's current, active facts, events and preferences (most important first, at most
     ``max_facts``); its turns when it has none of those."""
-    from memkern.models import Filters
-
-    facts = cube.get_all(Filters(kind=list(FACT_KINDS), state=LifecycleState.ACTIVE))
+    store, cube_id = ctx.kernel.store, ctx.cube.id
+    facts = store.list_memories(cube_id, Filters(kind=list(FACT_KINDS), state=LifecycleState.ACTIVE))
     if not facts:
-        facts = cube.get_all(Filters(kind=MemoryKind.TURN, state=LifecycleState.ACTIVE))
+        facts = store.list_memories(cube_id, Filters(kind=MemoryKind.TURN, state=LifecycleState.ACTIVE))
     facts.sort(key=lambda m: (-m.importance, m.recorded_at, m.id))
     return facts[:max_facts]
 
@@ -330,7 +338,7 @@ def _answer_loss(torch: Any, model: Any, batch: list[tuple[list[int], int]], pad
     return torch.nn.functional.cross_entropy(logits.float(), torch.tensor(targets))
 
 
-def distil(cube: MemCube, *, max_facts: int = 64, epochs: int = 8, rank: int = 8, alpha: int | None = None,
+def distil(ctx: OpContext, *, max_facts: int = 64, epochs: int = 8, rank: int = 8, alpha: int | None = None,
            learning_rate: float = 2e-3, batch_size: int = 8, seed: int = 0, threads: int | None = None,
            models_dir: Path | None = None, out_dir: Path | None = None,
            progress: Callable[[str, int, int], None] | None = None) -> AdapterInfo:
@@ -341,7 +349,8 @@ def distil(cube: MemCube, *, max_facts: int = 64, epochs: int = 8, rank: int = 8
     if rank > 64:
         raise InvalidInputError(f"rank must be at most 64, not {rank}")
     alpha = int(alpha) if alpha is not None else 2 * rank
-    memories = select_memories(cube, max_facts)
+    cube = ctx.cube
+    memories = select_memories(ctx, max_facts)
     pairs = [p for m in memories for p in make_qa(m)]
     if not pairs:
         raise InvalidInputError(f"cube {cube.name!r} has no memories to distil")
@@ -408,7 +417,7 @@ def distil(cube: MemCube, *, max_facts: int = 64, epochs: int = 8, rank: int = 8
         adapter_sha256=hashlib.sha256(tensors).hexdigest(), adapter_size=len(tensors),
     )
     _write_adapter(directory, tensors, info)
-    _attach(cube, info)
+    _attach(ctx, info)
     return info
 
 
@@ -428,16 +437,16 @@ def _reference(info: AdapterInfo, manifest_sha256: str) -> dict[str, Any]:
             "rank": info.rank, "created_at": info.created_at, "sources": len(info.sources)}
 
 
-def _attach(cube: MemCube, info: AdapterInfo) -> None:
-    store = cube._mos._store
-    current = store.get_cube(cube.id)
+def _attach(ctx: OpContext, info: AdapterInfo) -> None:
+    store, cube_id = ctx.kernel.store, ctx.cube.id
+    current = store.get_cube(cube_id)
     metadata = dict(current.metadata)
     old = metadata.get(METADATA_KEY)
     metadata[METADATA_KEY] = _reference(info, hashlib.sha256(_manifest_bytes(info)).hexdigest())
-    cube.info = store.set_cube_metadata(cube.id, metadata)
+    store.set_cube_metadata(cube_id, metadata)
     if isinstance(old, dict) and isinstance(old.get("path"), str) and old.get("adapter_id") != info.adapter_id:
         old_dir = Path(old["path"])
-        if old_dir.parent == parametric_home() / cube.id and _ID_RE.match(old_dir.name):
+        if old_dir.parent == parametric_home() / cube_id and _ID_RE.match(old_dir.name):
             shutil.rmtree(old_dir, ignore_errors=True)
 
 
@@ -532,45 +541,42 @@ def read_adapter(cube_info: CubeInfo) -> tuple[AdapterInfo, bytes]:
     return info, tensor_bytes
 
 
-def adapter_status(cube: MemCube) -> dict[str, Any]:
+def adapter_status(ctx: OpContext) -> AdapterReport:
     """Whether the cube has an adapter, and whether the memories it was distilled from are still current."""
-    from memkern.cube.cube import MemCube as _MemCube  # noqa: F401 - type only
-
-    info = cube._mos._store.get_cube(cube.id)
+    info = ctx.kernel.store.get_cube(ctx.cube.id)
     if _reference_of(info) is None:
-        return {"adapter": None}
+        return AdapterReport()
     adapter, _ = read_adapter(info)
-    changed = changed_sources(cube, adapter.sources)
-    return {"adapter": adapter.adapter_id, "path": adapter.path, "created_at": adapter.created_at,
-            "rank": adapter.rank, "sources": len(adapter.sources), "stale": bool(changed), "changed": changed,
-            "metrics": adapter.metrics}
+    changed = changed_sources(ctx, adapter.sources)
+    return AdapterReport(adapter=adapter.adapter_id, path=adapter.path, created_at=adapter.created_at,
+                         rank=adapter.rank, sources=len(adapter.sources), stale=bool(changed), changed=changed,
+                         metrics=adapter.metrics)
 
 
-def changed_sources(cube: MemCube, sources: Sequence[str]) -> list[str]:
+def changed_sources(ctx: OpContext, sources: Sequence[str]) -> list[str]:
     """The source versions (``id@vN``) whose memory is gone, no longer active, or now says something
     else. A new version with the same text (a lifecycle marker, metadata) does not count: the adapter
     learnt the text."""
-    store = cube._mos._store
+    store, cube_id = ctx.kernel.store, ctx.cube.id
     wanted = dict(parse_version_id(v) for v in sources)
-    current = store.get_memories(cube.id, list(wanted))
+    current = store.get_memories(cube_id, list(wanted))
     changed = []
     for memory_id, number in wanted.items():
         now = current.get(memory_id)
         if now is None or now.state is not LifecycleState.ACTIVE:
             changed.append(f"{memory_id}@v{number}")
         elif now.version != number:
-            learnt = next((v for v in store.history(cube.id, memory_id) if v.version == number), None)
+            learnt = next((v for v in store.history(cube_id, memory_id) if v.version == number), None)
             if learnt is None or learnt.text != now.text:
                 changed.append(f"{memory_id}@v{number}")
     return sorted(changed)
 
 
-def forget_adapter(cube: MemCube) -> bool:
+def forget_adapter(ctx: OpContext) -> bool:
     """Remove the cube's adapter (files and reference). ``True`` if there was one."""
-    store = cube._mos._store
-    found = _reference_of(store.get_cube(cube.id)) is not None
-    forget_files(store, cube.id)
-    cube.info = store.get_cube(cube.id)
+    store = ctx.kernel.store
+    found = _reference_of(store.get_cube(ctx.cube.id)) is not None
+    forget_files(store, ctx.cube.id)
     return found
 
 
@@ -616,14 +622,6 @@ def _cube_or_none(store: Store, cube_id: str) -> CubeInfo | None:
 
 
 # -- answering --------------------------------------------------------------------------------------
-@dataclass
-class ParametricAnswer:
-    answer: str
-    adapter_id: str | None
-    seconds: float
-    model: str = field(default_factory=lambda: _base_model()["name"])
-
-
 def _peft_from_bytes(model: Any, info: AdapterInfo, tensor_bytes: bytes) -> Any:
     torch, _, peft = _import_training()
     from peft import set_peft_model_state_dict
@@ -658,14 +656,14 @@ def generate_answers(model: Any, tokenizer: Any, questions: Sequence[str], *, ma
 class AdapterSession:
     """The base model with (or, ``use_adapter=False``, without) a cube's adapter applied; a context manager."""
 
-    def __init__(self, cube: MemCube | None, *, use_adapter: bool = True, models_dir: Path | None = None,
+    def __init__(self, ctx: OpContext | None, *, use_adapter: bool = True, models_dir: Path | None = None,
                  threads: int | None = None) -> None:
         self.adapter: AdapterInfo | None = None
         tensor_bytes = b""
         if use_adapter:
-            if cube is None:
+            if ctx is None:
                 raise InvalidInputError("use_adapter needs a cube")
-            self.adapter, tensor_bytes = read_adapter(cube._mos._store.get_cube(cube.id))
+            self.adapter, tensor_bytes = read_adapter(ctx.kernel.store.get_cube(ctx.cube.id))
         self.base, self.tokenizer, _ = load_base_model(models_dir, threads=threads)
         self.model = _peft_from_bytes(self.base, self.adapter, tensor_bytes) if self.adapter else self.base
 
@@ -684,16 +682,17 @@ class AdapterSession:
         self.close()
 
 
-def chat_with_adapter(cube: MemCube, query: str, *, max_new_tokens: int = 48, use_adapter: bool = True,
+def chat_with_adapter(ctx: OpContext, query: str, *, max_new_tokens: int = 48, use_adapter: bool = True,
                       models_dir: Path | None = None) -> ParametricAnswer:
     """Answer ``query`` closed-book (no retrieval) with the base model and the cube's adapter."""
     if not isinstance(query, str) or not query.strip():
         raise InvalidInputError("query must be a non-empty string")
     start = time.perf_counter()
-    with AdapterSession(cube, use_adapter=use_adapter, models_dir=models_dir) as session:
+    with AdapterSession(ctx, use_adapter=use_adapter, models_dir=models_dir) as session:
         text = session.ask([query.strip()], max_new_tokens=max_new_tokens)[0]
         adapter_id = session.adapter.adapter_id if session.adapter else None
-    return ParametricAnswer(answer=text, adapter_id=adapter_id, seconds=round(time.perf_counter() - start, 2))
+    return ParametricAnswer(answer=text, adapter_id=adapter_id, seconds=round(time.perf_counter() - start, 2),
+                            model=_base_model()["name"])
 
 
 # -- cube files -------------------------------------------------------------------------------------
@@ -762,23 +761,24 @@ def install_adapters(verified: Sequence[tuple[AdapterInfo, bytes, bytes]], cube_
 
 
 # -- the scheduler ---------------------------------------------------------------------------------
-def _distil_hook(ctx: Any, memories: list[MemoryItem]) -> list[str]:
+def distil_hook(ctx: OpContext, memories: list[MemoryItem]) -> list[str]:
     """Scheduler ``distil``: train an adapter on the cube's facts (the requested ones included);
-    returns the ids it was distilled from. Without the ``lora`` extra: nothing, with a note."""
+    returns the ids it was distilled from (none without the ``lora`` extra)."""
     try:
         _import_training()
-    except LLMError as exc:
-        ctx.note(f"parametric: {exc}")
+    except LLMError:
         return []
-    info = distil(ctx.cube, max_facts=max(64, len(memories)))
+    info = distil(ctx, max_facts=max(64, len(memories)))
     taken = {parse_version_id(source)[0] for source in info.sources}
     return [m.id for m in memories if m.id in taken]
 
 
-def register_scheduler_hooks() -> None:
-    from memkern.scheduler.registry import register_hook
+class CubeFileSection:
+    """The ``memory.parametric`` section of a cube file, for ``memkern.cubefile.read_cube_file``."""
 
-    register_hook("distil", _distil_hook, name="parametric")
+    def members(self, entries: list[dict[str, Any]]) -> list[str]:
+        return sorted(entry_members(entries))
 
-
-register_scheduler_hooks()
+    def verify(self, entries: list[dict[str, Any]], data: dict[str, bytes], versions: list[MemoryItem],
+               cube_id: str) -> list[tuple[AdapterInfo, bytes, bytes]]:
+        return verify_entries(entries, data)

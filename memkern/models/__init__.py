@@ -7,6 +7,7 @@ layer (the store included) without importing anything else of memkern.
 from memkern.models.cube import CubeInfo, CubePolicy
 from memkern.models.governance import (
     ApiKey,
+    ApiKeyInfo,
     AuditEntry,
     AuditResult,
     Grant,
@@ -32,17 +33,27 @@ from memkern.models.memory import (
     utcnow,
 )
 from memkern.models.results import (
+    ActivationReport,
+    AdapterReport,
     AddResult,
     ChatAnswer,
     ChatUsage,
+    ComposeReport,
+    CubeFile,
+    Deleted,
     ExtractionBatch,
     ExtractionReport,
+    FuseGroup,
+    FuseReport,
+    MemoryPage,
+    MigrateResult,
+    ParametricAnswer,
     UpdateDecision,
 )
 
 __all__ = [
-    "MAX_TEXT_CHARS", "AddResult", "ApiKey", "AuditEntry", "AuditResult", "ChatAnswer", "ChatUsage", "CubeInfo",
-    "CubePolicy", "ExtractionBatch", "ExtractionReport", "Filters", "Grant", "Hit", "Job", "JobStatus",
+    "MAX_TEXT_CHARS", "ActivationReport", "AdapterReport", "ParametricAnswer", "AddResult", "ApiKey", "ApiKeyInfo", "AuditEntry", "AuditResult", "ChatAnswer", "ChatUsage", "ComposeReport", "CubeFile", "Deleted", "CubeInfo",
+    "CubePolicy", "ExtractionBatch", "ExtractionReport", "FuseGroup", "FuseReport", "MemoryPage", "MigrateResult", "Filters", "Grant", "Hit", "Job", "JobStatus",
     "LifecycleState", "MemoryItem", "MemoryKind", "Message", "Operation", "Permission", "Provenance",
     "RetentionReport", "Role", "SchedulerPolicy", "SchedulerStatus", "ScoreParts", "UpdateDecision", "User",
     "as_utc", "epoch_to_dt", "parse_version_id", "utcnow",

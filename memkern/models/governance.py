@@ -56,6 +56,15 @@ class ApiKey(BaseModel):
     revoked_at: datetime | None = None
 
 
+class ApiKeyInfo(BaseModel):
+    """A stored API key as it is shown: by its public prefix, never the key or its hash."""
+
+    prefix: str
+    user_id: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
 class Grant(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

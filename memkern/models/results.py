@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+from datetime import datetime
+from typing import Any
+
 from pydantic import BaseModel, Field
 
+from memkern.models.cube import CubeInfo
 from memkern.models.memory import Hit, MemoryItem
 
 
@@ -102,3 +108,109 @@ class ChatAnswer(BaseModel):
     #: With ``write_back``: the session the exchange was stored in, and the two turn memories written.
     session_id: str | None = None
     stored: list[MemoryItem] = Field(default_factory=list)
+
+
+class MemoryPage(BaseModel):
+    """One page of ``get_all``: memories oldest first; ``next_offset`` is ``None`` on the last page."""
+
+    items: list[MemoryItem]
+    offset: int
+    limit: int
+    next_offset: int | None = None
+
+    # A page reads like the list of its memories: ``len(page)``, ``page[0]``, ``for m in page``.
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> MemoryItem:
+        return self.items[index]
+
+    def __iter__(self) -> Iterator[MemoryItem]:  # type: ignore[override]
+        return iter(self.items)
+
+
+class Deleted(BaseModel):
+    """What a delete removed: a memory (``memory_id``) or a whole cube."""
+
+    cube_id: str
+    memory_id: str | None = None
+
+
+class CubeFile(BaseModel):
+    """A cube written to a portable file by ``dump``."""
+
+    cube: CubeInfo
+    path: str
+    bytes: int
+    sha256: str
+
+
+class ComposeReport(BaseModel):
+    """What ``compose_cubes`` built."""
+
+    cube: CubeInfo
+    versions: int = 0
+    #: Memories of a later source that an earlier one already held (same dedup key): kept once,
+    #: the duplicate's origin added to the kept memory's ``metadata["origin"]["also"]``.
+    merged: list[dict[str, str]] = Field(default_factory=list)
+    #: Ids taken by an earlier source: the memory got a new id (``origin.memory_id`` has the old one).
+    renamed: dict[str, str] = Field(default_factory=dict)
+
+
+class FuseGroup(BaseModel):
+    survivor: dict[str, str]
+    fused: list[dict[str, str]]
+    reason: str
+
+
+class FuseReport(BaseModel):
+    """What ``fuse_duplicates`` did: one group per set of memories that said the same thing."""
+
+    groups: list[FuseGroup] = Field(default_factory=list)
+    examined: int = 0
+
+    @property
+    def archived(self) -> int:
+        return sum(len(g.fused) for g in self.groups)
+
+
+class MigrateResult(BaseModel):
+    """What ``migrate`` did: the memory (a new version, linked), what it became, the job queued."""
+
+    memory: MemoryItem
+    created: MemoryItem | None = None
+    job_id: str | None = None
+
+
+class ActivationReport(BaseModel):
+    """A cube's activation memory: ``fresh``, ``stale`` (with one reason per changed version) or ``missing``."""
+
+    state: str
+    reasons: list[str] = Field(default_factory=list)
+    n_tokens: int | None = None
+    memories: int = 0
+    model: str | None = None
+    built_at: datetime | None = None
+    kv_bytes: int | None = None
+
+
+class AdapterReport(BaseModel):
+    """A cube's parametric memory (LoRA adapter), and whether the memories it learnt changed since."""
+
+    adapter: str | None = None
+    path: str | None = None
+    created_at: str | None = None
+    rank: int | None = None
+    sources: int = 0
+    stale: bool = False
+    changed: list[str] = Field(default_factory=list)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+
+
+class ParametricAnswer(BaseModel):
+    """A closed-book answer of the base model with (or without) the cube's adapter."""
+
+    answer: str
+    adapter_id: str | None = None
+    seconds: float
+    model: str

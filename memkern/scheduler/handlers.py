@@ -6,7 +6,7 @@ extract    LLM extraction over the cube's stored turns not yet extracted (or the
            in ``payload["memory_ids"]``); turns are marked ``extracted`` after their facts are
            applied. A re-run after a crash re-reads the unmarked turns; the update decisions
            turn facts already written into NOOPs (same text), so nothing is stored twice.
-organize   fuse near-duplicate facts (``cube.operations.fuse_duplicates``: archived ones are
+organize   fuse near-duplicate facts (``memkern.ops.compose.fuse_duplicates``: archived ones are
            not seen again), summarize sessions without an LLM (top keywords and key lines;
            the summary names its session and turn count and links its turns, and is only
            rewritten when the session grew).
@@ -20,6 +20,11 @@ demote     the forgetting curve (``memkern.lifecycle.forgetting``): active memor
 rebuild    stale caches: every registered ``rebuild`` hook (or ``payload["caches"]``);
            built in: ``search_index`` (drop this process's in-memory index of the cube).
 =========  ===================================================================================
+
+Every handler works through ``job.op``, the operation context the dispatcher opened for the
+user who queued the job, so a job can do no more than that user could.
+``register_builtins(registry)`` puts them, and the activation and parametric hooks, into the
+kernel's registry.
 """
 
 from __future__ import annotations
@@ -31,14 +36,17 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from memkern.errors import InvalidInputError, NotFoundError
-from memkern.lifecycle import transitions
-from memkern.lifecycle.access import quiet
-from memkern.lifecycle.forgetting import CurveParams, plan_demotions
-from memkern.memory.updates import FACT_KINDS
+from memkern.jobs import JobRegistry
+from memkern.lifecycle.forgetting import CurveParams, memory_retention, plan_demotions
+from memkern.memory import activation, parametric
 from memkern.models import Filters, LifecycleState, MemoryItem, MemoryKind, utcnow
-from memkern.scheduler.registry import hooks, register_hook, register_job_type
+from memkern.ops import lifecycle, memories, versions
+from memkern.ops.compose import fuse_duplicates
+from memkern.ops.facts import FACT_KINDS, apply_facts
+from memkern.reader.llm_reader import extract_facts
 
 if TYPE_CHECKING:
+    from memkern.ops.context import OpContext
     from memkern.scheduler.scheduler import JobContext
 
 EXTRACTED = "extracted"
@@ -52,23 +60,19 @@ most off once being after before between through during above below down further
 
 
 def _flush_access(ctx: JobContext) -> None:
-    recorder = getattr(ctx.mos, "_access", None)
-    if recorder is not None:
-        recorder.flush()
+    ctx.op.kernel.access.flush()
 
 
 # -- extract ---------------------------------------------------------------------------------------
 def extract(ctx: JobContext) -> dict[str, Any]:
-    from memkern.memory.updates import apply_facts
-    from memkern.reader.llm_reader import extract_facts
     from memkern.scheduler.scheduler import JobFailed
 
-    llm = ctx.mos.llm
+    llm = ctx.op.kernel.llm
     if llm is None:
         raise JobFailed("no LLM configured for this worker (give MemOS(llm=...) or set MEMKERN_LLM); "
                         "retry the job once one is")
     cube = ctx.cube
-    store = ctx.mos._store
+    store = ctx.op.kernel.store
     wanted = ctx.payload.get("memory_ids")
     if wanted:
         found = store.get_memories(cube.id, [str(i) for i in wanted])
@@ -84,8 +88,7 @@ def extract(ctx: JobContext) -> dict[str, Any]:
     ctx.check()
     facts, report = extract_facts(llm, todo)
     ctx.check()
-    with quiet():
-        result = apply_facts(cube, facts, llm=llm, actor=f"llm:{getattr(llm, 'name', 'llm')}")
+    result = apply_facts(ctx.op, facts, llm=llm, actor=f"llm:{getattr(llm, 'name', 'llm')}")
     if report.status == "fallback" and report.error and not facts:
         # Nothing usable came back (the model was unreachable): leave the turns unmarked and retry.
         raise RuntimeError(f"extraction fell back: {report.error}")
@@ -97,14 +100,12 @@ def extract(ctx: JobContext) -> dict[str, Any]:
 
 # -- organize --------------------------------------------------------------------------------------
 def organize(ctx: JobContext) -> dict[str, Any]:
-    from memkern.cube.operations import fuse_duplicates
-
     cube = ctx.cube
     policy = ctx.policy
-    fused = fuse_duplicates(ctx.mos, [cube], cosine=policy.dedup_cosine, actor=ctx.actor,
+    fused = fuse_duplicates(ctx.op, [cube.id], cosine=policy.dedup_cosine, actor=ctx.actor,
                             reason="organize: near-duplicate")
     ctx.check()
-    summaries = summarize_sessions(ctx, cube)
+    summaries = summarize_sessions(ctx)
     return {"fused_groups": len(fused.groups), "archived_duplicates": fused.archived, **summaries}
 
 
@@ -134,9 +135,10 @@ def summarize(turns: list[MemoryItem], doc_freq: Counter[str], n_sessions: int, 
     return "; ".join(top), key_lines
 
 
-def summarize_sessions(ctx: JobContext, cube: Any) -> dict[str, Any]:
+def summarize_sessions(ctx: JobContext) -> dict[str, Any]:
     policy = ctx.policy
-    store = ctx.mos._store
+    cube = ctx.cube
+    store = ctx.op.kernel.store
     turns = store.list_memories(cube.id, Filters(kind=MemoryKind.TURN, state=LifecycleState.ACTIVE))
     sessions: dict[str, list[MemoryItem]] = {}
     for turn in turns:
@@ -168,15 +170,14 @@ def summarize_sessions(ctx: JobContext, cube: Any) -> dict[str, Any]:
         metadata = {"generated_by": "scheduler:organize", "turn_count": len(session_turns),
                     "turn_ids": [t.id for t in session_turns], "keywords": keywords.split("; "),
                     "summary_method": "tfidf-keywords+key-lines"}
-        with quiet():
-            if old is None:
-                cube.add(text=text, kind=MemoryKind.SUMMARY, session_id=session_id, metadata=metadata,
+        if old is None:
+            memories.add(ctx.op, text=text, kind=MemoryKind.SUMMARY, session_id=session_id, metadata=metadata,
                          time=max(times) if times else None, actor=ctx.actor, infer=False)
-                written += 1
-            else:
-                cube.update(old.id, text=text, metadata=metadata, reason="organize: session grew",
+            written += 1
+        else:
+            versions.update(ctx.op, old.id, text=text, metadata=metadata, reason="organize: session grew",
                             actor=ctx.actor)
-                refreshed += 1
+            refreshed += 1
     return {"summaries_written": written, "summaries_refreshed": refreshed, "summaries_unchanged": unchanged}
 
 
@@ -186,12 +187,12 @@ def _candidates(ctx: JobContext, *, min_access: int, kinds: list[MemoryKind] | t
                 min_age_days: float | None = None) -> list[MemoryItem]:
     _flush_access(ctx)
     now = utcnow()
-    store = ctx.mos._store
+    store = ctx.op.kernel.store
     items = store.list_memories(ctx.cube.id, Filters(state=LifecycleState.ACTIVE))
     wanted = {str(i) for i in ctx.payload.get("memory_ids", [])}
     requested, hot = [], []
     for item in items:
-        marks = transitions.markers(item)
+        marks = lifecycle.markers(item)
         if done_marker in marks:
             continue
         if item.id in wanted or request in marks:
@@ -213,7 +214,7 @@ def _hand_over(ctx: JobContext, kind: str, marker: str, items: list[MemoryItem])
     if not items:
         ctx.note(f"nothing to {kind}")
         return {"candidates": 0, "marked": []}
-    registered = hooks(kind)
+    registered = ctx.scheduler.registry.hooks(kind)
     if not registered:
         ctx.note(f"no {kind} handler registered (the {'activation' if kind == 'promote' else 'parametric'} "
                  f"memory module is not loaded): {len(items)} candidate(s) left as they are")
@@ -221,39 +222,39 @@ def _hand_over(ctx: JobContext, kind: str, marker: str, items: list[MemoryItem])
     taken: dict[str, str] = {}
     for name, fn in sorted(registered.items()):
         ctx.check()
-        for memory_id in fn(ctx, list(items)) or []:
+        for memory_id in fn(ctx.op, list(items)) or []:
             taken.setdefault(str(memory_id), name)
     marked = []
     for item in items:
         if item.id in taken:
             try:
-                transitions.mark(ctx.cube, item.id, marker, f"{kind} job {ctx.job.id}", actor=ctx.actor,
-                                 detail={"handler": taken[item.id]})
+                lifecycle.mark(ctx.op, item.id, marker, f"{kind} job {ctx.job.id}", actor=ctx.actor,
+                               detail={"handler": taken[item.id]})
                 marked.append(item.id)
             except (NotFoundError, InvalidInputError) as exc:  # deleted or archived meanwhile
                 ctx.note(f"could not mark {item.id}: {exc}")
-    if marked and kind == "promote" and hooks("rebuild"):
+    if marked and kind == "promote" and ctx.scheduler.registry.hooks("rebuild"):
         # Marking writes new versions, which makes a just-built activation stale: rebuild it once
         # (the marked memories are not promoted again, so this does not loop).
         ctx.scheduler.enqueue("rebuild", ctx.cube, {"reason": f"promote job {ctx.job.id} marked memories"},
-                              dedup_key=f"rebuild:{ctx.cube.id}")
+                              dedup_key=f"rebuild:{ctx.cube.id}", as_user=ctx.user)
     return {"candidates": len(items), "marked": marked, "handlers": sorted(registered)}
 
 
 def promote(ctx: JobContext) -> dict[str, Any]:
     p = ctx.policy
     items = _candidates(ctx, min_access=p.promote_min_access, kinds=p.promote_kinds,
-                        request=transitions.ACTIVATION_REQUESTED, done_marker=transitions.ACTIVATED,
+                        request=lifecycle.ACTIVATION_REQUESTED, done_marker=lifecycle.ACTIVATED,
                         top_n=p.promote_top_n, recent_days=p.promote_window_days)
-    return _hand_over(ctx, "promote", transitions.ACTIVATED, items)
+    return _hand_over(ctx, "promote", lifecycle.ACTIVATED, items)
 
 
 def distil(ctx: JobContext) -> dict[str, Any]:
     p = ctx.policy
     items = _candidates(ctx, min_access=p.distil_min_access, kinds=FACT_KINDS,
-                        request=transitions.DISTILLATION_REQUESTED, done_marker=transitions.DISTILLED,
+                        request=lifecycle.DISTILLATION_REQUESTED, done_marker=lifecycle.DISTILLED,
                         top_n=p.distil_top_n, min_age_days=p.distil_min_age_days)
-    return _hand_over(ctx, "distil", transitions.DISTILLED, items)
+    return _hand_over(ctx, "distil", lifecycle.DISTILLED, items)
 
 
 # -- demote ----------------------------------------------------------------------------------------
@@ -264,11 +265,10 @@ def demote(ctx: JobContext) -> dict[str, Any]:
                          importance_weight=p.importance_weight)
     now = utcnow()
     threshold = float(ctx.payload.get("threshold", p.demote_threshold))
-    plan = plan_demotions(ctx.cube, now, threshold, params=params, kinds=p.demote_kinds, limit=p.demote_batch)
+    store = ctx.op.kernel.store
+    items = store.list_memories(ctx.cube.id, Filters(state=LifecycleState.ACTIVE))
+    plan = plan_demotions(items, now, threshold, params=params, kinds=p.demote_kinds, limit=p.demote_batch)
     archived = []
-    from memkern.lifecycle.forgetting import memory_retention
-
-    store = ctx.mos._store
     for memory_id, _ in plan:
         ctx.check()
         current = store.get_memories(ctx.cube.id, [memory_id]).get(memory_id)
@@ -277,19 +277,20 @@ def demote(ctx: JobContext) -> dict[str, Any]:
         found = memory_retention(current, now, params)  # re-check: it may have been read since planning
         if found.retention >= threshold:
             continue
-        transitions.archive(ctx.cube, memory_id, "demote: " + found.explain(threshold), actor=ctx.actor)
+        lifecycle.archive(ctx.op, memory_id, reason="demote: " + found.explain(threshold), actor=ctx.actor)
         archived.append({"id": memory_id, "retention": round(found.retention, 5)})
     return {"planned": len(plan), "archived": archived, "threshold": threshold}
 
 
 # -- rebuild ---------------------------------------------------------------------------------------
-def _rebuild_search_index(ctx: JobContext) -> dict[str, Any]:
-    ctx.mos._indexes.forget(ctx.cube.id)
+def rebuild_search_index(op: OpContext) -> dict[str, Any]:
+    """Drop this process's in-memory search index of the cube (the next search rebuilds it)."""
+    op.kernel.indexes.forget(op.cube.id)
     return {"dropped": True}
 
 
 def rebuild(ctx: JobContext) -> dict[str, Any]:
-    registered = hooks("rebuild")
+    registered = ctx.scheduler.registry.hooks("rebuild")
     wanted = ctx.payload.get("caches")
     names = sorted(registered) if not wanted else [str(n) for n in wanted]
     results: dict[str, Any] = {}
@@ -299,14 +300,16 @@ def rebuild(ctx: JobContext) -> dict[str, Any]:
         if fn is None:
             ctx.note(f"no rebuild handler named {name!r}")
             continue
-        results[name] = fn(ctx) or {}
+        results[name] = fn(ctx.op) or {}
     return {"rebuilt": results}
 
 
-register_job_type("extract", extract, replace=True)
-register_job_type("organize", organize, replace=True)
-register_job_type("promote", promote, replace=True)
-register_job_type("distil", distil, replace=True)
-register_job_type("demote", demote, replace=True)
-register_job_type("rebuild", rebuild, replace=True)
-register_hook("rebuild", _rebuild_search_index, name="search_index")
+def register_builtins(registry: JobRegistry) -> None:
+    """The built-in job types and hooks, registered into a worker's registry."""
+    for job_type, handler in (("extract", extract), ("organize", organize), ("promote", promote),
+                              ("distil", distil), ("demote", demote), ("rebuild", rebuild)):
+        registry.register_job_type(job_type, handler, replace=True)
+    registry.register_hook("rebuild", rebuild_search_index, name="search_index")
+    registry.register_hook("promote", activation.promote_hook, name="activation")
+    registry.register_hook("rebuild", activation.rebuild_hook, name="activation")
+    registry.register_hook("distil", parametric.distil_hook, name="parametric")

@@ -1,6 +1,6 @@
 """The memory scheduler: a worker loop over the durable job queue.
 
-``Scheduler(mos)`` (or ``mos.scheduler``) enqueues jobs, runs them one at a time
+``Scheduler(dispatcher)`` (or ``mos.scheduler``) runs jobs one at a time
 (``run_once``), in a loop (``run``) or in background threads (``start``/``stop``), and
 reports (``status``). While a handler runs, a heartbeat thread extends the job's lease;
 if the worker dies, the lease expires and another worker claims the job again (a new
@@ -20,14 +20,18 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from memkern.api.dispatch import Dispatcher
+from memkern.api.spec import Need, OnCube, StoreAdmin
 from memkern.errors import InvalidInputError, MemkernError, NotFoundError, PermissionDeniedError
-from memkern.scheduler import registry
-from memkern.models import Job, JobStatus, SchedulerPolicy, SchedulerStatus, epoch_to_dt
-from memkern.scheduler.queue import SQLJobQueue, queue_for
+from memkern.jobs import JobRegistry
+from memkern.models import CubeInfo, Job, JobStatus, Permission, SchedulerPolicy, SchedulerStatus, User
+from memkern.ops.context import OpContext
+from memkern.ops.jobs import scheduler_status
+from memkern.scheduler.handlers import register_builtins
+from memkern.scheduler.plugins import load_plugins
 
 if TYPE_CHECKING:
-    from memkern.cube.cube import MemCube
-    from memkern.mos import MemOS
+    from memkern.store.base import JobQueue
 
 log = logging.getLogger("memkern.scheduler")
 
@@ -44,18 +48,19 @@ class LeaseLost(MemkernError):
 
 
 class JobContext:
-    """What a handler gets: the job, the MemOS, the job's cube, the policy, and a way to
-    check that it still holds the lease (``ctx.check()`` raises ``LeaseLost``)."""
+    """What a handler gets: the job, its cube, the operation context it runs in (as the user
+    who queued it, checked by the dispatcher), the policy, and a way to check that it still
+    holds the lease (``job.check()`` raises ``LeaseLost``)."""
 
     def __init__(self, scheduler: Scheduler, job: Job) -> None:
         self.scheduler = scheduler
         self.job = job
-        self.mos: MemOS = scheduler.mos
         self.policy: SchedulerPolicy = scheduler.policy
-        self.queue = scheduler.queue
+        self.queue: JobQueue = scheduler.queue
         self.lease_lost = threading.Event()
-        self._cube: MemCube | None = None
         self.notes: list[str] = []
+        self.user: User | None = None
+        self._op: OpContext | None = None
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -66,15 +71,39 @@ class JobContext:
         return f"scheduler:{self.job.type}"
 
     @property
-    def cube(self) -> MemCube:
+    def name(self) -> str:
+        """The job as the audit log names it."""
+        return f"job:{self.job.type}"
+
+    @property
+    def op(self) -> OpContext:
+        """The context the job's operations run in: the queuing user's permissions on its cube
+        (write), or the admin role for a job of no cube. Refused: ``JobFailed``."""
+        if self._op is None:
+            kernel = self.scheduler.dispatcher.kernel
+            as_user = self.payload.get("as_user")
+            try:
+                self.user = kernel.store.get_user(str(as_user)) if as_user else None
+            except NotFoundError as exc:
+                raise JobFailed(f"user {as_user!r} who queued the job no longer exists") from exc
+            info: CubeInfo | None = None
+            if self.job.cube_id is not None:
+                try:
+                    info = kernel.store.get_cube(self.job.cube_id)
+                except NotFoundError as exc:
+                    raise JobFailed(f"cube {self.job.cube_id!r} no longer exists") from exc
+            needs: list[Need] = [OnCube(info.id, Permission.WRITE)] if info is not None else [StoreAdmin()]
+            try:
+                self._op = self.scheduler.dispatcher.enter(self.user, self.name, info, needs)
+            except PermissionDeniedError as exc:
+                raise JobFailed(str(exc)) from exc
+        return self._op
+
+    @property
+    def cube(self) -> CubeInfo:
         if self.job.cube_id is None:
             raise JobFailed(f"job {self.job.type!r} needs a cube")
-        if self._cube is None:
-            try:
-                self._cube = self.mos.get_cube(self.job.cube_id)
-            except NotFoundError as exc:
-                raise JobFailed(f"cube {self.job.cube_id!r} no longer exists") from exc
-        return self._cube
+        return self.op.cube
 
     def check(self) -> None:
         if self.lease_lost.is_set():
@@ -89,40 +118,47 @@ class JobContext:
 class Scheduler:
     """Runs the jobs of one store (see the module docstring)."""
 
-    def __init__(self, mos: MemOS, *, policy: SchedulerPolicy | Mapping[str, Any] | None = None,
-                 queue: SQLJobQueue | None = None, worker_id: str | None = None) -> None:
-        from memkern.scheduler import handlers  # noqa: F401 - registers the built-in job types
-
-        self.mos = mos
+    def __init__(self, dispatcher: Dispatcher, *, policy: SchedulerPolicy | Mapping[str, Any] | None = None,
+                 worker_id: str | None = None) -> None:
+        self.dispatcher = dispatcher
+        kernel = dispatcher.kernel
         self.policy = policy if isinstance(policy, SchedulerPolicy) else SchedulerPolicy.model_validate(policy or {})
-        self.queue = queue if queue is not None else queue_for(mos._store)
+        self.queue: JobQueue = kernel.jobs
+        self.registry: JobRegistry = kernel.job_registry
+        register_builtins(self.registry)
+        load_plugins(self.registry)
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self._last_maintenance = 0.0
         self._rng = random.Random()
-        registry.load_plugins()
 
     # -- enqueueing ----------------------------------------------------------------------------------
     def _cube_id(self, cube: Any) -> str | None:
         if cube is None:
             return None
         if hasattr(cube, "info"):
+            return str(cube.info.id)
+        if isinstance(cube, CubeInfo):
             return cube.id
-        return self.mos._store.get_cube(str(cube)).id
+        return self.dispatcher.kernel.store.get_cube(str(cube)).id
 
     def enqueue(self, job_type: str, cube: Any = None, payload: Mapping[str, Any] | None = None, *,
-                dedup_key: str | None = None, delay_s: float = 0.0, max_attempts: int | None = None) -> Job:
-        """Queue a job for ``cube`` (a ``MemCube``, name or id; None for a job of no cube).
-        Returns at once; a job with the ``dedup_key`` of a pending one is that job."""
-        if registry.job_handler(job_type) is None:
-            raise InvalidInputError(f"unknown job type {job_type!r}; known: {', '.join(registry.job_types())}")
-        return self.queue.enqueue(job_type, self._cube_id(cube), dict(payload or {}), dedup_key=dedup_key,
+                dedup_key: str | None = None, delay_s: float = 0.0, max_attempts: int | None = None,
+                as_user: User | None = None) -> Job:
+        """Queue one of the worker's own jobs (maintenance, a rebuild after a promote) for ``cube``
+        (a handle, record, name or id; None for a job of no cube), run as ``as_user`` (None: the
+        store itself). Callers outside the worker queue jobs with the ``enqueue_job`` operation."""
+        if job_type not in self.registry.job_types() or self.registry.handler(job_type) is None:
+            raise InvalidInputError(f"unknown job type {job_type!r}; known: {', '.join(self.registry.job_types())}")
+        body = {**dict(payload or {}), "as_user": as_user.id if as_user is not None else None}
+        return self.queue.enqueue(job_type, self._cube_id(cube), body, dedup_key=dedup_key,
                                   delay_s=delay_s, max_attempts=max_attempts or self.policy.max_attempts)
 
     def enqueue_maintenance(self, cube: Any = None) -> list[Job]:
         """Queue organize, promote and demote for ``cube`` (or every cube); at most one pending each."""
-        ids = [self._cube_id(cube)] if cube is not None else [info.id for info in self.mos._store.list_cubes()]
+        ids = [self._cube_id(cube)] if cube is not None else \
+            [info.id for info in self.dispatcher.kernel.store.list_cubes()]
         return [self.enqueue(t, cid, dedup_key=f"maintenance:{t}:{cid}") for cid in ids for t in MAINTENANCE_TYPES]
 
     # -- running -------------------------------------------------------------------------------------
@@ -213,10 +249,11 @@ class Scheduler:
         heart.start()
         outcome = "done"
         try:
-            handler = registry.job_handler(job.type)
+            handler = self.registry.handler(job.type)
             if handler is None:
                 raise JobFailed(f"no handler for job type {job.type!r} in this worker")
             result = handler(ctx) or {}
+            self.dispatcher.record(ctx.user, ctx.name, ctx.op.cube_info, _ids(result), None)
             if ctx.notes:
                 result = {**result, "notes": ctx.notes}
             beating.set()
@@ -225,12 +262,14 @@ class Scheduler:
                 outcome = "lease lost"
                 log.warning("job %s finished after its lease was lost; its completion was not recorded", job.id)
         except (JobFailed, InvalidInputError, PermissionDeniedError, LeaseLost) as exc:
+            self._record_failure(ctx, exc)
             beating.set()
             heart.join()
             outcome = "failed"
             status = self.queue.fail(job.id, token, f"{type(exc).__name__}: {exc}", None)
             log.warning("job %s (%s) failed for good (%s): %s", job.id, job.type, status, exc)
         except Exception as exc:  # noqa: BLE001 - any other failure is retried with backoff
+            self._record_failure(ctx, exc)
             beating.set()
             heart.join()
             outcome = "failed"
@@ -256,21 +295,16 @@ class Scheduler:
             except MemkernError as exc:  # the store is busy or away: try again next beat
                 log.warning("heartbeat of job %s failed: %s", job.id, exc)
 
+    def _record_failure(self, ctx: JobContext, exc: Exception) -> None:
+        if ctx._op is not None:  # a job refused before it ran was audited as denied already
+            error = exc if isinstance(exc, MemkernError) else MemkernError(type(exc).__name__)
+            self.dispatcher.record(ctx.user, ctx.name, ctx._op.cube_info, [], error)
+
     # -- reporting -----------------------------------------------------------------------------------
     def status(self, cube: Any = None) -> SchedulerStatus:
         cube_id = self._cube_id(cube)
-        by_type = self.queue.counts(cube_id)
-        counts: dict[str, int] = {s.value: 0 for s in JobStatus}
-        for per_status in by_type.values():
-            for status, n in per_status.items():
-                counts[status] = counts.get(status, 0) + n
-        return SchedulerStatus(
-            cube_id=cube_id, counts=counts, by_type=by_type,
-            oldest_pending_at=epoch_to_dt(self.queue.oldest_pending(cube_id)),
-            running=self.queue.list(cube_id, JobStatus.RUNNING, limit=50),
-            dead=self.queue.list(cube_id, JobStatus.DEAD, limit=50),
-            hooks=registry.hook_names(),
-        )
+        info = self.dispatcher.kernel.store.get_cube(cube_id) if cube_id else None
+        return scheduler_status(OpContext(self.dispatcher.kernel, None, info))
 
     def jobs(self, cube: Any = None, status: JobStatus | str | None = None, job_type: str | None = None,
              limit: int = 100) -> list[Job]:
@@ -284,3 +318,13 @@ class Scheduler:
 
     def cancel(self, job_id: str) -> Job:
         return self.queue.cancel(job_id)
+
+
+def _ids(result: Mapping[str, Any]) -> list[str]:
+    """Memory ids a handler reports (added, updated, marked), for the audit entry."""
+    found: list[str] = []
+    for key in ("added", "updated", "marked"):
+        value = result.get(key)
+        if isinstance(value, list):
+            found += [v for v in value if isinstance(v, str)]
+    return found

@@ -1,4 +1,4 @@
-"""Chat from memory (memkern.chat), ``memkern chat`` and the LoCoMo answer run, against the loopback
+"""Chat from memory (memkern.ops.chat), ``memkern chat`` and the LoCoMo answer run, against the loopback
 FakeOpenAI server: every request goes through the real HTTP client."""
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 
 from memkern import MemOS
 from memkern.bench.locomo import format_report, run_locomo
-from memkern.chat import ANSWER_PROMPT_SHA256, NOT_AVAILABLE, answer
 from memkern.cli.main import app
-from memkern.errors import InvalidInputError, LLMError
+from memkern.errors import InvalidInputError, LLMError, LLMNotConfiguredError
 from memkern.llm.http import OpenAICompatibleLLM
+from memkern.prompts import ANSWER_PROMPT_SHA256, NOT_AVAILABLE
 
 NO_LLM = "set MEMKERN_LLM=openai with MEMKERN_LLM_BASE_URL and MEMKERN_LLM_MODEL, or MEMKERN_LLM=local"
 _LINE = re.compile(r"^\[\d+\] \((?P<meta>[^)]*)\) (?P<text>.*)$", re.MULTILINE)
@@ -28,6 +28,16 @@ _LINE = re.compile(r"^\[\d+\] \((?P<meta>[^)]*)\) (?P<text>.*)$", re.MULTILINE)
 def _no_env_llm(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("MEMKERN_LLM", "MEMKERN_LLM_BASE_URL", "MEMKERN_LLM_MODEL", "MEMKERN_LLM_CACHE"):
         monkeypatch.delenv(name, raising=False)
+
+
+def answer(cube: Any, llm: Any, query: str, **options: Any) -> Any:
+    """``cube.chat`` with ``llm`` as the kernel's model for this one call."""
+    kernel = cube.session.kernel
+    saved, kernel.llm = kernel.llm, llm
+    try:
+        return cube.chat(query, **options)
+    finally:
+        kernel.llm = saved
 
 
 @pytest.fixture
@@ -117,7 +127,7 @@ def test_write_back_stores_the_exchange_as_two_turns(memos: MemOS) -> None:
 
 def test_no_llm_is_a_clear_error(memos: MemOS) -> None:
     cube = _fill(memos)
-    with pytest.raises(InvalidInputError, match=re.escape(NO_LLM)):
+    with pytest.raises(LLMNotConfiguredError, match=re.escape(NO_LLM)):
         answer(cube, None, "What is Caroline researching?")
 
 
@@ -135,7 +145,7 @@ def test_a_failing_model_raises_and_writes_nothing(memos: MemOS) -> None:
         llm = OpenAICompatibleLLM(server.base_url, "fake-model", retries=0)
         with pytest.raises(LLMError):
             answer(cube, llm, "What is Caroline researching?", write_back=True, session_id="chat-x")
-    assert cube.get_all({"session_id": "chat-x"}) == []
+    assert cube.get_all({"session_id": "chat-x"}).items == []
 
 
 def test_bad_input_is_refused_before_any_call(memos: MemOS) -> None:

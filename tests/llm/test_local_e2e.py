@@ -15,7 +15,7 @@ import pytest
 from _local_model import needs_local_model
 
 from memkern import MemOS
-from memkern.memory.updates import slot_of
+from memkern.ops.facts import slot_of
 from memkern.models import LifecycleState, MemoryKind
 
 # About 1-2 minutes on 2 idle cores; llama.cpp slows several-fold when other work shares them, hence the

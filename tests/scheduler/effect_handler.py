@@ -11,7 +11,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from memkern.scheduler import register_job_type
+from memkern.models import MemoryKind
+from memkern.ops import memories
 
 
 def effect(ctx):
@@ -22,11 +23,13 @@ def effect(ctx):
     if mode == "before" and ctx.job.attempts == 1:
         ready.write_text("stalled")
         time.sleep(600)
-    ctx.cube.add(text=f"effect of job {ctx.job.id}", kind="document", infer=False)
+    memories.add(ctx.op, text=f"effect of job {ctx.job.id}", kind=MemoryKind.DOCUMENT, infer=False)
     if mode == "after" and ctx.job.attempts == 1:
         ready.write_text("stalled")
         time.sleep(600)
     return {"attempt": ctx.job.attempts}
 
 
-register_job_type("test.effect", effect, replace=True)
+def register(registry):
+    """The plugin entry point (``$MEMKERN_SCHEDULER_PLUGINS=scheduler.effect_handler``)."""
+    registry.register_job_type("test.effect", effect, replace=True)

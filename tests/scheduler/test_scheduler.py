@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 from _embedders import ENV_VAR
 
-import scheduler.effect_handler  # noqa: F401  (tests/scheduler is the "scheduler" package)
+from scheduler import effect_handler  # tests/scheduler is the "scheduler" package
 from memkern import MemOS
+from memkern.embed import default_embedder
 from memkern.llm.base import LLMResponse, UsageLedger
-from memkern.scheduler import JobStatus, Scheduler, SchedulerPolicy, register_hook, register_job_type, unregister_hook
+from memkern.scheduler import JobStatus, Scheduler, SchedulerPolicy
 
 TESTS = Path(__file__).resolve().parent.parent
 FAST = SchedulerPolicy(lease_s=1.0, heartbeat_s=0.2, poll_s=0.05, backoff_base_s=0.05, backoff_jitter=0)
@@ -28,9 +29,10 @@ sys.path[:0] = [{tests!r}]
 from _embedders import embedder_by_name
 from memkern import MemOS
 from memkern.scheduler import Scheduler, SchedulerPolicy
-import scheduler.effect_handler
+from scheduler import effect_handler
 mos = MemOS({db!r}, embedder=embedder_by_name(), llm=None)
-s = Scheduler(mos, policy=SchedulerPolicy(lease_s=1.0, heartbeat_s=0.2, poll_s=0.05), worker_id="doomed")
+effect_handler.register(mos.kernel.job_registry)
+s = Scheduler(mos.dispatcher, policy=SchedulerPolicy(lease_s=1.0, heartbeat_s=0.2, poll_s=0.05), worker_id="doomed")
 s.run()
 """
 
@@ -38,7 +40,7 @@ s.run()
 @pytest.fixture
 def fast_mos(tmp_path, embedder):
     m = MemOS(tmp_path / "m.db", embedder=embedder, llm=None)
-    m.__dict__["_scheduler"] = Scheduler(m, policy=FAST)
+    m._scheduler = Scheduler(m.dispatcher, policy=FAST)
     yield m
     m.close()
 
@@ -49,7 +51,8 @@ def test_a_worker_killed_mid_job_is_resumed_and_the_effect_happens_once(tmp_path
     ready = tmp_path / "ready"
     with MemOS(db, embedder=embedder, llm=None) as mos:
         cube = mos.create_cube("c")
-        scheduler = Scheduler(mos, policy=FAST, worker_id="survivor")
+        effect_handler.register(mos.kernel.job_registry)
+        scheduler = Scheduler(mos.dispatcher, policy=FAST, worker_id="survivor")
         job = scheduler.enqueue("test.effect", cube, {"mode": mode, "ready": str(ready)})
         # Import this module's handler also in the subprocess (tests/scheduler is the "scheduler" package).
         env = {**os.environ, ENV_VAR: embedder.name}
@@ -89,7 +92,7 @@ def test_jobs_of_one_cube_run_in_order_and_cubes_in_parallel(fast_mos):
         with lock:
             spans.setdefault(ctx.cube.name, []).append((ctx.payload["n"], start, time.monotonic()))
 
-    register_job_type("test.slow", slow, replace=True)
+    fast_mos.kernel.job_registry.register_job_type("test.slow", slow, replace=True)
     a, b = fast_mos.create_cube("a"), fast_mos.create_cube("b")
     s = fast_mos.scheduler
     for n in range(4):
@@ -118,7 +121,7 @@ def test_failing_job_retries_with_backoff_then_is_dead_lettered(fast_mos):
         times.append(time.monotonic())
         raise RuntimeError(f"boom {ctx.job.attempts}")
 
-    register_job_type("test.flaky", flaky, replace=True)
+    fast_mos.kernel.job_registry.register_job_type("test.flaky", flaky, replace=True)
     cube = fast_mos.create_cube("c")
     s = fast_mos.scheduler
     job = s.enqueue("test.flaky", cube, max_attempts=3)
@@ -159,7 +162,7 @@ class StubLLM:
 def test_background_add_queues_extraction_and_rerunning_it_is_a_noop(tmp_path, embedder):
     llm = StubLLM()
     with MemOS(tmp_path / "m.db", embedder=embedder, llm=llm) as mos:
-        mos.__dict__["_scheduler"] = Scheduler(mos, policy=FAST)
+        mos._scheduler = Scheduler(mos.dispatcher, policy=FAST)
         cube = mos.create_cube("c")
         result = cube.add([{"role": "user", "content": "Alice lives in Lisbon", "id": "1"},
                            {"role": "user", "content": "nice weather today", "id": "2"}],
@@ -192,20 +195,19 @@ def test_promote_calls_the_registered_hook_or_is_a_noop_with_a_reason(fast_mos):
     hot = cube.add(text="Alice likes green tea", kind="preference", infer=False).added[0]
     for _ in range(5):
         cube.search("green tea", top_k=1)
-    fast_mos._access.flush()
+    fast_mos.kernel.access.flush()
     s = fast_mos.scheduler
-    from memkern.scheduler import registry
-
+    registry = fast_mos.kernel.job_registry
     saved = registry.hooks("promote")
     for name in saved:
-        unregister_hook("promote", name)
+        registry.unregister_hook("promote", name)
     try:
         job = s.enqueue("promote", cube)
         s.wait_quiescent(cube, timeout=10)
         result = s.get(job.id).result
         assert result["marked"] == [] and "no promote handler" in result["skipped"]
         seen = []
-        register_hook("promote", lambda ctx, items: seen.extend(i.id for i in items) or [i.id for i in items],
+        registry.register_hook("promote", lambda ctx, items: seen.extend(i.id for i in items) or [i.id for i in items],
                       name="test")
         job = s.enqueue("promote", cube)
         s.wait_quiescent(cube, timeout=10)
@@ -216,9 +218,9 @@ def test_promote_calls_the_registered_hook_or_is_a_noop_with_a_reason(fast_mos):
         s.wait_quiescent(cube, timeout=10)
         assert s.get(job.id).result["candidates"] == 0
     finally:
-        unregister_hook("promote", "test")
+        registry.unregister_hook("promote", "test")
         for name, fn in saved.items():
-            register_hook("promote", fn, name=name)
+            registry.register_hook("promote", fn, name=name)
 
 
 def test_cli_scheduler_run_once_and_status(tmp_path, embedder):
@@ -233,7 +235,7 @@ def test_cli_scheduler_run_once_and_status(tmp_path, embedder):
         mos.scheduler.enqueue("rebuild", cube)
     runner = CliRunner()
     env = {"MEMKERN_LLM": ""}
-    if embedder.name != "minilm-static-256":
+    if embedder.name != default_embedder().name:
         pytest.skip("the CLI opens the store with the default embedder")
     out = runner.invoke(app, ["--db", str(db), "--json", "scheduler", "run", "--once", "--cube", "c"], env=env)
     assert out.exit_code == 0, out.output

@@ -1,15 +1,15 @@
 """Operations across cubes and memory types: compose, migrate, fuse.
 
-- ``compose(mos, a, b, name)``: a new cube holding every version of every memory of both
+- ``compose(ctx, a, b, name)``: a new cube holding every version of every memory of both
   cubes (history, states, access statistics and provenance as they were), each version's
   origin in ``metadata["origin"]`` and the sources in the new cube's metadata. The source
   cubes are not changed.
-- ``migrate(cube, memory_id, to)``: move a memory to another type: a turn (or any
+- ``migrate(ctx, memory_id, to)``: move a memory to another type: a turn (or any
   plaintext) to a fact/event/preference (a new memory derived from it, linked both ways
   through metadata and provenance), or a plaintext memory to activation or parametric
   memory (marked ``activation_requested`` / ``distillation_requested`` and a promote or
   distil job queued: the registered handler does the loading and sets the final marker).
-- ``fuse_duplicates(mos, cubes)``: memories that say the same thing (same normalised text,
+- ``fuse_duplicates(ctx, cubes)``: memories that say the same thing (same normalised text,
   or cosine >= ``cosine``) in one or several cubes become one: the survivor gets a new
   version whose ``metadata["fused_from"]`` lists the others with their provenance (and
   whose provenance gains their message ids); the others are archived with a reason that
@@ -19,76 +19,48 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
 import numpy as np
-from pydantic import BaseModel, Field
 
 from memkern.errors import InvalidInputError
-from memkern.lifecycle import transitions
-from memkern.lifecycle.access import quiet
-from memkern.memory.updates import FACT_KINDS, normalise
-from memkern.models import CubeInfo, LifecycleState, MemoryItem, MemoryKind, Provenance, utcnow
+from memkern.models import (
+    ComposeReport,
+    CubeInfo,
+    FuseGroup,
+    FuseReport,
+    LifecycleState,
+    MemoryItem,
+    MemoryKind,
+    MigrateResult,
+    Permission,
+    Provenance,
+    utcnow,
+)
+from memkern.ops import lifecycle, versions
+from memkern.ops.context import OpContext
+from memkern.ops.facts import FACT_KINDS, normalise
+from memkern.ops.writes import write_items
 from memkern.reader.entities import find_entities
-
-if TYPE_CHECKING:
-    from memkern.cube.cube import MemCube
-    from memkern.mos import MemOS
-    from memkern.models import Job
-
-
-class ComposeReport(BaseModel):
-    cube: CubeInfo
-    versions: int = 0
-    #: Memories of a later source that an earlier one already held (same dedup key): kept once,
-    #: the duplicate's origin added to the kept memory's ``metadata["origin"]["also"]``.
-    merged: list[dict[str, str]] = Field(default_factory=list)
-    #: Ids taken by an earlier source: the memory got a new id (``origin.memory_id`` has the old one).
-    renamed: dict[str, str] = Field(default_factory=dict)
-
-
-class FuseGroup(BaseModel):
-    survivor: dict[str, str]
-    fused: list[dict[str, str]]
-    reason: str
-
-
-class FuseReport(BaseModel):
-    groups: list[FuseGroup] = Field(default_factory=list)
-    examined: int = 0
-
-    @property
-    def archived(self) -> int:
-        return sum(len(g.fused) for g in self.groups)
-
-
-class MigrateResult(BaseModel):
-    memory: MemoryItem
-    created: MemoryItem | None = None
-    job_id: str | None = None
-
-
-def _cube(mos: MemOS, cube: Any) -> MemCube:
-    return cube if hasattr(cube, "info") else mos.get_cube(cube)
+from memkern.store.base import dedup_keys
 
 
 # -- compose ---------------------------------------------------------------------------------------
-def compose(mos: MemOS, a: Any, b: Any, name: str, *, owner: str | None = None, description: str = "",
-            actor: str | None = None, extra: Sequence[Any] = ()) -> ComposeReport:
-    """A new cube named ``name`` with every version of ``a``, ``b`` (and ``extra``) cubes."""
-    from memkern.cube.cube import check_name
-    from memkern.store.base import dedup_keys
-
-    sources = [_cube(mos, c) for c in (a, b, *extra)]
+def compose(ctx: OpContext, a: str, b: str, name: str, *, owner: str | None = None, description: str = "",
+            actor: str | None = None) -> ComposeReport:
+    """A new cube named ``name`` with every version of cubes ``a`` and ``b``, owned by ``owner``
+    (default: the caller, or ``a``'s owner for the embedded default). Quarantined memories of a
+    source are copied only for a caller who holds admin on it: the others never saw them."""
+    kernel = ctx.kernel
+    sources = [kernel.store.get_cube(ref) for ref in (a, b)]
     if len({s.id for s in sources}) != len(sources):
         raise InvalidInputError("compose needs distinct cubes")
-    check_name(name, "cube name")
     for source in sources:
-        mos._check_embedder(source.info)
-    info = CubeInfo(id=uuid4().hex, name=name, owner=owner or sources[0].info.owner,
+        kernel.check_embedder(source)
+    new_owner = owner or (ctx.user.id if ctx.user is not None else sources[0].owner)
+    info = CubeInfo(id=uuid4().hex, name=name, owner=new_owner,
                     description=description or f"composed of {', '.join(s.name for s in sources)}",
-                    embedder=mos.embedder.name, dim=mos.embedder.dim,
+                    embedder=kernel.embedder.name, dim=kernel.embedder.dim,
                     metadata={"composed_from": [{"cube_id": s.id, "cube_name": s.name} for s in sources],
                               "composed_at": utcnow().isoformat()})
     report = ComposeReport(cube=info)
@@ -97,7 +69,8 @@ def compose(mos: MemOS, a: Any, b: Any, name: str, *, owner: str | None = None, 
     taken_ids: set[str] = set()
     keys: dict[tuple[str, str], int] = {}  # dedup key of a current version -> index in versions
     for source in sources:
-        items, vecs = mos._store.export_versions(source.id)
+        sees_quarantine = ctx.on(source).may(Permission.ADMIN)
+        items, vecs = kernel.store.export_versions(source.id)
         current = iter(vecs)
         by_id: dict[str, list[MemoryItem]] = {}
         vector_of: dict[str, np.ndarray] = {}
@@ -108,6 +81,8 @@ def compose(mos: MemOS, a: Any, b: Any, name: str, *, owner: str | None = None, 
         for memory_id, chain in by_id.items():
             chain.sort(key=lambda v: v.version)
             head = chain[-1]
+            if head.state is LifecycleState.QUARANTINED and not sees_quarantine:
+                continue
             probe = head.model_copy(update={"cube_id": info.id})
             found = next((keys[k] for k in _keys(dedup_keys(probe)) if k in keys), None)
             origin = {"cube_id": source.id, "cube_name": source.name, "memory_id": memory_id}
@@ -131,7 +106,7 @@ def compose(mos: MemOS, a: Any, b: Any, name: str, *, owner: str | None = None, 
                     for k in _keys(dedup_keys(versions[-1])):
                         keys[k] = len(versions) - 1
     matrix = np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, info.dim), dtype=np.float32)
-    mos._store.import_cube(info, versions, matrix, actor=actor)
+    kernel.store.import_cube(info, versions, matrix, actor=ctx.actor(actor))
     report.versions = len(versions)
     return report
 
@@ -142,22 +117,23 @@ def _keys(pair: tuple[str | None, str]) -> list[tuple[str, str]]:
 
 
 # -- migrate ---------------------------------------------------------------------------------------
-_TARGETS = {"activation": transitions.ACTIVATION_REQUESTED, "parametric": transitions.DISTILLATION_REQUESTED}
+_TARGETS = {"activation": lifecycle.ACTIVATION_REQUESTED, "parametric": lifecycle.DISTILLATION_REQUESTED}
 
 
-def migrate(cube: MemCube, memory_id: str, to: str | MemoryKind, *, reason: str, actor: str | None = None,
-            text: str | None = None) -> MigrateResult:
+def migrate(ctx: OpContext, memory_id: str, to: str, *, reason: str, text: str | None = None,
+            actor: str | None = None) -> MigrateResult:
     """Move a memory to another type (module docstring). ``text`` rewrites a turn as a fact."""
-    if not isinstance(reason, str) or not reason.strip():
+    if not reason.strip():
         raise InvalidInputError("a migration needs a reason")
-    with quiet():
-        item = cube.get(memory_id)
-    target = to.value if isinstance(to, MemoryKind) else str(to)
+    cube, who = ctx.cube, ctx.actor(actor)
+    item = versions.current(ctx, memory_id)
+    target = to
     if target in _TARGETS:
         marker = _TARGETS[target]
-        marked = transitions.mark(cube, memory_id, marker, f"migrate to {target}: {reason}", actor=actor)
+        marked = lifecycle.mark(ctx, memory_id, marker, f"migrate to {target}: {reason}", actor=who)
         job_type = "promote" if target == "activation" else "distil"
-        job: Job = cube._mos.scheduler.enqueue(job_type, cube, {"memory_ids": [memory_id], "reason": reason})
+        job = ctx.kernel.jobs.enqueue(job_type, cube.id, {"memory_ids": [memory_id], "reason": reason,
+                                                          "as_user": ctx.user.id if ctx.user else None})
         return MigrateResult(memory=marked, job_id=job.id)
     try:
         kind = MemoryKind(target)
@@ -169,37 +145,35 @@ def migrate(cube: MemCube, memory_id: str, to: str | MemoryKind, *, reason: str,
     if kind is MemoryKind.TURN:
         raise InvalidInputError("turns are what was said: nothing migrates into a turn")
     new = MemoryItem(
-        id=uuid4().hex, cube_id=cube.id, owner=cube.info.owner, kind=kind, text=text or item.text,
+        id=uuid4().hex, cube_id=cube.id, owner=cube.owner, kind=kind, text=text or item.text,
         tags=list(item.tags), metadata={**{k: v for k, v in item.metadata.items() if k != "lifecycle"},
                                         "migrated_from": item.version_id, "migrate_reason": reason,
                                         "source_memory_ids": [item.id]},
         provenance=item.provenance.model_copy(), entities=find_entities(text or item.text, item.provenance.speaker),
         event_time=item.event_time, valid_from=item.valid_from or item.event_time, importance=item.importance,
     )
-    written = cube._mos._write_items(cube.info, [new], actor or "migrate")
+    written = write_items(ctx.kernel, cube, [new], who or "migrate")
     created = written.added[0] if written.added else None
     if created is None:
         raise InvalidInputError(f"a {kind.value} with this text already exists: {written.duplicates[0]}")
-    with quiet():
-        linked = cube.update(memory_id, metadata={**item.metadata, "migrated_to": created.id},
-                             reason=f"migrate: became {kind.value} {created.id}: {reason}", actor=actor)
+    linked = versions.update(ctx, memory_id, metadata={**item.metadata, "migrated_to": created.id},
+                             reason=f"migrate: became {kind.value} {created.id}: {reason}", actor=who)
     return MigrateResult(memory=linked, created=created)
 
 
 # -- fuse ------------------------------------------------------------------------------------------
-def fuse_duplicates(mos: MemOS, cubes: Sequence[Any], *, cosine: float = 0.95,
-                    kinds: Sequence[MemoryKind] | None = FACT_KINDS, actor: str | None = None,
-                    reason: str = "duplicate") -> FuseReport:
+def fuse_duplicates(ctx: OpContext, cubes: Sequence[str], *, cosine: float = 0.95, actor: str | None = None,
+                    reason: str = "duplicate", kinds: Sequence[MemoryKind] | None = FACT_KINDS) -> FuseReport:
     """Fuse memories that say the same thing across ``cubes`` (module docstring)."""
     if not 0 < cosine <= 1:
         raise InvalidInputError("cosine must be in (0, 1]")
-    opened = [_cube(mos, c) for c in cubes]
+    opened = [ctx.on(ctx.kernel.store.get_cube(ref)) for ref in cubes]
     if not opened:
         raise InvalidInputError("fuse_duplicates needs at least one cube")
-    members: list[tuple[MemCube, MemoryItem]] = []
+    members: list[tuple[OpContext, MemoryItem]] = []
     rows: list[np.ndarray] = []
     for cube in opened:
-        items, vecs = mos._store.export_versions(cube.id)
+        items, vecs = ctx.kernel.store.export_versions(cube.cube.id)
         current = [i for i in items if i.expired_at is None]
         for item, vec in zip(current, vecs):
             if item.state is LifecycleState.ACTIVE and (kinds is None or item.kind in kinds):
@@ -242,16 +216,16 @@ def fuse_duplicates(mos: MemOS, cubes: Sequence[Any], *, cosine: float = 0.95,
         groups.setdefault(find(i), []).append(i)
     for indexes in groups.values():
         if len(indexes) > 1:
-            report.groups.append(_fuse_group([members[i] for i in indexes], actor, reason))
+            report.groups.append(_fuse_group([members[i] for i in indexes], ctx.actor(actor), reason))
     return report
 
 
-def _rank(member: tuple[MemCube, MemoryItem]) -> tuple[float, int, float]:
+def _rank(member: tuple[OpContext, MemoryItem]) -> tuple[float, int, float]:
     item = member[1]
     return (-item.importance, -item.access_count, item.recorded_at.timestamp())
 
 
-def _fuse_group(group: list[tuple[MemCube, MemoryItem]], actor: str | None, reason: str) -> FuseGroup:
+def _fuse_group(group: list[tuple[OpContext, MemoryItem]], actor: str | None, reason: str) -> FuseGroup:
     ordered = sorted(group, key=lambda m: (*_rank(m), m[1].id))
     s_cube, survivor = ordered[0]
     fused_from = list(survivor.metadata.get("fused_from", []))
@@ -259,19 +233,18 @@ def _fuse_group(group: list[tuple[MemCube, MemoryItem]], actor: str | None, reas
     message_ids = list(survivor.provenance.message_ids)
     others = []
     for cube, item in ordered[1:]:
-        entry = {"cube_id": cube.id, "memory_id": item.id, "version": item.version,
+        entry = {"cube_id": cube.cube.id, "memory_id": item.id, "version": item.version,
                  "provenance": item.provenance.model_dump(exclude_none=True)}
-        if (cube.id, item.id) not in seen:
+        if (cube.cube.id, item.id) not in seen:
             fused_from.append(entry)
         message_ids += [m for m in item.provenance.message_ids if m not in message_ids]
         others.append((cube, item))
-    survivor_ref = f"{s_cube.name}/{survivor.id}"
+    survivor_ref = f"{s_cube.cube.name}/{survivor.id}"
     why = f"{reason}: fused into {survivor_ref}"
     provenance = Provenance(**{**survivor.provenance.model_dump(), "message_ids": message_ids})
-    with quiet():
-        s_cube.update(survivor.id, metadata={**survivor.metadata, "fused_from": fused_from}, provenance=provenance,
-                      reason=f"fuse: absorbed {len(others)} duplicate(s)", actor=actor)
+    versions.update(s_cube, survivor.id, metadata={**survivor.metadata, "fused_from": fused_from},
+                    provenance=provenance, reason=f"fuse: absorbed {len(others)} duplicate(s)", actor=actor)
     for cube, item in others:
-        transitions.archive(cube, item.id, why, actor=actor)
-    return FuseGroup(survivor={"cube_id": s_cube.id, "memory_id": survivor.id},
-                     fused=[{"cube_id": c.id, "memory_id": i.id} for c, i in others], reason=why)
+        lifecycle.archive(cube, item.id, reason=why, actor=actor)
+    return FuseGroup(survivor={"cube_id": s_cube.cube.id, "memory_id": survivor.id},
+                     fused=[{"cube_id": c.cube.id, "memory_id": i.id} for c, i in others], reason=why)

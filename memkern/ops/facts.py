@@ -31,19 +31,30 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 from uuid import uuid4
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from memkern.errors import MemkernError
-from memkern.models import CubePolicy
-from memkern.models import AddResult, Hit, LifecycleState, MemoryItem, MemoryKind, UpdateDecision, utcnow
+from memkern.llm.deadline import llm_deadline
+from memkern.models import (
+    AddResult,
+    CubePolicy,
+    Filters,
+    Hit,
+    LifecycleState,
+    MemoryItem,
+    MemoryKind,
+    UpdateDecision,
+    utcnow,
+)
+from memkern.ops import versions
+from memkern.ops.context import OpContext
+from memkern.ops.search import find
+from memkern.ops.writes import write_items
 from memkern.reader.llm_reader import NewFact, ask_json, parse_items
 from memkern.retrieval.text import query_terms
-
-if TYPE_CHECKING:
-    from memkern.cube.cube import MemCube
 
 #: Kinds that take part in update decisions.
 FACT_KINDS = (MemoryKind.FACT, MemoryKind.EVENT, MemoryKind.PREFERENCE)
@@ -240,8 +251,9 @@ def _parse_decisions(text: str) -> tuple[list[DecisionAnswer], bool]:
 
 
 # -- applying decisions ------------------------------------------------------------------------------
-def candidates(cube: MemCube, fact: NewFact, top_k: int = CANDIDATES) -> list[Hit]:
-    return cube.search(fact.text, top_k=top_k, filters={"kind": [k.value for k in FACT_KINDS]})
+def candidates(ctx: OpContext, fact: NewFact, top_k: int = CANDIDATES) -> list[Hit]:
+    """The cube's facts most like ``fact`` (looking for them is not a recall)."""
+    return find(ctx, fact.text, top_k, filters=Filters(kind=list(FACT_KINDS)))
 
 
 def _relevant(fact: NewFact, hits: Sequence[Hit]) -> list[Hit]:
@@ -252,24 +264,31 @@ def _relevant(fact: NewFact, hits: Sequence[Hit]) -> list[Hit]:
             if words & set(query_terms(h.memory.text, limit=256)) or (h.parts.cosine or 0.0) >= CANDIDATE_COSINE]
 
 
-def apply_facts(cube: MemCube, facts: Sequence[NewFact], *, llm: Any = None, actor: str | None = None,
+def apply_facts(ctx: OpContext, facts: Sequence[NewFact], *, llm: Any = None, actor: str | None = None,
                 result: AddResult | None = None) -> AddResult:
     """Decide on each fact and write the outcome; returns (or extends) an ``AddResult``.
 
     Facts are handled in groups, one LLM call per group, and each group sees what the
     previous groups wrote. An exact duplicate or a fact with no similar memory needs no
-    LLM call. A write that fails is recorded as a decision with action ``failed``.
+    LLM call. A write that fails is recorded as a decision with action ``failed``. All the
+    LLM calls share one deadline (``memkern.llm.deadline``); past it, the rules decide.
     """
+    with llm_deadline():
+        return _apply_facts(ctx, facts, llm=llm, actor=actor, result=result)
+
+
+def _apply_facts(ctx: OpContext, facts: Sequence[NewFact], *, llm: Any, actor: str | None,
+                 result: AddResult | None) -> AddResult:
     result = result if result is not None else AddResult()
     llm_actor = f"llm:{getattr(llm, 'name', 'llm')}" if llm is not None else None
-    guarded = CubePolicy.of(cube.info.metadata).guard
+    guarded = CubePolicy.of(ctx.cube.metadata).guard
     # Supersessions per source message over the whole call, grown by each group's final decisions;
     # when the facts span several groups, seeded by the rules first, so that a message whose
     # facts fall in different groups is caught before its first group is applied.
     contradicted: dict[str, set[str]] = {}
     if guarded and len(facts) > DECIDE_GROUP:  # one group counts its own decisions below
         for fact in facts:
-            action, target, _ = rule_decision(fact, candidates(cube, fact))
+            action, target, _ = rule_decision(fact, candidates(ctx, fact))
             _count_contradiction(contradicted, fact, action, target)
     for start in range(0, len(facts), DECIDE_GROUP):
         group = list(facts[start:start + DECIDE_GROUP])
@@ -277,7 +296,7 @@ def apply_facts(cube: MemCube, facts: Sequence[NewFact], *, llm: Any = None, act
         ask: list[tuple[NewFact, list[Hit]]] = []
         slot_updates: list[tuple[str, Hit | None, str]] = []
         for fact in group:
-            hits = candidates(cube, fact)
+            hits = candidates(ctx, fact)
             action, target, reason = rule_decision(fact, hits)
             relevant = _relevant(fact, hits)
             if llm is None or (action == "noop" and reason.startswith("same text")) or not relevant:
@@ -302,7 +321,7 @@ def apply_facts(cube: MemCube, facts: Sequence[NewFact], *, llm: Any = None, act
             plans = _quarantine_mass_contradictions(plans, contradicted)
         for fact, action, target, reason, decided_by, note in plans:
             result.decisions.append(
-                _apply(cube, fact, action, target, reason, decided_by, note, actor, result))
+                _apply(ctx, fact, action, target, reason, decided_by, note, actor, result))
     return result
 
 
@@ -389,25 +408,25 @@ def _decide_with_llm(llm: Any, ask: list[tuple[NewFact, list[Hit]]], llm_actor: 
     return out
 
 
-def _apply(cube: MemCube, fact: NewFact, action: str, target: Hit | None, reason: str, decided_by: str,
+def _apply(ctx: OpContext, fact: NewFact, action: str, target: Hit | None, reason: str, decided_by: str,
            note: str | None, actor: str | None, result: AddResult) -> UpdateDecision:
     decision = UpdateDecision(action=action, fact=fact.text, target_id=target.id if target else None,
                               reason=reason, decided_by=decided_by, note=note)
     reason_text = f"{action} ({decided_by}): {reason}" if reason else f"{action} ({decided_by})"
     try:
         if action == "noop" and target is not None:
-            cube._mos._store.record_access(cube.id, [target.id], utcnow())
+            ctx.kernel.store.record_access(ctx.cube.id, [target.id], utcnow())
             decision.memory_id = target.id
             result.duplicates.append(target.id)
         elif action == "update" and target is not None:
-            current = cube.get(target.id)
+            current = versions.current(ctx, target.id)
             metadata = {**current.metadata, **fact.metadata}
             # The world changed when the new fact became true; a "change" dated before the
             # old version began is a correction of it (same validity start, no valid_to).
             since = fact.time or utcnow()
             if current.valid_from is not None and since < current.valid_from:
                 since = current.valid_from
-            updated = cube.update(target.id, text=fact.text, metadata=metadata, valid_from=since,
+            updated = versions.update(ctx, target.id, text=fact.text, metadata=metadata, valid_from=since,
                                   event_time=fact.time, provenance=fact.provenance, reason=reason_text[:10_000],
                                   actor=decided_by)
             decision.memory_id = updated.id
@@ -415,11 +434,11 @@ def _apply(cube: MemCube, fact: NewFact, action: str, target: Hit | None, reason
         elif action == "invalidate" and target is not None:
             evidence = {"fact": fact.text, "message_ids": fact.provenance.message_ids,
                         "source_memory_ids": fact.metadata.get("source_memory_ids", [])}
-            current = cube.get(target.id)
+            current = versions.current(ctx, target.id)
             at = fact.time
             if at is not None and current.valid_from is not None and at < current.valid_from:
                 at = None  # dated before the memory began: it stops being true now
-            invalidated = cube.invalidate(target.id, at=at, reason=reason_text[:10_000], actor=decided_by,
+            invalidated = versions.invalidate(ctx, target.id, at=at, reason=reason_text[:10_000], actor=decided_by,
                                           metadata={"invalidated_by": evidence})
             decision.memory_id = invalidated.id
             result.updated.append(invalidated)
@@ -428,10 +447,10 @@ def _apply(cube: MemCube, fact: NewFact, action: str, target: Hit | None, reason
                            provenance=fact.provenance, tags=fact.tags,
                            metadata={**fact.metadata, "would_supersede": target.id,
                                      "quarantine_reasons": ["contradicts_many"]})
-            _add(cube, held, actor, decision, result, state=LifecycleState.QUARANTINED)
+            _add(ctx, held, actor, decision, result, state=LifecycleState.QUARANTINED)
         else:
             decision.action = "add"
-            _add(cube, fact, actor, decision, result)
+            _add(ctx, fact, actor, decision, result)
     except MemkernError as exc:
         if decision.action == "add":
             decision.action, decision.note = "failed", f"write failed: {exc}"
@@ -440,18 +459,18 @@ def _apply(cube: MemCube, fact: NewFact, action: str, target: Hit | None, reason
         decision.note = f"{action} of {target.id if target else None} failed ({exc}); added instead"
         decision.action = "add"
         try:
-            _add(cube, fact, actor, decision, result)
+            _add(ctx, fact, actor, decision, result)
         except MemkernError as again:
             decision.action, decision.note = "failed", f"{decision.note}; add failed too: {again}"
     return decision
 
 
-def _add(cube: MemCube, fact: NewFact, actor: str | None, decision: UpdateDecision, result: AddResult,
+def _add(ctx: OpContext, fact: NewFact, actor: str | None, decision: UpdateDecision, result: AddResult,
          state: LifecycleState = LifecycleState.ACTIVE) -> None:
-    item = fact.to_item(cube.id, cube.info.owner, uuid4().hex)
+    item = fact.to_item(ctx.cube.id, ctx.cube.owner, uuid4().hex)
     if state is not LifecycleState.ACTIVE:
         item = item.model_copy(update={"state": state})
-    written = cube._mos._write_items(cube.info, [item], actor)
+    written = write_items(ctx.kernel, ctx.cube, [item], actor)
     if written.added:
         decision.memory_id = written.added[0].id
         result.added.extend(written.added)

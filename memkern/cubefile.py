@@ -39,11 +39,12 @@ trained on another base model than the local GGUF, or whose tensors disagree wit
 section names it) has an entry in the ``files`` checksum table. Readers ignore manifest keys they do
 not know; anything that changes the meaning of the file bumps ``format_version``.
 
-Loading verifies the *whole* file (container, member set, sizes, checksums, manifest,
-every JSON line, every vector, the consistency of the versions) before the store is
-touched, then inserts the cube in one transaction (``Store.import_cube``): a bad file
-raises ``CubeFileError`` naming the member and what was expected, and leaves the store
-exactly as it was. Nothing in the file is ever unpickled.
+Reading verifies the *whole* file (container, member set, sizes, checksums, manifest,
+every JSON line, every vector, the consistency of the versions) before anything uses it:
+a bad file raises ``CubeFileError`` naming the member and what was expected. Nothing in
+the file is ever unpickled. This module is the format only; ``memkern.ops.portable``
+dumps and loads cubes with it (the activation and parametric sections are verified by
+their own modules, handed in as ``Section`` objects).
 
 Vectors are derived data: they are kept in the file so that a load into a store with
 the same embedder is fast and bit-identical, but a load with another embedder simply
@@ -60,21 +61,22 @@ import json
 import os
 import zipfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable, Iterator, Mapping
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO
-from uuid import uuid4
+from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from memkern.embed.base import Embedder
-from memkern.errors import CubeFileError, EmbedderError, InvalidInputError, StoreError
+from memkern.errors import CubeFileError, InvalidInputError
 from memkern.files import atomic_file
 from memkern.models import CubeInfo, LifecycleState, MemoryItem, utcnow
-from memkern.store.base import Store, dedup_keys
+from memkern.store.base import dedup_keys
+from memkern.validation import MAX_JSON_DEPTH, check_cube_name, check_json_depth, check_memory, check_name, describe
+from memkern.version import __version__
 
 FORMAT_NAME = "memkern-cube"
 FORMAT_VERSION = 1
@@ -89,10 +91,18 @@ MAX_UNCOMPRESSED_BYTES = 2 * 1024**3
 MAX_MANIFEST_BYTES = 16 * 1024**2
 #: Largest number of members accepted (a v1 file has three).
 MAX_MEMBERS = 1_000
+#: Longest line of ``memories.jsonl``: one memory of the API's largest text and metadata, JSON-escaped.
+MAX_LINE_BYTES = 16 * 1024**2
+#: Most versions one file may hold.
+MAX_VERSIONS = 2_000_000
+#: Largest safetensors header accepted in front of the vectors.
+MAX_TENSOR_HEADER_BYTES = 64 * 1024
+#: Deepest JSON nesting in the manifest or a memory line (metadata's limit plus the record around it).
+MAX_JSON_DEPTH_IN_FILE = MAX_JSON_DEPTH + 8
 #: Largest cube file accepted on disk.
 MAX_FILE_BYTES = MAX_UNCOMPRESSED_BYTES + 64 * 1024**2
-#: Texts embedded per call when a load re-embeds.
-EMBED_BATCH = 512
+#: The memory sections besides plaintext, in manifest order.
+SECTIONS = ("activation", "parametric")
 
 _CHUNK = 1024 * 1024
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -134,7 +144,7 @@ class _MemorySections(_Strict):
     parametric: list[dict[str, Any]] = Field(default_factory=list)
 
 
-class _Manifest(BaseModel):
+class Manifest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     format: str
@@ -148,52 +158,28 @@ class _Manifest(BaseModel):
     files: dict[str, _FileEntry]
 
 
-def _describe(error: ValidationError, limit: int = 3) -> str:
-    parts = []
-    for issue in error.errors()[:limit]:
-        where = ".".join(str(p) for p in issue["loc"]) or "value"
-        parts.append(f"{where}: {issue['msg']}")
-    more = len(error.errors()) - limit
-    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
-
-
-# -- dump ------------------------------------------------------------------------------------------
-def dump_cube(store: Store, info: CubeInfo, path: Path) -> Path:
-    """Write the cube to ``path`` as one cube file and return the path.
+# -- writing ---------------------------------------------------------------------------------------
+def write_cube_file(path: Path, info: CubeInfo, versions: list[MemoryItem], vectors: np.ndarray,
+                    sections: Mapping[str, tuple[list[dict[str, Any]], dict[str, bytes]]]) -> None:
+    """Write one cube file: ``versions`` (every version, store order), the vectors of the current
+    ones, and the other memory sections (``{"activation": (entries, members), ...}``).
 
     The file is written to a temporary file in the same directory, flushed to disk and
     renamed over ``path``, so that ``path`` is always either the old file or the whole
     new one. A new file is readable by its owner only (it holds personal memories); an
     existing file keeps its permissions.
     """
-    from memkern import __version__
-
-    path = Path(path)
-    if path.is_dir():
-        raise InvalidInputError(f"cannot dump the cube to {path}: it is a directory")
-    info = store.get_cube(info.id)  # the current CubeInfo; NotFoundError if the cube is gone
-    versions, vectors = store.export_versions(info.id)
-    current = [v for v in versions if v.expired_at is None]
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, info.dim)
-    if len(vectors) != len(current):
-        raise StoreError(
-            f"cube {info.name!r} has {len(current)} current memories but {len(vectors)} vectors in the store"
-        )
-
     from safetensors.numpy import save as save_tensors
 
-    from memkern.memory.activation import export_for_dump
-
+    current = [v for v in versions if v.expired_at is None]
     memories = b"".join(v.model_dump_json().encode("utf-8") + b"\n" for v in versions)
     tensors = save_tensors({TENSOR: vectors}, metadata={"format": FORMAT_NAME, "embedder": info.embedder})
     members = {MEMORIES: memories, VECTORS: tensors}
-    # A fresh activation (KV cache + its manifest + prefix text) travels with the cube; a stale one does not.
-    activation_entries, activation_members = export_for_dump(store, info.id, versions)
-    members.update(activation_members)
-    from memkern.memory.parametric import dump_members as parametric_members
-
-    parametric_entries, adapter_members = parametric_members(info)
-    members.update(adapter_members)
+    memory: dict[str, Any] = {"plaintext": {"versions": MEMORIES, "vectors": VECTORS, "tensor": TENSOR}}
+    for section in SECTIONS:
+        entries, extra = sections.get(section, ([], {}))
+        memory[section] = entries
+        members.update(extra)
     created = utcnow()
     manifest = {
         "format": FORMAT_NAME,
@@ -208,18 +194,13 @@ def dump_cube(store: Store, info: CubeInfo, path: Path) -> Path:
             "current": len(current),
             "vectors": int(vectors.shape[0]),
         },
-        "memory": {
-            "plaintext": {"versions": MEMORIES, "vectors": VECTORS, "tensor": TENSOR},
-            "activation": activation_entries,
-            "parametric": parametric_entries,
-        },
+        "memory": memory,
         "files": {
             name: {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()} for name, data in members.items()
         },
     }
     payload = {MANIFEST: json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8"), **members}
     _write_atomically(path, payload, created)
-    return path
 
 
 def _write_atomically(path: Path, members: dict[str, bytes], created: datetime) -> None:
@@ -247,118 +228,32 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-# -- load ------------------------------------------------------------------------------------------
-def load_cube(store: Store, embedder: Embedder, path: Path, *, name: str | None,
-              owner: str | None) -> CubeInfo:
-    """Verify the cube file at ``path`` whole, then insert it as a new cube and return its info.
-
-    The cube gets a new id; ``name`` and ``owner`` default to the file's. With a new
-    owner every version is rewritten to that owner. ``metadata["loaded_from"]`` records
-    the original cube id and the sha256 of the file.
-
-    Vectors are derived data: when the file was written with another embedder (name or
-    dimension) than ``embedder``, the file's vectors are not used; the current versions'
-    texts are re-embedded with ``embedder`` and the cube records it. Otherwise the
-    stored vectors are used as they are.
-
-    Raises ``CubeFileError`` for anything wrong with the file (nothing is written),
-    ``ConflictError`` if the name is taken, ``InvalidInputError`` for a bad name or owner.
-    """
-    for value, what in ((name, "cube name"), (owner, "owner")):
-        if value is not None and (not isinstance(value, str) or not value.strip()):
-            raise InvalidInputError(f"{what} must be a non-empty string, not {value!r}")
-    if name is not None and len(name) > 200:
-        raise InvalidInputError("cube name is longer than 200 characters")
-
-    loaded = read_cube_file(Path(path))
-    file_info = loaded.manifest.cube
-    versions, vectors = loaded.versions, loaded.vectors
-
-    new_id = uuid4().hex
-    new_owner = owner if owner is not None else file_info.owner
-    rewrite: dict[str, Any] = {"cube_id": new_id}
-    if owner is not None:
-        rewrite["owner"] = owner
-    versions = [v.model_copy(update=rewrite) for v in versions]
-
-    emb_name, emb_dim = embedder.name, int(embedder.dim)
-    if emb_name != file_info.embedder or emb_dim != file_info.dim:
-        vectors = _reembed(embedder, [v.text for v in versions if v.expired_at is None])
-
-    metadata = dict(file_info.metadata)
-    metadata["loaded_from"] = {
-        "cube_id": file_info.id,
-        "name": file_info.name,
-        "file_sha256": loaded.file_sha256,
-        "loaded_at": utcnow().isoformat(),
-        "embedder": file_info.embedder,
-        "dim": file_info.dim,
-    }
-    info = file_info.model_copy(update={
-        "id": new_id,
-        "name": name if name is not None else file_info.name,
-        "owner": new_owner,
-        "embedder": emb_name,
-        "dim": emb_dim,
-        "metadata": metadata,
-    })
-    from memkern.memory.parametric import install_adapters
-
-    written = install_adapters(loaded.adapters, new_id, metadata)  # also drops the file's stale reference
-    try:
-        imported = store.import_cube(info, versions, vectors)
-    except BaseException:
-        import shutil
-
-        for directory in written:
-            shutil.rmtree(directory, ignore_errors=True)
-        raise
-    if loaded.activations:
-        from memkern.memory.activation import install_loaded
-
-        try:
-            for activation in loaded.activations:
-                install_loaded(store, imported.id, activation)
-        except OSError as exc:  # the memories are in; the cache is only an accelerator
-            raise CubeFileError(f"the cube was loaded as {imported.name!r} but its activation memory could not be "
-                                f"written beside the store: {exc}; rebuild it with memkern.memory.activation.activate(cube)") from exc
-    return imported
-
-
-def _reembed(embedder: Embedder, texts: list[str]) -> np.ndarray:
-    dim = int(embedder.dim)
-    chunks = []
-    for start in range(0, len(texts), EMBED_BATCH):
-        batch = texts[start:start + EMBED_BATCH]
-        out = np.asarray(embedder.embed(batch), dtype=np.float32)
-        if out.shape != (len(batch), dim):
-            raise EmbedderError(
-                f"embedder {embedder.name!r} returned vectors of shape {out.shape}, expected ({len(batch)}, {dim})"
-            )
-        chunks.append(out)
-    vectors = np.concatenate(chunks) if chunks else np.zeros((0, dim), dtype=np.float32)
-    if not np.isfinite(vectors).all():
-        raise EmbedderError(f"embedder {embedder.name!r} returned NaN or infinite values")
-    return np.ascontiguousarray(vectors)
-
-
 @dataclass(frozen=True)
 class LoadedCube:
     """A verified cube file, ready to insert (see ``read_cube_file``)."""
 
-    manifest: _Manifest
+    manifest: Manifest
     versions: list[MemoryItem]
     #: float32, shape (current versions, dim), in the order of the current versions.
     vectors: np.ndarray
     file_sha256: str
-    #: Verified activation memories (``memkern.memory.activation.LoadedActivation``), installed after the insert.
-    activations: list[Any] = field(default_factory=list)
-    #: Verified LoRA adapters (``memkern.memory.parametric.verify_entries``), installed with the insert.
-    adapters: list[Any] = field(default_factory=list)
+    #: What each section's ``verify`` returned (``{"activation": [...], "parametric": [...]}``).
+    sections: dict[str, Any] = field(default_factory=dict)
 
 
-def read_cube_file(path: Path) -> LoadedCube:
-    """Read and verify a whole cube file; ``CubeFileError`` on the first problem found."""
+class Section(Protocol):
+    """A memory section other than plaintext (activation, parametric): the memory module that
+    owns it says which members its manifest entries name and checks them."""
+
+    def members(self, entries: list[dict[str, Any]]) -> list[str]: ...
+
+    def verify(self, entries: list[dict[str, Any]], data: dict[str, bytes], versions: list[MemoryItem],
+               cube_id: str) -> Any: ...
+
+
+def read_cube_file(path: Path, sections: Mapping[str, Section]) -> LoadedCube:
+    """Read and verify a whole cube file, each memory section by its ``Section``; ``CubeFileError``
+    on the first problem found."""
     path = Path(path)
     try:
         fh = open(path, "rb")
@@ -378,7 +273,7 @@ def read_cube_file(path: Path) -> LoadedCube:
         fh.seek(0)
         zf = _open_zip(fh, path, head, size)
         with zf:
-            return _verify(zf, path, file_sha256)
+            return _verify(zf, path, file_sha256, sections)
 
 
 def _hash_file(fh: BinaryIO) -> str:
@@ -422,7 +317,7 @@ def _check_member_name(name: str) -> None:
         )
 
 
-def _verify(zf: zipfile.ZipFile, path: Path, file_sha256: str) -> LoadedCube:
+def _verify(zf: zipfile.ZipFile, path: Path, file_sha256: str, sections: Mapping[str, Section]) -> LoadedCube:
     infos = zf.infolist()
     if len(infos) > MAX_MEMBERS:
         raise CubeFileError(f"{path} has {len(infos):,} members; a cube file has at most {MAX_MEMBERS:,}")
@@ -465,20 +360,11 @@ def _verify(zf: zipfile.ZipFile, path: Path, file_sha256: str) -> LoadedCube:
     if extra:
         raise CubeFileError(f"unexpected member {extra[0]!r} in {path}: it is not listed in {MANIFEST}")
     used = {manifest.memory.plaintext.versions, manifest.memory.plaintext.vectors}
-    from memkern.memory.activation import entry_members, verify_cube_entry
-
-    for entry in manifest.memory.activation:
-        for name in entry_members(entry):
+    for section in SECTIONS:
+        for name in sections[section].members(getattr(manifest.memory, section)):
             if name in used:
                 raise CubeFileError(f"{MANIFEST}: member {name!r} is used twice")
             used.add(name)
-    from memkern.memory.parametric import entry_members as adapter_members
-    from memkern.memory.parametric import verify_entries as verify_adapters
-
-    for name in sorted(adapter_members(manifest.memory.parametric)):
-        if name in used:
-            raise CubeFileError(f"{MANIFEST}: member {name!r} is used twice")
-        used.add(name)
     for name in sorted(used):
         if name not in listed:
             raise CubeFileError(f"{MANIFEST}: memory.plaintext names {name!r} but the checksum table does not list it")
@@ -486,21 +372,26 @@ def _verify(zf: zipfile.ZipFile, path: Path, file_sha256: str) -> LoadedCube:
     if unused:
         raise CubeFileError(f"{MANIFEST}: the checksum table lists {unused[0]!r} but no memory section uses it")
 
-    data = {name: _read_member(zf, by_name[name], manifest.files[name]) for name in sorted(listed)}
-    versions = _parse_versions(manifest.memory.plaintext.versions, data[manifest.memory.plaintext.versions],
-                               manifest)
-    vectors = _parse_vectors(manifest.memory.plaintext.vectors, data[manifest.memory.plaintext.vectors], manifest)
-    _check_consistency(manifest, versions, vectors)
-    activations = [verify_cube_entry(entry, data, versions, manifest.cube.id) for entry in manifest.memory.activation]
-    adapters = verify_adapters(manifest.memory.parametric, data)
+    plaintext = manifest.memory.plaintext
+    versions = _read_versions(zf, by_name[plaintext.versions], manifest.files[plaintext.versions], manifest)
+    current = _check_versions(manifest, versions)
+    vectors = _read_vectors(zf, by_name[plaintext.vectors], manifest.files[plaintext.vectors], manifest, current)
+    _check_vectors(manifest, current, vectors)
+    data = {name: _read_member(zf, by_name[name], manifest.files[name])
+            for name in sorted(listed - {plaintext.versions, plaintext.vectors})}
+    verified = {section: sections[section].verify(getattr(manifest.memory, section), data, versions,
+                                                  manifest.cube.id) for section in SECTIONS}
     return LoadedCube(manifest=manifest, versions=versions, vectors=vectors, file_sha256=file_sha256,
-                      activations=activations, adapters=adapters)
+                      sections=verified)
 
 
-def _read_capped(zf: zipfile.ZipFile, zinfo: zipfile.ZipInfo, limit: int) -> tuple[bytes, str]:
-    """The member's bytes (never more than ``limit``, else ``CubeFileError``) and their sha256."""
+def _chunks(zf: zipfile.ZipFile, zinfo: zipfile.ZipInfo, expected: _FileEntry | None,
+            limit: int) -> Generator[bytes, None, None]:
+    """The member's bytes, one chunk at a time: never more than ``limit`` are read, so a member
+    that lies about its size (or a zip bomb) costs one chunk of memory before it is refused.
+    With ``expected``, the size and sha256 are checked once the last chunk was read."""
+    name = zinfo.filename
     digest = hashlib.sha256()
-    chunks: list[bytes] = []
     total = 0
     try:
         with zf.open(zinfo) as member:
@@ -510,31 +401,54 @@ def _read_capped(zf: zipfile.ZipFile, zinfo: zipfile.ZipInfo, limit: int) -> tup
                     break
                 total += len(chunk)
                 if total > limit:
-                    raise CubeFileError(
-                        f"member {zinfo.filename!r} holds more than the {limit:,} bytes it declares; refusing it"
-                    )
+                    raise CubeFileError(f"member {name!r} holds more than the {limit:,} bytes it may; refusing it")
                 digest.update(chunk)
-                chunks.append(chunk)
+                yield chunk
     except CubeFileError:
         raise
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, RuntimeError,
             NotImplementedError) as exc:
-        raise CubeFileError(f"member {zinfo.filename!r} is corrupt or truncated: {exc}") from exc
-    return b"".join(chunks), digest.hexdigest()
+        raise CubeFileError(f"member {name!r} is corrupt or truncated: {exc}") from exc
+    if expected is None:
+        return
+    if total != expected.size:
+        raise CubeFileError(f"member {name!r} is truncated: read {total:,} bytes, {MANIFEST} says {expected.size:,}")
+    if digest.hexdigest() != expected.sha256:
+        raise CubeFileError(
+            f"member {name!r} has sha256 {digest.hexdigest()} but {MANIFEST} says {expected.sha256}: "
+            "the file was modified or is corrupt"
+        )
 
 
-def _read_manifest(zf: zipfile.ZipFile, zinfo: zipfile.ZipInfo) -> _Manifest:
+def _check_declared_size(zinfo: zipfile.ZipInfo, expected: _FileEntry) -> None:
+    if zinfo.file_size != expected.size:
+        raise CubeFileError(
+            f"member {zinfo.filename!r} is {zinfo.file_size:,} bytes but {MANIFEST} says {expected.size:,}: "
+            "the file was modified or is corrupt"
+        )
+
+
+def _parse_json(raw: bytes, what: str) -> Any:
+    """``raw`` parsed as JSON, refused (naming ``what``) if it is not UTF-8 JSON or nests too deeply."""
+    try:
+        check_json_depth(raw, what, MAX_JSON_DEPTH_IN_FILE)
+        return json.loads(raw.decode("utf-8"))
+    except InvalidInputError as exc:
+        raise CubeFileError(str(exc)) from exc
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise CubeFileError(f"{_NOT_A_CUBE}: {what} is not valid JSON ({exc})") from exc
+
+
+def _read_manifest(zf: zipfile.ZipFile, zinfo: zipfile.ZipInfo) -> Manifest:
     if zinfo.file_size > MAX_MANIFEST_BYTES:
         raise CubeFileError(
             f"{MANIFEST} is {zinfo.file_size:,} bytes; the limit is {MAX_MANIFEST_BYTES:,}"
         )
-    raw, _ = _read_capped(zf, zinfo, zinfo.file_size)
+    with closing(_chunks(zf, zinfo, None, zinfo.file_size)) as chunks:
+        raw = b"".join(chunks)
     if len(raw) != zinfo.file_size:
         raise CubeFileError(f"{MANIFEST} is truncated: {len(raw):,} bytes, the archive declares {zinfo.file_size:,}")
-    try:
-        doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise CubeFileError(f"{_NOT_A_CUBE}: {MANIFEST} is not valid JSON ({exc})") from exc
+    doc = _parse_json(raw, MANIFEST)
     if not isinstance(doc, dict):
         raise CubeFileError(f"{_NOT_A_CUBE}: {MANIFEST} is a JSON {type(doc).__name__}, not an object")
     if doc.get("format") != FORMAT_NAME:
@@ -550,63 +464,96 @@ def _read_manifest(zf: zipfile.ZipFile, zinfo: zipfile.ZipInfo) -> _Manifest:
             f"unsupported cube file format version {version}; this memkern reads version {FORMAT_VERSION}{newer}"
         )
     try:
-        manifest = _Manifest.model_validate(doc)
+        manifest = Manifest.model_validate(doc)
     except ValidationError as exc:
-        raise CubeFileError(f"{MANIFEST} is invalid: {_describe(exc)}") from exc
+        raise CubeFileError(f"{MANIFEST} is invalid: {describe(exc, 3)}") from exc
     return manifest
 
 
 def _read_member(zf: zipfile.ZipFile, zinfo: zipfile.ZipInfo, expected: _FileEntry) -> bytes:
-    name = zinfo.filename
-    if zinfo.file_size != expected.size:
-        raise CubeFileError(
-            f"member {name!r} is {zinfo.file_size:,} bytes but {MANIFEST} says {expected.size:,}: "
-            "the file was modified or is corrupt"
-        )
-    data, sha = _read_capped(zf, zinfo, expected.size)
-    if len(data) != expected.size:
-        raise CubeFileError(
-            f"member {name!r} is truncated: read {len(data):,} bytes, {MANIFEST} says {expected.size:,}"
-        )
-    if sha != expected.sha256:
-        raise CubeFileError(
-            f"member {name!r} has sha256 {sha} but {MANIFEST} says {expected.sha256}: "
-            "the file was modified or is corrupt"
-        )
-    return data
+    _check_declared_size(zinfo, expected)
+    with closing(_chunks(zf, zinfo, expected, expected.size)) as chunks:
+        return b"".join(chunks)
 
 
-def _lines(data: bytes) -> Iterable[tuple[int, bytes]]:
+def _lines(chunks: Iterable[bytes], member: str) -> Iterator[tuple[int, bytes]]:
+    """Numbered lines of a streamed member, each at most ``MAX_LINE_BYTES`` (checked while reading)."""
     # Split on b"\n" only: text may hold U+2028 and friends, which str.splitlines would split on.
-    if not data:
-        return
-    if not data.endswith(b"\n"):
-        data += b"\n"
-    yield from enumerate(data[:-1].split(b"\n"), start=1)
+    pending = bytearray()
+    number = 0
+    for chunk in chunks:
+        start = 0
+        while True:
+            end = chunk.find(b"\n", start)
+            pending += chunk[start:] if end < 0 else chunk[start:end]
+            if len(pending) > MAX_LINE_BYTES:
+                raise CubeFileError(f"{member} line {number + 1} is longer than {MAX_LINE_BYTES:,} bytes; "
+                                    "no memory is that large")
+            if end < 0:
+                break
+            number += 1
+            yield number, bytes(pending)
+            pending.clear()
+            start = end + 1
+    if pending:
+        yield number + 1, bytes(pending)
 
 
-def _parse_versions(member: str, data: bytes, manifest: _Manifest) -> list[MemoryItem]:
+def _read_versions(zf: zipfile.ZipFile, zinfo: zipfile.ZipInfo, expected: _FileEntry,
+                   manifest: Manifest) -> list[MemoryItem]:
+    """Every version in the member, parsed line by line while it is read (never held whole)."""
+    _check_declared_size(zinfo, expected)
+    member = zinfo.filename
     versions: list[MemoryItem] = []
-    for number, line in _lines(data):
-        if not line.strip():
-            raise CubeFileError(f"{member} line {number}: empty line")
-        try:
-            item = MemoryItem.model_validate_json(line)
-        except ValidationError as exc:
-            raise CubeFileError(f"{member} line {number} is not a valid memory: {_describe(exc)}") from exc
-        if item.cube_id != manifest.cube.id:
-            raise CubeFileError(
-                f"{member} line {number}: memory {item.id!r} belongs to cube {item.cube_id!r}, "
-                f"not to the file's cube {manifest.cube.id!r}"
-            )
-        if item.state is LifecycleState.DELETED:
-            raise CubeFileError(f"{member} line {number}: {item.version_id} is in state 'deleted'; "
-                                "deleted memories are never written to a cube file")
-        versions.append(item)
+    with closing(_chunks(zf, zinfo, expected, expected.size)) as chunks:
+        for number, line in _lines(chunks, member):
+            if number > MAX_VERSIONS:
+                raise CubeFileError(f"{member} holds more than {MAX_VERSIONS:,} versions; refusing it")
+            versions.append(_parse_version(member, number, line, manifest))
     return versions
 
 
-def _parse_vectors(member: str, data: bytes, manifest: _Manifest) -> np.ndarray:
+def _parse_version(member: str, number: int, line: bytes, manifest: Manifest) -> MemoryItem:
+    where = f"{member} line {number}"
+    if not line.strip():
+        raise CubeFileError(f"{where}: empty line")
+    try:
+        check_json_depth(line, where, MAX_JSON_DEPTH_IN_FILE)
+        item = MemoryItem.model_validate_json(line)
+    except InvalidInputError as exc:
+        raise CubeFileError(str(exc)) from exc
+    except ValidationError as exc:
+        raise CubeFileError(f"{where} is not a valid memory: {describe(exc, 3)}") from exc
+    if item.cube_id != manifest.cube.id:
+        raise CubeFileError(
+            f"{where}: memory {item.id!r} belongs to cube {item.cube_id!r}, "
+            f"not to the file's cube {manifest.cube.id!r}"
+        )
+    if item.state is LifecycleState.DELETED:
+        raise CubeFileError(f"{where}: {item.version_id} is in state 'deleted'; "
+                            "deleted memories are never written to a cube file")
+    try:
+        return check_memory(item, where)
+    except InvalidInputError as exc:
+        raise CubeFileError(str(exc)) from exc
+
+
+def _read_vectors(zf: zipfile.ZipFile, zinfo: zipfile.ZipInfo, expected: _FileEntry, manifest: Manifest,
+                  current: int) -> np.ndarray:
+    """The vectors, read only when their declared size fits the current versions already counted
+    (a smaller member is read and refused by the shape checks, which say what is missing)."""
+    _check_declared_size(zinfo, expected)
+    member, dim = zinfo.filename, manifest.embedder.dim
+    payload = current * dim * 4
+    if expected.size > payload + 8 + MAX_TENSOR_HEADER_BYTES:
+        raise CubeFileError(
+            f"member {member!r} is {expected.size:,} bytes but {current:,} vectors of {dim} float32 values "
+            f"take {payload:,} (plus a header of at most {MAX_TENSOR_HEADER_BYTES:,}); refusing it unread"
+        )
+    return _parse_vectors(member, _read_member(zf, zinfo, expected), manifest)
+
+
+def _parse_vectors(member: str, data: bytes, manifest: Manifest) -> np.ndarray:
     from safetensors.numpy import load as load_tensors  # parses a header and raw arrays: no pickle
 
     tensor = manifest.memory.plaintext.tensor
@@ -624,10 +571,15 @@ def _parse_vectors(member: str, data: bytes, manifest: _Manifest) -> np.ndarray:
     return vectors
 
 
-def _check_consistency(manifest: _Manifest, versions: list[MemoryItem], vectors: np.ndarray) -> None:
+def _check_versions(manifest: Manifest, versions: list[MemoryItem]) -> int:
+    """Check the cube record and that the versions form consistent histories that agree with the
+    manifest's counts; the number of current versions (the vectors the file must hold)."""
     cube, emb, counts = manifest.cube, manifest.embedder, manifest.counts
-    if not cube.name.strip() or len(cube.name) > 200 or not cube.owner.strip():
-        raise CubeFileError(f"{MANIFEST}: the cube's name {cube.name!r} or owner {cube.owner!r} is invalid")
+    try:
+        check_cube_name(cube.name, f"{MANIFEST}: the cube's name")
+        check_name(cube.owner, f"{MANIFEST}: the cube's owner")
+    except InvalidInputError as exc:
+        raise CubeFileError(str(exc)) from exc
     if (cube.embedder, cube.dim) != (emb.name, emb.dim):
         raise CubeFileError(
             f"{MANIFEST}: the cube says embedder {cube.embedder!r} ({cube.dim} dimensions) but the "
@@ -675,18 +627,25 @@ def _check_consistency(manifest: _Manifest, versions: list[MemoryItem], vectors:
                 f"but v{top} exists"
             )
 
-    vec_member = manifest.memory.plaintext.vectors
-    if vectors.shape[0] != len(current_line):
-        raise CubeFileError(
-            f"{vec_member} has {vectors.shape[0]} vectors but {member} has {len(current_line)} current "
-            "versions: every current version needs exactly one vector"
-        )
-    actual = {"memories": len(highest), "versions": len(versions), "current": len(current_line),
-              "vectors": int(vectors.shape[0])}
+    actual = {"memories": len(highest), "versions": len(versions), "current": len(current_line)}
     for what, value in actual.items():
         expected = getattr(counts, what)
         if value != expected:
             raise CubeFileError(f"{MANIFEST} counts {expected} {what} but the file holds {value}")
+    return len(current_line)
+
+
+def _check_vectors(manifest: Manifest, current: int, vectors: np.ndarray) -> None:
+    """One finite vector of the embedder's dimension per current version, as the manifest counts."""
+    emb, member, vec_member = manifest.embedder, manifest.memory.plaintext.versions, manifest.memory.plaintext.vectors
+    if vectors.shape[0] != current:
+        raise CubeFileError(
+            f"{vec_member} has {vectors.shape[0]} vectors but {member} has {current} current "
+            "versions: every current version needs exactly one vector"
+        )
+    if manifest.counts.vectors != vectors.shape[0]:
+        raise CubeFileError(f"{MANIFEST} counts {manifest.counts.vectors} vectors but the file holds "
+                            f"{vectors.shape[0]}")
     if vectors.shape[1] != emb.dim:
         raise CubeFileError(
             f"{vec_member}: vectors have {vectors.shape[1]} dimensions but {MANIFEST} says {emb.dim}"

@@ -1,0 +1,86 @@
+"""Answer a question from a cube's memories with an LLM.
+
+One call: the query is searched in the cube, the hits are listed in the prompt
+(``memkern.prompts``: newest first, each with its date, kind and speaker) and the model is
+told to answer from them only, or to say the information is not available. With no hit
+at all no model is asked: the answer is ``NOT_AVAILABLE``. With ``write_back`` the question
+and the answer are stored as two turns (``user`` and ``assistant``) in the given session,
+never mined for facts: the model's own answer is not evidence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from memkern.errors import LLMNotConfiguredError
+from memkern.llm import NO_LLM_MESSAGE
+from memkern.llm.deadline import llm_deadline
+from memkern.memory import activation
+from memkern.models import ChatAnswer, ChatUsage, Filters, Hit, Message, utcnow
+from memkern.ops import memories
+from memkern.ops.context import OpContext
+from memkern.ops.search import search
+from memkern.prompts import ANSWER_PROMPT_SHA256, DEFAULT_MAX_TOKENS, NOT_AVAILABLE, answer_messages
+from memkern.retrieval.config import SearchConfig
+
+
+def model_name(llm: Any) -> str:
+    return str(getattr(llm, "name", None) or getattr(llm, "model", None) or type(llm).__name__)
+
+
+def answer_from_hits(llm: Any, query: str, hits: Sequence[Hit], *,
+                     max_tokens: int = DEFAULT_MAX_TOKENS) -> ChatAnswer:
+    """Ask ``llm`` to answer ``query`` from ``hits`` (already retrieved). Raises ``LLMError`` when the
+    model cannot answer. No hits: ``NOT_AVAILABLE``, without a call."""
+    hits = list(hits)
+    if not hits:
+        return ChatAnswer(query=query, answer=NOT_AVAILABLE, hits=[], model=model_name(llm),
+                          usage=ChatUsage(), prompt_sha256=ANSWER_PROMPT_SHA256)
+    response = llm.complete(answer_messages(query, hits), max_tokens=max_tokens, temperature=0.0,
+                            operation="chat")
+    text = response.text.strip() or NOT_AVAILABLE
+    usage = ChatUsage(calls=1, prompt_tokens=response.prompt_tokens, completion_tokens=response.completion_tokens,
+                      cached=bool(response.cached))
+    return ChatAnswer(query=query, answer=text, hits=hits, model=response.model or model_name(llm), usage=usage,
+                      prompt_sha256=ANSWER_PROMPT_SHA256)
+
+
+def default_session_id(now: datetime | None = None) -> str:
+    """The session a write-back goes to when none is given: one per UTC day, ``chat-2025-01-31``."""
+    return f"chat-{(now or utcnow()):%Y-%m-%d}"
+
+
+def chat(ctx: OpContext, query: str, *, top_k: int = 8, write_back: bool = False, session_id: str | None = None,
+         filters: Filters | None = None, config: SearchConfig | str | None = None,
+         use_activation: bool | None = None) -> ChatAnswer:
+    """Answer ``query`` from the cube's memories with the kernel's LLM.
+
+    ``use_activation``: answer with the cube's activation memory (its memory block's KV cache
+    restored into the local model; ``memkern.memory.activation``). ``None`` uses it when the
+    LLM is the local model and a fresh one exists; ``True`` requires it; ``False`` never uses
+    it. A stale activation is never used. ``LLMNotConfiguredError`` without an LLM, ``LLMError``
+    when the model fails (nothing is written then).
+    """
+    llm = ctx.kernel.llm
+    if llm is None:
+        raise LLMNotConfiguredError(NO_LLM_MESSAGE)
+    asked_at = utcnow()
+    hits = search(ctx, query, top_k, filters=filters, config=config)
+    result = None
+    with llm_deadline():  # one deadline for the whole answer (memkern.llm.deadline)
+        if use_activation is not False:
+            result = activation.answer_with_activation(ctx, llm, query, hits, max_tokens=DEFAULT_MAX_TOKENS,
+                                                       required=use_activation is True)
+        if result is None:
+            result = answer_from_hits(llm, query, hits)
+    if write_back:
+        session = session_id or default_session_id(asked_at)
+        answered_at = max(utcnow(), asked_at)
+        said = [Message(role="user", content=query, time=asked_at),
+                Message(role="assistant", content=result.answer, time=answered_at)]
+        added = memories.add(ctx, said, session_id=session, infer=False)
+        result.session_id = session
+        result.stored = list(added.added)
+    return result
