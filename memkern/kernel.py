@@ -38,7 +38,7 @@ from memkern.store.base import Store
 
 if TYPE_CHECKING:
     from memkern.llm.base import LLM
-    from memkern.store.base import JobQueue
+    from memkern.store.queue import JobQueue
 
 #: Largest number of texts embedded in one call.
 EMBED_BATCH = 512
@@ -59,11 +59,9 @@ class Kernel:
     @property
     def jobs(self) -> JobQueue:
         """The job queue in the store's own database."""
-        from memkern.scheduler.queue import queue_for  # TEMP: until Store.job_queue() lands (store split)
-
         queue = self.__dict__.get("_jobs")
         if queue is None:
-            queue = self.__dict__.setdefault("_jobs", queue_for(self.store))
+            queue = self.__dict__.setdefault("_jobs", self.store.job_queue())
         return queue
 
     def close(self) -> None:

@@ -47,7 +47,7 @@ from memkern.reader.llm_reader import extract_facts
 
 if TYPE_CHECKING:
     from memkern.ops.context import OpContext
-    from memkern.scheduler.scheduler import JobContext
+    from memkern.scheduler.context import JobContext
 
 EXTRACTED = "extracted"
 _WORD = re.compile(r"[^\W\d_]{3,}", re.UNICODE)
@@ -65,7 +65,7 @@ def _flush_access(ctx: JobContext) -> None:
 
 # -- extract ---------------------------------------------------------------------------------------
 def extract(ctx: JobContext) -> dict[str, Any]:
-    from memkern.scheduler.scheduler import JobFailed
+    from memkern.scheduler.context import JobFailed
 
     llm = ctx.op.kernel.llm
     if llm is None:
@@ -214,7 +214,7 @@ def _hand_over(ctx: JobContext, kind: str, marker: str, items: list[MemoryItem])
     if not items:
         ctx.note(f"nothing to {kind}")
         return {"candidates": 0, "marked": []}
-    registered = ctx.scheduler.registry.hooks(kind)
+    registered = ctx.registry.hooks(kind)
     if not registered:
         ctx.note(f"no {kind} handler registered (the {'activation' if kind == 'promote' else 'parametric'} "
                  f"memory module is not loaded): {len(items)} candidate(s) left as they are")
@@ -233,10 +233,10 @@ def _hand_over(ctx: JobContext, kind: str, marker: str, items: list[MemoryItem])
                 marked.append(item.id)
             except (NotFoundError, InvalidInputError) as exc:  # deleted or archived meanwhile
                 ctx.note(f"could not mark {item.id}: {exc}")
-    if marked and kind == "promote" and ctx.scheduler.registry.hooks("rebuild"):
+    if marked and kind == "promote" and ctx.registry.hooks("rebuild"):
         # Marking writes new versions, which makes a just-built activation stale: rebuild it once
         # (the marked memories are not promoted again, so this does not loop).
-        ctx.scheduler.enqueue("rebuild", ctx.cube, {"reason": f"promote job {ctx.job.id} marked memories"},
+        ctx.enqueue("rebuild", ctx.cube, {"reason": f"promote job {ctx.job.id} marked memories"},
                               dedup_key=f"rebuild:{ctx.cube.id}", as_user=ctx.user)
     return {"candidates": len(items), "marked": marked, "handlers": sorted(registered)}
 
@@ -290,7 +290,7 @@ def rebuild_search_index(op: OpContext) -> dict[str, Any]:
 
 
 def rebuild(ctx: JobContext) -> dict[str, Any]:
-    registered = ctx.scheduler.registry.hooks("rebuild")
+    registered = ctx.registry.hooks("rebuild")
     wanted = ctx.payload.get("caches")
     names = sorted(registered) if not wanted else [str(n) for n in wanted]
     results: dict[str, Any] = {}

@@ -21,98 +21,22 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from memkern.api.dispatch import Dispatcher
-from memkern.api.spec import Need, OnCube, StoreAdmin
 from memkern.errors import InvalidInputError, MemkernError, NotFoundError, PermissionDeniedError
 from memkern.jobs import JobRegistry
-from memkern.models import CubeInfo, Job, JobStatus, Permission, SchedulerPolicy, SchedulerStatus, User
+from memkern.models import CubeInfo, Job, JobStatus, SchedulerPolicy, SchedulerStatus, User
 from memkern.ops.context import OpContext
 from memkern.ops.jobs import scheduler_status
+from memkern.scheduler.context import JobContext, JobFailed, LeaseLost
 from memkern.scheduler.handlers import register_builtins
 from memkern.scheduler.plugins import load_plugins
 
 if TYPE_CHECKING:
-    from memkern.store.base import JobQueue
+    from memkern.store.queue import JobQueue
 
 log = logging.getLogger("memkern.scheduler")
 
 #: Jobs the maintenance tick enqueues for every cube.
 MAINTENANCE_TYPES = ("organize", "promote", "demote")
-
-
-class JobFailed(MemkernError):
-    """Raised by a handler for a failure that retrying will not fix: the job is dead-lettered."""
-
-
-class LeaseLost(MemkernError):
-    """The worker no longer holds the job's lease (another worker took it over)."""
-
-
-class JobContext:
-    """What a handler gets: the job, its cube, the operation context it runs in (as the user
-    who queued it, checked by the dispatcher), the policy, and a way to check that it still
-    holds the lease (``job.check()`` raises ``LeaseLost``)."""
-
-    def __init__(self, scheduler: Scheduler, job: Job) -> None:
-        self.scheduler = scheduler
-        self.job = job
-        self.policy: SchedulerPolicy = scheduler.policy
-        self.queue: JobQueue = scheduler.queue
-        self.lease_lost = threading.Event()
-        self.notes: list[str] = []
-        self.user: User | None = None
-        self._op: OpContext | None = None
-
-    @property
-    def payload(self) -> dict[str, Any]:
-        return self.job.payload
-
-    @property
-    def actor(self) -> str:
-        return f"scheduler:{self.job.type}"
-
-    @property
-    def name(self) -> str:
-        """The job as the audit log names it."""
-        return f"job:{self.job.type}"
-
-    @property
-    def op(self) -> OpContext:
-        """The context the job's operations run in: the queuing user's permissions on its cube
-        (write), or the admin role for a job of no cube. Refused: ``JobFailed``."""
-        if self._op is None:
-            kernel = self.scheduler.dispatcher.kernel
-            as_user = self.payload.get("as_user")
-            try:
-                self.user = kernel.store.get_user(str(as_user)) if as_user else None
-            except NotFoundError as exc:
-                raise JobFailed(f"user {as_user!r} who queued the job no longer exists") from exc
-            info: CubeInfo | None = None
-            if self.job.cube_id is not None:
-                try:
-                    info = kernel.store.get_cube(self.job.cube_id)
-                except NotFoundError as exc:
-                    raise JobFailed(f"cube {self.job.cube_id!r} no longer exists") from exc
-            needs: list[Need] = [OnCube(info.id, Permission.WRITE)] if info is not None else [StoreAdmin()]
-            try:
-                self._op = self.scheduler.dispatcher.enter(self.user, self.name, info, needs)
-            except PermissionDeniedError as exc:
-                raise JobFailed(str(exc)) from exc
-        return self._op
-
-    @property
-    def cube(self) -> CubeInfo:
-        if self.job.cube_id is None:
-            raise JobFailed(f"job {self.job.type!r} needs a cube")
-        return self.op.cube
-
-    def check(self) -> None:
-        if self.lease_lost.is_set():
-            raise LeaseLost(f"lost the lease of job {self.job.id}")
-
-    def note(self, message: str) -> None:
-        """A line for the job's result and the log (why something was skipped)."""
-        self.notes.append(message)
-        log.info("job %s (%s): %s", self.job.id, self.job.type, message)
 
 
 class Scheduler:
@@ -242,7 +166,7 @@ class Scheduler:
     def _execute(self, job: Job) -> Job:
         assert job.lease_token is not None
         token = job.lease_token
-        ctx = JobContext(self, job)
+        ctx = JobContext(self.dispatcher, self.policy, self.queue, self.registry, job, enqueue=self.enqueue)
         beating = threading.Event()
         heart = threading.Thread(target=self._heartbeat, args=(job, token, ctx, beating), daemon=True,
                                  name=f"memkern-heartbeat-{job.id[:8]}")

@@ -22,16 +22,33 @@ from datetime import datetime
 
 import numpy as np
 
-from memkern.models import ApiKey, AuditEntry, Grant, User
-from memkern.models import CubeInfo, Filters, LifecycleState, MemoryItem, MemoryKind, Operation
+from memkern.errors import StoreError
+from memkern.models import (
+    ApiKey,
+    AuditEntry,
+    CubeInfo,
+    Filters,
+    Grant,
+    LifecycleState,
+    MemoryItem,
+    MemoryKind,
+    Operation,
+    User,
+)
+from memkern.store.queue import JobQueue
 
 
 @dataclass
 class IndexBatch:
-    """Rows of a cube's search index newer than some sequence number.
+    """The change feed of a cube's search index since some point.
 
-    Retrieval keeps an in-memory copy of the index per cube and asks only for what was
-    added since its copy; ``count`` lets it notice removals and reload.
+    Retrieval keeps an in-memory copy of the index per cube and asks only for what changed
+    since its copy. Every change to an indexed memory (add, new version, state change)
+    writes its index row anew under a higher ``seq``, so the rows above the copy's last
+    seq are the memories to add or replace; a delete leaves no row, so it is logged as a
+    removal (``removed``, above the copy's last removal seq). ``count`` is the number of
+    rows of the whole index: a copy that holds another number after patching has missed
+    something (a log pruned, rows removed by another path) and must be rebuilt.
     """
 
     seqs: list[int] = field(default_factory=list)
@@ -47,6 +64,10 @@ class IndexBatch:
     #: Number of rows in the whole index of the cube, not just this batch.
     count: int = 0
     revision: int = 0
+    #: Ids removed from the index after the removal seq asked for (oldest first).
+    removed: list[str] = field(default_factory=list)
+    #: The cube's highest removal seq at the time of the batch (0 if none).
+    removal_seq: int = 0
 
 
 @dataclass
@@ -81,6 +102,10 @@ class Store(ABC):
     # -- lifecycle ---------------------------------------------------------------------------------
     @abstractmethod
     def close(self) -> None: ...
+
+    def job_queue(self) -> JobQueue:
+        """The scheduler's durable job queue, in the store's own database."""
+        raise StoreError(f"{type(self).__name__} has no job queue: the scheduler needs the SQLite or PostgreSQL store")
 
     # -- cubes -------------------------------------------------------------------------------------
     @abstractmethod
@@ -161,8 +186,10 @@ class Store(ABC):
 
     # -- search primitives -------------------------------------------------------------------------
     @abstractmethod
-    def index_rows(self, cube_id: str, after_seq: int) -> IndexBatch:
-        """Index rows with sequence number above ``after_seq``, plus the cube's row count."""
+    def index_rows(self, cube_id: str, after_seq: int, removals_after: int | None = None) -> IndexBatch:
+        """Index rows with sequence number above ``after_seq``, the cube's row count and, in
+        the same snapshot, the ids removed after removal seq ``removals_after`` (none asked
+        when it is None; ``removal_seq`` is filled either way)."""
 
     @abstractmethod
     def lexical_search(self, cube_id: str, terms: Sequence[str], limit: int) -> list[tuple[str, float]]:

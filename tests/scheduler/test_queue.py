@@ -10,7 +10,6 @@ import pytest
 from memkern.errors import InvalidInputError, NotFoundError
 from memkern.models import CubeInfo
 from memkern.models import JobStatus
-from memkern.scheduler.queue import queue_for
 
 
 def _cube(store, name):
@@ -18,7 +17,7 @@ def _cube(store, name):
 
 
 def test_jobs_of_one_cube_are_claimed_in_order_and_cubes_in_parallel(any_store):
-    q = queue_for(any_store)
+    q = any_store.job_queue()
     a, b = _cube(any_store, "a"), _cube(any_store, "b")
     a1 = q.enqueue("t", a, {"n": 1})
     a2 = q.enqueue("t", a, {"n": 2})
@@ -36,7 +35,7 @@ def test_jobs_of_one_cube_are_claimed_in_order_and_cubes_in_parallel(any_store):
 
 
 def test_an_expired_lease_is_claimed_again_and_the_old_holder_is_fenced_off(any_store):
-    q = queue_for(any_store)
+    q = any_store.job_queue()
     a = _cube(any_store, "a")
     job = q.enqueue("t", a)
     now = time.time()
@@ -54,7 +53,7 @@ def test_an_expired_lease_is_claimed_again_and_the_old_holder_is_fenced_off(any_
 
 
 def test_failures_back_off_then_dead_letter(any_store):
-    q = queue_for(any_store)
+    q = any_store.job_queue()
     a = _cube(any_store, "a")
     job = q.enqueue("t", a, max_attempts=3)
     later = q.enqueue("t", a)
@@ -76,7 +75,7 @@ def test_failures_back_off_then_dead_letter(any_store):
 
 
 def test_a_job_whose_workers_keep_dying_is_dead_lettered(any_store):
-    q = queue_for(any_store)
+    q = any_store.job_queue()
     a = _cube(any_store, "a")
     job = q.enqueue("t", a, max_attempts=2)
     now = time.time()
@@ -88,7 +87,7 @@ def test_a_job_whose_workers_keep_dying_is_dead_lettered(any_store):
 
 
 def test_dedup_key_matches_a_pending_job_only(any_store):
-    q = queue_for(any_store)
+    q = any_store.job_queue()
     a = _cube(any_store, "a")
     one = q.enqueue("t", a, dedup_key="k")
     assert q.enqueue("t", a, dedup_key="k").id == one.id
@@ -100,7 +99,7 @@ def test_dedup_key_matches_a_pending_job_only(any_store):
 
 
 def test_marks_counts_cancel_and_cube_deletion(any_store):
-    q = queue_for(any_store)
+    q = any_store.job_queue()
     a = _cube(any_store, "a")
     q.mark(a, "extracted", ["m1", "m2"], "j")
     q.mark(a, "extracted", ["m2"], "j")

@@ -36,7 +36,6 @@ from typing import Any
 
 from memkern.errors import InvalidInputError, NotFoundError, StoreError
 from memkern.models import Job, JobStatus, epoch_to_dt
-from memkern.store.base import Store
 
 _COLUMNS = ("seq, id, type, cube_id, payload, status, attempts, max_attempts, run_at, created_at, started_at,"
             " finished_at, lease_owner, lease_until, heartbeat_at, dedup_key, last_error, result, lease_token")
@@ -362,20 +361,3 @@ class SQLJobQueue(JobQueue):
                               f" AND memory_id IN ({', '.join('?' * len(chunk))})", (cube_id, mark, *chunk))
             found.update(r[0] for r in rows)
         return found
-
-
-def queue_for(store: Store) -> SQLJobQueue:
-    """The queue in ``store``'s own database (SQLite or PostgreSQL)."""
-    from memkern.store.sqlite import SQLiteStore
-
-    if isinstance(store, SQLiteStore):
-        return SQLJobQueue(store._write, store._read, "?", name="sqlite")
-    try:
-        from memkern.store.postgres import PostgresStore
-    except ImportError:  # pragma: no cover - psycopg not installed
-        PostgresStore = None  # type: ignore[assignment,misc]  # noqa: N806
-    if PostgresStore is not None and isinstance(store, PostgresStore):
-        return SQLJobQueue(store._tx, store._read, "%s",
-                           claim_lock="SELECT pg_advisory_xact_lock(hashtextextended('memkern:jobs:claim', 0))",
-                           name="postgres")
-    raise StoreError(f"no job queue for a {type(store).__name__}: the scheduler needs the SQLite or PostgreSQL store")
