@@ -77,7 +77,7 @@ class LLMError(MemkernError):
     """The language model could not be reached, timed out, or returned something unusable."""
 
     problem, status, title = "llm-unavailable", 502, "Language model unavailable"
-    public_detail = "the language model could not be reached or answered badly; try again"
+    public_detail: ClassVar[str | None] = "the language model could not be reached or answered badly; try again"
 
 
 class LLMUnavailableError(LLMError):

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from _local_model import needs_local_model
-
 from conftest import ctx_of
 
 from memkern import MemOS
@@ -309,7 +308,9 @@ def test_cli_status_drop_and_build_without_the_local_model(cube, monkeypatch):
     assert shown.exit_code == 0 and json.loads(shown.output)["state"] == "fresh"
     built = runner.invoke(app, ["--db", db, "activation", "build", cube.name])
     assert built.exit_code != 0 and "needs the local model (MEMKERN_LLM=local" in built.output
-    dropped = runner.invoke(app, ["--db", db, "activation", "drop", cube.name])
+    cube.session.create_user("Ops", "admin", user_id="ops")
+    dropped = runner.invoke(app, ["--db", db, "--user", "ops", "activation", "drop", cube.name])
     assert dropped.exit_code == 0 and "removed the activation" in dropped.output
     assert activation.status(ctx_of(cube)).state == "missing"
-    assert cube.session.audit(cube=cube.name)[0].operation == "drop_activation"  # newest first
+    # Acting as a user, the drop is audited like every operation (newest first).
+    assert cube.session.audit(cube=cube.name)[0].operation == "activation_drop"

@@ -1,5 +1,6 @@
 """The ``memkern`` command line: every command's happy path (``--json`` parsed back), the error
-paths (one line on stderr, exit 1 or 2, no traceback), the demo and the scale benchmark.
+paths (one line on stderr, exit 1 or 2, no traceback), the demo and the scale benchmark; and that
+every operation of the table is a command taking its fields, run through the dispatcher.
 
 The CLI builds its own MemOS, so these tests use the real default embedder (the bundled
 static model); they are skipped, with the reason, where it cannot be built.
@@ -39,6 +40,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, static_embedder_availab
     monkeypatch.setenv("MEMKERN_HOME", str(home))
     monkeypatch.delenv("MEMKERN_EMBEDDER", raising=False)
     monkeypatch.delenv("MEMKERN_DEBUG", raising=False)
+    monkeypatch.delenv("MEMKERN_API_KEY", raising=False)
     monkeypatch.setenv("COLUMNS", "100")
     return home
 
@@ -94,13 +96,13 @@ def test_cube_create_list_delete(env: Path, tmp_path: Path) -> None:
     info = run_json("cube", "create", "notes", "--owner", "bob", "--description", "test cube")
     assert info["name"] == "notes" and info["owner"] == "bob" and info["description"] == "test cube"
     assert info["embedder"] and info["dim"] > 0
-    run("cube", "create", "other")
+    other = run_json("cube", "create", "other")
     assert {c["name"] for c in run_json("cube", "list")} == {"notes", "other"}
     assert [c["name"] for c in run_json("cube", "list", "--owner", "bob")] == ["notes"]
     table = run("cube", "list").stdout
     assert "notes" in table and info["id"] in table
     deleted = run_json("cube", "delete", "other")
-    assert deleted["deleted"]["name"] == "other"
+    assert deleted == {"cube_id": other["id"], "memory_id": None}
     assert [c["name"] for c in run_json("cube", "list")] == ["notes"]
     # The global option works before the command, and --db points at another store.
     other_db = tmp_path / "elsewhere" / "x.db"
@@ -118,7 +120,7 @@ def test_cube_dump_and_load(env: Path, tmp_path: Path) -> None:
     assert dumped["cube"]["name"] == "notes" and dumped["bytes"] == path.stat().st_size > 0
     loaded = run_json("cube", "load", str(path), "--name", "copy", "--owner", "carol")
     assert loaded["name"] == "copy" and loaded["owner"] == "carol"
-    texts = [m["text"] for m in run_json("list", "copy")]
+    texts = [m["text"] for m in run_json("list", "copy")["items"]]
     assert texts == ["Bob prefers window seats"]
     assert "loaded cube 'copy2'" in run("cube", "load", str(path), "--name", "copy2").stdout
 
@@ -173,7 +175,10 @@ def test_add_big_import_is_batched(env: Path, tmp_path: Path) -> None:
     result = run_json("add", "notes", "--messages", str(path), "--session", "big")
     assert len(result["added"]) == 2_300
     assert [m["provenance"]["message_ids"][0] for m in result["added"]] == [f"n{i}" for i in range(2_300)]
-    assert len(run_json("list", "notes", "--limit", "0")) == 2_300
+    first = run_json("list", "notes", "--limit", "1000")
+    assert len(first["items"]) == 1_000 and first["next_offset"] == 1_000
+    last = run_json("list", "notes", "--limit", "1000", "--offset", "2000")
+    assert len(last["items"]) == 300 and last["next_offset"] is None
 
 
 def test_search_json_filters_recipes_and_table(env: Path, tmp_path: Path) -> None:
@@ -188,7 +193,7 @@ def test_search_json_filters_recipes_and_table(env: Path, tmp_path: Path) -> Non
     assert len(hits) == 2
     assert "Miso" in hits[0]["memory"]["text"]
     for hit in hits:
-        assert set(hit) == {"memory", "score", "parts"}
+        assert {"memory", "score", "parts"} <= set(hit)
         assert {"lexical", "dense", "session", "neighbour", "recency", "cosine", "bm25"} <= set(hit["parts"])
     only_s2 = run_json("search", "notes", "painting lighthouse", "--session", "s2")
     assert [h["memory"]["provenance"]["message_ids"] for h in only_s2] == [["m4"]]
@@ -214,10 +219,11 @@ def test_get_list_update_history_delete_log(env: Path, tmp_path: Path) -> None:
     run("add", "notes", "--messages", str(path), "--session", "s1")
     run("add", "notes", "a fact", "--session", "s2", "--kind", "fact")
 
-    listed = run_json("list", "notes")
+    listed = run_json("list", "notes")["items"]
     assert len(listed) == 5
-    assert [m["kind"] for m in run_json("list", "notes", "--kind", "fact")] == ["fact"]
-    assert len(run_json("list", "notes", "--session", "s1", "--limit", "2", "--offset", "1")) == 2
+    assert [m["kind"] for m in run_json("list", "notes", "--kind", "fact")["items"]] == ["fact"]
+    assert len(run_json("list", "notes", "--session", "s1", "--limit", "2", "--offset", "1")["items"]) == 2
+    assert run_json("list", "notes", "--filters", '{"session_id": "s2"}')["items"][0]["kind"] == "fact"
     assert "more with --offset 2" in run("list", "notes", "--limit", "2").stdout
 
     memory_id = listed[0]["id"]
@@ -235,18 +241,86 @@ def test_get_list_update_history_delete_log(env: Path, tmp_path: Path) -> None:
     assert versions[0]["expired_at"] is not None and versions[1]["text"] == "Alice: I live in Lisbon now."
     assert "moved" in run("history", "notes", memory_id).stdout
 
-    ops = run_json("log", "notes", memory_id)
+    ops = run_json("log", "notes", "--memory-id", memory_id)
     assert [op["op"] for op in ops] == ["add", "update"]
     assert all(op["memory_id"] == memory_id for op in ops)
     assert len(run_json("log", "notes")) >= 6
     assert len(run_json("log", "notes", "--limit", "2")) == 2
 
-    assert run_json("delete", "notes", memory_id, "--reason", "asked to forget") == {"deleted": memory_id,
-                                                                                    "cube": "notes"}
+    deleted = run_json("delete", "notes", memory_id, "--reason", "asked to forget")
+    assert deleted["memory_id"] == memory_id
     assert_clean_error(run("get", "notes", memory_id, code=1), "no memory")
-    log = run_json("log", "notes", memory_id)
-    assert log[-1]["reason"] == "asked to forget"
+    log = run_json("log", "notes", "--memory-id", memory_id)
+    assert log[-1]["reason"].endswith("asked to forget")
     assert "Lisbon" not in run("log", "notes").stdout  # the log holds ids, never text
+
+
+# ----------------------------------------------------------------------------- the table, the dispatcher
+
+
+def test_every_operation_is_a_command_taking_its_fields() -> None:
+    """Each operation of the table has a command at ``op.cli.words`` that takes ``op.cli.arguments``
+    positionally, in order, and every other input field as ``--field-name`` with the model's default."""
+    import typer
+    from pydantic_core import PydanticUndefined
+
+    from memkern.api.table import OPERATIONS
+
+    root = typer.main.get_command(app)
+    for op in OPERATIONS.values():
+        command: Any = root
+        for word in op.cli.words:
+            assert word in command.commands, f"{op.name}: no command {' '.join(op.cli.words)!r}"
+            command = command.commands[word]
+        params = {p.name: p for p in command.params}
+        arguments = [p.name for p in command.params if p.param_type_name == "argument" and p.name in op.fields]
+        assert arguments == list(op.cli.arguments), op.name
+        for name, field in op.input.model_fields.items():
+            if name in op.cli.arguments:
+                continue
+            param = params.get(name)
+            assert param is not None and param.param_type_name == "option", (op.name, name)
+            assert "--" + name.replace("_", "-") in param.opts, (op.name, name, param.opts)
+            default = field.default
+            if default is not PydanticUndefined and default is not None and field.default_factory is None:
+                assert param.default in (default, getattr(default, "value", default)), (op.name, name)
+        assert {"db", "store", "as_json"} <= set(params), op.name
+
+
+def test_commands_go_through_the_dispatcher(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from memkern.api.dispatch import Dispatcher
+
+    calls: list[tuple[Any, str]] = []
+    real = Dispatcher.call
+
+    def spy(self: Dispatcher, user: Any, name: str, args: Any) -> Any:
+        calls.append((user, name))
+        return real(self, user, name, args)
+
+    monkeypatch.setattr(Dispatcher, "call", spy)
+    make_cube()
+    run("add", "notes", "a note about tulips", "--kind", "document")
+    run("search", "notes", "tulips")
+    run("policy", "set", "notes", "--archive-after-days", "30")
+    assert calls == [(None, "create_cube"), (None, "add"), (None, "search"), (None, "set_policy")]
+    policy = run_json("policy", "show", "notes")
+    assert policy["archive_after_days"] == 30 and policy["guard"] is True  # set_policy changed only the key given
+
+
+def test_shortcuts_and_json_options(env: Path, tmp_path: Path) -> None:
+    make_cube()
+    added = run_json("add", "notes", "--text", "Dan likes rowing", "--metadata", '{"source": "cli"}',
+                     "--no-infer")
+    assert added["added"][0]["metadata"]["source"] == "cli"
+    lexical_only = run_json("search", "notes", "rowing", "--config", '{"dense_weight": 0}')
+    assert lexical_only and all(hit["parts"]["dense"] == 0 for hit in lexical_only)
+    for args in (["add", "notes", "x", "--text", "y"],                        # TEXT and --text
+                 ["add", "notes", "x", "--metadata", "[1]"],                  # not an object
+                 ["add", "notes", "x", "--metadata", "{oops"],                # not JSON
+                 ["search", "notes", "q", "--filters", '{"session_id": "a"}', "--session", "b"],
+                 ["list", "notes", "--limit", "0"]):
+        result = run(*args, code=2)
+        assert "Traceback" not in result.stdout + result.stderr
 
 
 # ---------------------------------------------------------------------------------------------- errors
@@ -339,6 +413,18 @@ def test_demo_prints_the_expected_memories(env: Path) -> None:
         assert expected in out, expected
     assert max(len(line) for line in out.splitlines()) <= 100
     assert not (env / "memkern.db").exists()  # the default store was not touched
+
+
+def test_demo_names_the_expected_messages_it_did_not_find(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A changing fact whose statement is not among the results is named, not a Rich TypeError."""
+    from memkern.cli import demo
+
+    conversation = demo.load_conversation()
+    changing = next(q for q in conversation["questions"] if q.get("changing"))
+    question = {**changing, "expect": [*changing["expect"], "s9-99"]}
+    monkeypatch.setattr(demo, "load_conversation", lambda: {**conversation, "questions": [question]})
+    out = run("demo").stdout
+    assert "(not in the top 10: s9-99)" in out and "<- newest" in out
 
 
 def test_demo_json_and_kept_store(env: Path, tmp_path: Path) -> None:

@@ -294,8 +294,9 @@ class SetPolicyInput(CubeInput):
 
     archive_after_days: Days | None = Field(None, description="Archive memories not accessed for this long.")
     forget_after_days: Days | None = Field(None, description="Delete memories not accessed for this long.")
-    redact_pii: StrictBool | None = Field(None, description="Replace detected PII by placeholders.")
-    guard: StrictBool | None = Field(None, description="Quarantine memories carrying instructions for the model.")
+    # A boolean key has no "cleared" value: null is refused (unset keys keep their value).
+    redact_pii: StrictBool = Field(None, description="Replace detected PII by placeholders.")  # type: ignore[assignment]
+    guard: StrictBool = Field(None, description="Quarantine memories carrying instructions for the model.")  # type: ignore[assignment]
 
 
 class AuditInput(Input):

@@ -52,12 +52,14 @@ from memkern.models import (
     MemoryItem,
     MemoryPage,
     MigrateResult,
-    Operation as LogEntry,
     ParametricAnswer,
     Permission,
     RetentionReport,
     SchedulerStatus,
     User,
+)
+from memkern.models import (
+    Operation as LogEntry,
 )
 from memkern.ops import chat, compose, cubes, derived, governance, jobs, lifecycle, memories, portable, search, versions
 
@@ -98,7 +100,7 @@ _OPERATIONS: list[Operation] = [
              Http("POST", f"{CUBE}/memories", 201), Cli(("add",), ("cube",)), positional=("messages",),
              errors=WRITE_ERRORS + LLM_ERRORS),
     _cube_op("add_document", memories.add_document, i.AddDocumentInput, AddResult, _cube(WRITE),
-             Http("POST", f"{CUBE}/documents", 201), Cli(("add-document",), ("cube",)), positional=("text",),
+             Http("POST", f"{CUBE}/documents", 201), Cli(("add-document",), ("cube", "text")), positional=("text",),
              errors=WRITE_ERRORS),
     _cube_op("search", search.search, i.SearchInput, list[Hit], _reading,
              Http("POST", f"{CUBE}/search"), Cli(("search",), ("cube", "query")), mcp="read",

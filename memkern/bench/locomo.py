@@ -136,12 +136,13 @@ class MemkernAdapter:
                           score=float(hit.score)) for hit in hits]
 
     def answer(self, question: str, llm: Any, top_k: int) -> Any:
-        """Answer ``question`` with :func:`memkern.chat.answer` over this cube (same search config)."""
+        """Answer ``question`` with :func:`memkern.ops.chat.answer_from_hits` over this cube's
+        ``top_k`` best memories (same search config as the retrieval run)."""
         if self._cube is None:
             raise RuntimeError("MemkernAdapter.answer called before ingest")
-        from memkern.chat import answer
+        from memkern.ops.chat import answer_from_hits
 
-        return answer(self._cube, llm, question, top_k=top_k, config=self._config)
+        return answer_from_hits(llm, question, self._cube.search(question, top_k=top_k, config=self._config))
 
     def extracted_facts(self) -> list[Any]:
         """The current cube's memories of kind fact, event or preference (archived ones included)."""
@@ -267,7 +268,7 @@ def run_locomo(data_path: str | Path, ks: Sequence[int] = DEFAULT_KS, progress: 
 
     Answering (``answer_llm``): each question (the first ``limit_questions`` in data order, when given)
     is also answered by the system adapter's ``answer(question, llm, top_k)`` (for memkern,
-    :func:`memkern.chat.answer` over ``answer_top_k`` memories) and scored with LoCoMo's F1 per
+    :func:`memkern.ops.chat.answer_from_hits` over ``answer_top_k`` memories) and scored with LoCoMo's F1 per
     category, and by ``judge_llm`` (J) when given; the result then has a ``"qa"`` key (see
     :class:`memkern.bench.qa.AnswerRecorder`). Ingestion with an LLM (``ingest_llm``, memkern's fact
     extraction) adds ``"ingest_llm"`` (calls and tokens per ingested turn) and ``"extraction_quality"``
@@ -364,7 +365,7 @@ def run_locomo(data_path: str | Path, ks: Sequence[int] = DEFAULT_KS, progress: 
         if extracting:
             result["extraction_quality"] = summarise_extraction(qualities)
     if recorder is not None:
-        from memkern.chat import ANSWER_PROMPT_SHA256
+        from memkern.prompts import ANSWER_PROMPT_SHA256
 
         config["models"]["answer_llm"] = _llm_name(answer_llm)
         if judge_llm is not None:

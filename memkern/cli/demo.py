@@ -175,5 +175,4 @@ def _print_timeline(out: Any, question: dict[str, Any], hits: list[Hit]) -> None
         out.print(_pad(line, 5))
     missing = expected - {_message_id(hit) for _, hit in found}
     if missing:
-        out.print(_pad(Text(f"(not in the top {SEARCHED}: {', '.join(sorted(missing))})", style="dim"),
-                          (0, 0, 0, 5)))
+        out.print(_pad(Text(f"(not in the top {SEARCHED}: {', '.join(sorted(missing))})", style="dim"), 5))

@@ -22,8 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from memkern.errors import ConflictError, NotFoundError
-from memkern.models import ApiKey, AuditEntry, AuditResult, Grant, Permission, Role, User
-from memkern.models import CubeInfo, as_utc, utcnow
+from memkern.models import ApiKey, AuditEntry, AuditResult, CubeInfo, Grant, Permission, Role, User, as_utc, utcnow
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -155,7 +154,8 @@ class GovernanceSQL:
         return found is not None
 
     def list_grants(self, cube_id: str | None = None, user_id: str | None = None) -> list[Grant]:
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if cube_id is not None:
             where.append("cube_id = ?")
             params.append(cube_id)
@@ -192,7 +192,7 @@ class GovernanceSQL:
             params.append(user_id)
         if since is not None:
             where.append("at >= ?")
-            params.append(_iso(since))
+            params.append(as_utc(since).isoformat())
         query = f"SELECT {_AUDIT_COLUMNS} FROM audit"
         if where:
             query += " WHERE " + " AND ".join(where)

@@ -28,6 +28,7 @@ from memkern.models.memory import (
     Operation,
     Provenance,
     ScoreParts,
+    SlotNote,
     as_utc,
     parse_version_id,
     utcnow,
@@ -55,6 +56,6 @@ __all__ = [
     "MAX_TEXT_CHARS", "ActivationReport", "AdapterReport", "ParametricAnswer", "AddResult", "ApiKey", "ApiKeyInfo", "AuditEntry", "AuditResult", "ChatAnswer", "ChatUsage", "ComposeReport", "CubeFile", "Deleted", "CubeInfo",
     "CubePolicy", "ExtractionBatch", "ExtractionReport", "FuseGroup", "FuseReport", "MemoryPage", "MigrateResult", "Filters", "Grant", "Hit", "Job", "JobStatus",
     "LifecycleState", "MemoryItem", "MemoryKind", "Message", "Operation", "Permission", "Provenance",
-    "RetentionReport", "Role", "SchedulerPolicy", "SchedulerStatus", "ScoreParts", "UpdateDecision", "User",
+    "RetentionReport", "Role", "SchedulerPolicy", "SchedulerStatus", "ScoreParts", "SlotNote", "UpdateDecision", "User",
     "as_utc", "epoch_to_dt", "parse_version_id", "utcnow",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from memkern.models.memory import utcnow

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any
+from typing import Any, overload
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -141,6 +141,14 @@ class Message(BaseModel):
         return as_utc(value)
 
 
+@overload
+def as_utc(value: datetime) -> datetime: ...
+
+
+@overload
+def as_utc(value: None) -> None: ...
+
+
 def as_utc(value: datetime | None) -> datetime | None:
     """Naive times are taken as UTC, so that every stored time compares with every other."""
     if value is None:
@@ -160,9 +168,25 @@ class ScoreParts(BaseModel):
     speaker: float = 0.0
     date: float = 0.0
     recency: float = 0.0
+    #: Lift for the turns that state the current value of the slot a question asks about
+    #: ("Where does Alice live?"; ``memkern.organize.profile``).
+    profile: float = 0.0
     #: Raw similarity and BM25 values, for people reading the breakdown.
     cosine: float | None = None
     bm25: float | None = None
+
+
+class SlotNote(BaseModel):
+    """What a hit says about the slot a question asks about: a value, and whether it still holds."""
+
+    subject: str
+    slot: str
+    value: str
+    current: bool
+    since: datetime | None = None
+    #: When a later value replaced it, and which (None while current).
+    until: datetime | None = None
+    superseded_by: str | None = None
 
 
 class Hit(BaseModel):
@@ -171,6 +195,8 @@ class Hit(BaseModel):
     memory: MemoryItem
     score: float
     parts: ScoreParts
+    #: Set when the memory states a value of the slot the query asks about (current or superseded).
+    slot: SlotNote | None = None
 
     @property
     def id(self) -> str:

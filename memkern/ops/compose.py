@@ -202,9 +202,9 @@ def fuse_duplicates(ctx: OpContext, cubes: Sequence[str], *, cosine: float = 0.9
             union(by_text[key], i)
         else:
             by_text[key] = i
-    matrix = np.stack(rows).astype(np.float32)
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    matrix = matrix / np.where(norms == 0, 1, norms)
+    stacked = np.stack(rows).astype(np.float32)
+    norms = np.linalg.norm(stacked, axis=1, keepdims=True)
+    matrix = (stacked / np.where(norms == 0, 1, norms)).astype(np.float32)
     for start in range(0, len(members), 512):
         sims = matrix[start:start + 512] @ matrix.T
         for a, b in zip(*np.nonzero(sims >= cosine)):

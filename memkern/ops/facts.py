@@ -66,6 +66,8 @@ CANDIDATES = 5
 DECIDE_GROUP = 8
 #: Supersessions one message may cause before its facts are quarantined instead (guard on).
 CONTRADICTION_LIMIT = 3
+#: What was decided for one new fact: (fact, action, target, reason, decided by, note).
+Plan = tuple[NewFact, str, Hit | None, str, str, str | None]
 
 # -- deterministic rules --------------------------------------------------------------------------------
 _PUNCT = re.compile(r"[^\w\s]")
@@ -292,7 +294,7 @@ def _apply_facts(ctx: OpContext, facts: Sequence[NewFact], *, llm: Any, actor: s
             _count_contradiction(contradicted, fact, action, target)
     for start in range(0, len(facts), DECIDE_GROUP):
         group = list(facts[start:start + DECIDE_GROUP])
-        plans: list[tuple[NewFact, str, Hit | None, str, str, str | None]] = []
+        plans: list[Plan] = []
         ask: list[tuple[NewFact, list[Hit]]] = []
         slot_updates: list[tuple[str, Hit | None, str]] = []
         for fact in group:
@@ -331,9 +333,9 @@ def _count_contradiction(targets: dict[str, set[str]], fact: NewFact, action: st
             targets.setdefault(message, set()).add(target.id)
 
 
-def _quarantine_mass_contradictions(plans: list[tuple[NewFact, str, Hit | None, str, str, str | None]],
+def _quarantine_mass_contradictions(plans: list[Plan],
                                     targets: dict[str, set[str]]
-                                    ) -> list[tuple[NewFact, str, Hit | None, str, str, str | None]]:
+                                    ) -> list[Plan]:
     """Turn the supersessions of a message that contradicts too many memories at once into
     quarantines; ``targets`` (message id -> memory ids it would supersede) is updated in place."""
     for fact, action, target, *_ in plans:
@@ -341,7 +343,7 @@ def _quarantine_mass_contradictions(plans: list[tuple[NewFact, str, Hit | None, 
     suspects = {m for m, ids in targets.items() if len(ids) >= CONTRADICTION_LIMIT}
     if not suspects:
         return plans
-    out = []
+    out: list[Plan] = []
     for fact, action, target, reason, decided_by, note in plans:
         messages = set(fact.provenance.message_ids or ["(no message)"])
         if action in ("update", "invalidate") and target is not None and messages & suspects:
@@ -369,7 +371,7 @@ def _shares_content(fact: NewFact, target: Hit) -> bool:
 
 
 def _decide_with_llm(llm: Any, ask: list[tuple[NewFact, list[Hit]]], llm_actor: str
-                     ) -> list[tuple[NewFact, str, Hit | None, str, str, str | None]]:
+                     ) -> list[Plan]:
     messages, handles = decide_messages(ask)
     answer = ask_json(llm, messages, schema=DECIDE_SCHEMA, parse=_parse_decisions, operation="decide",
                       max_tokens=200 + 120 * len(ask))
@@ -378,7 +380,7 @@ def _decide_with_llm(llm: Any, ask: list[tuple[NewFact, list[Hit]]], llm_actor: 
         by_fact.setdefault(decision.fact, decision)
     if len(ask) == 1 and not by_fact and answer.value:
         by_fact[1] = answer.value[0]
-    out = []
+    out: list[Plan] = []
     for number, (fact, hits) in enumerate(ask, start=1):
         decision = by_fact.get(number)
         if decision is None:

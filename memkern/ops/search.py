@@ -1,11 +1,28 @@
-"""Search: the memories of a cube that best answer a query, each with the parts of its score."""
+"""Search: the memories of a cube that best answer a query, each with the parts of its score.
+
+When the query asks about a slot of someone's profile ("Where does Alice live?",
+``memkern.organize.profile``) and the profile knows its values, the turns stating the current
+value come first and those stating older values follow, each marked (``Hit.slot``) as
+current or superseded. Any other query is ranked by hybrid retrieval alone: the check is
+a few regular expressions over the query, and the profile is only read when one matches.
+"""
 
 from __future__ import annotations
 
-from memkern.models import Filters, Hit, LifecycleState, Permission
+import re
+from weakref import WeakKeyDictionary
+
+from memkern.kernel import Kernel
+from memkern.models import Filters, Hit, LifecycleState, Permission, ScoreParts, SlotNote
 from memkern.ops.context import OpContext
+from memkern.organize.profile import ProfileCache, SlotValue, asked_slot, first_person
 from memkern.retrieval.config import SearchConfig, resolve_config
+from memkern.retrieval.index import CubeIndex
+from memkern.retrieval.search import filter_mask
 from memkern.retrieval.search import search as hybrid_search
+
+#: Profiles per kernel (derived data, rebuilt on demand; nothing to close).
+_PROFILES: WeakKeyDictionary[Kernel, ProfileCache] = WeakKeyDictionary()
 
 
 def search(ctx: OpContext, query: str, top_k: int = 5, *, filters: Filters | None = None,
@@ -22,8 +39,65 @@ def find(ctx: OpContext, query: str, top_k: int, *, filters: Filters | None = No
     kernel, cube = ctx.kernel, ctx.cube
     kernel.check_embedder(cube)
     index = kernel.indexes.get(cube.id, cube.dim)
+    filters = filters or Filters()
     hits = hybrid_search(kernel.store, index, kernel.embedder, cube.id, query, top_k=top_k,
-                         filters=filters or Filters(), config=resolve_config(config))
+                         filters=filters, config=resolve_config(config))
+    hits = _current_first(kernel, cube.id, index, query, hits, filters, top_k)
     if not ctx.may(Permission.ADMIN):
         hits = [hit for hit in hits if hit.memory.state is not LifecycleState.QUARANTINED]
     return hits
+
+
+def _current_first(kernel: Kernel, cube_id: str, index: CubeIndex, query: str, hits: list[Hit],
+                   filters: Filters, top_k: int) -> list[Hit]:
+    """Put the turns stating the asked slot's values first: current values, then superseded ones (marked)."""
+    slot = asked_slot(query)
+    if slot is None or not hits:
+        return hits
+    cache = _PROFILES.get(kernel)
+    if cache is None:
+        cache = _PROFILES.setdefault(kernel, ProfileCache(kernel.store))
+    profile = cache.get(cube_id, index.ids, index.kinds.tolist())
+    subjects = _subjects_asked(query, profile.subjects())
+    values = [value for subject in subjects for value in profile.history(subject, slot)]
+    if not values:
+        return hits
+    # Current values first, then the older ones newest first.
+    values.sort(key=lambda v: (not v.current, -(v.since.timestamp() if v.since else 0.0)))
+    allowed = filter_mask(index, filters)
+    noted: dict[str, SlotValue] = {}
+    for value in values:
+        for memory_id in value.sources:
+            row = index.row_of.get(memory_id)
+            if row is not None and allowed[row]:
+                noted.setdefault(memory_id, value)
+    if not noted:
+        return hits
+    by_id = {hit.id: hit for hit in hits}
+    missing = [memory_id for memory_id in noted if memory_id not in by_id]
+    fetched = kernel.store.get_memories(cube_id, missing) if missing else {}
+    top = hits[0].score
+    lifted: list[Hit] = []
+    for position, (memory_id, value) in enumerate(noted.items()):
+        memory = by_id[memory_id].memory if memory_id in by_id else fetched.get(memory_id)
+        if memory is None:
+            continue
+        old = by_id.get(memory_id)
+        parts = old.parts.model_copy() if old is not None else ScoreParts()
+        score = top + (len(noted) - position) * 1e-3
+        parts.profile = score - (old.score if old is not None else 0.0)
+        lifted.append(Hit(memory=memory, score=score, parts=parts, slot=SlotNote(
+            subject=value.subject, slot=value.slot, value=value.value, current=value.current, since=value.since,
+            until=value.until, superseded_by=value.superseded_by)))
+    rest = [hit for hit in hits if hit.id not in noted]
+    return (lifted + rest)[:top_k]
+
+
+def _subjects_asked(query: str, subjects: set[str]) -> list[str]:
+    """The profile subjects a query names ("Alice"), or the user's own when it says "I"/"my"."""
+    named = [s for s in subjects if re.search(rf"\b{re.escape(s)}\b", query, re.IGNORECASE)]
+    if named:
+        return named
+    if first_person(query):
+        return [s for s in subjects if s.lower() == "user"] or (sorted(subjects) if len(subjects) == 1 else [])
+    return []

@@ -97,6 +97,14 @@ class JobQueue(ABC):
         """Jobs, newest first."""
 
     @abstractmethod
+    def oldest_pending(self, cube_id: str | None = None) -> float | None:
+        """When the oldest pending job was queued (epoch seconds); ``None`` if there is none."""
+
+    @abstractmethod
+    def open_jobs(self, cube_id: str | None = None) -> int:
+        """How many jobs are pending or running."""
+
+    @abstractmethod
     def counts(self, cube_id: str | None = None) -> dict[str, dict[str, int]]:
         """``{type: {status: n}}``."""
 
