@@ -22,7 +22,7 @@ LAYERS: list[set[str]] = [
     {"api"},
     {"scheduler"},
     {"mos"},
-    {"client", "server", "mcp_server", "mcp", "ui", "bench"},
+    {"client", "server", "mcp", "ui", "bench"},
     {"cli"},
 ]
 

@@ -7,14 +7,13 @@ import time
 from datetime import timedelta
 
 import pytest
+from conftest import ctx_of
 
 from memkern import MemOS
 from memkern.errors import InvalidInputError, NotFoundError
-from conftest import ctx_of
-
 from memkern.lifecycle import forgetting
-from memkern.ops import lifecycle
 from memkern.models import Filters, LifecycleState, MemoryItem, utcnow
+from memkern.ops import lifecycle
 from memkern.scheduler import Scheduler, SchedulerPolicy
 
 

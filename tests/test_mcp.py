@@ -1,10 +1,12 @@
 """memkern's MCP server, driven by the MCP SDK's own client.
 
-The same agent session runs over stdio (the server launched as ``python -m
-memkern.mcp_server``) and over streamable HTTP (a server process on a free loopback
-port): list the tools, create a cube, add messages, search and see the provenance, update
-and read the history, read both resources, delete, and hit the error paths. An in-process
-test covers the rest of the error handling. Skipped when the ``mcp`` extra is missing.
+The tools are the operations of the table, named as the operations (``add``, ``search``,
+``get_all``...), with the operations' input fields as arguments. The same agent session
+runs over stdio (the server launched as ``python -m memkern.mcp``) and over streamable
+HTTP (a server process on a free loopback port): list the tools, create a cube, add
+messages, search and see the provenance, update and read the history, read both
+resources, delete, and hit the error paths. In-process tests cover the rest of the error
+handling and who the tools run as. Skipped when the ``mcp`` extra is missing.
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from memkern import MemOS
+from memkern.api.table import OPERATIONS
 from memkern.errors import EmbedderError
 
-TOOLS = {"list_cubes", "create_cube", "add_memory", "search_memories", "get_memory", "update_memory",
-         "delete_memory", "list_memories", "memory_history"}
+#: The tools: every operation of the table with an MCP entry, named as the operation.
+TOOLS = {op.name for op in OPERATIONS.values() if op.mcp is not None}
 
 MESSAGES = [
     {"role": "user", "name": "Alice", "content": "I live in Paris near the canal.", "time": "2024-03-02T09:30:00Z",
@@ -70,12 +73,14 @@ def text_of(result: Any) -> str:
     return "".join(block.text for block in result.content if block.type == "text")
 
 
-async def call(session: ClientSession, tool: str, **arguments: Any) -> dict[str, Any]:
+async def call(session: ClientSession, tool: str, **arguments: Any) -> Any:
+    """A tool's structured result (a result that is not an object comes as ``{"result": ...}``)."""
     result = await session.call_tool(tool, arguments)
     assert not result.is_error, (tool, text_of(result))
     assert result.structured_content is not None, tool
     assert json.loads(text_of(result)) == result.structured_content  # the same JSON as text, for any client
-    return result.structured_content
+    content = result.structured_content
+    return content["result"] if set(content) == {"result"} else content
 
 
 async def read_json(session: ClientSession, uri: str) -> Any:
@@ -95,58 +100,59 @@ async def agent_session(session: ClientSession) -> None:
     assert set(tools) == TOOLS
     for tool in tools.values():
         assert tool.description and tool.output_schema, tool.name
-        for name, spec in tool.input_schema.get("properties", {}).items():
-            assert spec.get("description"), f"{tool.name}.{name} has no description"
-    assert tools["search_memories"].annotations.read_only_hint is True
-    assert tools["delete_memory"].annotations.destructive_hint is True
+    for name in ("cube", "text", "messages", "session_id", "kind", "tags"):
+        assert tools["add"].input_schema["properties"][name].get("description"), f"add.{name} has no description"
+    assert tools["search"].annotations.read_only_hint is True
+    assert tools["delete"].annotations.destructive_hint is True
+    assert "dump" not in tools and "create_api_key" not in tools  # files on the server's disk; a secret
 
-    assert (await call(session, "list_cubes"))["cubes"] == []
+    assert await call(session, "list_cubes") == []
     cube = await call(session, "create_cube", name="notes", owner="bob", description="test cube")
     assert (cube["name"], cube["owner"], cube["description"]) == ("notes", "bob", "test cube")
 
-    added = await call(session, "add_memory", cube="notes", messages=MESSAGES, session_id="s1", tags=["chat"])
+    added = await call(session, "add", cube="notes", messages=MESSAGES, session_id="s1", tags=["chat"])
     assert [item["kind"] for item in added["added"]] == ["turn"] * 3
     assert added["duplicates"] == []
-    again = await call(session, "add_memory", cube="notes", messages=MESSAGES[:1], session_id="s1")
+    again = await call(session, "add", cube="notes", messages=MESSAGES[:1], session_id="s1")
     assert again["added"] == [] and len(again["duplicates"]) == 1
-    fact = await call(session, "add_memory", cube="notes", text="Alice is allergic to peanuts.", kind="fact")
+    fact = await call(session, "add", cube="notes", text="Alice is allergic to peanuts.", kind="fact")
     fact_id = fact["added"][0]["id"]
 
     # Search: the memory comes back with its score parts, provenance and times.
-    found = await call(session, "search_memories", cube="notes", query="Where does Alice live?", top_k=3)
-    top = found["hits"][0]
+    hits = await call(session, "search", cube="notes", query="Where does Alice live?", top_k=3)
+    top = hits[0]["memory"]
     assert "Paris" in top["text"]
-    assert top["score"] > 0 and set(top["parts"]) >= {"lexical", "dense", "session", "cosine", "bm25"}
+    assert hits[0]["score"] > 0 and set(hits[0]["parts"]) >= {"lexical", "dense", "session", "cosine", "bm25"}
     assert top["provenance"]["session_id"] == "s1"
     assert top["provenance"]["speaker"] == "Alice"
     assert top["provenance"]["message_ids"] == ["m1"]
     assert top["event_time"].startswith("2024-03-02T09:30") and top["recorded_at"]
     assert top["kind"] == "turn" and top["tags"] == ["chat"] and top["version"] == 1
     paris_id = top["id"]
-    only_facts = await call(session, "search_memories", cube="notes", query="Alice", kind="fact")
-    assert [hit["id"] for hit in only_facts["hits"]] == [fact_id]
+    only_facts = await call(session, "search", cube="notes", query="Alice", filters={"kind": "fact"})
+    assert [hit["memory"]["id"] for hit in only_facts] == [fact_id]
 
     # Update, then the history shows both versions and who changed it, and why.
-    updated = await call(session, "update_memory", cube="notes", id=paris_id, text="Alice: I moved to Lyon.",
+    updated = await call(session, "update", cube="notes", memory_id=paris_id, text="Alice: I moved to Lyon.",
                          reason="she moved")
     assert (updated["version"], updated["changed_by"], updated["change_reason"]) == (2, "mcp", "she moved")
-    history = await call(session, "memory_history", cube="notes", id=paris_id)
-    assert [v["version"] for v in history["versions"]] == [1, 2]
-    assert "Paris" in history["versions"][0]["text"] and "Lyon" in history["versions"][1]["text"]
-    assert (await call(session, "get_memory", cube="notes", id=paris_id))["text"] == "Alice: I moved to Lyon."
+    history = await call(session, "history", cube="notes", memory_id=paris_id)
+    assert [v["version"] for v in history] == [1, 2]
+    assert "Paris" in history[0]["text"] and "Lyon" in history[1]["text"]
+    assert (await call(session, "get", cube="notes", memory_id=paris_id))["text"] == "Alice: I moved to Lyon."
 
-    page = await call(session, "list_memories", cube="notes", limit=2)
-    assert len(page["memories"]) == 2 and page["next_offset"] == 2
-    rest = await call(session, "list_memories", cube="notes", limit=2, offset=2)
-    assert len(rest["memories"]) == 2 and rest["next_offset"] is None
-    turns = await call(session, "list_memories", cube="notes", session_id="s1", kind="turn")
-    assert len(turns["memories"]) == 3
+    page = await call(session, "get_all", cube="notes", limit=2)
+    assert len(page["items"]) == 2 and page["next_offset"] == 2
+    rest = await call(session, "get_all", cube="notes", limit=2, offset=2)
+    assert len(rest["items"]) == 2 and rest["next_offset"] is None
+    turns = await call(session, "get_all", cube="notes", filters={"session_id": "s1", "kind": "turn"})
+    assert len(turns["items"]) == 3
 
     # Resources: the cube list and the cube's current memories.
     resources = {str(r.uri) for r in (await session.list_resources()).resources}
     assert "memkern://cubes" in resources
     templates = {t.uri_template for t in (await session.list_resource_templates()).resource_templates}
-    assert "memkern://cubes/{name}/memories" in templates
+    assert "memkern://cubes/{cube}/memories" in templates
     assert [c["name"] for c in await read_json(session, "memkern://cubes")] == ["notes"]
     memories = await read_json(session, "memkern://cubes/notes/memories")
     assert memories["cube"]["name"] == "notes" and memories["truncated"] is False
@@ -154,19 +160,21 @@ async def agent_session(session: ClientSession) -> None:
     assert len(memories["memories"]) == 4
 
     # Delete; the memory is gone.
-    assert await call(session, "delete_memory", cube="notes", id=fact_id, reason="asked to forget") == {
-        "cube": "notes", "deleted": fact_id}
-    gone = await session.call_tool("get_memory", {"cube": "notes", "id": fact_id})
+    deleted = await call(session, "delete", cube="notes", memory_id=fact_id, reason="asked to forget")
+    assert deleted["memory_id"] == fact_id
+    gone = await session.call_tool("get", {"cube": "notes", "memory_id": fact_id})
     assert gone.is_error and fact_id in text_of(gone)
 
-    # Errors: the exception's own message as an isError result; the server carries on.
-    unknown = await session.call_tool("search_memories", {"cube": "ghost", "query": "anything"})
+    # Errors: the problem details as an isError result, the detail as its text; the server carries on.
+    unknown = await session.call_tool("search", {"cube": "ghost", "query": "anything"})
     assert unknown.is_error
     assert text_of(unknown) == "no cube named 'ghost'"
-    assert unknown.structured_content == {"error": "NotFoundError", "message": "no cube named 'ghost'"}
+    assert unknown.structured_content == {"type": "urn:memkern:problem:not-found", "title": "Not found",
+                                          "status": 404, "detail": "no cube named 'ghost'",
+                                          "error": "NotFoundError"}
     with pytest.raises(MCPError, match="no cube named 'ghost'"):
         await session.read_resource("memkern://cubes/ghost/memories")
-    assert len((await call(session, "list_cubes"))["cubes"]) == 1
+    assert len(await call(session, "list_cubes")) == 1
 
 
 def check_store_after(db: Path) -> None:
@@ -176,7 +184,7 @@ def check_store_after(db: Path) -> None:
         assert len(cube.get_all()) == 3
         ops = [op for op in cube.operations() if op.memory_id is not None]
         assert ops and {op.actor for op in ops} == {"mcp"}
-        assert any(op.reason == "asked to forget" for op in ops)
+        assert any("asked to forget" in (op.reason or "") for op in ops)
 
 
 # ------------------------------------------------------------------------------------- transports
@@ -184,7 +192,7 @@ def check_store_after(db: Path) -> None:
 
 def test_stdio(tmp_path: Path, static_embedder_available: None) -> None:
     db = tmp_path / "stdio.db"
-    params = StdioServerParameters(command=sys.executable, args=["-m", "memkern.mcp_server", "--db", str(db)],
+    params = StdioServerParameters(command=sys.executable, args=["-m", "memkern.mcp", "--db", str(db)],
                                    env=server_env(tmp_path / "home"), cwd=str(tmp_path))
 
     async def main() -> None:
@@ -252,40 +260,46 @@ def test_streamable_http(tmp_path: Path, static_embedder_available: None) -> Non
 
 
 def test_errors_in_process(mos: MemOS) -> None:
-    """Bad input from a model is an isError result with memkern's message, never a dead server."""
+    """Bad input from a model is an isError result with the dispatcher's message (the same words
+    as every other surface), never a dead server."""
     from mcp import Client
 
-    from memkern.mcp_server import build_server
+    from memkern.mcp import build_server
 
     mos.create_cube("c")
 
     async def main() -> None:
         with anyio.fail_after(SESSION_TIMEOUT_S):
             async with Client(build_server(mos)) as client:
-                async def error(tool: str, **arguments: Any) -> str:
+                async def error(tool: str, problem: str = "invalid-input", **arguments: Any) -> str:
                     result = await client.call_tool(tool, arguments)
                     assert result.is_error, (tool, arguments)
+                    assert result.structured_content["type"] == f"urn:memkern:problem:{problem}", text_of(result)
                     return text_of(result)
 
-                assert await error("add_memory", cube="c") == "give either messages or text to add"
-                assert await error("add_memory", cube="c", text="x", messages=[{"content": "y"}]) == \
-                    "give either messages or text to add"
-                assert await error("add_memory", cube="c", text="   ") == "text is empty"
-                assert "kind" in await error("add_memory", cube="c", text="x", kind="bogus")
-                assert "content" in await error("add_memory", cube="c", messages=[{"role": "user"}])
-                assert "'c'" in await error("create_cube", name="c")  # a duplicate name
-                assert "no memory 'nope'" in await error("get_memory", cube="c", id="nope")
-                assert "no memory 'nope'" in await error("update_memory", cube="c", id="nope", text="t")
-                assert "nope" in await error("delete_memory", cube="c", id="nope")
-                assert "no memory 'nope'" in await error("memory_history", cube="c", id="nope")
-                assert "top_k" in await error("search_memories", cube="c", query="q", top_k=0)
-                assert await error("search_memories", cube="c", query="") == "query is empty"
-                assert "limit" in await error("list_memories", cube="c", limit=0)
+                assert await error("add", cube="c") == "add: input: give either messages or text to add"
+                assert await error("add", cube="c", text="x", messages=[{"content": "y"}]) == \
+                    "add: input: give either messages or text to add"
+                assert await error("add", cube="c", text="   ") == "add: text: text is empty"
+                assert "kind" in await error("add", cube="c", text="x", kind="bogus")
+                assert "content" in await error("add", cube="c", messages=[{"role": "user"}])
+                assert "bogus" in await error("add", cube="c", text="x", bogus=1)  # unknown arguments are refused
+                assert "'c'" in await error("create_cube", "conflict", name="c")  # a duplicate name
+                assert "no memory 'nope'" in await error("get", "not-found", cube="c", memory_id="nope")
+                assert "no memory 'nope'" in await error("update", "not-found", cube="c", memory_id="nope", text="t")
+                assert "nope" in await error("delete", "not-found", cube="c", memory_id="nope")
+                assert "no memory 'nope'" in await error("history", "not-found", cube="c", memory_id="nope")
+                assert "top_k" in await error("search", cube="c", query="q", top_k=0)
+                assert await error("search", cube="c", query="") == "search: query: query is empty"
+                assert "limit" in await error("get_all", cube="c", limit=0)
+                assert "MEMKERN_LLM" in await error("chat", "llm-not-configured", cube="c", query="hi")
                 # ... and the server still answers.
-                ok = await client.call_tool("add_memory", {"cube": "c", "text": "still here", "tags": ["t"]})
-                assert not ok.is_error
-                assert ok.structured_content["added"][0]["changed_by"] is None
+                # (A list sent as a JSON string, as some clients do, is the list.)
+                ok = await client.call_tool("add", {"cube": "c", "text": "still here", "tags": '["t"]'})
+                assert not ok.is_error and ok.structured_content["added"][0]["tags"] == ["t"]
                 assert len(mos.get_cube("c").get_all()) == 1
+                written = [op for op in mos.get_cube("c").operations() if op.memory_id is not None]
+                assert [op.actor for op in written] == ["mcp"]  # the label of MCP writes
 
     anyio.run(main)
 
@@ -296,7 +310,8 @@ def test_cli_without_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
 
     from memkern.cli.main import app
 
-    monkeypatch.delitem(sys.modules, "memkern.mcp_server", raising=False)
+    for module in ("memkern.mcp", "memkern.mcp.server", "memkern.mcp.tools"):
+        monkeypatch.delitem(sys.modules, module, raising=False)
     monkeypatch.setitem(sys.modules, "mcp.server.mcpserver", None)  # makes the import fail
     result = CliRunner().invoke(app, ["mcp"])
     assert result.exit_code == 1
@@ -313,7 +328,7 @@ def test_http_runs_tools_as_the_keys_user(mos: MemOS) -> None:
     import httpx2
     from server import live_server
 
-    from memkern.mcp_server import http_app
+    from memkern.mcp import http_app
 
     admin = mos.create_user("Ada", "admin", user_id="u-admin")
     reader = mos.create_user("Rita", user_id="u-reader")
@@ -327,32 +342,31 @@ def test_http_runs_tools_as_the_keys_user(mos: MemOS) -> None:
         for headers in ({}, {"Authorization": "Bearer mk_nope"}, {"Authorization": f"Bearer {revoked_key}"}):
             denied = httpx.post(url, json=body, headers=headers, timeout=10)
             assert denied.status_code == 401 and denied.headers["www-authenticate"].startswith("Bearer")
+            assert denied.json()["type"] == "urn:memkern:problem:unauthenticated"
 
-        async def session_as(key: str, header: str = "Authorization") -> Any:
-            value = f"Bearer {key}" if header == "Authorization" else key
-            client = httpx2.AsyncClient(headers={header: value}, timeout=20)
-            return client
+        def http_client(key: str, header: str = "Authorization") -> httpx2.AsyncClient:
+            return httpx2.AsyncClient(headers={header: f"Bearer {key}" if header == "Authorization" else key},
+                                      timeout=20)
 
         async def main() -> None:
             with anyio.fail_after(SESSION_TIMEOUT_S):
-                async with await session_as(admin_key) as http, streamable_http_client(url, http_client=http) as (
+                async with http_client(admin_key) as http, streamable_http_client(url, http_client=http) as (
                         read, write), ClientSession(read, write) as session:
                     await session.initialize()
                     cube = await call(session, "create_cube", name="team")
                     assert cube["owner"] == "u-admin"
-                    added = await call(session, "add_memory", cube="team", text="The launch is in May.",
-                                       kind="document")
+                    added = await call(session, "add", cube="team", text="The launch is in May.", kind="document")
                     assert added["added"]
                 mos.grant("team", "u-reader", "read")
-                async with await session_as(reader_key, "X-API-Key") as http, streamable_http_client(
+                async with http_client(reader_key, "X-API-Key") as http, streamable_http_client(
                         url, http_client=http) as (read, write), ClientSession(read, write) as session:
                     await session.initialize()
-                    assert [c["name"] for c in (await call(session, "list_cubes"))["cubes"]] == ["team"]
-                    hits = await call(session, "search_memories", cube="team", query="launch")
-                    assert hits["hits"]
-                    result = await session.call_tool("add_memory", {"cube": "team", "text": "sneaky"})
+                    assert [c["name"] for c in await call(session, "list_cubes")] == ["team"]
+                    assert await call(session, "search", cube="team", query="launch")
+                    result = await session.call_tool("add", {"cube": "team", "text": "sneaky"})
                     assert result.is_error
                     assert result.structured_content["error"] == "PermissionDeniedError"
+                    assert result.structured_content["type"] == "urn:memkern:problem:permission-denied"
 
         anyio.run(main)
     assert len(mos.get_cube("team").get_all()) == 1
@@ -362,10 +376,10 @@ def test_http_runs_tools_as_the_keys_user(mos: MemOS) -> None:
 
 
 def test_stdio_style_local_user(mos: MemOS) -> None:
-    """``build_server(mos, user=...)`` (``--user``): tools run as that local user."""
+    """``build_server(mos, user=...)`` (``--user``): tools and resources run as that local user."""
     from mcp import Client
 
-    from memkern.mcp_server import build_server
+    from memkern.mcp import build_server
 
     mos.create_user("Olive", user_id="u-owner")
     mos.create_user("Nick", user_id="u-nick")
@@ -375,11 +389,14 @@ def test_stdio_style_local_user(mos: MemOS) -> None:
         with anyio.fail_after(SESSION_TIMEOUT_S):
             async with Client(build_server(mos, user="u-nick")) as client:
                 listed = await client.call_tool("list_cubes", {})
-                assert listed.structured_content["cubes"] == []
-                denied = await client.call_tool("search_memories", {"cube": "private", "query": "plans"})
+                assert listed.structured_content == {"result": []}
+                denied = await client.call_tool("search", {"cube": "private", "query": "plans"})
                 assert denied.is_error and denied.structured_content["error"] == "PermissionDeniedError"
+                with pytest.raises(MCPError, match="may not"):  # resources are governed the same way
+                    await client.read_resource("memkern://cubes/private/memories")
                 mine = await client.call_tool("create_cube", {"name": "nicks"})
                 assert mine.structured_content["owner"] == "u-nick"
+                assert (await client.call_tool("whoami", {})).structured_content["result"]["id"] == "u-nick"
             async with Client(build_server(mos, auth="required")) as client:  # no HTTP request: no key
                 result = await client.call_tool("list_cubes", {})
                 assert result.is_error and result.structured_content["error"] == "AuthenticationError"

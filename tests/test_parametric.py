@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _local_model import training_installed
-
 from conftest import ctx_of
 
 from memkern.errors import CubeFileError

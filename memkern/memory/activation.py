@@ -276,11 +276,9 @@ def _move(src: Path, dest: Path) -> None:
     try:
         os.replace(src, dest)
     except OSError:  # another file system
-        tmp = dest.with_name(dest.name + ".tmp")
-        with open(src, "rb") as fi, open(tmp, "wb") as fo:
+        with open(src, "rb") as fi, atomic_file(dest) as fo:
             while chunk := fi.read(1 << 20):
                 fo.write(chunk)
-        os.replace(tmp, dest)
 
 
 def _link_or_copy(src: Path, dest: Path) -> None:

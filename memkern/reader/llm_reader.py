@@ -135,12 +135,6 @@ class ExtractedFact(BaseModel):
         return out
 
 
-class ExtractionOutput(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    facts: list[ExtractedFact]
-
-
 #: The JSON schema sent with the request (flat, no ``$ref``, so that every back end takes it).
 EXTRACTION_SCHEMA: dict[str, Any] = {
     "title": "extracted_facts",
@@ -318,7 +312,7 @@ def ask_json(llm: Any, messages: list[dict[str, str]], *, schema: Mapping[str, A
         first_error = None
     except _BadAnswer as exc:
         text, first_error = exc.text, str(exc)
-    except Exception as exc:  # noqa: BLE001 - any back-end failure falls back; the write already happened
+    except LLMError as exc:  # the model failed: fall back (the turns are stored); a bug in memkern propagates
         return JsonAnswer(None, "fallback", calls, f"LLM call failed: {_short(exc)}", unreachable=unusable(exc))
     if text is not None:
         try:
@@ -338,7 +332,7 @@ def ask_json(llm: Any, messages: list[dict[str, str]], *, schema: Mapping[str, A
         return JsonAnswer(value, "retried", calls)
     except (_BadAnswer, ValueError) as exc:
         return JsonAnswer(None, "fallback", calls, f"invalid answer twice: {first_error}; then: {_short(exc)}")
-    except Exception as exc:  # noqa: BLE001
+    except LLMError as exc:
         return JsonAnswer(None, "fallback", calls, f"invalid answer ({first_error}); retry failed: {_short(exc)}",
                           unreachable=unusable(exc))
 

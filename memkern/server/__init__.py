@@ -3,6 +3,7 @@
 Importing this package needs FastAPI; the HTTP client (``memkern.client``) does not.
 """
 
-from memkern.server.app import ACTOR_HEADER, create_app, current_actor, serve
+from memkern.server.app import create_app, serve
+from memkern.server.auth import current_user
 
-__all__ = ["ACTOR_HEADER", "create_app", "current_actor", "serve"]
+__all__ = ["create_app", "current_user", "serve"]

@@ -113,30 +113,28 @@ def _own_cube(world, who: str) -> str:
 
 def _expected(world, who: str, needs: list[Any]) -> bool:
     """Whether ``who`` may run a call with these needs, worked out from the tables above."""
+    return all(_meets(world, who, need) for need in needs)
+
+
+def _meets(world, who: str, need: Any) -> bool:
     me = world.users[who]
-    for need in needs:
-        if isinstance(need, (OnCube, OnMemory)):
-            info = world.mos.store.get_cube(need.cube)
-            held = "admin" if who == "admin" or info.owner == me.id else (
-                HOLDS[who] if info.name == world.cubes["shared"] else None)
-            needed = need.permission.value
-            if isinstance(need, OnMemory) and need.memory_id == world.memories["quarantined"]:
-                needed = "admin"
-            if LEVEL[held] < LEVEL[needed]:
-                return False
-        elif isinstance(need, StoreAdmin):
-            if who != "admin":
-                return False
-        elif isinstance(need, SelfOrAdmin):
-            if not (who == "admin" or need.user_id == me.id):
-                return False
-        elif isinstance(need, KeyOwnerOrAdmin):
-            if not (who == "admin" or who == "owner"):  # the only key in the sample is the owner's
-                return False
-        elif isinstance(need, OwnerIsCaller):
-            if not (who == "admin" or need.owner in (None, me.id)):
-                return False
-    return True
+    if isinstance(need, (OnCube, OnMemory)):
+        info = world.mos.store.get_cube(need.cube)
+        held = "admin" if who == "admin" or info.owner == me.id else (
+            HOLDS[who] if info.name == world.cubes["shared"] else None)
+        needed = need.permission.value
+        if isinstance(need, OnMemory) and need.memory_id == world.memories["quarantined"]:
+            needed = "admin"
+        return LEVEL[held] >= LEVEL[needed]
+    if isinstance(need, StoreAdmin):
+        return who == "admin"
+    if isinstance(need, SelfOrAdmin):
+        return who == "admin" or need.user_id == me.id
+    if isinstance(need, KeyOwnerOrAdmin):
+        return who in ("admin", "owner")  # the only key in the samples is the owner's
+    if isinstance(need, OwnerIsCaller):
+        return who == "admin" or need.owner in (None, me.id)
+    raise AssertionError(f"a need the matrix does not know: {need!r}")
 
 
 def _snapshot(world) -> tuple:

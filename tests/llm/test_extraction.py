@@ -57,7 +57,7 @@ def open_mos(tmp_path, embedder):
 
 
 def stored_facts(cube):
-    return cube.get_all(filters={"kind": ["fact", "event", "preference"]})
+    return cube.get_all(filters={"kind": ["fact", "event", "preference"]}).items
 
 
 def test_valid_extraction_keeps_provenance_and_resolves_dates(open_mos):
@@ -205,11 +205,11 @@ def test_infer_false_and_infer_true_without_llm(open_mos):
         assert server.requests == []
     assert result.extraction is None and len(result.added) == 3
     plain = open_mos(None).create_cube("p")
-    from memkern.errors import InvalidInputError
+    from memkern.errors import LLMNotConfiguredError
 
-    with pytest.raises(InvalidInputError, match="infer=True needs an LLM"):
+    with pytest.raises(LLMNotConfiguredError, match="infer=True needs an LLM"):
         plain.add(CHAT, session_id="s1", infer=True)
-    assert plain.get_all() == []
+    assert plain.get_all().items == []
 
 
 def test_thirty_turns_cost_at_most_one_call_per_ten_turns(open_mos):

@@ -15,8 +15,8 @@ import pytest
 from _local_model import needs_local_model
 
 from memkern import MemOS
-from memkern.ops.facts import slot_of
 from memkern.models import LifecycleState, MemoryKind
+from memkern.ops.facts import slot_of
 
 # About 1-2 minutes on 2 idle cores; llama.cpp slows several-fold when other work shares them, hence the
 # timeout above the suite's 300 s default.
@@ -72,7 +72,7 @@ def test_extracts_supersedes_and_answers_with_the_real_model(tmp_path, embedder,
             assert result.extraction.facts_accepted >= 1
 
         # Every derived memory, current or archived, with every version.
-        current = cube.get_all(filters={"kind": list(FACT_KINDS)})
+        current = cube.get_all(filters={"kind": list(FACT_KINDS)}).items
         archived = [m for m in cube.get_all(filters={"state": "archived"}) if m.kind.value in FACT_KINDS]
         versions = [v for m in current + archived for v in cube.history(m.id)]
         dump = "\n".join(f"{m.id[:8]} {m.state.value} v{v.version} {v.text!r} {v.provenance.message_ids} "

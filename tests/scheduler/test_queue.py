@@ -8,8 +8,7 @@ from uuid import uuid4
 import pytest
 
 from memkern.errors import InvalidInputError, NotFoundError
-from memkern.models import CubeInfo
-from memkern.models import JobStatus
+from memkern.models import CubeInfo, JobStatus
 
 
 def _cube(store, name):

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from _embedders import ENV_VAR
 
-from scheduler import effect_handler  # tests/scheduler is the "scheduler" package
 from memkern import MemOS
 from memkern.embed import default_embedder
 from memkern.llm.base import LLMResponse, UsageLedger
 from memkern.scheduler import JobStatus, Scheduler, SchedulerPolicy
+from scheduler import effect_handler  # tests/scheduler is the "scheduler" package
 
 TESTS = Path(__file__).resolve().parent.parent
 FAST = SchedulerPolicy(lease_s=1.0, heartbeat_s=0.2, poll_s=0.05, backoff_base_s=0.05, backoff_jitter=0)
