@@ -42,7 +42,12 @@ not know; anything that changes the meaning of the file bumps ``format_version``
 Reading verifies the *whole* file (container, member set, sizes, checksums, manifest,
 every JSON line, every vector, the consistency of the versions) before anything uses it:
 a bad file raises ``CubeFileError`` naming the member and what was expected. Nothing in
-the file is ever unpickled. This module is the format only; ``memkern.ops.portable``
+the file is ever unpickled. A file is hostile until proven otherwise: members are read in
+chunks and never past the size the manifest declares, ``memories.jsonl`` is parsed line by
+line as it is read (a line longer than ``MAX_LINE_BYTES`` is refused as soon as it gets
+there), the vectors are read only when their size fits the versions already counted, JSON
+nesting is bounded before any parser runs, and every memory meets the limits ``add``
+applies (``memkern.validation.check_memory``; names follow ``check_cube_name``). This module is the format only; ``memkern.ops.portable``
 dumps and loads cubes with it (the activation and parametric sections are verified by
 their own modules, handed in as ``Section`` objects).
 
@@ -75,7 +80,16 @@ from memkern.errors import CubeFileError, InvalidInputError
 from memkern.files import atomic_file
 from memkern.models import CubeInfo, LifecycleState, MemoryItem, utcnow
 from memkern.store.base import dedup_keys
-from memkern.validation import MAX_JSON_DEPTH, check_cube_name, check_json_depth, check_memory, check_name, describe
+from memkern.validation import (
+    MAX_JSON_DEPTH,
+    check_cube_name,
+    check_json_depth,
+    check_memory,
+    check_metadata,
+    check_name,
+    check_note,
+    describe,
+)
 from memkern.version import __version__
 
 FORMAT_NAME = "memkern-cube"
@@ -379,6 +393,12 @@ def _verify(zf: zipfile.ZipFile, path: Path, file_sha256: str, sections: Mapping
     _check_vectors(manifest, current, vectors)
     data = {name: _read_member(zf, by_name[name], manifest.files[name])
             for name in sorted(listed - {plaintext.versions, plaintext.vectors})}
+    for name, raw in data.items():  # the sections' own manifests, before their modules parse them
+        if name.endswith(".json"):
+            try:
+                check_json_depth(raw, f"member {name!r}", MAX_JSON_DEPTH_IN_FILE)
+            except InvalidInputError as exc:
+                raise CubeFileError(str(exc)) from exc
     verified = {section: sections[section].verify(getattr(manifest.memory, section), data, versions,
                                                   manifest.cube.id) for section in SECTIONS}
     return LoadedCube(manifest=manifest, versions=versions, vectors=vectors, file_sha256=file_sha256,
@@ -578,6 +598,8 @@ def _check_versions(manifest: Manifest, versions: list[MemoryItem]) -> int:
     try:
         check_cube_name(cube.name, f"{MANIFEST}: the cube's name")
         check_name(cube.owner, f"{MANIFEST}: the cube's owner")
+        check_note(cube.description, f"{MANIFEST}: the cube's description")
+        check_metadata(cube.metadata, f"{MANIFEST}: the cube's metadata")
     except InvalidInputError as exc:
         raise CubeFileError(str(exc)) from exc
     if (cube.embedder, cube.dim) != (emb.name, emb.dim):

@@ -12,7 +12,6 @@ import inspect
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -24,6 +23,7 @@ import pytest
 from _embedders import ENV_VAR
 
 from memkern import MemOS
+from memkern.store.sqlite import sqlite3
 
 TESTS_DIR = Path(__file__).resolve().parent
 

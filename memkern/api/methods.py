@@ -63,9 +63,12 @@ UNSET: Any = _Unset()
 
 
 def ref(value: Any) -> Any:
-    """A cube handle or a ``User`` given where an id is expected stands for its id; a path for its text."""
+    """A cube handle or a ``User`` given where an id is expected stands for its id; a path (or the
+    ``CubeFile`` that ``dump`` returned) for its text."""
     if isinstance(value, (CubeMethods, CubeInfo, User)):
         return value.id
+    if isinstance(value, CubeFile):
+        return value.path
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     return value

@@ -33,6 +33,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from memkern.errors import InvalidInputError, LLMError, LLMOutputError, LLMUnavailableError
+from memkern.llm import deadline
 from memkern.llm.base import LLMResponse, UsageLedger
 from memkern.llm.cache import CallCache
 
@@ -296,12 +297,17 @@ class OpenAICompatibleLLM:
 
     def _post(self, payload: dict[str, Any]) -> httpx.Response:
         attempts = self.retries + 1
+        problem = ""
         for attempt in range(attempts):
             wait: float | None = None
+            left = deadline.remaining()  # the operation's overall deadline (memkern.llm.deadline)
+            if left is not None and left <= 0:
+                raise deadline.exceeded(f"chat endpoint {self.endpoint} {problem}" if problem else "")
+            timeout = self.timeout_s if left is None else min(self.timeout_s, left)
             try:
-                response = self._client.post(self.endpoint, json=payload)
+                response = self._client.post(self.endpoint, json=payload, timeout=timeout)
             except httpx.TimeoutException as exc:
-                problem = f"timed out after {self.timeout_s:g}s ({type(exc).__name__})"
+                problem = f"timed out after {timeout:.3g}s ({type(exc).__name__})"
             except httpx.TransportError as exc:
                 problem = f"could not be reached or dropped the connection ({type(exc).__name__}: {exc})"
             else:
@@ -317,6 +323,9 @@ class OpenAICompatibleLLM:
                 wait = random.uniform(ceiling / 2, ceiling)  # jitter: clients failing together retry apart
             else:
                 wait = min(wait, self._max_retry_after_s)
+            left = deadline.remaining()
+            if left is not None and left <= wait:  # no time left to wait and try again
+                raise deadline.exceeded(f"chat endpoint {self.endpoint} {problem}")
             log.info("chat endpoint %s %s; retrying in %.2fs", self.endpoint, problem, wait)
             time.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover

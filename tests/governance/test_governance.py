@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import timedelta
 
 import pytest
@@ -11,6 +10,7 @@ from memkern import AuthenticationError, InvalidInputError, MemOS, NotFoundError
 from memkern.governance import guard, pii
 from memkern.governance.guard_eval import evaluate, load_injections
 from memkern.models import utcnow
+from memkern.store.sqlite import sqlite3
 
 MARKER = "Zanzibarquux"
 

@@ -1,0 +1,89 @@
+"""An overall deadline per LLM-using operation (issue 10, item 7).
+
+The model is a real loopback HTTP server (``fake_openai``) that hangs on every request.
+Without a deadline, each call costs ``(retries + 1) x timeout_s``; with one, the
+operation ends when the deadline passes, what it stored stays stored, and the error (or
+the extraction report) says what happened.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _hash_embedder import main_embedder  # noqa: E402
+from fake_openai import FakeOpenAI  # noqa: E402
+
+from memkern import MemOS  # noqa: E402
+from memkern.errors import InvalidInputError, LLMUnavailableError  # noqa: E402
+from memkern.llm.deadline import llm_deadline  # noqa: E402
+from memkern.llm.http import OpenAICompatibleLLM  # noqa: E402
+
+#: Each request would wait this long for an answer; the deadline is far shorter.
+TIMEOUT_S = 20.0
+DEADLINE_S = "1.5"
+
+TURNS = [
+    {"role": "user", "name": "Alice", "content": "I moved to Lisbon last spring and I work as a nurse."},
+    {"role": "assistant", "content": "Lisbon is lovely. How do you like the hospital?"},
+    {"role": "user", "name": "Alice", "content": "A lot, and my cat Miso likes the balcony."},
+]
+
+
+def hanging():
+    return FakeOpenAI(handler=lambda request: {"delay": 120, "then": "too late"})
+
+
+def slow_llm(server) -> OpenAICompatibleLLM:
+    return OpenAICompatibleLLM(server.base_url, "fake-model", timeout_s=TIMEOUT_S, retries=3, backoff_s=0.01)
+
+
+@pytest.fixture(autouse=True)
+def short_deadline(monkeypatch):
+    monkeypatch.setenv("MEMKERN_LLM_DEADLINE_S", DEADLINE_S)
+
+
+def test_a_call_inside_a_deadline_stops_at_it():
+    with hanging() as server:
+        llm = slow_llm(server)
+        start = time.monotonic()
+        with llm_deadline(), pytest.raises(LLMUnavailableError, match=r"deadline of 1\.5 s \(MEMKERN_LLM_DEADLINE_S\)"):
+            llm.complete([{"role": "user", "content": "hello"}])
+        assert time.monotonic() - start < TIMEOUT_S  # one request's timeout, let alone four, never ran out
+        assert len(server.requests) == 1
+
+
+def test_add_stores_the_turns_and_reports_the_timeout(tmp_path):
+    with hanging() as server, MemOS(tmp_path / "s.db", embedder=main_embedder(), llm=slow_llm(server)) as mos:
+        cube = mos.create_cube("c")
+        start = time.monotonic()
+        result = cube.add(TURNS, session_id="s1")
+        assert time.monotonic() - start < TIMEOUT_S
+        assert len(result.added) == 3
+        report = result.extraction
+        assert report is not None and report.status == "fallback"
+        assert "extraction timed out" in report.error and "the 3 turns are stored" in report.error
+        assert "MEMKERN_LLM_DEADLINE_S" in report.error
+        assert len(cube.get_all().items) == 3
+
+
+def test_chat_fails_with_a_clear_error_at_the_deadline(tmp_path):
+    with hanging() as server, MemOS(tmp_path / "s.db", embedder=main_embedder(), llm=slow_llm(server)) as mos:
+        cube = mos.create_cube("c")
+        cube.add(TURNS, session_id="s1", infer=False)
+        start = time.monotonic()
+        with pytest.raises(LLMUnavailableError, match=r"did not answer within the operation's deadline of 1\.5 s"):
+            cube.chat("Where does Alice live?", write_back=True)
+        assert time.monotonic() - start < TIMEOUT_S
+        assert len(cube.get_all().items) == 3  # nothing written, nothing lost
+
+
+def test_a_bad_deadline_setting_is_refused(monkeypatch):
+    monkeypatch.setenv("MEMKERN_LLM_DEADLINE_S", "soon")
+    with pytest.raises(InvalidInputError, match="MEMKERN_LLM_DEADLINE_S must be a positive number"), llm_deadline():
+        pass
