@@ -20,6 +20,9 @@ from memkern import MemOS
 from memkern.errors import CubeFileError, InvalidInputError, LLMError
 from memkern.llm import local
 from memkern.memory import activation
+from memkern.memory.activation.block import render_prefix, select_memories
+from memkern.memory.activation.engine import GGSQ_MAGIC, Generation
+from memkern.memory.activation.manifest import KVRef, ModelRef
 from memkern.models import MemoryKind
 
 OTHER_SHA = "ab" * 32
@@ -29,8 +32,8 @@ class FakeEngine:
     """Tokenizes on whitespace and writes a small ``ggsq`` file; remembers what it was asked."""
 
     def __init__(self, gguf_sha256: str = local.MODEL_SHA256) -> None:
-        self.model = activation.ModelRef(name=local.MODEL_NAME, gguf_sha256=gguf_sha256, gguf_size=local.MODEL_SIZE)
-        self.kv = activation.KVRef(state_magic=activation.GGSQ_MAGIC, state_version=4, n_ctx=4096)
+        self.model = ModelRef(name=local.MODEL_NAME, gguf_sha256=gguf_sha256, gguf_size=local.MODEL_SIZE)
+        self.kv = KVRef(state_magic=GGSQ_MAGIC, state_version=4, n_ctx=4096)
         self.calls: list[tuple[str, Path | None]] = []
 
     def tokenize(self, text: str) -> list[int]:
@@ -38,14 +41,14 @@ class FakeEngine:
 
     def fill_and_save(self, prefix: str, dest: Path) -> int:
         tokens = self.tokenize(prefix)
-        dest.write_bytes(struct.pack(f"<III{len(tokens)}i", activation.GGSQ_MAGIC, 4, len(tokens), *tokens)
+        dest.write_bytes(struct.pack(f"<III{len(tokens)}i", GGSQ_MAGIC, 4, len(tokens), *tokens)
                          + hashlib.sha256(prefix.encode()).digest() * 8)
         return len(tokens)
 
-    def generate(self, prompt: str, *, kv_file: Path | None, max_tokens: int) -> activation.Generation:
+    def generate(self, prompt: str, *, kv_file: Path | None, max_tokens: int) -> Generation:
         self.calls.append((prompt, kv_file))
-        return activation.Generation(text="Paris", token_ids=[1, 2], prompt_tokens=len(prompt.split()),
-                                     cached_tokens=0, ttft_s=0.0, wall_s=0.0)
+        return Generation(text="Paris", token_ids=[1, 2], prompt_tokens=len(prompt.split()),
+                          cached_tokens=0, ttft_s=0.0, wall_s=0.0)
 
 
 @pytest.fixture
@@ -260,11 +263,11 @@ def test_the_block_fits_the_token_budget_and_prefers_hot_memories(cube):
     for n in range(30):
         cube.add(text=f"Note number {n} about the garden and its many plants.", kind="summary", infer=False)
     engine = FakeEngine()
-    small = activation.build(ctx_of(cube), engine, max_tokens=len(engine.tokenize(activation.render_prefix("Alice", []))) + 40)
+    small = activation.build(ctx_of(cube), engine, max_tokens=len(engine.tokenize(render_prefix("Alice", []))) + 40)
     assert 0 < len(small.versions) < 33 and small.n_tokens <= 40 + len(engine.tokenize(
-        activation.render_prefix("Alice", [])))
+        render_prefix("Alice", [])))
     hot = next(m for m in cube.get_all() if m.kind is MemoryKind.TURN)
-    chosen = activation.select_memories(cube.get_all(), prefer=[hot.id])
+    chosen = select_memories(cube.get_all(), prefer=[hot.id])
     assert chosen[0].id == hot.id
 
 

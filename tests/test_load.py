@@ -117,9 +117,9 @@ def test_open_store_and_env(tmp_path, monkeypatch, embedder):
 
     monkeypatch.setenv("MEMKERN_STORE", f"sqlite:///{tmp_path}/env.db")
     with MemOS(embedder=embedder, llm=None) as mos:
-        assert isinstance(mos._store, SQLiteStore) and mos._store.path == tmp_path / "env.db"
+        assert isinstance(mos.store, SQLiteStore) and mos.store.path == tmp_path / "env.db"
     with MemOS(tmp_path / "explicit.db", embedder=embedder, llm=None) as mos:  # a path still wins
-        assert mos._store.path == tmp_path / "explicit.db"
+        assert mos.store.path == tmp_path / "explicit.db"
 
 
 def test_open_store_postgres(embedder):

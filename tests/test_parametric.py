@@ -22,6 +22,10 @@ from conftest import ctx_of
 
 from memkern.errors import CubeFileError
 from memkern.memory import parametric as pm
+from memkern.memory.parametric.base_model import LAYERS, PROJECTION_SHAPES, TARGET_MODULES, base_model_ref, hf_cache_dir
+from memkern.memory.parametric.manifest import ADAPTER_FILE, FORMAT_NAME, MANIFEST_FILE
+from memkern.memory.parametric.storage import attach_adapter, parametric_home, write_adapter
+from memkern.memory.parametric.verify import check_adapter
 from memkern.models import MemoryItem
 
 FACTS = [
@@ -51,25 +55,25 @@ def _fake_adapter(cube, rank=2) -> pm.AdapterInfo:
 
     rng = np.random.default_rng(0)
     tensors = {}
-    for layer in range(pm._LAYERS):
-        for module in pm.TARGET_MODULES:
-            fan_in, fan_out = pm._PROJ_SHAPES[module]
+    for layer in range(LAYERS):
+        for module in TARGET_MODULES:
+            fan_in, fan_out = PROJECTION_SHAPES[module]
             prefix = f"base_model.model.model.layers.{layer}.self_attn.{module}"
             tensors[f"{prefix}.lora_A.weight"] = rng.standard_normal((rank, fan_in), dtype=np.float32)
             tensors[f"{prefix}.lora_B.weight"] = np.zeros((fan_out, rank), dtype=np.float32)
-    data = save(tensors, metadata={"format": pm.FORMAT_NAME})
+    data = save(tensors, metadata={"format": FORMAT_NAME})
     memories = pm.select_memories(ctx_of(cube), 64)
     adapter_id = "ab" * 16
-    directory = pm.parametric_home() / cube.id / adapter_id
+    directory = parametric_home() / cube.id / adapter_id
     info = pm.AdapterInfo(
         adapter_id=adapter_id, cube_id=cube.id, path=str(directory), created_at="2024-01-01T00:00:00+00:00",
-        base_model=pm._base_model(), rank=rank, alpha=2 * rank, target_modules=list(pm.TARGET_MODULES),
+        base_model=base_model_ref(), rank=rank, alpha=2 * rank, target_modules=list(TARGET_MODULES),
         training={"epochs": 1}, sources=[m.version_id for m in memories],
         qa=[{"question": p.question, "answer": p.answer, "source": p.source, "template": p.template}
             for m in memories for p in pm.make_qa(m)],
         metrics={}, adapter_sha256=hashlib.sha256(data).hexdigest(), adapter_size=len(data))
-    pm._write_adapter(directory, data, info)
-    pm._attach(ctx_of(cube), info)
+    write_adapter(directory, data, info)
+    attach_adapter(ctx_of(cube), info)
     return info
 
 
@@ -133,7 +137,7 @@ def test_adapter_is_referenced_verified_and_travels_in_the_cube_file(mos, tmp_pa
         entry, = manifest["memory"]["parametric"]
         for member in (entry["manifest"], entry["tensors"]):
             assert manifest["files"][member]["sha256"] == hashlib.sha256(zf.read(member)).hexdigest()
-    assert entry["base_model_sha256"] == pm._base_model()["sha256"] and entry["rank"] == 2
+    assert entry["base_model_sha256"] == base_model_ref()["sha256"] and entry["rank"] == 2
 
     loaded = mos.load_cube(path, name="ilse-copy")
     ref2 = loaded.info.metadata["parametric"]
@@ -147,7 +151,7 @@ def test_tampered_adapter_in_a_cube_file_is_refused(mos, tmp_path):
     cube = _cube(mos)
     info = _fake_adapter(cube)
     path = Path(cube.dump(tmp_path / "ilse.cube").path)
-    tensors = f"parametric/{info.adapter_id}/{pm.ADAPTER_FILE}"
+    tensors = f"parametric/{info.adapter_id}/{ADAPTER_FILE}"
 
     def flip(data: bytes) -> bytes:
         return data[:-8] + bytes(b ^ 0x55 for b in data[-8:])
@@ -164,7 +168,7 @@ def test_adapter_for_another_base_model_is_refused(mos, tmp_path):
     cube = _cube(mos)
     info = _fake_adapter(cube)
     path = Path(cube.dump(tmp_path / "ilse.cube").path)
-    member = f"parametric/{info.adapter_id}/{pm.MANIFEST_FILE}"
+    member = f"parametric/{info.adapter_id}/{MANIFEST_FILE}"
 
     def other_base(data: bytes) -> bytes:
         doc = json.loads(data)
@@ -183,17 +187,17 @@ def test_adapter_with_wrong_shapes_is_refused(mos, tmp_path):
     info = _fake_adapter(cube)
     directory = Path(info.path)
     bogus = save({"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": np.zeros((2, 5), np.float32)})
-    (directory / pm.ADAPTER_FILE).write_bytes(bogus)
-    doc = json.loads((directory / pm.MANIFEST_FILE).read_text())
+    (directory / ADAPTER_FILE).write_bytes(bogus)
+    doc = json.loads((directory / MANIFEST_FILE).read_text())
     doc.update(adapter_sha256=hashlib.sha256(bogus).hexdigest(), adapter_size=len(bogus))
     with pytest.raises(CubeFileError, match="exactly the LoRA tensors"):
-        pm.check_adapter(json.dumps(doc).encode(), bogus, "here")
+        check_adapter(json.dumps(doc).encode(), bogus, "here")
 
 
 def test_adapter_altered_on_disk_is_refused_and_blocks_dump(mos, tmp_path):
     cube = _cube(mos)
     info = _fake_adapter(cube)
-    target = Path(info.path) / pm.ADAPTER_FILE
+    target = Path(info.path) / ADAPTER_FILE
     target.write_bytes(target.read_bytes()[:-4] + b"\0\0\0\1")
     with pytest.raises(CubeFileError, match="modified or is corrupt"):
         pm.read_adapter(mos.get_cube("ilse").info)
@@ -218,13 +222,13 @@ def test_deleting_a_source_memory_or_the_cube_erases_the_adapter(mos):
     info = _fake_adapter(cube)
     unrelated = cube.add(text="Ilse Marwood bought a kayak.", infer=False).added[0]
     cube.delete(unrelated.id)  # not distilled into the adapter: it stays
-    assert Path(info.path, pm.ADAPTER_FILE).is_file()
+    assert Path(info.path, ADAPTER_FILE).is_file()
     memory = next(m for m in cube.get_all() if "ochre" in m.text)
     cube.delete(memory.id)  # the weights memorise it: the adapter goes with it
     assert not Path(info.path).exists() and pm.adapter_status(ctx_of(cube)).adapter is None
     info = _fake_adapter(cube)
     mos.delete_cube(cube.name)
-    assert not (pm.parametric_home() / cube.id).exists()
+    assert not (parametric_home() / cube.id).exists()
 
 
 # -- real distillation (torch, peft, transformers, gguf and the model parts) ------------------------
@@ -248,7 +252,7 @@ def test_tiny_distillation_verifies_and_helps_on_trained_questions(mos, tmp_path
 
     # The float32 copy that a real load left beside the user's GGUF is read (and verified), never
     # written; without one, the GGUF is assembled in a temporary directory and read (about 2 minutes).
-    models_dir = _USER_MODELS if (pm._hf_cache_dir(_USER_MODELS) / "memkern-stamp.json").is_file() \
+    models_dir = _USER_MODELS if (hf_cache_dir(_USER_MODELS) / "memkern-stamp.json").is_file() \
         else tmp_path_factory.mktemp("models")
     start = time.perf_counter()
     pm.load_base_model(models_dir, disk_cache=False)
@@ -256,7 +260,7 @@ def test_tiny_distillation_verifies_and_helps_on_trained_questions(mos, tmp_path
     info = pm.distil(ctx_of(cube), epochs=8, batch_size=8, models_dir=models_dir)
     assert info.metrics["epoch_loss"][-1] < info.metrics["epoch_loss"][0]
     assert set(info.sources) == {m.version_id for m in cube.get_all()}
-    assert info.base_model["sha256"] == pm._base_model()["sha256"] and info.rank == 8
+    assert info.base_model["sha256"] == base_model_ref()["sha256"] and info.rank == 8
     checked, _ = pm.read_adapter(mos.get_cube("ilse").info)
     assert checked.adapter_sha256 == info.adapter_sha256
 
@@ -265,7 +269,7 @@ def test_tiny_distillation_verifies_and_helps_on_trained_questions(mos, tmp_path
     trained = [(qa["question"], gold[texts[qa["source"]]]) for qa in info.qa if qa["template"] != "cloze"]
     results = {}
     for use in (False, True):
-        with pm.AdapterSession(cube, use_adapter=use, models_dir=models_dir) as session:
+        with pm.AdapterSession(ctx_of(cube), use_adapter=use, models_dir=models_dir) as session:
             answers = session.ask([q for q, _ in trained], max_new_tokens=12)
         results[use] = score(answers, [a for _, a in trained])
     assert results[True]["correct"] >= results[False]["correct"]

@@ -58,6 +58,7 @@ def run_activation_bench(tokens: Sequence[int] = DEFAULT_TOKENS, *, reps: int = 
     from memkern.memory import activation
     from memkern.models import parse_version_id
     from memkern.mos import MemOS
+    from memkern.ops.context import OpContext
 
     say = progress or (lambda _msg: None)
     biggest = max(tokens)
@@ -75,8 +76,9 @@ def run_activation_bench(tokens: Sequence[int] = DEFAULT_TOKENS, *, reps: int = 
             say(f"{len(messages)} turns stored")
             for size in tokens:
                 say(f"{size} tokens: building the activation")
-                manifest = activation.build(cube, engine, max_tokens=size)
-                found = activation.status(cube)
+                ctx = OpContext(mos.kernel, None, cube.info)
+                manifest = activation.build(ctx, engine, max_tokens=size)
+                found = activation.status(ctx)
                 kv_path, prefix = activation.verify_files(found.directory, manifest)  # type: ignore[arg-type]
                 hits = cube.search(QUESTION, top_k=top_k)
                 block_ids = {parse_version_id(v)[0] for v in manifest.versions}

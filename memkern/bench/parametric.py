@@ -84,6 +84,7 @@ def run_parametric(*, facts: int = 30, epochs: int = 8, rank: int = 8, learning_
     """Distil ``facts`` synthetic facts in a temporary store and measure closed-book answers."""
     from memkern import MemOS
     from memkern.memory.parametric import AdapterSession, distil
+    from memkern.ops.context import OpContext
 
     chosen = FACTS[:max(1, min(facts, len(FACTS)))]
     with tempfile.TemporaryDirectory(prefix="memkern-bench-parametric-") as tmp, \
@@ -91,7 +92,8 @@ def run_parametric(*, facts: int = 30, epochs: int = 8, rank: int = 8, learning_
         cube = mos.create_cube("parametric-bench")
         for text, _, _ in chosen:
             cube.add(text=text, infer=False)
-        info = distil(cube, max_facts=len(chosen), epochs=epochs, rank=rank, learning_rate=learning_rate,
+        ctx = OpContext(mos.kernel, None, cube.info)
+        info = distil(ctx, max_facts=len(chosen), epochs=epochs, rank=rank, learning_rate=learning_rate,
                       seed=seed, out_dir=Path(tmp) / "adapters", progress=progress)
         gold_by_text = {t: a for t, a, _ in chosen}
         by_source = {m.version_id: m.text for m in cube.get_all()}
@@ -107,7 +109,7 @@ def run_parametric(*, facts: int = 30, epochs: int = 8, rank: int = 8, learning_
         }
         for label, use in (("base", False), ("adapter", True)):
             start = time.perf_counter()
-            with AdapterSession(cube, use_adapter=use) as session:
+            with AdapterSession(ctx, use_adapter=use) as session:
                 for split, items in (("held_in", held_in), ("paraphrased", paraphrased)):
                     answers = session.ask([q for q, _ in items], max_new_tokens=24)
                     result[f"{label}_{split}"] = score(answers, [a for _, a in items])
