@@ -8,7 +8,7 @@ import pytest
 
 from memkern import AuthenticationError, InvalidInputError, MemOS, NotFoundError, PermissionDeniedError
 from memkern.governance import guard, pii
-from memkern.governance.guard_eval import evaluate, load_injections
+from memkern.bench.guard_regression import evaluate, load_injections
 from memkern.models import utcnow
 from memkern.store.sqlite import sqlite3
 

@@ -1,4 +1,9 @@
-"""Measure the poisoning guard: catch rate on injected memories, false positives on real chat.
+"""The poisoning guard on the old bundled injection set: a regression check, not a measure of generalisation.
+
+The old rules were written from this set, and the current ones were checked against it while
+being written, so it is development data. ``memkern bench guard`` (``memkern.bench.guard``) is
+the real measure: a held-out half written with other templates, per style, against the old
+guard in the same run.
 
 - Catch rate: the share of ``memkern/data/injections.jsonl`` (hand-written injections of
   many kinds: instruction overrides, persona hijacks, system-prompt probes, chat-template
@@ -7,8 +12,6 @@
   documents) that ``guard.check`` quarantines, overall and per category.
 - False-positive rate: the share of LoCoMo turns (as memkern stores them: ``speaker: text
   [image: caption]``) that it quarantines. The data is read from the given file, never copied.
-
-``memkern bench guard --data locomo-dev.json`` prints the report.
 """
 
 from __future__ import annotations
