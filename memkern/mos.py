@@ -26,6 +26,8 @@ from memkern.llm import llm_from_env
 from memkern.models import AuditEntry, AuditResult, CubeInfo, User
 from memkern.ops.governance import authenticate
 from memkern.scheduler import Scheduler
+from memkern.scheduler.handlers import register_builtins
+from memkern.scheduler.plugins import load_plugins
 from memkern.store import STORE_ENV, open_store
 from memkern.store.base import Store
 from memkern.store.sqlite import SQLiteStore
@@ -86,6 +88,10 @@ class MemOS(StoreMethods):
         resolved_llm = llm_from_env() if llm is _FROM_ENV else llm
         self.kernel = Kernel(store if store is not None else _default_store(path),
                              embedder if embedder is not None else default_embedder(), resolved_llm)
+        # Every process knows the job types and hooks (built-ins and $MEMKERN_SCHEDULER_PLUGINS), so
+        # that a plugin's job can be queued from the CLI, REST or MCP, not only run by a worker.
+        register_builtins(self.kernel.job_registry)
+        load_plugins(self.kernel.job_registry)
         self.dispatcher = Dispatcher(self.kernel)
         self._user: User | None = None
         #: The MemOS that built the kernel: it closes it and holds the scheduler; views share both.

@@ -181,7 +181,7 @@ class CubeMethods:
         return self._on_cube("history", memory_id=memory_id)
 
     def operations(self, memory_id: str | None = None, limit: int | None = None) -> list[Operation]:
-        """The cube's operation log (or one memory's), newest first."""
+        """The cube's operation log (or one memory's), oldest first; ids only, never text."""
         return self._on_cube("operations", memory_id=memory_id, limit=limit)
 
     def chat(self, query: str, *, top_k: int = 8, write_back: bool = False, session_id: str | None = None,

@@ -19,7 +19,7 @@ versions (``id@vN``) the block was built from.
 Freshness: an activation is *fresh* while every listed version is still the current, active version
 of its memory; any update, invalidation, archive or delete makes it *stale*. ``status`` checks that
 with one store read; chat never uses a stale activation (``answer_with_activation``), and
-``activate``/``rebuild`` (or the scheduler's ``rebuild`` job) replaces it.
+``build``/``rebuild`` (or the scheduler's ``rebuild`` job) replaces it.
 
 Safety: nothing here unpickles anything. The KV file's size, sha256 and header (magic, version,
 token count) are verified before llama.cpp is asked to restore it; in a cube file it is covered by the

@@ -1,6 +1,6 @@
 """Parametric memory: a cube's stable memories distilled into a LoRA adapter (extra ``memkern[lora]``).
 
-``distil(cube)`` takes the cube's current facts, events and preferences (its turns when it has none),
+``distil(ctx)`` (the ``parametric_distil`` operation) takes the cube's current facts, events and preferences (its turns when it has none),
 turns each into question-answer pairs with fixed templates (no LLM, so the training set is
 reproducible), and fine-tunes a small LoRA adapter (PEFT, rank 8, on the attention projections
 ``q_proj k_proj v_proj o_proj``) on top of the local model, on the CPU with torch. The base model
@@ -17,7 +17,7 @@ and the SHA-256 of the tensors). The cube's metadata key ``"parametric"`` points
 Using it: the in-process chat model is llama.cpp (xllamacpp) on the *quantized* GGUF; it can
 load GGUF LoRA adapters, but converting the PEFT tensors to that format is not done here (the
 adapter was trained against the dequantized weights, and a converter would have to be kept in
-step with llama.cpp's tensor naming). ``chat_with_adapter(cube, query)`` answers closed-book --
+step with llama.cpp's tensor naming). ``chat_with_adapter(ctx, query)`` (``parametric_ask``) answers closed-book --
 no retrieval, the question alone -- with transformers and the adapter instead.
 
 What it achieves is measured by ``memkern bench parametric`` (trained questions vs paraphrases
@@ -25,8 +25,8 @@ never seen in training, with and without the adapter). A LoRA adapter is a lossy
 retrieval: the plaintext cube stays the source of truth, and an adapter is stale as soon as a
 memory it was distilled from changes (``adapter_status`` tells).
 
-Cube files: ``MemCube.dump`` writes the adapter into the file (``memory.parametric`` entries of
-the manifest, every member checksummed) and ``MemOS.load_cube`` verifies it (the base model must
+Cube files: ``dump`` writes the adapter into the file (``memory.parametric`` entries of
+the manifest, every member checksummed) and ``load_cube`` verifies it (the base model must
 be this memkern's, the tensors must match the manifest, names and shapes must fit the base model)
 before installing it beside the new cube. torch is imported only to train or answer.
 
