@@ -94,8 +94,20 @@ def newest_first(hits: Sequence[Hit]) -> list[Hit]:
     return sorted(hits, key=key)
 
 
+def slot_note(hit: Hit) -> str:
+    """`` [current residence of Alice: Alfama]`` or `` [no longer true: ... changed to ... on ...]`` when the
+    hit states a value of the slot the question asks about (``memkern.organize.profile``), else ``""``."""
+    note = hit.slot
+    if note is None:
+        return ""
+    if note.current:
+        return f" [current {note.slot} of {note.subject}: {note.value}]"
+    since = f" on {_day(note.until.date())}" if note.until else ""
+    return f" [no longer true: {note.slot} of {note.subject} changed to {note.superseded_by}{since}]"
+
+
 def answer_messages(query: str, hits: Sequence[Hit]) -> list[dict[str, str]]:
     """The chat messages sent to the model for ``query`` over ``hits``."""
-    lines = [render_memory(n, hit.memory) for n, hit in enumerate(newest_first(hits), start=1)]
+    lines = [render_memory(n, hit.memory) + slot_note(hit) for n, hit in enumerate(newest_first(hits), start=1)]
     user = "Memories (newest first):\n" + "\n".join(lines) + f"\n\nQuestion: {query}\nAnswer:"
     return [{"role": "system", "content": ANSWER_PROMPT}, {"role": "user", "content": user}]

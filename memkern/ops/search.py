@@ -21,6 +21,8 @@ from memkern.retrieval.index import CubeIndex
 from memkern.retrieval.search import filter_mask
 from memkern.retrieval.search import search as hybrid_search
 
+#: Turns shown per slot value (its latest statements): "I live in Lisbon" said twenty times is one fact.
+SOURCES_PER_VALUE = 2
 #: Profiles per kernel (derived data, rebuilt on demand; nothing to close).
 _PROFILES: WeakKeyDictionary[Kernel, ProfileCache] = WeakKeyDictionary()
 
@@ -57,7 +59,7 @@ def _current_first(kernel: Kernel, cube_id: str, index: CubeIndex, query: str, h
     cache = _PROFILES.get(kernel)
     if cache is None:
         cache = _PROFILES.setdefault(kernel, ProfileCache(kernel.store))
-    profile = cache.get(cube_id, index.ids, index.kinds.tolist())
+    profile = cache.get(cube_id, index.ids, index.kinds.tolist(), index.live.tolist())
     subjects = _subjects_asked(query, profile.subjects())
     values = [value for subject in subjects for value in profile.history(subject, slot)]
     if not values:
@@ -67,7 +69,7 @@ def _current_first(kernel: Kernel, cube_id: str, index: CubeIndex, query: str, h
     allowed = filter_mask(index, filters)
     noted: dict[str, SlotValue] = {}
     for value in values:
-        for memory_id in value.sources:
+        for memory_id in value.sources[-SOURCES_PER_VALUE:]:
             row = index.row_of.get(memory_id)
             if row is not None and allowed[row]:
                 noted.setdefault(memory_id, value)
@@ -98,6 +100,12 @@ def _subjects_asked(query: str, subjects: set[str]) -> list[str]:
     named = [s for s in subjects if re.search(rf"\b{re.escape(s)}\b", query, re.IGNORECASE)]
     if named:
         return named
-    if first_person(query):
+    if first_person(query) and not _ABOUT_SOMEONE_ELSE.search(query):
         return [s for s in subjects if s.lower() == "user"] or (sorted(subjects) if len(subjects) == 1 else [])
     return []
+
+
+#: "Where does my sister live?" asks about the sister, not about the user.
+_ABOUT_SOMEONE_ELSE = re.compile(
+    r"my (?:sister|brother|mom|mum|mother|father|dad|parents?|friend|son|daughter|cousin|aunt|uncle|niece|"
+    r"nephew|grand\w+|colleague|co-?worker|boss|neighbou?r|roommate|kids?|children|child)\b", re.IGNORECASE)

@@ -1,0 +1,239 @@
+"""A zero-LLM profile: what each subject's slots hold now, and what they held before.
+
+Turns are never rewritten, so a memory of turns alone cannot tell "I live in Paris" (March)
+from "I now live in Alfama" (May): both match "Where does Alice live?". The profile reads
+first-person statements of each speaker with a few measured rules ("I live in X", "I moved
+to X", "I work as X", "my wife X", "my cat X", "I'm vegetarian") and keeps, per subject and
+slot, the values in the order they became true (bi-temporal: ``since`` is when it was said,
+``until`` when a later value replaced it). Every value points to the turns it came from.
+
+Exclusive slots (residence, job, partner, diet) hold one value at a time: a different value
+said later supersedes the current one, which stays in the history with ``until`` set. Other
+slots (pets, likes) accumulate. The same value said again only adds its turn as a source.
+
+The profile is derived from the cube's turns and rebuilt incrementally as turns arrive
+(:class:`ProfileCache`); it is never stored, so it cannot drift from the memories.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from memkern.models import LifecycleState, MemoryItem, MemoryKind
+
+__all__ = ["Profile", "ProfileCache", "SlotValue", "asked_slot", "first_person", "statements"]
+
+#: Slots that hold one value at a time; a new value supersedes the old one.
+EXCLUSIVE = frozenset({"residence", "job", "partner", "diet"})
+
+_VALUE = r"(?P<value>[^.,;!?\n]{2,60}?)(?=\s+(?:and|but|so|because|since|where|which|for now)\b|[.,;!?\n]|$)"
+_I = r"\bI(?:'m|'ve| am| have)?"
+_NOW = r"(?:\s+(?:now|currently|still|also|just|recently|finally|officially))*"
+
+#: (slot, pattern); the pattern's ``value`` group is the slot's value. Order matters only for overlaps.
+RULES: list[tuple[str, re.Pattern[str]]] = [
+    ("residence", re.compile(_I + _NOW + r"\s+(?:live|living|reside|residing|based|settled)\s+(?:in|at)\s+"
+                             + _VALUE, re.I)),
+    ("residence", re.compile(_I + _NOW + r"\s+(?:moved|relocated|moving|relocating)\s+(?:back\s+)?to\s+"
+                             + _VALUE, re.I)),
+    ("residence", re.compile(r"\bmy (?:home|flat|apartment|house) is in\s+" + _VALUE, re.I)),
+    ("job", re.compile(_I + _NOW + r"\s+(?:work|working)\s+as\s+" + _VALUE, re.I)),
+    ("job", re.compile(_I + _NOW + r"\s+(?:start|started|starting|begin|began)\s+(?:working\s+)?as\s+" + _VALUE,
+                       re.I)),
+    ("job", re.compile(_I + _NOW + r"\s+(?:got|landed|accepted|took)\s+(?:a|the)\s+(?:new\s+)?(?:job|position|role)"
+                       r"\s+as\s+" + _VALUE, re.I)),
+    ("job", re.compile(r"\bmy (?:new )?(?:job|position|role) is\s+" + _VALUE, re.I)),
+    ("partner", re.compile(r"\bmy (?:new )?(?P<kind>wife|husband|partner|boyfriend|girlfriend|fianc[eé]e?)"
+                           r",?\s+(?P<value>[A-Z][\w'-]+)")),
+    ("pet", re.compile(r"\b[Mm]y (?:new )?(?P<kind>cat|dog|puppy|kitten|rabbit|hamster|parrot|horse)"
+                       r",?\s+(?:(?:is )?(?:named|called)\s+)?(?P<value>[A-Z][\w'-]+)")),
+    ("diet", re.compile(_I + _NOW + r"\s+(?:a\s+)?(?P<value>vegetarian|vegan|pescatarian|gluten[- ]free|"
+                        r"lactose[- ]intolerant)\b", re.I)),
+    ("likes", re.compile(_I + r"\s+(?:only|really|mostly)\s+(?:drink|eat|listen to|read|watch)\s+" + _VALUE, re.I)),
+]
+
+#: (slot, pattern over a question): which slot a question asks about.
+QUESTION_SLOTS: list[tuple[str, re.Pattern[str]]] = [
+    ("residence", re.compile(r"\bwhere\b.*\b(?:live|lives|living|based|reside|resides|home)\b|"
+                             r"\b(?:city|town|country|neighbou?rhood)\b.*\b(?:live|lives|living)\b", re.I)),
+    ("job", re.compile(r"\b(?:job|occupation|profession|employer|works? as|work for|works for)\b|"
+                       r"\bwhat does \w+ do for a living\b", re.I)),
+    ("partner", re.compile(r"\b(?:partner|wife|husband|boyfriend|girlfriend|fianc[eé]e?)\b", re.I)),
+    ("pet", re.compile(r"\b(?:pet|pets|cat|dog|puppy|kitten)\b", re.I)),
+    ("diet", re.compile(r"\b(?:vegetarian|vegan|diet|dietary)\b", re.I)),
+]
+_EVENT_QUESTION = re.compile(r"\s*(?:when|why|how)\b", re.I)
+_FIRST_PERSON = re.compile(r"\b(?:I|me|my|mine|I'm|I've)\b")
+
+
+@dataclass
+class SlotValue:
+    """One value a slot held: since when, until when (None: still current), and the turns that said it."""
+
+    subject: str
+    slot: str
+    value: str
+    since: datetime | None
+    sources: list[str] = field(default_factory=list)
+    until: datetime | None = None
+    superseded_by: str | None = None
+
+    @property
+    def current(self) -> bool:
+        return self.superseded_by is None
+
+
+@dataclass(frozen=True)
+class Statement:
+    """A slot value found in one turn."""
+
+    slot: str
+    value: str
+
+
+def statements(text: str) -> list[Statement]:
+    """The slot values a first-person ``text`` states ("I now live in Alfama" -> residence: Alfama)."""
+    found: list[Statement] = []
+    taken: list[range] = []
+    for slot, pattern in RULES:
+        for match in pattern.finditer(text):
+            span = range(match.start(), match.end())
+            if any(span.start < t.stop and t.start < span.stop for t in taken):
+                continue
+            value = _clean(match.group("value"))
+            if slot == "residence":
+                value = re.split(r"\s+(?:for|to|with|in order)\s+", value, maxsplit=1)[0]  # "LA for my studies"
+                if not value or not value[0].isupper():
+                    continue  # "moving to a new apartment" names no place
+            if not value:
+                continue
+            kind = match.groupdict().get("kind")
+            taken.append(span)
+            found.append(Statement(slot, f"{kind.lower()} {value}" if kind and slot == "pet" else value))
+    return found
+
+
+def _clean(value: str) -> str:
+    value = re.sub(r"^(?:the\s+(?=[A-Z])|an?\s+)", "", value.strip())
+    value = re.sub(r"\s+(?:now|again|too|anymore|these days|this year)$", "", value, flags=re.I)
+    return value.strip(" '\"")
+
+
+def _same(a: str, b: str) -> bool:
+    return " ".join(a.lower().split()) == " ".join(b.lower().split())
+
+
+class Profile:
+    """Every subject's slot histories, oldest value first; the last value of an exclusive slot is current."""
+
+    def __init__(self) -> None:
+        self._slots: dict[tuple[str, str], list[SlotValue]] = {}
+
+    def subjects(self) -> set[str]:
+        return {subject for subject, _ in self._slots}
+
+    def history(self, subject: str, slot: str) -> list[SlotValue]:
+        """The values ``subject``'s ``slot`` held, oldest first (empty when never stated)."""
+        return list(self._slots.get((subject, slot), []))
+
+    def current(self, subject: str, slot: str) -> list[SlotValue]:
+        """The values that hold now: the last one of an exclusive slot, every one of the others."""
+        return [value for value in self._slots.get((subject, slot), []) if value.current]
+
+    def observe(self, memory_id: str, subject: str, text: str, said_at: datetime | None) -> None:
+        """Read one turn of ``subject`` and fold what it states into the histories."""
+        for statement in statements(text):
+            self._record(subject, statement, memory_id, said_at)
+
+    def _record(self, subject: str, statement: Statement, memory_id: str, said_at: datetime | None) -> None:
+        values = self._slots.setdefault((subject, statement.slot), [])
+        for value in values:
+            if _same(value.value, statement.value):
+                if memory_id not in value.sources:
+                    value.sources.append(memory_id)
+                return
+        new = SlotValue(subject, statement.slot, statement.value, said_at, [memory_id])
+        values.append(new)
+        if statement.slot not in EXCLUSIVE:
+            return
+        # Valid time orders the history, whatever order the turns arrived in.
+        values.sort(key=lambda v: (v.since is None, v.since or datetime.min))
+        for older, newer in zip(values, values[1:]):
+            older.until, older.superseded_by = newer.since, newer.value
+        values[-1].until = values[-1].superseded_by = None
+
+
+def first_person(query: str) -> bool:
+    return bool(_FIRST_PERSON.search(query))
+
+
+def asked_slot(query: str) -> str | None:
+    """The slot a question asks about ("Where does Alice live?" -> residence), or None. Questions
+    about when, why or how ("When did John get his dog?") ask about an event, not a slot's value."""
+    if _EVENT_QUESTION.match(query):
+        return None
+    for slot, pattern in QUESTION_SLOTS:
+        if pattern.search(query):
+            return slot
+    return None
+
+
+class _MemorySource(Protocol):
+    def get_memories(self, cube_id: str, ids: Sequence[str]) -> dict[str, MemoryItem]: ...
+
+
+@dataclass
+class _Built:
+    profile: Profile
+    ids: list[str]
+    dead: int
+
+
+class ProfileCache:
+    """One :class:`Profile` per cube, extended with the turns a search index gained since the last look.
+
+    The index (``memkern.retrieval.index.CubeIndex``) already follows the store: its rows are only
+    appended, and a row replaced or deleted is marked dead. When the index only grew, the new turns
+    are read and folded in; when a row died (a turn edited, erased), the profile is built again.
+    """
+
+    def __init__(self, store: _MemorySource) -> None:
+        self._store = store
+        self._built: dict[str, _Built] = {}
+        self._lock = threading.Lock()
+
+    def get(self, cube_id: str, ids: Sequence[str], kinds: Sequence[str], live: Sequence[bool]) -> Profile:
+        """The profile of the cube whose index rows are ``ids`` (with their ``kinds`` and ``live`` flags)."""
+        dead = len(live) - int(sum(live))
+        with self._lock:
+            built = self._built.get(cube_id)
+            seen = len(built.ids) if built else 0
+            if built is None or dead != built.dead or seen > len(ids) or (seen and ids[seen - 1] != built.ids[-1]):
+                built, seen = _Built(Profile(), [], dead), 0
+            new = [memory_id for memory_id, kind, alive in zip(ids[seen:], kinds[seen:], live[seen:])
+                   if alive and kind == MemoryKind.TURN.value]
+            if new:
+                memories = self._store.get_memories(cube_id, new)
+                for memory_id in new:
+                    memory = memories.get(memory_id)
+                    if memory is not None and memory.state is LifecycleState.ACTIVE:
+                        _observe(built.profile, memory)
+            built.ids = list(ids)
+            self._built[cube_id] = built
+            return built.profile
+
+
+def _observe(profile: Profile, memory: MemoryItem) -> None:
+    speaker = memory.provenance.speaker or ""
+    if not speaker or memory.metadata.get("role") == "assistant" or speaker == "assistant":
+        return  # an assistant does not live or work anywhere
+    text = memory.text
+    prefix = f"{speaker}: "
+    if text.startswith(prefix):
+        text = text[len(prefix):]
+    profile.observe(memory.id, speaker, text.split(" [image: ", 1)[0], memory.event_time or memory.valid_from)

@@ -1,0 +1,101 @@
+"""The zero-LLM profile: slot values from first-person turns, superseded values kept, current value first in search."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from memkern import MemOS
+from memkern.organize.profile import Profile, asked_slot, statements
+
+DEMO = Path(__file__).resolve().parents[1] / "memkern" / "data" / "demo_conversation.json"
+
+
+def _at(day: int) -> datetime:
+    return datetime(2024, 3, day, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize(("text", "slot", "value"), [
+    ("I live in Paris, in a small flat.", "residence", "Paris"),
+    ("Hello! I moved here last week and I now live in Alfama, near the castle.", "residence", "Alfama"),
+    ("So yes... I'm moving to Portugal!", "residence", "Portugal"),
+    ("For my job I work as a data analyst at a bank.", "job", "data analyst at a bank"),
+    ("Next month I start as a UX designer at Onda, a startup.", "job", "UX designer at Onda"),
+    ("My cat Miso sleeps on my keyboard.", "pet", "cat Miso"),
+    ("By the way, I'm vegetarian.", "diet", "vegetarian"),
+])
+def test_statements(text: str, slot: str, value: str) -> None:
+    assert [(s.slot, s.value) for s in statements(text)] == [(slot, value)]
+
+
+def test_no_statement_without_a_place_or_first_person() -> None:
+    assert statements("I'm moving to a new apartment next month.") == []
+    assert statements("She lives in Rome.") == []
+
+
+def test_later_value_supersedes_and_history_is_kept_in_valid_time_order() -> None:
+    profile = Profile()
+    profile.observe("m2", "Alice", "I now live in Lisbon.", _at(20))
+    profile.observe("m1", "Alice", "I live in Paris.", _at(2))     # arrives late, said earlier
+    profile.observe("m3", "Alice", "I live in Lisbon, by the river.", _at(25))
+    history = profile.history("Alice", "residence")
+    assert [(v.value, v.current) for v in history] == [("Paris", False), ("Lisbon", True)]
+    assert history[0].until == _at(20) and history[0].superseded_by == "Lisbon"
+    assert history[1].sources == ["m2", "m3"]
+    assert [v.value for v in profile.current("Alice", "residence")] == ["Lisbon"]
+
+
+def test_pets_accumulate() -> None:
+    profile = Profile()
+    profile.observe("m1", "Bo", "My cat Miso is asleep.", _at(1))
+    profile.observe("m2", "Bo", "My dog Rex barked.", _at(2))
+    assert {v.value for v in profile.current("Bo", "pet")} == {"cat Miso", "dog Rex"}
+
+
+def test_asked_slot() -> None:
+    assert asked_slot("Where does Alice live?") == "residence"
+    assert asked_slot("What is Alice's job?") == "job"
+    assert asked_slot("What did Alice paint?") is None
+
+
+def test_demo_moved_and_changed_job_answered_with_the_current_value_first(tmp_path: Path) -> None:
+    conversation = json.loads(DEMO.read_text(encoding="utf-8"))
+    with MemOS(path=tmp_path / "demo.db") as mos:
+        cube = mos.create_cube("demo", owner="Alice")
+        for session in conversation["sessions"]:
+            cube.add(messages=session["messages"], session_id=session["id"])
+        lives = cube.search("Where does Alice live?", top_k=5)
+        assert lives[0].memory.provenance.message_ids == ["s4-01"]
+        assert lives[0].slot is not None and lives[0].slot.current and lives[0].slot.value == "Alfama"
+        paris = next(hit for hit in lives if hit.memory.provenance.message_ids == ["s1-01"])
+        assert paris.slot is not None and not paris.slot.current and paris.slot.until is not None
+        job = cube.search("What is Alice's job?", top_k=5)
+        assert job[0].memory.provenance.message_ids == ["s3-04"]
+        # Only the session asked for: the profile respects filters.
+        early = cube.search("Where does Alice live?", top_k=5, filters={"session_id": "s1"})
+        assert all(hit.memory.provenance.session_id == "s1" for hit in early)
+        assert early[0].memory.provenance.message_ids == ["s1-01"]
+        # A query about no slot is ranked as before.
+        assert all(hit.slot is None for hit in cube.search("What did Alice paint?", top_k=5))
+
+
+def test_a_deleted_turn_no_longer_states_the_current_value(tmp_path: Path) -> None:
+    with MemOS(path=tmp_path / "p.db") as mos:
+        cube = mos.create_cube("p", owner="Bo")
+        added = cube.add(messages=[
+            {"role": "user", "name": "Bo", "content": "I live in Oslo.", "time": "2024-01-01T10:00:00Z"},
+            {"role": "user", "name": "Bo", "content": "I now live in Bergen.", "time": "2024-02-01T10:00:00Z"},
+        ], session_id="s1")
+        assert cube.search("Where does Bo live?", top_k=2)[0].slot.value == "Bergen"  # type: ignore[union-attr]
+        cube.delete(added.added[1].id)
+        hits = cube.search("Where does Bo live?", top_k=2)
+        assert hits[0].slot is not None and hits[0].slot.value == "Oslo" and hits[0].slot.current
+
+
+def test_questions_about_events_ask_no_slot() -> None:
+    assert asked_slot("When did John get his dog Max?") is None
+    assert asked_slot("How long have Mel and her husband been married?") is None
+    assert asked_slot("What pets does Nate have?") == "pet"
