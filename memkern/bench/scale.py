@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import platform
 import random
+import resource
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -260,6 +261,18 @@ def _percentile_ms(seconds: Sequence[float], pct: float) -> float | None:
     return round(value * 1000, 2)
 
 
+def resident_mb() -> dict[str, float | None]:
+    """Memory of this process: resident now and its peak, in MB (Linux; peak only elsewhere)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    now = None
+    try:
+        with open("/proc/self/statm") as statm:
+            now = int(statm.read().split()[1]) * resource.getpagesize() / 2**20
+    except OSError:
+        pass
+    return {"rss_mb": round(now, 1) if now is not None else None, "peak_rss_mb": round(peak, 1)}
+
+
 def _store_files(directory: Path) -> dict[str, int]:
     """Size of every file of the store (the database, its write-ahead log...), largest first."""
     sizes = {p.name: p.stat().st_size for p in directory.iterdir() if p.is_file()}
@@ -324,6 +337,7 @@ def run_scale(items: int = 100_000, queries: int = 200, seed: int = 7, progress:
                     f"hit_at_{TOP_K}": round(hits_at_k / len(corpus.questions), 3),
                 }
             embedder_name, dim = mos.embedder.name, mos.embedder.dim
+            memory = resident_mb()
         store_files = _store_files(directory)
         store_bytes = sum(store_files.values())
 
@@ -341,6 +355,7 @@ def run_scale(items: int = 100_000, queries: int = 200, seed: int = 7, progress:
         "store_bytes": store_bytes,
         "store_bytes_per_item": round(store_bytes / total, 1),
         "store_files": store_files,
+        "memory": memory,
         "recipes": searches,
         "config": {
             "seed": seed, "turns_per_session": turns_per_session, "top_k": TOP_K, "embedder": embedder_name,
@@ -365,6 +380,8 @@ def format_report(result: dict[str, Any]) -> str:
          + ", ".join(f"{name} {size / 1e6:,.1f} MB" for name, size in result.get("store_files", {}).items())
          + ")"),
         f"first search    {result['first_search_ms']:,.1f} ms (loads the index)",
+        (f"process memory  {result['memory']['rss_mb']} MB resident after the searches (peak "
+         f"{result['memory']['peak_rss_mb']} MB)") if "memory" in result else "",
         "",
         f"{'search (end to end)':<20}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}{'mean ms':>9}{'hit@' + str(TOP_K):>9}",
     ]

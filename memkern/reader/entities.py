@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z'\-]+")
-_SENTENCE_END = re.compile(r"[.!?]\s*$")
 _NOT_NAMES = frozenset(
     "I I'm I've I'd I'll Im Ive OK Okay Oh Hey Hi Hello Yes No Yeah Wow Thanks Thank Sure Well So "
     "And But Or The A An It It's That's This That What When Where Who Why How Mr Mrs Ms Dr".split()
@@ -27,8 +26,19 @@ def find_entities(text: str, speaker: str | None = None) -> list[str]:
         word = match.group(0)
         if not word[0].isupper() or word in _NOT_NAMES:
             continue
-        before = text[: match.start()]
-        if not before.strip() or _SENTENCE_END.search(before):
+        if _opens_sentence(text, match.start()):
             continue
         found[word.strip("'-")] = None
     return list(found)
+
+
+def _opens_sentence(text: str, start: int) -> bool:
+    """Whether only spaces, or a sentence end and spaces, come before ``start``.
+
+    Looks back from the word rather than at everything before it: on a turn of thousands
+    of characters, re-reading the whole prefix for every capitalised word was quadratic.
+    """
+    i = start - 1
+    while i >= 0 and text[i].isspace():
+        i -= 1
+    return i < 0 or text[i] in ".!?"

@@ -3,19 +3,25 @@
 Lexical search finds the rare exact words (names, places, "pottery"); dense search finds
 paraphrases ("moved" for "relocated"). They fail on different questions, so their
 rankings are fused; every hit carries each signal's share of its score.
+
+Time and people in the question shape the ranking too: a named day or month, or a relative
+one ("a week ago") counted back from when the question is asked (``filters.until``, else
+now); a speaker the question names, and for turns stored without names their role ("I" in
+a question is the user, "you" the assistant).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, time, timezone
+from datetime import date, datetime, time, timedelta, timezone
 
 import numpy as np
 
 from memkern.embed.base import Embedder
 from memkern.models import Filters, Hit, LifecycleState, ScoreParts, utcnow
-from memkern.reader.temporal import mentioned_periods
+from memkern.reader.temporal import mentioned_periods, resolve_dates
 from memkern.retrieval.config import SearchConfig
 from memkern.retrieval.index import CubeIndex
 from memkern.retrieval.text import query_terms
@@ -29,7 +35,7 @@ def filter_mask(index: CubeIndex, filters: Filters) -> np.ndarray:
     if filters.state is LifecycleState.ACTIVE:
         mask = index.active.copy()
     else:
-        mask = np.ones(len(index), dtype=bool)
+        mask = index.live.copy()  # rows replaced or deleted since they were read stay in the copy
         if filters.state is not None:
             mask &= index.states == filters.state.value
         else:  # quarantined memories are never searched (memkern.governance.guard)
@@ -90,28 +96,32 @@ def rank(index: CubeIndex, store: Store, cube_id: str, query: str, query_vector:
     dense_rows = np.zeros(0, dtype=np.int64)
     cosine_all = None
     if config.dense_weight > 0:
-        cosine_all = np.where(mask, index.vectors @ query_vector, -np.inf)
+        cosine_all = np.where(mask, index.dense_scores(query_vector), -np.inf)
         dense_rows = _top_rows(cosine_all, config.candidates)
 
     lexical_rows: list[int] = []
     bm25_scores: list[float] = []
     if lexical is not None:
-        for memory_id, bm25 in lexical.result():
+        for memory_id, lexical_score in lexical.result():
             row = index.row_of.get(memory_id)
             if row is not None and mask[row]:
                 lexical_rows.append(row)
-                bm25_scores.append(bm25)
+                bm25_scores.append(lexical_score)
                 if len(lexical_rows) >= config.candidates:
                     break
 
-    dated = _date_rows(index, mask, query) if config.date_weight > 0 else np.zeros(0, dtype=np.int64)
+    no_rows = np.zeros(0, dtype=np.int64)
+    dated = _period_rows(index, mask, mentioned_periods(query)) if config.date_weight > 0 else no_rows
+    # A relative period ("a week ago") is fuzzier than a named date: it only lifts what the text found.
+    relative = _period_rows(index, mask, relative_periods(query, now or filters.until or utcnow())) \
+        if config.date_weight > 0 else no_rows
     rows = np.unique(np.concatenate([dense_rows, np.asarray(lexical_rows, dtype=np.int64), dated]))
     if len(rows) == 0:
         return []
     slot_of = {int(row): i for i, row in enumerate(rows)}
     n = len(rows)
 
-    def place(values_rows: Sequence[int] | np.ndarray, values: np.ndarray) -> np.ndarray:
+    def place(values_rows: Sequence[int] | np.ndarray, values: np.ndarray | float) -> np.ndarray:
         out = np.zeros(n)
         out[[slot_of[int(r)] for r in values_rows]] = values
         return out
@@ -125,10 +135,14 @@ def rank(index: CubeIndex, store: Store, cube_id: str, query: str, query_vector:
     neighbour = config.neighbour_weight * _best_neighbour(index, rows, slot_of, base) \
         if config.neighbour_weight > 0 else np.zeros(n)
     first_place = 1.0 / (config.rrf_k + 1)
-    speaker = np.zeros(n)
+    speaker: np.ndarray = np.zeros(n)
     if mentioned and config.speaker_weight > 0:
         speaker = config.speaker_weight * first_place * np.isin(index.speakers[rows], list(mentioned))
     date = place(dated, config.date_weight * first_place) if len(dated) else np.zeros(n)
+    if len(relative):
+        # Worth less the more of the memory it covers: "last month" in a month-long history says nothing.
+        specific = 1.0 - len(relative) / max(int(mask.sum()), 1)
+        date = np.maximum(date, specific * config.date_weight * first_place * np.isin(rows, relative))
     total = base + session + neighbour + speaker + date
     recency = np.zeros(n)
     if config.recency_weight > 0:
@@ -153,13 +167,13 @@ def rank(index: CubeIndex, store: Store, cube_id: str, query: str, query_vector:
     return ranked
 
 
-def _date_rows(index: CubeIndex, mask: np.ndarray, query: str) -> np.ndarray:
-    """Rows from a day or month the query names ("on 11 December, 2023").
+def _period_rows(index: CubeIndex, mask: np.ndarray, periods: list[tuple[date, date]]) -> np.ndarray:
+    """Rows dated inside any of the inclusive day ranges.
 
-    Every memory of that period becomes a candidate, not only those the text signals
-    found: the date may be the only thing the query and the memory share.
+    For a day or month the query names ("on 11 December, 2023") every memory of that period
+    becomes a candidate, not only those the text signals found: the date may be the only
+    thing the query and the memory share.
     """
-    periods = mentioned_periods(query)
     if not periods:
         return np.zeros(0, dtype=np.int64)
     inside = np.zeros(len(index), dtype=bool)
@@ -168,6 +182,34 @@ def _date_rows(index: CubeIndex, mask: np.ndarray, query: str) -> np.ndarray:
         end = datetime.combine(last, time.max, timezone.utc).timestamp()
         inside |= (index.event_times >= start) & (index.event_times <= end)
     return np.flatnonzero(inside & mask)
+
+
+_BEFORE_NOW = re.compile(r"\b(?:before|until|till|up to|prior to|so far)\s+(?:today|tonight|now)\b", re.I)
+
+#: Days on each side of a resolved relative date that still count as that date: people round
+#: ("a week ago" said of eight days ago); "last month" and "last week" keep their calendar bounds.
+_DAY_SLACK = {"day": 1, "week": 3}
+
+
+def relative_periods(query: str, now: datetime) -> list[tuple[date, date]]:
+    """Inclusive day ranges of the relative expressions in ``query`` resolved against ``now``
+    ("a week ago" -> that day give or take three days; "last month" -> that month). ``now`` is
+    when the question is asked: the end of the searched period when the filters give one
+    (``until``), else the present. Years are left out: a whole year singles out nothing."""
+    periods: list[tuple[date, date]] = []
+    for resolved in resolve_dates(query, now):
+        if _BEFORE_NOW.search(query) and resolved.date == now.date():
+            continue  # "before today" bounds the question, it does not point at today
+        day = resolved.date
+        if resolved.granularity == "month":
+            last = (day.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+            periods.append((day, last))
+        elif resolved.granularity == "week" and "ago" not in resolved.text.lower():
+            periods.append((day, day + timedelta(days=6)))  # "last week": that calendar week
+        elif resolved.granularity in _DAY_SLACK:
+            slack = timedelta(days=_DAY_SLACK[resolved.granularity])
+            periods.append((day - slack, day + slack))
+    return periods
 
 
 def _session_strength(codes: np.ndarray, base: np.ndarray, top: int) -> np.ndarray:
@@ -200,13 +242,24 @@ def _best_neighbour(index: CubeIndex, rows: np.ndarray, slot_of: dict[int, int],
     return best
 
 
+_FIRST_PERSON = re.compile(r"\b(?:I|me|my|mine|myself)\b")
+_SECOND_PERSON = re.compile(r"\b(?:you|your|yours)\b", re.IGNORECASE)
+
+
 def _mentioned_speakers(index: CubeIndex, query: str) -> set[str]:
     """Speakers of the cube that the query names, by full name or a prefix ("Mel" for "Melanie")."""
     words = {w for w in query_terms(query, limit=64) if len(w) >= 3}
-    if not words:
-        return set()
+    speakers = index.speaker_names()
     found = set()
-    for speaker in index.speaker_names():
+    # Turns stored without a name carry their role: "I"/"my" in a question is the user,
+    # "you"/"your" the assistant (who speaks to the user).
+    if "user" in speakers and _FIRST_PERSON.search(query):
+        found.add("user")
+    if "assistant" in speakers and _SECOND_PERSON.search(query):
+        found.add("assistant")
+    if not words:
+        return found
+    for speaker in speakers:
         name = speaker.lower()
         if name in words or any(name.startswith(w) for w in words):
             found.add(speaker)

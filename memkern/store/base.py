@@ -61,7 +61,7 @@ class IndexBatch:
     states: list[str] = field(default_factory=list)
     tags: list[list[str]] = field(default_factory=list)
     vectors: np.ndarray | None = None
-    #: Number of rows in the whole index of the cube, not just this batch.
+    #: Number of rows in the whole index of the cube, not just this batch (-1: not counted).
     count: int = 0
     revision: int = 0
     #: Ids removed from the index after the removal seq asked for (oldest first).
@@ -186,9 +186,11 @@ class Store(ABC):
 
     # -- search primitives -------------------------------------------------------------------------
     @abstractmethod
-    def index_rows(self, cube_id: str, after_seq: int, removals_after: int | None = None) -> IndexBatch:
-        """Index rows with sequence number above ``after_seq``, the cube's row count and, in
-        the same snapshot, the ids removed after removal seq ``removals_after`` (none asked
+    def index_rows(self, cube_id: str, after_seq: int, removals_after: int | None = None, *,
+                   count: bool = True, limit: int | None = None) -> IndexBatch:
+        """Index rows with sequence number above ``after_seq`` (the first ``limit`` of them if
+        given), the cube's row count (-1 unless ``count``: counting walks the whole cube) and,
+        in the same snapshot, the ids removed after removal seq ``removals_after`` (none asked
         when it is None; ``removal_seq`` is filled either way)."""
 
     @abstractmethod

@@ -76,6 +76,7 @@ from memkern.governance.sqlstore import GovernanceSQL
 from memkern.models import CubeInfo, Filters, LifecycleState, MemoryItem, Operation, utcnow
 from memkern.store import sql
 from memkern.store.base import AddOutcome, IndexBatch, Store
+from memkern.store.queue import SQLJobQueue
 from memkern.store.sql import MEMORY_COLUMNS, row_to_item
 
 #: Each entry brings a schema from version ``i`` to ``i + 1``, in its own transaction. They
@@ -205,7 +206,7 @@ MIGRATIONS: list[str] = [
     CREATE INDEX audit_cube ON audit (cube_id, seq);
     CREATE INDEX audit_user ON audit (user_id, seq);
     """,
-    # 2 -> 3: the scheduler's durable job queue (memkern.scheduler.queue) and the marks its
+    # 2 -> 3: the scheduler's durable job queue (memkern.store.queue) and the marks its
     # handlers keep per memory ("extracted"). Times are epoch seconds. Jobs of one ``lane``
     # (a cube) run in ``seq`` order; they go with their cube.
     """
@@ -245,11 +246,21 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (cube_id, mark, memory_id)
     );
     """,
+    # 3 -> 4: the removal feed of the search index (ids only, see the SQLite schema).
+    """
+    CREATE TABLE index_removals (
+        seq       bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        cube_id   text NOT NULL,
+        memory_id text NOT NULL
+    );
+    CREATE INDEX index_removals_cube ON index_removals (cube_id, seq);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_TABLES = ("audit", "grants", "api_keys", "users", "operations", "index_rows", "memories", "cubes")
+_TABLES = ("audit", "grants", "api_keys", "users", "operations", "index_removals", "index_rows", "memories",
+           "cubes")
 #: ts_rank weights for labels D, C, B, A: text is A, entities B.
 _RANK_WEIGHTS = "{0.1, 0.2, 0.5, 1.0}"
 #: Texts longer than this are lexically indexed by their distinct words (tsvector <= 1 MB).
@@ -392,12 +403,14 @@ class PostgresStore(GovernanceSQL, Store):
     def _gov_purge_cube(self, db: _CleanCursor, cube_id: str) -> None:
         if not self._lock_cube(db.cur, cube_id):
             return
-        for table in ("index_rows", "memories", "operations"):
+        for table in ("index_rows", "index_removals", "memories", "operations"):
             db.execute(f"DELETE FROM {table} WHERE cube_id = %s", (cube_id,))
         db.execute("DELETE FROM cubes WHERE id = %s", (cube_id,))
 
     def _gov_after_forget(self) -> None:
-        # Dead row versions stay in the heap until vacuumed: vacuum the tables that held them.
+        # Dead row versions stay in the heap until vacuumed: vacuum the tables that held them, so
+        # that their space is reused soon. Plain VACUUM does not overwrite the bytes (measured:
+        # the text stays in the table file until the space is reused, or VACUUM FULL rewrites it).
         try:
             with self._connect(autocommit=True) as conn:
                 conn.execute(self._search_path)
@@ -521,6 +534,12 @@ class PostgresStore(GovernanceSQL, Store):
             cur.execute(query, _params(params))
             return cur.fetchall()
 
+    def job_queue(self) -> SQLJobQueue:
+        """The scheduler's job queue in this database (claims serialised by an advisory lock)."""
+        return SQLJobQueue(self._tx, self._read, "%s",
+                           claim_lock="SELECT pg_advisory_xact_lock(hashtextextended('memkern:jobs:claim', 0))",
+                           name="postgres")
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True
@@ -638,6 +657,7 @@ class PostgresStore(GovernanceSQL, Store):
             if not self._lock_cube(cur, cube_id):
                 raise sql.no_cube(cube_id)
             cur.execute("DELETE FROM index_rows WHERE cube_id = %s", _params((cube_id,)))
+            cur.execute("DELETE FROM index_removals WHERE cube_id = %s", _params((cube_id,)))
             cur.execute("DELETE FROM memories WHERE cube_id = %s", _params((cube_id,)))
             cur.execute("DELETE FROM cubes WHERE id = %s", _params((cube_id,)))
             self._log(cur, cube_id, "delete_cube", actor=actor)
@@ -738,12 +758,20 @@ class PostgresStore(GovernanceSQL, Store):
 
     def delete_memory(self, cube_id: str, memory_id: str, actor: str | None = None,
                       reason: str | None = None) -> None:
+        """Delete every version; when this returns no row of any memkern table holds the text.
+
+        What PostgreSQL cannot promise (unlike ``SQLiteStore``): the dead row versions stay in
+        the table files until their space is reused (plain ``VACUUM`` marks it free but does not
+        overwrite it) and in WAL segments until they are recycled. ``VACUUM FULL`` on the memkern
+        tables rewrites them without the text; it locks each table while it runs, so memkern
+        does not run it on every delete."""
         with self._tx() as cur:
             self._lock_cube(cur, cube_id)
             cur.execute("DELETE FROM memories WHERE cube_id = %s AND id = %s RETURNING seq",
                         _params((cube_id, memory_id)))  # index rows go with them (ON DELETE CASCADE)
             if not cur.fetchall():
                 raise sql.no_memory(cube_id, memory_id)
+            cur.execute("INSERT INTO index_removals(cube_id, memory_id) VALUES (%s, %s)", _params((cube_id, memory_id)))
             self._log(cur, cube_id, "delete", memory_id, None, actor, reason)
             self._bump(cur, cube_id)
 
@@ -825,22 +853,32 @@ class PostgresStore(GovernanceSQL, Store):
                 for row in self._read(*sql.operations_query(_DIALECT, cube_id, memory_id, limit))]
 
     # -- search primitives -------------------------------------------------------------------------
-    def index_rows(self, cube_id: str, after_seq: int) -> IndexBatch:
-        with self._tx(snapshot=True) as cur:  # one snapshot for rows, count and revision
+    def index_rows(self, cube_id: str, after_seq: int, removals_after: int | None = None, *,
+                   count: bool = True, limit: int | None = None) -> IndexBatch:
+        with self._tx(snapshot=True) as cur:  # one snapshot for rows, count, revision and removals
             cur.execute(
                 "SELECT i.seq, m.id, m.session_id, m.kind, m.speaker, m.event_time, m.state,"
                 " m.position, m.tags, i.vector"
                 " FROM index_rows i JOIN memories m ON m.seq = i.memory_seq"
-                " WHERE i.cube_id = %s AND i.seq > %s ORDER BY i.seq",
+                " WHERE i.cube_id = %s AND i.seq > %s ORDER BY i.seq" + sql.limit_clause(_DIALECT, limit),
                 _params((cube_id, int(after_seq))),
             )
             rows = cur.fetchall()
-            cur.execute("SELECT count(*) FROM index_rows WHERE cube_id = %s", _params((cube_id,)))
-            count = cur.fetchone()[0]
+            rows_in_cube = -1
+            if count:
+                cur.execute("SELECT count(*) FROM index_rows WHERE cube_id = %s", _params((cube_id,)))
+                rows_in_cube = cur.fetchone()[0]
             cur.execute("SELECT revision FROM cubes WHERE id = %s", _params((cube_id,)))
             revision = cur.fetchone()
-        return sql.index_batch(rows, count, revision, cube_id,
-                               lambda found: np.stack(found).astype(np.float32, copy=False))
+            removals: list[tuple] = []
+            if removals_after is not None:
+                cur.execute("SELECT seq, memory_id FROM index_removals WHERE cube_id = %s AND seq > %s ORDER BY seq",
+                            _params((cube_id, int(removals_after))))
+                removals = cur.fetchall()
+            cur.execute("SELECT coalesce(max(seq), 0) FROM index_removals WHERE cube_id = %s", _params((cube_id,)))
+            removal_seq = int(cur.fetchone()[0])  # type: ignore[index]  # an aggregate always returns its row
+        return sql.index_batch(rows, rows_in_cube, revision, cube_id,
+                               lambda found: np.stack(found).astype(np.float32, copy=False), removals, removal_seq)
 
     def lexical_search(self, cube_id: str, terms: Sequence[str], limit: int) -> list[tuple[str, float]]:
         terms = [t for t in terms if t and t.strip()]

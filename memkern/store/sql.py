@@ -128,25 +128,25 @@ def revision_from_rows(rows: Sequence[Sequence[Any]], cube_id: str) -> int:
 
 
 def index_batch(rows: Sequence[Sequence[Any]], count: int, revision: Sequence[Any] | None, cube_id: str,
-                vectors: Callable[[list[Any]], np.ndarray]) -> IndexBatch:
+                vectors: Callable[[list[Any]], np.ndarray],
+                removals: Sequence[Sequence[Any]] = (), removal_seq: int | None = None) -> IndexBatch:
     """An ``IndexBatch`` from index rows ``(seq, id, session_id, kind, speaker, event_time,
     state, position, tags JSON, vector)``, the cube's row count and its revision row;
-    ``vectors`` turns the rows' stored vectors into one float32 matrix."""
+    ``vectors`` turns the rows' stored vectors into one float32 matrix. ``removals`` are
+    ``(seq, memory_id)`` rows of the removal log, ``removal_seq`` its highest seq."""
     if revision is None:
         raise no_cube(cube_id)
-    batch = IndexBatch(count=int(count), revision=int(revision[0]))
-    for seq, mid, session, kind, speaker, etime, state, position, tags, _ in rows:
-        batch.seqs.append(int(seq))
-        batch.ids.append(mid)
-        batch.session_ids.append(session)
-        batch.kinds.append(kind)
-        batch.speakers.append(speaker)
-        batch.event_times.append(etime)
-        batch.states.append(state)
-        batch.positions.append(position)
-        batch.tags.append(json.loads(tags) if tags else [])
-    if rows:
-        batch.vectors = vectors([row[-1] for row in rows])
+    batch = IndexBatch(count=int(count), revision=int(revision[0]), removed=[str(m) for _, m in removals],
+                       removal_seq=int(removal_seq or 0))
+    if not rows:
+        return batch
+    # Column by column (a cube's first load is every row of it): one transpose, no per-row appends.
+    seqs, ids, sessions, kinds, speakers, times, states, positions, tags, blobs = map(list, zip(*rows))
+    batch.seqs = [int(seq) for seq in seqs]
+    batch.ids, batch.session_ids, batch.kinds, batch.speakers = ids, sessions, kinds, speakers
+    batch.event_times, batch.states, batch.positions = times, states, positions
+    batch.tags = [json.loads(t) if t and t != "[]" else [] for t in tags]
+    batch.vectors = vectors(blobs)
     return batch
 
 

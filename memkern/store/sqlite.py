@@ -8,8 +8,14 @@ write returns, it survives a crash of the process or of the machine.
 
 from __future__ import annotations
 
-import sqlite3
+import logging
+
+try:  # SQLite 3.44 or later, where the wheel exists: its FTS5 erases a deleted row's words at once (_scrub)
+    from pysqlite3 import dbapi2 as sqlite3
+except ImportError:  # elsewhere, Python's own SQLite (erasure then merges the whole index)
+    import sqlite3  # type: ignore[no-redef]
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -22,6 +28,7 @@ from memkern.governance.sqlstore import GovernanceSQL
 from memkern.models import CubeInfo, Filters, LifecycleState, MemoryItem, Operation, utcnow
 from memkern.store import sql
 from memkern.store.base import AddOutcome, IndexBatch, Store
+from memkern.store.queue import SQLJobQueue
 from memkern.store.sql import MEMORY_COLUMNS, row_to_item
 from memkern.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 
@@ -34,7 +41,16 @@ def _has_tags(tags: list[str]) -> list[sql.Clause]:
     return [("EXISTS (SELECT 1 FROM json_each(memories.body, '$.tags') WHERE value = ?)", [tag]) for tag in tags]
 
 
+log = logging.getLogger(__name__)
+
+#: Whether FTS5 can remove a deleted row's words from its index segments at once (SQLite 3.44+).
+FTS5_SECURE_DELETE = sqlite3.sqlite_version_info >= (3, 44, 0)
+
 _DIALECT = sql.Dialect(mark="?", is_current="is_current=1", no_limit="-1", one_of=_in_list, has_tags=_has_tags)
+
+
+#: Seconds a cube's share of the lexical index is reused after writes (``_cube_share``).
+_SHARE_TTL_S = 5.0
 
 
 def _fts_query(cube_id: str | None, terms: Sequence[str]) -> str:
@@ -59,17 +75,33 @@ class SQLiteStore(GovernanceSQL, Store):
         seqs = [s for (s,) in db.execute("SELECT seq FROM memories WHERE cube_id=?", (cube_id,))]
         db.executemany("DELETE FROM memory_fts WHERE rowid=?", [(s,) for s in seqs])
         db.execute("DELETE FROM index_rows WHERE cube_id=?", (cube_id,))
+        db.execute("DELETE FROM index_removals WHERE cube_id=?", (cube_id,))
         db.execute("DELETE FROM memories WHERE cube_id=?", (cube_id,))
         db.execute("DELETE FROM operations WHERE cube_id=?", (cube_id,))
         db.execute("DELETE FROM cubes WHERE id=?", (cube_id,))
 
     def _gov_after_forget(self) -> None:
-        # Deleted rows were overwritten with zeros (secure_delete is on for every connection);
-        # merging the full-text index leaves no segment holding the forgotten words.
-        with self._write() as db:
-            db.execute("INSERT INTO memory_fts(memory_fts) VALUES('optimize')")
-        with self._lock:
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._scrub()
+
+    def _scrub(self) -> None:
+        """Make deleted text unrecoverable from the files once a delete returns.
+
+        The deleted rows were overwritten with zeros (``secure_delete`` is on for every
+        connection). The full-text index keeps a deleted row's words in its older segments:
+        with SQLite 3.44 or later its ``secure-delete`` option (set when the store opens)
+        removes them at once; before that, merging the whole index (``optimize``, whose cost
+        grows with the index) rewrites the segments without them, and the freed pages are
+        zeroed. Last, the WAL, which still holds the pages as they were before, is copied
+        into the database and truncated to nothing.
+        """
+        if not FTS5_SECURE_DELETE:
+            with self._write() as db:
+                db.execute("INSERT INTO memory_fts(memory_fts) VALUES('optimize')")
+        with self._lock:  # waits (busy_timeout) for other connections' readers to move past the WAL
+            busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:  # the delete itself is committed: say so, rather than fail it
+            log.warning("deleted text is gone from every table of %s, but its WAL could not be truncated while "
+                        "other connections kept reading; the next delete or checkpoint will", self.path)
 
     def __init__(self, path: str | Path, *, timeout_s: float = 60.0) -> None:
         self.path = Path(path)
@@ -91,7 +123,11 @@ class SQLiteStore(GovernanceSQL, Store):
         self._commits = 0
         self._shares: dict[str, float] = {}
         self._shares_key: tuple[int, int] | None = None
+        self._shares_at = 0.0
         self._migrate()
+        if FTS5_SECURE_DELETE:  # a persistent option of the index; see _scrub
+            with self._write() as db:
+                db.execute("INSERT INTO memory_fts(memory_fts, rank) VALUES('secure-delete', 1)")
 
     # -- plumbing ----------------------------------------------------------------------------------
     @contextmanager
@@ -137,6 +173,10 @@ class SQLiteStore(GovernanceSQL, Store):
                     "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                     (str(step + 1),),
                 )
+
+    def job_queue(self) -> SQLJobQueue:
+        """The scheduler's job queue in this database."""
+        return SQLJobQueue(self._write, self._read, "?", name="sqlite")
 
     def close(self) -> None:
         with self._lock:
@@ -228,9 +268,11 @@ class SQLiteStore(GovernanceSQL, Store):
             seqs = [s for (s,) in db.execute("SELECT seq FROM memories WHERE cube_id=?", (cube_id,))]
             db.executemany("DELETE FROM memory_fts WHERE rowid=?", [(s,) for s in seqs])
             db.execute("DELETE FROM index_rows WHERE cube_id=?", (cube_id,))
+            db.execute("DELETE FROM index_removals WHERE cube_id=?", (cube_id,))
             db.execute("DELETE FROM memories WHERE cube_id=?", (cube_id,))
             db.execute("DELETE FROM cubes WHERE id=?", (cube_id,))
             self._log(db, cube_id, "delete_cube", actor=actor)
+        self._scrub()
 
     def cube_revision(self, cube_id: str) -> int:
         return sql.revision_from_rows(self._read("SELECT revision FROM cubes WHERE id=?", (cube_id,)), cube_id)
@@ -318,8 +360,10 @@ class SQLiteStore(GovernanceSQL, Store):
             for seq in seqs:
                 self._unindex(db, seq)
             db.execute("DELETE FROM memories WHERE cube_id=? AND id=?", (cube_id, memory_id))
+            db.execute("INSERT INTO index_removals(cube_id, memory_id) VALUES (?,?)", (cube_id, memory_id))
             self._log(db, cube_id, "delete", memory_id, None, actor, reason)
             self._bump(db, cube_id)
+        self._scrub()
 
     def record_access(self, cube_id: str, memory_ids: Sequence[str], at: datetime) -> None:
         if not memory_ids:
@@ -391,33 +435,43 @@ class SQLiteStore(GovernanceSQL, Store):
                 for row in self._read(*sql.operations_query(_DIALECT, cube_id, memory_id, limit))]
 
     # -- search primitives -------------------------------------------------------------------------
-    def index_rows(self, cube_id: str, after_seq: int) -> IndexBatch:
+    def index_rows(self, cube_id: str, after_seq: int, removals_after: int | None = None, *,
+                   count: bool = True, limit: int | None = None) -> IndexBatch:
         with self._lock:
-            self._db.execute("BEGIN")  # one snapshot for rows, count and revision
+            self._db.execute("BEGIN")  # one snapshot for rows, count, revision and removals
             try:
                 rows = self._db.execute(
                     "SELECT i.seq, m.id, m.session_id, m.kind, m.speaker, m.event_time, m.state,"
                     " m.position, json_extract(m.body, '$.tags'), i.vector"
                     " FROM index_rows i JOIN memories m ON m.seq = i.memory_seq"
-                    " WHERE i.cube_id=? AND i.seq > ? ORDER BY i.seq",
+                    " WHERE i.cube_id=? AND i.seq > ? ORDER BY i.seq" + sql.limit_clause(_DIALECT, limit),
                     (cube_id, after_seq),
                 ).fetchall()
-                count = self._db.execute("SELECT count(*) FROM index_rows WHERE cube_id=?", (cube_id,)).fetchone()[0]
+                rows_in_cube = self._db.execute(
+                    "SELECT count(*) FROM index_rows WHERE cube_id=?", (cube_id,)).fetchone()[0] if count else -1
                 revision = self._db.execute("SELECT revision FROM cubes WHERE id=?", (cube_id,)).fetchone()
+                removals = [] if removals_after is None else self._db.execute(
+                    "SELECT seq, memory_id FROM index_removals WHERE cube_id=? AND seq > ? ORDER BY seq",
+                    (cube_id, removals_after)).fetchall()
+                removal_seq = self._db.execute(
+                    "SELECT max(seq) FROM index_removals WHERE cube_id=?", (cube_id,)).fetchone()[0]
             finally:
                 self._db.execute("COMMIT")
-        return sql.index_batch(rows, count, revision, cube_id, lambda blobs: np.frombuffer(
-            b"".join(blobs), dtype=np.float32).reshape(len(blobs), -1))
+        return sql.index_batch(rows, rows_in_cube, revision, cube_id, lambda blobs: np.frombuffer(
+            b"".join(blobs), dtype=np.float32).reshape(len(blobs), -1), removals, removal_seq)
 
     def _cube_share(self, cube_id: str) -> float:
-        """Fraction of the lexical index that belongs to the cube, cached until the file changes."""
+        """Fraction of the lexical index that belongs to the cube, cached until the file changes,
+        and then for up to ``_SHARE_TTL_S``: counting walks every index row (tens of ms at a
+        million), too much for every search after a write, and shares move slowly."""
         with self._lock:
             key = (self._db.execute("PRAGMA data_version").fetchone()[0], self._commits)
-            if key != self._shares_key:
+            now = time.monotonic()
+            if key != self._shares_key and (now - self._shares_at >= _SHARE_TTL_S or cube_id not in self._shares):
                 counts = self._db.execute("SELECT cube_id, count(*) FROM index_rows GROUP BY cube_id").fetchall()
                 total = sum(count for _, count in counts) or 1
                 self._shares = {cube: count / total for cube, count in counts}
-                self._shares_key = key
+                self._shares_key, self._shares_at = key, now
             return self._shares.get(cube_id, 0.0)
 
     def lexical_search(self, cube_id: str, terms: Sequence[str], limit: int) -> list[tuple[str, float]]:

@@ -125,7 +125,7 @@ MIGRATIONS: list[str] = [
     CREATE INDEX audit_cube ON audit (cube_id, seq);
     CREATE INDEX audit_user ON audit (user_id, seq);
     """,
-    # 2 -> 3: the scheduler's durable job queue (memkern.scheduler.queue) and the marks its
+    # 2 -> 3: the scheduler's durable job queue (memkern.store.queue) and the marks its
     # handlers keep per memory ("extracted"). Times are epoch seconds. Jobs of one ``lane``
     # (a cube) run in ``seq`` order; they go with their cube.
     """
@@ -164,6 +164,17 @@ MIGRATIONS: list[str] = [
         job_id    TEXT,
         PRIMARY KEY (cube_id, mark, memory_id)
     );
+    """,
+    # 3 -> 4: the removal feed of the search index. A deleted memory leaves its index with
+    # nothing to re-read, so each removal is logged here (ids only, like ``operations``);
+    # ``memkern.retrieval.index`` follows it to tombstone rows instead of reloading the cube.
+    """
+    CREATE TABLE index_removals (
+        seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+        cube_id   TEXT NOT NULL,
+        memory_id TEXT NOT NULL
+    );
+    CREATE INDEX index_removals_cube ON index_removals (cube_id, seq);
     """,
 ]
 
