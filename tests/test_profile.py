@@ -99,3 +99,19 @@ def test_questions_about_events_ask_no_slot() -> None:
     assert asked_slot("When did John get his dog Max?") is None
     assert asked_slot("How long have Mel and her husband been married?") is None
     assert asked_slot("What pets does Nate have?") == "pet"
+
+
+def test_an_edited_turn_is_read_again_and_only_its_own_statement_changes(tmp_path: Path) -> None:
+    with MemOS(path=tmp_path / "p.db") as mos:
+        cube = mos.create_cube("p", owner="Bo")
+        added = cube.add(messages=[
+            {"role": "user", "name": "Bo", "content": "I live in Oslo.", "time": "2024-01-01T10:00:00Z"},
+            {"role": "user", "name": "Bo", "content": "I work as a baker.", "time": "2024-01-02T10:00:00Z"},
+            {"role": "user", "name": "Bo", "content": "I now live in Bergen.", "time": "2024-02-01T10:00:00Z"},
+        ], session_id="s1")
+        assert cube.search("Where does Bo live?", top_k=2)[0].slot.value == "Bergen"  # type: ignore[union-attr]
+        cube.update(added.added[2].id, text="Bo: I now live in Trondheim.", reason="misheard")
+        hits = cube.search("Where does Bo live?", top_k=3)
+        assert hits[0].slot is not None and hits[0].slot.value == "Trondheim" and hits[0].slot.current
+        assert {h.slot.value for h in hits if h.slot is not None} == {"Trondheim", "Oslo"}
+        assert cube.search("What is Bo's job?", top_k=1)[0].slot.value == "baker"  # type: ignore[union-attr]

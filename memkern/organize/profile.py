@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+import numpy as np
+
 from memkern.models import LifecycleState, MemoryItem, MemoryKind
 
 __all__ = ["Profile", "ProfileCache", "SlotValue", "asked_slot", "first_person", "statements"]
@@ -137,6 +139,10 @@ class Profile:
     def subjects(self) -> set[str]:
         return {subject for subject, _ in self._slots}
 
+    def slots(self) -> set[tuple[str, str]]:
+        """Every (subject, slot) with at least one value."""
+        return set(self._slots)
+
     def history(self, subject: str, slot: str) -> list[SlotValue]:
         """The values ``subject``'s ``slot`` held, oldest first (empty when never stated)."""
         return list(self._slots.get((subject, slot), []))
@@ -144,6 +150,23 @@ class Profile:
     def current(self, subject: str, slot: str) -> list[SlotValue]:
         """The values that hold now: the last one of an exclusive slot, every one of the others."""
         return [value for value in self._slots.get((subject, slot), []) if value.current]
+
+    def forget(self, memory_id: str) -> None:
+        """Take back what one turn stated (it was edited or erased); a value no turn states any more goes."""
+        for key in list(self._slots):
+            values = self._slots[key]
+            for value in values:
+                if memory_id in value.sources:
+                    value.sources.remove(memory_id)
+            kept = [value for value in values if value.sources]
+            if len(kept) == len(values):
+                continue
+            if kept:
+                self._slots[key] = kept
+                if key[1] in EXCLUSIVE:
+                    _chain(kept)
+            else:
+                del self._slots[key]
 
     def observe(self, memory_id: str, subject: str, text: str, said_at: datetime | None) -> None:
         """Read one turn of ``subject`` and fold what it states into the histories."""
@@ -162,10 +185,15 @@ class Profile:
         if statement.slot not in EXCLUSIVE:
             return
         # Valid time orders the history, whatever order the turns arrived in.
-        values.sort(key=lambda v: (v.since is None, v.since or datetime.min))
-        for older, newer in zip(values, values[1:]):
-            older.until, older.superseded_by = newer.since, newer.value
-        values[-1].until = values[-1].superseded_by = None
+        _chain(values)
+
+
+def _chain(values: list[SlotValue]) -> None:
+    """Order an exclusive slot's values by valid time and let each one close the one before."""
+    values.sort(key=lambda v: (v.since is None, v.since or datetime.min))
+    for older, newer in zip(values, values[1:]):
+        older.until, older.superseded_by = newer.since, newer.value
+    values[-1].until = values[-1].superseded_by = None
 
 
 def first_person(query: str) -> bool:
@@ -190,16 +218,19 @@ class _MemorySource(Protocol):
 @dataclass
 class _Built:
     profile: Profile
-    ids: list[str]
-    dead: int
+    #: The index rows already read (their ids, and which were alive then).
+    ids: np.ndarray
+    live: np.ndarray
 
 
 class ProfileCache:
-    """One :class:`Profile` per cube, extended with the turns a search index gained since the last look.
+    """One :class:`Profile` per cube, patched with what its search index changed since the last look.
 
-    The index (``memkern.retrieval.index.CubeIndex``) already follows the store: its rows are only
-    appended, and a row replaced or deleted is marked dead. When the index only grew, the new turns
-    are read and folded in; when a row died (a turn edited, erased), the profile is built again.
+    The index (``memkern.retrieval.index.CubeIndex``) follows the store by appending rows and
+    marking replaced or deleted rows dead. So the profile reads only the turns of new rows and
+    takes back what newly dead rows had stated (an edit is both: its old row dies, its new version
+    is appended): each write costs its own turns, never the cube. Only a rebuilt index (its rows
+    renumbered) makes the profile be read again from the start.
     """
 
     def __init__(self, store: _MemorySource) -> None:
@@ -207,23 +238,23 @@ class ProfileCache:
         self._built: dict[str, _Built] = {}
         self._lock = threading.Lock()
 
-    def get(self, cube_id: str, ids: Sequence[str], kinds: Sequence[str], live: Sequence[bool]) -> Profile:
+    def get(self, cube_id: str, ids: np.ndarray, kinds: np.ndarray, live: np.ndarray) -> Profile:
         """The profile of the cube whose index rows are ``ids`` (with their ``kinds`` and ``live`` flags)."""
-        dead = len(live) - int(sum(live))
         with self._lock:
             built = self._built.get(cube_id)
-            seen = len(built.ids) if built else 0
-            if built is None or dead != built.dead or seen > len(ids) or (seen and ids[seen - 1] != built.ids[-1]):
-                built, seen = _Built(Profile(), [], dead), 0
-            new = [memory_id for memory_id, kind, alive in zip(ids[seen:], kinds[seen:], live[seen:])
-                   if alive and kind == MemoryKind.TURN.value]
-            if new:
-                memories = self._store.get_memories(cube_id, new)
-                for memory_id in new:
-                    memory = memories.get(memory_id)
+            seen = len(built.ids) if built is not None else 0
+            if built is None or seen > len(ids) or (seen and ids[seen - 1] != built.ids[-1]):
+                built, seen = _Built(Profile(), ids[:0].copy(), live[:0].copy()), 0
+            for row in np.flatnonzero(built.live & ~live[:seen]):
+                built.profile.forget(str(ids[row]))
+            rows = [row for row in range(seen, len(ids)) if live[row] and kinds[row] == MemoryKind.TURN.value]
+            if rows:
+                memories = self._store.get_memories(cube_id, [str(ids[row]) for row in rows])
+                for row in rows:
+                    memory = memories.get(str(ids[row]))
                     if memory is not None and memory.state is LifecycleState.ACTIVE:
                         _observe(built.profile, memory)
-            built.ids = list(ids)
+            built.ids, built.live = ids.copy(), live.copy()
             self._built[cube_id] = built
             return built.profile
 
