@@ -39,7 +39,7 @@ STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 def _make_stemmer() -> tuple[Callable[[str], str], str]:
     try:
-        import snowballstemmer  # type: ignore[import-not-found]
+        import snowballstemmer
     except ImportError:
         return (lambda word: word), "none"
     stemmer = snowballstemmer.stemmer("english")

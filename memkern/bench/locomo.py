@@ -309,9 +309,10 @@ def run_locomo(data_path: str | Path, ks: Sequence[int] = DEFAULT_KS, progress: 
     def on_ingested(conversation: Conversation) -> None:
         if extracting:
             turn_texts = {turn.dia_id: turn.render() for turn in conversation.turns}
-            qualities.append(score_conversation(conversation.sample_id, system.extracted_facts(),
+            extractor: Any = system  # a MemkernAdapter: it has extracted_facts and embed (checked above)
+            qualities.append(score_conversation(conversation.sample_id, extractor.extracted_facts(),
                                                 observations.get(conversation.sample_id, []), turn_texts,
-                                                system.embed))
+                                                extractor.embed))
 
     def on_question(conversation: Conversation, question: Question) -> None:
         if recorder is not None:

@@ -74,7 +74,7 @@ def days_until(threshold: float, strength: float) -> float:
 
 def last_touch(item: MemoryItem) -> datetime:
     """When the memory was last recalled, or else written."""
-    return as_utc(item.last_accessed_at or item.recorded_at)  # type: ignore[return-value]
+    return as_utc(item.last_accessed_at or item.recorded_at)
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ class Retention:
 
 
 def memory_retention(item: MemoryItem, now: datetime, params: CurveParams = CurveParams()) -> Retention:
-    elapsed = (as_utc(now) - last_touch(item)).total_seconds() / DAY_S  # type: ignore[operator]
+    elapsed = (as_utc(now) - last_touch(item)).total_seconds() / DAY_S
     strength = strength_days(item.access_count, item.importance, params)
     return Retention(item.id, retention(elapsed, strength), elapsed, strength)
 

@@ -245,8 +245,8 @@ class ProfileCache:
             seen = len(built.ids) if built is not None else 0
             if built is None or seen > len(ids) or (seen and ids[seen - 1] != built.ids[-1]):
                 built, seen = _Built(Profile(), ids[:0].copy(), live[:0].copy()), 0
-            for row in np.flatnonzero(built.live & ~live[:seen]):
-                built.profile.forget(str(ids[row]))
+            for died in np.flatnonzero(built.live & ~live[:seen]):
+                built.profile.forget(str(ids[died]))
             rows = [row for row in range(seen, len(ids)) if live[row] and kinds[row] == MemoryKind.TURN.value]
             if rows:
                 memories = self._store.get_memories(cube_id, [str(ids[row]) for row in rows])

@@ -382,6 +382,14 @@ def drop_schema(dsn: str, schema: str) -> None:
         raise StoreError(f"cannot drop schema {schema!r} ({_safe_dsn(dsn)}): {exc}") from exc
 
 
+def _one(cur: Any) -> tuple[Any, ...]:
+    """The single row a query that always returns one (a count, a lookup by key) returned."""
+    row = cur.fetchone()
+    if row is None:
+        raise StoreError("PostgreSQL returned no row where one was expected")
+    return tuple(row)
+
+
 class PostgresStore(GovernanceSQL, Store):
     """``Store`` on a PostgreSQL database with pgvector (see the module docstring).
 
@@ -475,11 +483,11 @@ class PostgresStore(GovernanceSQL, Store):
                             ) from exc
                         cur.execute("SELECT extnamespace::regnamespace::text FROM pg_extension"
                                     " WHERE extname = 'vector'")
-                        row = cur.fetchone()
+                        row = _one(cur)
                     ext_schema = str(row[0]).strip('"')
                     cur.execute("SELECT t.oid FROM pg_type t JOIN pg_extension e ON e.extnamespace = t.typnamespace"
                                 " WHERE e.extname = 'vector' AND t.typname = 'vector'")
-                    vector_oid = int(cur.fetchone()[0])
+                    vector_oid = int(_one(cur)[0])
 
                     # Only create a missing schema: CREATE SCHEMA IF NOT EXISTS needs the CREATE privilege on
                     # the database even when the schema exists, which an application role often lacks.
@@ -491,7 +499,7 @@ class PostgresStore(GovernanceSQL, Store):
                         pgsql.SQL(", ").join(pgsql.Identifier(s) for s in path)))
                     cur.execute("SELECT to_regclass(format('%%I.meta', %s::text))", (self.schema,))
                     version = 0
-                    if cur.fetchone()[0] is not None:
+                    if _one(cur)[0] is not None:
                         cur.execute("SELECT value FROM meta WHERE key = 'schema_version'")
                         found = cur.fetchone()
                         version = int(found[0]) if found else 0
@@ -708,7 +716,7 @@ class PostgresStore(GovernanceSQL, Store):
             else:
                 cur.execute("SELECT max(position) FROM memories WHERE cube_id = %s AND session_id = %s",
                             _params((cube_id, session)))
-            return cur.fetchone()[0]
+            return _one(cur)[0]
 
         return sql.place_turn(item, last_position, last_stored)
 
@@ -867,7 +875,7 @@ class PostgresStore(GovernanceSQL, Store):
             rows_in_cube = -1
             if count:
                 cur.execute("SELECT count(*) FROM index_rows WHERE cube_id = %s", _params((cube_id,)))
-                rows_in_cube = cur.fetchone()[0]
+                rows_in_cube = _one(cur)[0]
             cur.execute("SELECT revision FROM cubes WHERE id = %s", _params((cube_id,)))
             revision = cur.fetchone()
             removals: list[tuple] = []
@@ -876,7 +884,7 @@ class PostgresStore(GovernanceSQL, Store):
                             _params((cube_id, int(removals_after))))
                 removals = cur.fetchall()
             cur.execute("SELECT coalesce(max(seq), 0) FROM index_removals WHERE cube_id = %s", _params((cube_id,)))
-            removal_seq = int(cur.fetchone()[0])  # type: ignore[index]  # an aggregate always returns its row
+            removal_seq = int(_one(cur)[0])  # an aggregate always returns its row
         return sql.index_batch(rows, rows_in_cube, revision, cube_id,
                                lambda found: np.stack(found).astype(np.float32, copy=False), removals, removal_seq)
 

@@ -251,9 +251,9 @@ def place_turn(item: MemoryItem, last_position: dict[str | None, int],
 def advance_position(item: MemoryItem, last_position: dict[str | None, int]) -> None:
     """After ``item`` (placed by ``place_turn``) is stored: its session's last position.
     A duplicate is not stored and takes no position: a session stays numbered 0, 1, 2, ..."""
-    if item.kind is MemoryKind.TURN and item.provenance.session_id in last_position:
-        last_position[item.provenance.session_id] = max(
-            last_position[item.provenance.session_id], item.provenance.position)
+    position = item.provenance.position
+    if item.kind is MemoryKind.TURN and item.provenance.session_id in last_position and position is not None:
+        last_position[item.provenance.session_id] = max(last_position[item.provenance.session_id], position)
 
 
 def closing_valid_to(old: MemoryItem, new_version: MemoryItem, expected_version: int) -> str | None:

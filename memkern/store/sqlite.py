@@ -13,7 +13,7 @@ import logging
 try:  # SQLite 3.44 or later, where the wheel exists: its FTS5 erases a deleted row's words at once (_scrub)
     from pysqlite3 import dbapi2 as sqlite3
 except ImportError:  # elsewhere, Python's own SQLite (erasure then merges the whole index)
-    import sqlite3  # type: ignore[no-redef]
+    import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -65,7 +65,7 @@ class SQLiteStore(GovernanceSQL, Store):
     # -- governance hooks (memkern.governance.sqlstore) ----------------------------------------------
     _gov_mark = "?"
 
-    def _gov_tx(self):  # type: ignore[no-untyped-def]
+    def _gov_tx(self):
         return self._write()
 
     def _gov_read(self, query: str, params: Sequence[object] = ()) -> list[tuple]:

@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 
 from memkern import AuthenticationError, InvalidInputError, MemOS, NotFoundError, PermissionDeniedError
-from memkern.governance import guard, pii
 from memkern.bench.guard_regression import evaluate, load_injections
+from memkern.governance import guard, pii
 from memkern.models import utcnow
 from memkern.store.sqlite import sqlite3
 

@@ -9,8 +9,19 @@ import numpy as np
 import pytest
 
 from memkern.errors import ConflictError, NotFoundError
-from memkern.models import ApiKey, AuditEntry, AuditResult, Grant, Permission, Role, User
-from memkern.models import CubeInfo, Filters, MemoryItem, utcnow
+from memkern.models import (
+    ApiKey,
+    AuditEntry,
+    AuditResult,
+    CubeInfo,
+    Filters,
+    Grant,
+    MemoryItem,
+    Permission,
+    Role,
+    User,
+    utcnow,
+)
 
 DIM = 4
 
