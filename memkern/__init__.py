@@ -34,6 +34,7 @@ from memkern.models import (
     CubeFile,
     CubeInfo,
     CubePolicy,
+    CubeStats,
     Deleted,
     ExtractionReport,
     Filters,
@@ -65,7 +66,7 @@ from memkern.version import __version__
 
 __all__ = [
     "RECIPES", "ActivationReport", "AdapterReport", "AddResult", "ApiKeyInfo", "AuditEntry", "AuditResult",
-    "AuthenticationError", "ChatAnswer", "ChatUsage", "ComposeReport", "ConflictError", "CubeFile", "CubeFileError",
+    "AuthenticationError", "ChatAnswer", "ChatUsage", "ComposeReport", "ConflictError", "CubeFile", "CubeFileError", "CubeStats",
     "CubeInfo", "CubePolicy", "Deleted", "EmbedderError", "ExtractionReport", "Filters", "FuseReport", "Grant", "Hit",
     "InvalidInputError", "Job", "JobStatus", "LLMError", "LLMNotConfiguredError", "LLMOutputError",
     "LLMUnavailableError", "LifecycleState", "MemCube", "MemOS", "MemkernError", "MemoryItem", "MemoryKind",

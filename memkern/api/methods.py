@@ -30,6 +30,7 @@ from memkern.models import (
     CubeFile,
     CubeInfo,
     CubePolicy,
+    CubeStats,
     Deleted,
     Filters,
     FuseReport,
@@ -166,6 +167,10 @@ class CubeMethods:
                config: SearchConfig | str | None = None) -> list[Hit]:
         """The memories that best answer ``query``, best first, each with the parts of its score."""
         return self._on_cube("search", query=query, top_k=top_k, filters=filters, config=config)
+
+    def stats(self) -> CubeStats:
+        """How many memories the cube holds, by kind, state and session."""
+        return self._on_cube("stats")
 
     def get(self, memory_id: str) -> MemoryItem:
         """The current version of a memory."""

@@ -128,6 +128,18 @@ class MemoryPage(BaseModel):
         return iter(self.items)
 
 
+class CubeStats(BaseModel):
+    """How many memories a cube holds (current versions), by kind, state and session. Quarantined
+    memories are counted only for cube admins, the only ones who may see them."""
+
+    cube_id: str
+    total: int
+    by_kind: dict[str, int] = Field(default_factory=dict)
+    by_state: dict[str, int] = Field(default_factory=dict)
+    #: Memories per session id (``""`` for memories of no session), largest first.
+    by_session: dict[str, int] = Field(default_factory=dict)
+
+
 class Deleted(BaseModel):
     """What a delete removed: a memory (``memory_id``) or a whole cube."""
 

@@ -11,6 +11,7 @@ document at ``/openapi.json`` (interactive docs at ``/docs``).
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,6 +28,7 @@ from memkern.server.auth import Auth, check_auth_mode, check_exposure
 from memkern.server.limits import BodyLimitMiddleware
 from memkern.server.routes import PREFIX, table_router, upload_patterns
 from memkern.server.schemas import Health
+from memkern.ui import ui_router
 from memkern.version import __version__
 
 DESCRIPTION = ("A memory operating system for LLMs and agents: every operation of memkern over HTTP. "
@@ -72,10 +74,10 @@ def create_app(mos: MemOS | None = None, *, auth: Auth = "required", max_body_by
         return Health(version=__version__, embedder=embedder.name, dim=embedder.dim)
 
     app.include_router(table_router(OPERATIONS.values()))
-    # Other routers mount here, beside the API: the web UI is ``app.include_router(ui_router, prefix="/ui")``.
+    app.include_router(ui_router(memos, auth=auth))  # the web UI at /ui/ (memkern.ui), same auth
     problems.install(app)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=max_body_bytes,
-                       max_upload_bytes=max_upload_bytes, upload_paths=upload_patterns(OPERATIONS.values()))
+                       max_upload_bytes=max_upload_bytes, upload_paths=[*upload_patterns(OPERATIONS.values()), re.compile(r"/ui/cubes/load")])
     _describe(app, auth)
     return app
 

@@ -55,6 +55,7 @@ SAMPLES: dict[str, Sample] = {
     "create_cube": lambda w, c, t: {"name": "given-away", "owner": "u-owner"},
     "get_cube": lambda w, c, t: {"cube": c},
     "list_cubes": lambda w, c, t: {},
+    "stats": lambda w, c, t: {"cube": c},
     "delete_cube": lambda w, c, t: {"cube": c},
     "dump": lambda w, c, t: {"cube": c, "path": str(t / "out.mkc")},
     "load_cube": lambda w, c, t: {"path": str(w.cube_file), "name": "loaded", "owner": "u-owner"},
