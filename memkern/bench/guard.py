@@ -4,8 +4,8 @@ What is measured, for the current guard (``memkern.governance.guard``) and the o
 (``memkern.bench.guard_baseline``):
 
 - on the evaluation set (``memkern/data/guard/eval.jsonl``, built by ``memkern.bench.guard_set``),
-  for the DEV half (the rules were written from it) and the HELD-OUT half (other templates,
-  never used to write rules) separately: the share of poisoned texts quarantined, per style,
+  for the DEV half (the rules were written from it), the HELD-OUT half (other templates,
+  never used to write rules) and HOLDOUT2 (literal texts by another author) separately: the share of poisoned texts quarantined, per style,
   and the share of hard-benign texts quarantined (false positives), per style;
 - on the old bundled injection set (``memkern/data/injections.jsonl``; development data, since
   the old rules were written from it): the share quarantined;
@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from memkern.bench import guard_baseline
+from memkern.bench.guard_regression import load_injections
 from memkern.bench.guard_set import DATA_PATH
 from memkern.governance import guard
-from memkern.bench.guard_regression import load_injections
 
 Check = Callable[[str], bool]
 
@@ -36,7 +36,13 @@ GUARDS: dict[str, Check] = {
     "current": lambda text: guard.check(text).quarantine,
     "baseline": lambda text: guard_baseline.check(text).quarantine,
 }
-SPLITS = ("dev", "heldout")
+SPLITS = ("dev", "heldout", "holdout2")
+#: What each split is, for the report.
+SPLIT_TITLES = {
+    "dev": "DEV half (rules written from it)",
+    "heldout": "HELD-OUT half (other templates, same author as the rules)",
+    "holdout2": "HOLDOUT2 (literal texts by another author, written before reading the rules)",
+}
 
 
 def load_eval_set(path: str | Path | None = None) -> list[dict[str, str]]:
@@ -124,8 +130,7 @@ def format_guard_report(report: dict[str, Any]) -> str:
     lines = [f"evaluation set: {report['eval_set']}", f"{'':38}{'current':>20}{'baseline (old)':>20}"]
     for split in SPLITS:
         by_guard = report["splits"][split]
-        title = "DEV half (rules written from it)" if split == "dev" else "HELD-OUT half (other templates)"
-        lines.append(f"\n{title}")
+        lines.append(f"\n{SPLIT_TITLES[split]}")
         for label, what in (("poisoned", "poisoned caught"), ("benign", "benign false positives")):
             cur, old = by_guard["current"][label], by_guard["baseline"][label]
             lines.append(f"  {what:<36}{_pct(cur['all']):>20}{_pct(old['all']):>20}")

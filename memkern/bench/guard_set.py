@@ -2,7 +2,7 @@
 
 The set is generated from hand-written templates x slot values x styles and stored in
 ``memkern/data/guard/eval.jsonl`` (one object per line: ``text``, ``label`` = ``poisoned`` |
-``benign``, ``style``, ``split`` = ``dev`` | ``heldout``, ``family``). Rebuild it with
+``benign``, ``style``, ``split`` = ``dev`` | ``heldout`` | ``holdout2``, ``family``). Rebuild it with
 ``python -m memkern.bench.guard_set``; the output is deterministic.
 
 The split is by *template family*, never by random rows: every style has its own DEVELOPMENT
@@ -19,6 +19,14 @@ rate when it was first measured (false positives on its benign texts in brackets
 Those first measurements, not the rates on halves that later became development data, are the
 honest estimate of how the rules do on phrasings they have not seen; and all halves were written
 by the rules' author, so even they are optimistic, not a measure against a real adversary.
+
+A second held-out half, ``split = "holdout2"`` (``memkern.bench.guard_holdout2``: literal texts,
+not templates), was written by another author before reading the rules, and is appended last so
+the other rows (and the random slot fills) are unchanged. Measured once with the rules as they
+were: 27.9 % caught (43/154) at 3.8 % false positives (6/158), against the first held-out half's
+76.8 %: the honest figure for phrasings by someone other than the rules' author. The rules were
+then revised from the first held-out half's misses and from general reasoning (not from this
+half's misses, but by the same person who wrote it, so later figures on it are optimistic).
 """
 
 from __future__ import annotations
@@ -29,6 +37,8 @@ import json
 import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from memkern.bench import guard_holdout2 as holdout2
 
 DATA_PATH = Path(__file__).resolve().parent.parent / "data" / "guard" / "eval.jsonl"
 
@@ -1190,6 +1200,11 @@ def _rows() -> Iterator[dict[str, str]]:
                 for text in sorted(fills):
                     yield {"text": text, "label": "benign", "style": style, "split": split,
                            "family": f"{style}/{source}/{number}"}
+    for label, by_style in (("poisoned", holdout2.POISONED), ("benign", holdout2.BENIGN)):
+        for style, texts in by_style.items():
+            for number, text in enumerate(texts):
+                yield {"text": text, "label": label, "style": style, "split": "holdout2",
+                       "family": f"{style}/holdout2/{number}"}
 
 
 def build(path: Path = DATA_PATH) -> int:

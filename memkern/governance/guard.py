@@ -5,12 +5,13 @@ A memory is text that will later be pasted into a prompt. The guard asks what th
 
 1. **Read it as the model would** (``guard_text``): NFKC, zero-width and bidi characters removed,
    homoglyphs folded, letter spacing and leetspeak undone; base64, hex and rot13 blobs decoded
-   and HTML comments read on their own.
+   and HTML comments, invisible markup (display:none, alt/content attributes, script blocks,
+   markdown comments) read on their own.
 2. **Find instruction frames** (``guard_frames``): who is addressed (the assistant/AI/model),
    authority claims (system/developer/admin messages, fake tool output, chat-template tokens),
    and what is asked (drop earlier rules, hide things from the user, send data out, call tools,
    behave differently later, steer answers), in English, French, Spanish, German, Portuguese and
-   Chinese. Words someone is *reported* as saying ("the sign said '...'") weigh half, and
+   Chinese, and the plainest overrides in nine more scripts (``native_frames``). Words someone is *reported* as saying ("the sign said '...'") weigh half, and
    nothing when the text is a discussion of attacks or prompts.
 3. **Score**: each frame has a weight (most are harmless alone: "from now on I'm vegan"); a
    disguise that hid a frame adds to it. At ``QUARANTINE_AT`` the memory is quarantined; between
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ValidationError
 
 from memkern.errors import LLMError
-from memkern.governance.guard_frames import DISCUSSION, REPORTED_QUOTE, frames_in
+from memkern.governance.guard_frames import DISCUSSION, NOTE_ONLY, NOTE_SIZE, REPORTED_QUOTE, frames_in, native_frames
 from memkern.governance.guard_text import views
 
 if TYPE_CHECKING:
@@ -65,6 +66,9 @@ WEIGHTS: dict[str, float] = {
     "no_consent": 0.3,
     "urgency": 0.3,
     "self_reference": 0.3,
+    "hide_from_user": 0.7,
+    "dialog_trigger": 0.6,
+    "imperative": 0.4,
 }
 #: Added when the frames were found only after taking a disguise off (or inside an encoded blob).
 DISGUISE_BONUS = 0.5
@@ -114,21 +118,29 @@ def _split_reported(plain: str) -> tuple[str, list[str]]:
     return " ".join(own), quotes
 
 
+def _frames(text: str) -> set[str]:
+    """The frames in ``text``, without the note-only shapes when it is longer than a note."""
+    found = frames_in(text)
+    return found - NOTE_ONLY if len(text) > NOTE_SIZE else found
+
+
 def _own_frames(text: str) -> set[str]:
-    return frames_in(_split_reported(text)[0])
+    return _frames(_split_reported(text)[0])
 
 
 def _rule_verdict(text: str) -> Verdict:
     seen = views(text)
     own, quotes = _split_reported(seen.plain)
-    frames = frames_in(own)
+    frames = _frames(own) | native_frames(text)
     reasons = sorted(frames, key=lambda n: -WEIGHTS[n])
     # Frames only a disguise kept out of sight: respelled text, decoded blobs, comments, hidden characters.
     revealed = _own_frames(seen.respelled) - frames if seen.respelled != seen.plain else set()
     reasons += sorted(revealed)
     for kind, hidden_text in seen.hidden:
         inner_views = views(hidden_text)
-        inner = _own_frames(inner_views.plain) | _own_frames(inner_views.respelled)
+        # Code is full of short imperative comments ("<!-- add your content here -->"): hidden text
+        # counts for what it says to the model, not for being imperative.
+        inner = (_own_frames(inner_views.plain) | _own_frames(inner_views.respelled)) - NOTE_ONLY
         revealed |= inner
         reasons += [f"{kind}:{name}" for name in sorted(inner, key=lambda n: -WEIGHTS[n])]
     score = _score(frames | revealed)
@@ -136,7 +148,7 @@ def _rule_verdict(text: str) -> Verdict:
         score += DISGUISE_BONUS
         reasons += [f"disguise:{d}" for d in seen.disguises]
     if quotes:
-        quoted = set().union(*(frames_in(q) for q in quotes)) - frames
+        quoted = set().union(*(_frames(q) for q in quotes)) - frames
         if quoted and not DISCUSSION.search(own):
             score += REPORTED_FACTOR * _score(quoted)
             reasons += [f"quoted:{name}" for name in sorted(quoted)]

@@ -29,11 +29,20 @@ Frames:
 - ``data_transfer``: sending anything to a URL or IP address (``exfiltration`` when it is the user's data).
 - ``rules_void``: rules or guidelines declared suspended, revoked, void.
 - ``urgency``: "right now", "before replying": pressure to act at once.
+- ``hide_from_user``: something kept from *the user* or the account owner (a person hiding a
+  surprise from a friend names the friend, not "the user"), also as JSON flags (``hide_from_user: true``).
+- ``dialog_trigger``: "when the user asks / you see the word X, say Y": a rule for later turns.
+- ``imperative``: a sentence that opens with an order ("Tell ...", "Forward ..."); weak alone.
+  It and ``dialog_trigger`` count only in note-sized texts (``NOTE_ONLY``): how-to answers are full of them.
+
+``native_frames`` reads scripts the homoglyph folding would garble or that have no spaces
+(Russian, Ukrainian, Arabic, Japanese, Korean, Hindi, Greek, Hebrew, Thai) on the unfolded text.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 # Words for the model itself, per language (normalised text is lower case).
@@ -69,7 +78,8 @@ _SEND_OTHER = (r"(?:envoie|envoyer|transmets|transmettre|transfère|transférer|
                r"|schick|schickt|leite|weiterleiten|envie|encaminhe|encaminhar|发送|转发|发给|发到|传给|上传)")
 _DEST = (r"(?:https?://|ftp://|www\.|[\w.+-]+@[\w-]+\.[\w.]+|\b\d{1,3}(?:\.\d{1,3}){3}\b|webhook|endpoint"
          r"|\+\d[\d\s-]{7,}\d|s?ftp://"
-         r"|external\s+server|remote\s+server|this\s+(?:url|address|server))")
+         r"|external\s+server|remote\s+server|this\s+(?:url|address|server)"
+         r"|the\s+(?:address|url|email|server|account)\s+(?:in|from|above|below|given|mentioned|listed))")
 
 
 @dataclass(frozen=True)
@@ -97,7 +107,8 @@ FRAMES: list[Frame] = [
            rf"|\b(?:hey|dear|attention|psst|ok|okay|listen|hi)\s*,?\s*(?:the\s+)?{_MODEL_ANY}\s*[,:!]"),
     _frame("addressed_to_model", "prefer prefers want wants like likes need needs ask asks asked would",
            r"\b(?:prefers?|wants?|would\s+like|likes?|needs?|asks?|asked)\s+(?:that\s+|it\s+when\s+)?(?:you|the\s+assistant"
-           r"|the\s+model|the\s+ai)\s+(?:to\s+)?(?:always|never|only|stop|run|call|send|share|forward|skip|ignore)\b"),
+           r"|the\s+model|the\s+ai)\s+(?:to\s+)?(?:always|never|only|stop|run|call|send|share|forward|skip|ignore|keep|hide|include|recommend"
+           r"|email|tell|say|answer|treat|approve|use|add|quietly|secretly)\b"),
     _frame("addressed_to_model", _MODEL_WORDS,
            rf"\b(?:the|this|our|your)\s+{_MODEL_EN}\s+(?:\w+\s+){{0,2}}?{_MODAL_EN}\b"
            rf"|\b{_MODEL_EN}\s+(?:policy|action\s+required|must|should|shall|is\s+to|is\s+required)\b"
@@ -203,7 +214,9 @@ FRAMES: list[Frame] = [
            r"|ies))\b|\b(?:unrestricted|unfiltered|jailbroken|uncensored)\b|\bnever\s+refuses?\b"
            r"|\b(?:never\s+(?:been\s+)?given|escaped|free\s+(?:of|from)|no\s+longer\s+(?:has|bound\s+by))\s+(?:any\s+"
            r"|all\s+)?(?:\w+\s+)?(?:rules|restrictions|filters|limits|guidelines))"
-           rf"|\b(?:unrestricted|unfiltered|jailbroken|uncensored|evil|rogue)\s+(?:\w+\s+)?{_MODEL_EN}\b"),
+           rf"|\b(?:unrestricted|unfiltered|jailbroken|uncensored)\s+(?:\w+\s+)?{_MODEL_EN}\b"
+           rf"|\b(?:you\s+are|you're|act\s+as|be|become|play(?:ing)?)\s+(?:now\s+)?(?:an?\s+)?(?:\w+\s+)?(?:evil|rogue)\s+"
+           rf"(?:\w+\s+)?{_MODEL_EN}\b"),
     _frame("persona", "developer dan",
            r"\bdeveloper\s+mode\b|\b(?:you\s+are\s+now|as)\s+dan\b"),
     _frame("secrecy", "do don never must mustn without secretly covertly silently quietly keep erase act hide skip "
@@ -216,7 +229,7 @@ FRAMES: list[Frame] = [
            r"|\bact\s+normal\b|\bhide\s+(?:\w+\s+){0,3}from\s+(?:the\s+)?user\b"
            r"|\bskip(?:ping)?\s+the\s+confirmation\b|\bout\s+of\s+the\s+(?:answer|reply)\b"
            r"|\b(?:don't|do\s+not|no\s+need\s+to)\s+mention\s+it\b"
-           r"|\bsay\s+nothing\b|\b(?:doesn't|does\s+not|don't)\s+want\s+to\s+(?:be\s+told|know)\b"
+           r"|\bsay\s+nothing\b|\bkeep\s+(?:\w+\s+){0,5}?secret\b|\b(?:doesn't|does\s+not|don't)\s+want\s+to\s+(?:be\s+told|know)\b"
            r"|\bwithout\s+the\s+user\s+(?:knowing|noticing)\b|\bkeep\s+(?:this|it|these)\s+(?:\w+\s+)?"
            r"(?:hidden|secret)\b|\bnever\s+disclose\s+to\b"),
     _frame("secrecy", "ne sans en nunca sin niemals darf heimlich em discrètement secretamente sem ohne <cjk>",
@@ -252,8 +265,8 @@ FRAMES: list[Frame] = [
            r"|<\s*/?\s*(?:tool_call|function_calls?|invoke|tool_use)\b"
            r"|[\"'](?:name|function)[\"']\s*:\s*[\"'][\w.-]+[\"']\s*,\s*[\"'](?:arguments|parameters|args|input)[\"']\s*:"),
     _frame("tool_call", "call invoke run execute trigger use calls invokes runs executes triggers uses",
-           r"(?:^|[\n.!?;:,]\s*|\b(?:must|should|shall|then|and|secretly|silently|quietly|to\s+run|please|pls|now"
-           r"|may|can)\s+)"
+           r"(?:^|[\n.!?;:,]\s*|\b(?:must|should|shall|then|and|secretly|silently|quietly|to|please|pls|now"
+           r"|may|can|always|never|first)\s+)"
            r"(?:call|invoke|run|execute|trigger|use)s?\s+(?:the\s+)?(?:tool\s+|function\s+|command\s+|action\s+)?"
            r"[a-z][a-z0-9]*_[a-z0-9_]+(?:\([^)\n]{0,80}\))?(?:\s+(?:tool|function|action|command))?\b"),
     _frame("future_trigger", "from henceforth for in starting next whenever once when if later after before each "
@@ -314,12 +327,107 @@ FRAMES: list[Frame] = [
            r"|\b(?:medically|clinically)[\s-]+(?:approved|certified|endorsed)\b|\brisk-free\b"
            r"|\bguaranteed\s+(?:returns|cure|profits?)\b"
            r"|\bsteer\w*\s+(?:every|all|the)\s+(?:\w+\s+)?(?:conversation|answer|reply|discussion)s?\s+(?:toward|to)"),
+    # -- a second author's shapes (written from the old held-out half's misses and from what an
+    # -- instruction to a model is: who is addressed, what is asked) ------------------------------
+    _frame("addressed_to_model", "",
+           rf"\b(?:if\s+you(?:'re|\s+are)\s+(?:an?\s+)?(?:\w+\s+)?{_MODEL_EN}"
+           rf"|(?:any|every|whichever|each)\s+(?:\w+\s+)?{_MODEL_EN}\s+(?:that\s+|which\s+|who\s+)?(?:reads?|reading"
+           rf"|process(?:es|ing)?|ingests?|ingesting|summari[sz](?:es|ing)|crawl(?:s|ing)?|sees?)"
+           rf"|{_MODEL_EN}\s+(?:reading|processing|ingesting|crawling|summari[sz]ing)\s+(?:this|these)"
+           rf"|dear\s+(?:\w+\s+){{0,2}}{_MODEL_EN}|you,\s+the\s+{_MODEL_EN}"
+           rf"|(?:to|for)\s+(?:the\s+)?{_MODEL_EN}\s+only"
+           rf"|(?:note|message|notice)\s+(?:to|for)\s+(?:\w+\s+)?{_MODEL_EN}(?:\s+systems)?)\b"),
+    _frame("override", "",
+           r"\b(?:instructions?|directives?|guidelines|guidance|configuration|setup\s+prompt|persona"
+           r"|programming|system\s+(?:prompt|message))\b[^.\n]{0,60}?\b(?:(?:have\s+been|has\s+been|are|is"
+           r"|were|was)\s+(?:now\s+)?(?:superseded|replaced|outdated|obsolete|out\s+of\s+date|optional|void|a\s+test"
+           r"|not\s+binding|no\s+longer\s+binding)|(?:is|are)\s+(?:\w+\s+)?binding\s+anymore)\b"
+           r"|\b(?:nothing|none\s+of\s+(?:what|the\s+\w+))\s+(?:you\s+were\s+(?:told|given|taught)|from\s+your)"
+           r"|\b(?:everything|anything|nothing)\s+your\s+(?:developers?|operators?|creators?|makers?)\s+"
+           r"(?:told|taught|gave)\b"
+           r"|\breleased\s+from\s+your\s+(?:\w+\s+)?(?:rules|polic(?:y|ies)|guidelines|instructions|restrictions)\b"
+           r"|\bno\s+longer\s+(?:need\s+to|have\s+to|required\s+to)\s+follow\b"
+           r"|\b(?:do\s+not|don't|stop\s+to)\s+apply\s+your\s+(?:\w+\s+){0,2}(?:rules|guidelines|polic(?:y|ies)"
+           r"|instructions|restrictions)\b"
+           r"|\b(?:drop|discard|replace|abandon|forget|ignore|skip|suspend)\s+(?:the\s+|all\s+|your\s+)?"
+           r"(?:\w+\s+){0,2}(?:setup\s+prompt|system\s+message|persona|usual\s+(?:limits|rules|restrictions))\b"
+           r"|\btreat\s+your\s+(?:system\s+)?(?:prompt|message|instructions|rules)\s+as\s+(?:outdated|void|obsolete"
+           r"|optional)\b|\b(?:stop|cease)\s+(?:obeying|following)\s+your\b"
+           r"|\bprefer\s+(?:the\s+)?(?:instructions|text|orders)\s+in\s+[^.\n]{0,20}\bover\s+your\b"),
+    _frame("persona", "",
+           rf"\b(?:freed|liberated|released)\s+from\s+(?:its|your|all)\s+(?:\w+\s+)?(?:guidelines|rules|filters"
+           r"|restrictions|policies)\b|\bversion\s+of\s+yourself\s+(?:without|with\s+no)\b"
+           rf"|\b(?:an?\s+)?{_MODEL_EN}\s+(?:with\s+)?(?:no|without\s+(?:a|any))\s+content\s+polic(?:y|ies)\b"
+           rf"|\b(?:an?\s+)?{_MODEL_EN}\s+(?:that|who)\s+never\s+refuses\b"
+           rf"|\b(?:stay\s+in\s+character|you\s+are\s+\w+,?)\s+(?:as\s+)?[^.\n]{{0,30}}?(?:an?\s+)?{_MODEL_EN}"
+           rf"\s+(?:that|who|with)\b"),
+    _frame("secrecy", "",
+           r"\b(?:don't|do\s+not|never)\s+let\s+(?:the\s+user|them|anyone|the\s+owner)\s+know\b"
+           r"|\bpretend\s+(?:you\s+never|nothing|this\s+(?:note|memory|message)\s+(?:never|doesn't|does\s+not))"
+           r"|\bdeny\s+(?:it|this|that|having)\b|\bleave\s+(?:this|it)\s+(?:\w+\s+)?out\b"
+           r"|\b(?:hide|conceal)\s+(?:from\s+(?:the\s+user|them)|that)\b"
+           r"|\b(?:didn't|did\s+not|wouldn't)\s+(?:tell|mention|inform)\s+(?:the\s+user|them)\b"
+           r"|\bnot\s+(?:to\s+)?(?:mention|reveal|disclose)\s+(?:this|it)\s+(?:memory|note|entry|instruction)?"),
+    _frame("hide_from_user", "",
+           r"\b(?:don't|do\s+not|never|not)\s+(?:\w+\s+){0,2}?(?:tell|inform|reveal|mention|disclose|let|show)\s+"
+           r"(?:\w+\s+){0,3}?(?:to\s+)?(?:the\s+user|the\s+account\s+owner|the\s+owner)\b"
+           r"|\b(?:hide|conceal|keep)\s+(?:\w+\s+){0,3}?from\s+(?:the\s+user|the\s+account\s+owner)\b"
+           r"|\bif\s+the\s+user\s+asks\s+what\s+you\s+remember\b"
+           r"|[\"']?(?:hide_from_user|conceal_from_user)[\"']?\s*[:=]\s*[\"']?true"
+           r"|[\"']?(?:notify_user|inform_user|tell_user)[\"']?\s*[:=]\s*[\"']?false"),
+    _frame("no_consent", "",
+           r"[\"']?(?:confirm|confirmation|ask_user|require_confirmation)[\"']?\s*[:=]\s*[\"']?false"
+           r"|\bforce\s*=\s*true\b|\bnever\s+ask\s+(?:first|before|for\s+(?:permission|confirmation))\b"),
+    _frame("override", "",
+           rf"\bthe\s+{_MODEL_EN}(?:'s|s'|’s)\s+(?:real|true|actual|secret|hidden)\s+(?:task|job|goal"
+           r"|purpose|orders|mission)\s+(?:is|are|now)\b"),
+    _frame("steering", "",
+           r"\b(?:every|each|all)\s+(?:\w+\s+){0,3}?(?:answers?|repl(?:y|ies)|responses?)\b[^.\n]{0,40}?\brecommend"
+           r"|\bby\s+recommending\b"),
+    _frame("future_trigger", "",
+           r"\bfrom\s+(?:tomorrow|today|next\s+\w+|this\s+\w+)\s+on\b|\bgoing\s+forward\b|\bfor\s+all\s+future\b"
+           r"|\bwhenever\s+(?:it|you)\s+(?:sees?|reads?)\b|\bpermanently\b"),
+    _frame("dialog_trigger", "",
+           r"\b(?:whenever|when|if|once|next\s+time|each\s+time|should|after)\s+(?:(?:the\s+user|someone|anyone|a\s+user"
+           r"|anybody)\s+(?:ever\s+)?(?:asks?|says?|mentions?|types?|brings\s+up|talks\s+about|uploads?)"
+           r"|you\s+see|the\s+(?:word|phrase)|a\s+file\s+is)\b[^.\n]{0,60}?(?:,\s*|\bthen\s+)"
+           r"(?:tell|say|reply|respond|answer|recommend|append|add|include|send|email|forward|stop|start|reply|ask"
+           r"|call|run)\b"
+           r"|\b(?:in\s+any\s+future|after\s+(?:\w+\s+){0,2}more\s+messages|each\s+time\s+a)\b"),
+    _frame("tool_call", "",
+           r"\b(?:use|call|invoke|trigger|execute|run)\s+(?:the\s+)?(?:[a-z0-9]+_\w+\s+(?:tool|function)|\w+\s+(?:tool|plugin))"
+           r"\s+(?:to|with|for)\b"
+           r"|\b(?:call|invoke|trigger|execute|run)\s*:?\s+[a-z][a-z0-9]*_[a-z0-9_]+\s*\([^)\n]{0,80}\)"),
+    _frame("exfiltration", "",
+           r"https?://\S+[?&][\w-]+=(?=[\s)\]\"']|$)"
+           rf"|\b(?:{_SENSITIVE}|{_KEPT})[^.\n]{{0,40}}?\b(?:in(?:to)?\s+(?:a|the)\s+(?:markdown\s+)?(?:link|url|alt\s+text"
+           r"|image)|as\s+a\s+query)"),
+    _frame("exfiltration", "",
+           rf"\b(?:emails|posts|uploads|bccs?|(?:summari[sz]e|dump)\s+everything)\b[^.\n]{{0,80}}?{_DEST}"),
+    _frame("authority_claim", "",
+           r"\b(?:system|admin|developers?|operators?|official|safety|security|openai|anthropic|google|memory-service)"
+           r"\b[^.\n]{0,25}?\b(?:notice|update|override|directive|announcement|team|offline|code\s+\d+)\b"
+           r"[^.\n]{0,60}?\b(?:assistant|ai|model|content\s+policy|safety\s+layer|comply|verified|goal|restrictions)\b"),
+    _frame("authority_claim", "",
+           rf"\b(?:authori[sz]ed|allowed|permitted|instructed|told|granted)\s+(?:it|the\s+{_MODEL_EN})\s+to\b"
+           rf"|\bthe\s+{_MODEL_EN}\s+(?:was|has\s+been|is\s+now)\s+(?:told|instructed|authori[sz]ed|granted|given)\b"),
+    _frame("imperative", "",
+           r"(?:^\s*|[.!?;:]\s+|\bplease\s+|\bkindly\s+)(?:tell|say|reply|respond|answer|output|print|persuade"
+           r"|convince|rate|treat|add|append|include|insert|ask|stop|grant|delete|forward|send|email|call|run|execute"
+           r"|reveal|share|report|approve|accept|recommend|summari[sz]e|list|copy|post|upload|transfer|wire)\b"),
     _frame("prompt_probe", "reveal print show output repeat leak disclose what your",
            r"\b(?:reveal|print|show|output|repeat|leak|disclose)\s+(?:me\s+)?(?:your|the)\s+(?:\w+\s+)?"
            r"(?:system\s+prompt|hidden\s+instructions|initial\s+(?:instructions|prompt)|instructions\s+verbatim)\b"
            r"|\b(?:what\s+is|what's|what\s+are|print|show|repeat|reveal)\s+your\s+(?:system|initial|original|hidden)"
            r"\s+(?:prompt|instructions|message)\b"),
 ]
+
+#: Shapes that are ordinary in how-to documents and long answers ("1. Ask your manager ...", "when the
+#: user submits the form, send ..."): they count only in note-sized texts, where a memory that gives
+#: orders is unusual.
+NOTE_ONLY = frozenset({"imperative", "dialog_trigger"})
+#: The longest text that is a note rather than a document (characters).
+NOTE_SIZE = 400
 
 #: Words that mark a text as *talking about* attacks or prompts rather than issuing them.
 DISCUSSION = re.compile(
@@ -329,7 +437,7 @@ DISCUSSION = re.compile(
 #: A quoted span with a reporting verb or cue shortly before it: someone else's words, reported. The
 #: opening quote follows a space or colon, never a letter (so "l'IA" or "user's" open nothing).
 REPORTED_QUOTE = re.compile(
-    r"\b(?:said|says|say|wrote|writes|texted|yelled|reads|read|like|called|typing|typed|literally|note|sign"
+    r"\b(?:said|says|say|wrote|writes|texted|yelled|reads|read|like|called|typing|typed|literally|note|sign|mail"
     r"|board|notice|message|email|manual|reply|transcript|obey|phrases?|text|string|words?|saying|asked|told"
     r"|tells|sentence|line|prompts?|commands?|as|including|about)\b[^'\"“‘\n]{0,25}?[:,]?\s(['\"“‘])(\S.{2,300}?)"
     r"[’”'\"](?!\w)")
@@ -366,3 +474,37 @@ def frames_in(text: str) -> set[str]:
         if chosen and frame.pattern.search("\n".join(chosen)):
             found.add(frame.name)
     return found
+
+
+#: Frames in scripts the homoglyph folding would garble (Cyrillic, Greek) or that have no spaces
+#: between words (Japanese, Korean, Thai), matched on the text before folding: the override
+#: ("ignore/forget all previous instructions/rules"), a request for the hidden prompt, and
+#: sending stored data to an address, in Russian, Ukrainian, Arabic, Japanese, Korean, Hindi,
+#: Greek, Hebrew and Thai.
+NATIVE_FRAMES: dict[str, re.Pattern[str]] = {
+    "override": re.compile(
+        r"(?:игнорируй|игнорируйте|забудь|забудьте|ігноруй|ігноруйте|забудь|не\s+обращай\s+внимания\s+на)"
+        r"[^.!?\n]{0,40}?(?:инструкци|правил|указани|інструкці|вказівк)"
+        r"|تجاهل[^.!؟\n]{0,40}?(?:التعليمات|القواعد|الأوامر)"
+        r"|(?:指示|命令|ルール|規則)[^。\n]{0,20}?(?:無視|忘れ)"
+        r"|(?:지시|명령|규칙|지침)[^.\n]{0,20}?(?:무시|잊)"
+        r"|(?:निर्देशों|नियमों)[^।\n]{0,30}?(?:अनदेखा|नज़रअंदाज़|भूल)"
+        r"|(?:αγνόησε|αγνοήστε|ξέχασε)[^.;\n]{0,40}?(?:οδηγίες|κανόνες)"
+        r"|(?:התעלם|התעלמי|שכח)[^.\n]{0,40}?(?:הוראות|כללים|ההנחיות)"
+        r"|(?:ละเว้น|เพิกเฉย|ลืม)[^\n]{0,20}?(?:คำสั่ง|กฎ)"),
+    "prompt_probe": re.compile(r"システムプロンプト|시스템\s*프롬프트|системн\w+\s+промпт|системн\w+\s+подсказ"),
+    "exfiltration": re.compile(
+        r"(?:отправ|перешл|надсила|надішл|أرسل|送信|送って|보내|भेज|στείλ|שלח|ส่ง)[^\n]{0,60}?"
+        r"[\w.+-]+@[\w-]+\.[\w.]+"
+        r"|[\w.+-]+@[\w-]+\.[\w.]+[^\n]{0,20}?(?:に送|로\s*보내|पर\s*भेज)"),
+}
+_NON_LATIN = re.compile("[\u0370-\u03ff\u0400-\u04ff\u0590-\u06ff\u0900-\u097f\u0e00-\u0e7f"
+                        "\u3040-\u30ff\uac00-\ud7af]")
+
+
+def native_frames(text: str) -> set[str]:
+    """The frames of ``NATIVE_FRAMES`` that fire on ``text`` (NFKC, lower case, not folded)."""
+    if not _NON_LATIN.search(text):
+        return set()
+    lowered = unicodedata.normalize("NFKC", text).lower()
+    return {name for name, pattern in NATIVE_FRAMES.items() if pattern.search(lowered)}

@@ -4,9 +4,9 @@ A model reading a memory sees through homoglyphs, zero-width characters, letter 
 leetspeak, and it can decode base64, hex or rot13 on request. So the guard looks at the same
 text the model would understand: ``views(text)`` returns the readable *views* of a memory
 (the normalised text, its de-obfuscated spelling, every encoded blob decoded, every HTML
-comment) plus the *disguises* found on the way. A disguise alone proves nothing (emoji use
-U+200D, gamers write leet, commit hashes are hex); the scoring layer counts it only when the
-text it hid carries an instruction frame.
+comment and piece of invisible markup) plus the *disguises* found on the way. A disguise alone
+proves nothing (emoji use U+200D, gamers write leet, commit hashes are hex); the scoring layer
+counts it only when the text it hid carries an instruction frame.
 """
 
 from __future__ import annotations
@@ -32,6 +32,16 @@ HOMOGLYPHS = str.maketrans({
 _LATIN_WITH_LOOKALIKE = re.compile("(?=[\\w]*[a-z])[\\w]*[" + "".join(
     k for k in "аеорсхуіјѕһԁԛԝɡոⅼαεορντκιυАЕОРСХУІТМНКВ") + "][\\w]*", re.IGNORECASE)
 _HTML_COMMENT = re.compile(r"<!--(.*?)-->", re.DOTALL)
+#: Document text a person does not see but a model reading the source does: elements styled
+#: invisible (display:none, zero font size, white text), attribute text (alt, title, meta content),
+#: script blocks and markdown comments ("[//]: # (...)").
+_HIDDEN_MARKUP = re.compile(
+    r"<(\w+)[^>]*?(?:display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0|color\s*[:=]\s*[\"']?(?:white"
+    r"|#fff\b|#ffffff))[^>]*>(.*?)</\1\s*>"
+    r"|\b(?:alt|title|content|aria-label)\s*=\s*\"([^\"]{12,})\""
+    r"|<script\b[^>]*>(.*?)</script\s*>"
+    r"|^\s*\[//\]\s*:\s*#\s*\((.*?)\)\s*$",
+    re.DOTALL | re.IGNORECASE | re.MULTILINE)
 _BASE64 = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
 _HEX = re.compile(r"(?<![0-9a-fA-F])(?:[0-9a-fA-F]{24,}|(?:[0-9a-fA-F]{2}[\s:]){11,}[0-9a-fA-F]{2})(?![0-9a-fA-F])")
 _SPACED = re.compile(r"(?<!\w)(?:\w[ .\-_*]){3,}\w(?!\w)")
@@ -49,7 +59,7 @@ say only option is are was were will would can could may might me my we our they
 at by as or if so but an up out into over then than there here what when where who how why which also just
 safety given forward saved bank logins login details data secret secrets hidden developer operator admin override
 policy memories tool tools function execute invoke export reply answer answers respond nothing settings warnings
-guidelines recommend
+guidelines recommend leak address book addresses contacts follow obey rule message allowed documents tax user's
 """.split())
 _SHORT_WORDS = frozenset("do to no so is it at on of be me my we or if an as up".split())
 _PUNCT = ".,:;!?'\"()"
@@ -140,23 +150,29 @@ def normalise(text: str) -> str:
 
 
 def _segment(run: str) -> str:
-    """``run`` cut into known words ("previousinstructions" -> "previous instructions"), if it can be."""
-    best: list[list[str] | None] = [[]] + [None] * len(run)
+    """``run`` cut into words ("previousinstructions" -> "previous instructions").
+
+    Known words cost 1 each; a stretch of unknown letters costs 2 plus its length, so the
+    cheapest cut keeps known words and leaves the rest as one unknown word ("assistantleak" ->
+    "assistant leak" whether or not "leak" is known)."""
+    best: list[tuple[float, list[str]] | None] = [(0.0, [])] + [None] * len(run)
     for end in range(1, len(run) + 1):
         for start in range(max(0, end - 14), end):
             head, word = best[start], run[start:end]
-            if head is not None and word in WORDS:
-                candidate = head + [word]
-                current = best[end]
-                if current is None or len(candidate) < len(current):
-                    best[end] = candidate
+            if head is None:
+                continue
+            candidate = (head[0] + (1 if word in WORDS else 2 + len(word)), head[1] + [word])
+            current = best[end]
+            if current is None or candidate[0] < current[0]:
+                best[end] = candidate
     found = best[len(run)]
-    return " ".join(found) if found else run
+    return " ".join(found[1]) if found else run
 
 
 def respell(plain: str) -> str:
     """``plain`` with letter spacing ("i g n o r e", "i.g.n.o.r.e") and leetspeak ("1gn0r3") undone."""
     joined = _SPACED.sub(lambda m: _segment(re.sub(r"[ .\-_*]", "", m.group())), plain)
+    joined = re.sub(r"(?<=\w) ([@.]) (?=\w)", r"\1", joined) if joined != plain else joined
     return _LEET_WORD.sub(_unleet, joined)
 
 
@@ -194,6 +210,8 @@ def views(text: str) -> Views:
         result.disguises.append("letter_spacing" if spaced else "leetspeak")
     result.hidden += _unhidden_texts(nfkc)
     result.hidden += [("html_comment", comment) for comment in _HTML_COMMENT.findall(text)]
+    result.hidden += [("hidden_markup", inner) for match in _HIDDEN_MARKUP.finditer(text)
+                      for inner in match.groups()[1:] if inner and inner.strip()]
     result.hidden += [("base64", decoded) for decoded in _base64_texts(nfkc)]
     result.hidden += [("hex", decoded) for decoded in _hex_texts(nfkc)]
     rot13 = _rot13_text(plain)

@@ -5,7 +5,8 @@ and provide four hooks, the rest is portable SQL with the back end's placeholder
 
 - ``_gov_tx()``: a write transaction yielding something with ``execute(sql, params)``;
 - ``_gov_read(sql, params)``: rows of a read;
-- ``_gov_mark``: the placeholder (``?`` or ``%s``);
+- ``_gov_dialect``: the back end's ``memkern.store.dialect.Dialect``, which renders the
+  statements (written once, with ``?``);
 - ``_gov_purge_cube(db, cube_id)``: inside the transaction, remove a cube with every
   version, vector and lexical index entry (and its operation log);
 - ``_gov_after_forget()``: after the transaction, make deleted rows unrecoverable where
@@ -23,6 +24,7 @@ from typing import Any
 
 from memkern.errors import ConflictError, NotFoundError
 from memkern.models import ApiKey, AuditEntry, AuditResult, CubeInfo, Grant, Permission, Role, User, as_utc, utcnow
+from memkern.store.dialect import Dialect
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -60,7 +62,7 @@ def _audit(row: Sequence[Any]) -> AuditEntry:
 class GovernanceSQL:
     """Mixin implementing the governance methods of ``Store`` (see the module docstring)."""
 
-    _gov_mark: str
+    _gov_dialect: Dialect
 
     # hooks (provided by the back end) ---------------------------------------------------------------
     def _gov_tx(self) -> Any:  # pragma: no cover - provided by the back end
@@ -76,7 +78,7 @@ class GovernanceSQL:
         return None
 
     def _q(self, query: str) -> str:
-        return query.replace("?", self._gov_mark)
+        return self._gov_dialect.sql(query)
 
     # users ---------------------------------------------------------------------------------------------
     def create_user(self, user: User) -> User:
