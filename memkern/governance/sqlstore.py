@@ -1,7 +1,8 @@
 """The governance part of the SQL stores (users, API keys, grants, audit, forgetting).
 
 One implementation for both back ends: ``SQLiteStore`` and ``PostgresStore`` mix this in
-and provide four hooks, the rest is portable SQL with the back end's placeholder:
+and provide the hooks below; the statements are written once, neutral (``?``), and
+rendered by the back end's dialect:
 
 - ``_gov_tx()``: a write transaction yielding something with ``execute(sql, params)``;
 - ``_gov_read(sql, params)``: rows of a read;
@@ -24,6 +25,7 @@ from typing import Any
 
 from memkern.errors import ConflictError, NotFoundError
 from memkern.models import ApiKey, AuditEntry, AuditResult, CubeInfo, Grant, Permission, Role, User, as_utc, utcnow
+from memkern.store import sql
 from memkern.store.dialect import Dialect
 
 
@@ -140,7 +142,7 @@ class GovernanceSQL:
     # grants --------------------------------------------------------------------------------------------
     def set_grant(self, grant: Grant) -> None:
         with self._gov_tx() as db:
-            if not db.execute(self._q("SELECT 1 FROM cubes WHERE id = ?"), (grant.cube_id,)).fetchone():
+            if not db.execute(self._q(sql.CUBE_EXISTS), (grant.cube_id,)).fetchone():
                 raise NotFoundError(f"no cube with id {grant.cube_id!r}")
             if not db.execute(self._q("SELECT 1 FROM users WHERE id = ?"), (grant.user_id,)).fetchone():
                 raise NotFoundError(f"no user with id {grant.user_id!r}")
@@ -206,7 +208,7 @@ class GovernanceSQL:
     # cube metadata ---------------------------------------------------------------------------------------
     def set_cube_metadata(self, cube_id: str, metadata: dict[str, Any]) -> CubeInfo:
         with self._gov_tx() as db:
-            row = db.execute(self._q("SELECT body FROM cubes WHERE id = ?"), (cube_id,)).fetchone()
+            row = db.execute(self._q(sql.CUBE_BODY), (cube_id,)).fetchone()
             if row is None:
                 raise NotFoundError(f"no cube with id {cube_id!r}")
             info = CubeInfo.model_validate_json(row[0]).model_copy(update={"metadata": dict(metadata)})

@@ -36,6 +36,7 @@ from typing import Any
 
 from memkern.errors import InvalidInputError, NotFoundError, StoreError
 from memkern.models import Job, JobStatus, epoch_to_dt
+from memkern.store.dialect import SQLITE, Dialect
 
 _COLUMNS = ("seq, id, type, cube_id, payload, status, attempts, max_attempts, run_at, created_at, started_at,"
             " finished_at, lease_owner, lease_until, heartbeat_at, dedup_key, last_error, result, lease_token")
@@ -131,20 +132,20 @@ class JobQueue(ABC):
 class SQLJobQueue(JobQueue):
     """``JobQueue`` on the store's database. ``tx()`` opens one write transaction and yields
     something with ``execute(sql, params) -> cursor``; ``read(sql, params)`` returns rows.
-    SQL is written with ``?`` and translated to ``mark``. ``claim_lock`` (PostgreSQL) is run
-    first in a claim's transaction so that claims are serialized (SQLite's ``BEGIN
-    IMMEDIATE`` already does this)."""
+    SQL is written once, neutral (``?``), and rendered by ``dialect``
+    (``memkern.store.dialect``). ``claim_lock`` (PostgreSQL) is run first in a claim's
+    transaction so that claims are serialized (SQLite's ``BEGIN IMMEDIATE`` already does this)."""
 
     def __init__(self, tx: Callable[[], AbstractContextManager[Any]], read: Callable[..., list[tuple]],
-                 mark: str = "?", claim_lock: str | None = None, name: str = "sql") -> None:
+                 dialect: Dialect = SQLITE, claim_lock: str | None = None) -> None:
         self._tx = tx
         self._read_rows = read
-        self._mark = mark
+        self._dialect = dialect
         self._claim_lock = claim_lock
-        self.name = name
+        self.name = dialect.name
 
     def _q(self, sql: str) -> str:
-        return sql if self._mark == "?" else sql.replace("?", self._mark)
+        return self._dialect.sql(sql)
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         return self._read_rows(self._q(sql), tuple(params))

@@ -1,16 +1,16 @@
 """Logic the SQL back ends share: rows to models, query pieces, write-time decisions.
 
-Pure functions, no connections: each back end (``sqlite``, ``postgres``) runs the SQL and
-passes the rows in. Where the dialects differ (the placeholder, how a column is tested
-against a list, how "no limit" is written, how tags are filtered), the back end hands a
-``Dialect`` describing its own SQL; what is dialect-specific stays in the back end.
+Pure functions and statements, no connections: each back end (``sqlite``, ``postgres``)
+runs the SQL and passes the rows in. Statements are written once, in the neutral form of
+``memkern.store.dialect`` (``?`` and a few tokens), and each back end renders them with
+its ``Dialect``; query builders take the ``Dialect`` and return rendered SQL. What only
+one back end does stays in that back end.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -19,31 +19,58 @@ import numpy as np
 from memkern.errors import ConflictError, NotFoundError, StoreError
 from memkern.models import CubeInfo, Filters, LifecycleState, MemoryItem, MemoryKind, Operation
 from memkern.store.base import IndexBatch, dedup_keys
+from memkern.store.dialect import Clause, Dialect
 
 #: The columns ``row_to_item`` reads, in its order.
 MEMORY_COLUMNS = "seq, state, valid_to, expired_at, access_count, last_accessed_at, body"
 #: The columns ``row_to_operation`` reads, in its order.
 OPERATION_COLUMNS = "seq, at, op, cube_id, memory_id, version, actor, reason"
+#: The columns of ``memories`` that ``version_values`` gives, in its order.
+VERSION_COLUMNS = ("cube_id, id, version, is_current, kind, session_id, position, speaker, event_time, state,"
+                   " source_key, content_key, valid_to, expired_at, access_count, last_accessed_at")
 
-#: ``(clause, params)``: a piece of a WHERE clause and the values of its placeholders.
-Clause = tuple[str, list[Any]]
-
-
-@dataclass(frozen=True)
-class Dialect:
-    """What differs between the back ends' SQL in the queries built here."""
-
-    #: The parameter placeholder: ``?`` or ``%s``.
-    mark: str
-    #: The condition "is the current version" on ``memories``.
-    is_current: str
-    #: What ``LIMIT`` takes for "no limit": ``-1`` or ``ALL``.
-    no_limit: str
-    #: ``column`` is one of ``values`` (a non-empty list of strings).
-    one_of: Callable[[str, list[str]], Clause]
-    #: The memory carries every one of ``tags`` (non-empty, distinct).
-    has_tags: Callable[[list[str]], list[Clause]]
-
+# -- statements both back ends run (neutral: render with ``Dialect.sql``) ----------------------------
+SCHEMA_VERSION_READ = "SELECT value FROM meta WHERE key = 'schema_version'"
+SCHEMA_VERSION_WRITE = ("INSERT INTO meta(key, value) VALUES ('schema_version', ?)"
+                        " ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+LOG_OPERATION = ("INSERT INTO operations(at, cube_id, memory_id, version, op, actor, reason)"
+                 " VALUES (?, ?, ?, ?, ?, ?, ?)")
+BUMP_REVISION = "UPDATE cubes SET revision = revision + 1 WHERE id = ?"
+CUBE_EXISTS = "SELECT 1 FROM cubes WHERE id = ?"
+CUBE_BODY = "SELECT body FROM cubes WHERE id = ?"
+CUBE_REVISION = "SELECT revision FROM cubes WHERE id = ?"
+#: A cube by name or id; an id wins over another cube's name.
+CUBE_BY_NAME_OR_ID = "SELECT body FROM cubes WHERE id = ? OR name = ? ORDER BY (id = ?) DESC LIMIT 1"
+INSERT_CUBE = "INSERT INTO cubes(id, name, owner, body) VALUES (?, ?, ?, ?)"
+LIST_CUBES = "SELECT body FROM cubes ORDER BY name{bytewise}"
+LIST_CUBES_OF = "SELECT body FROM cubes WHERE owner = ? ORDER BY name{bytewise}"
+#: A cube's rows, deleted in this order (index rows before the versions they point to).
+DELETE_CUBE = tuple(f"DELETE FROM {table} WHERE cube_id = ?" for table in ("index_rows", "index_removals", "memories")
+                    ) + ("DELETE FROM cubes WHERE id = ?",)
+#: ``DELETE_CUBE`` and the cube's operation log too (forgetting a user).
+PURGE_CUBE = DELETE_CUBE[:-1] + ("DELETE FROM operations WHERE cube_id = ?", DELETE_CUBE[-1])
+CURRENT_VERSION = f"SELECT {MEMORY_COLUMNS} FROM memories WHERE cube_id = ? AND id = ? AND {{is_current}}"
+HISTORY = f"SELECT {MEMORY_COLUMNS} FROM memories WHERE cube_id = ? AND id = ? ORDER BY version"
+CUBE_VERSIONS = f"SELECT {MEMORY_COLUMNS} FROM memories WHERE cube_id = ? ORDER BY seq"
+CUBE_VECTORS = ("SELECT i.vector FROM index_rows i JOIN memories m ON m.seq = i.memory_seq"
+                " WHERE i.cube_id = ? ORDER BY m.seq")
+LAST_POSITION = "SELECT max(position) FROM memories WHERE cube_id = ? AND session_id = ?"
+LAST_POSITION_NO_SESSION = "SELECT max(position) FROM memories WHERE cube_id = ? AND session_id IS NULL"
+SET_STATE = "UPDATE memories SET state = ? WHERE seq = ?"
+#: The current memory a refused version duplicates (``duplicate_query``).
+DUPLICATE = ("SELECT id FROM memories WHERE cube_id = ? AND {is_current}"
+             " AND (source_key = ? OR content_key = ?) ORDER BY seq LIMIT 1")
+DELETE_VERSIONS = "DELETE FROM memories WHERE cube_id = ? AND id = ?"
+INSERT_INDEX_ROW = "INSERT INTO index_rows(memory_seq, cube_id, vector) VALUES (?, ?, ?)"
+DELETE_INDEX_ROW = "DELETE FROM index_rows WHERE memory_seq = ?"
+LOG_REMOVAL = "INSERT INTO index_removals(cube_id, memory_id) VALUES (?, ?)"
+#: The index feed: ``index_batch`` reads these columns.
+INDEX_FEED = ("SELECT i.seq, m.id, m.session_id, m.kind, m.speaker, m.event_time, m.state, m.position,"
+              " {tags_json}, i.vector FROM index_rows i JOIN memories m ON m.seq = i.memory_seq"
+              " WHERE i.cube_id = ? AND i.seq > ? ORDER BY i.seq")
+INDEX_COUNT = "SELECT count(*) FROM index_rows WHERE cube_id = ?"
+REMOVALS_AFTER = "SELECT seq, memory_id FROM index_removals WHERE cube_id = ? AND seq > ? ORDER BY seq"
+LAST_REMOVAL = "SELECT coalesce(max(seq), 0) FROM index_removals WHERE cube_id = ?"
 
 def epoch(value: datetime | None) -> float | None:
     return value.timestamp() if value else None
@@ -151,6 +178,27 @@ def index_batch(rows: Sequence[Sequence[Any]], count: int, revision: Sequence[An
 
 
 # -- queries ---------------------------------------------------------------------------------------
+def last_position_query(dialect: Dialect, cube_id: str, session: str | None) -> tuple[str, list[Any]]:
+    """The highest turn position stored in a session of the cube (``place_turn``)."""
+    if session is None:
+        return dialect.sql(LAST_POSITION_NO_SESSION), [cube_id]
+    return dialect.sql(LAST_POSITION), [cube_id, session]
+
+
+def current_versions_queries(dialect: Dialect, cube_id: str, memory_ids: Sequence[str]
+                             ) -> list[tuple[str, list[Any]]]:
+    """``get_memories``: the current versions of distinct ``memory_ids``, in as many
+    queries as the dialect's bound on a list's length needs."""
+    ids = list(dict.fromkeys(memory_ids))
+    size = dialect.max_list or max(1, len(ids))
+    queries = []
+    for start in range(0, len(ids), size):
+        clause, values = dialect.one_of("id", ids[start:start + size])
+        query = dialect.sql(f"SELECT {MEMORY_COLUMNS} FROM memories WHERE cube_id = ? AND {{is_current}} AND ")
+        queries.append((query + clause + " ORDER BY seq", [cube_id, *values]))
+    return queries
+
+
 def list_memories_query(dialect: Dialect, cube_id: str, filters: Filters, limit: int | None,
                         offset: int) -> tuple[str, list[Any]]:
     """``list_memories``: current versions of the cube matching ``filters``, in insertion order."""
@@ -185,23 +233,20 @@ def list_memories_query(dialect: Dialect, cube_id: str, filters: Filters, limit:
 def operations_query(dialect: Dialect, cube_id: str, memory_id: str | None,
                      limit: int | None) -> tuple[str, list[Any]]:
     """``operations``: the cube's log (or one memory's part of it), oldest first."""
-    query = f"SELECT {OPERATION_COLUMNS} FROM operations WHERE cube_id = {dialect.mark}"
+    query = f"SELECT {OPERATION_COLUMNS} FROM operations WHERE cube_id = ?"
     params: list[Any] = [cube_id]
     if memory_id is not None:
-        query += f" AND memory_id = {dialect.mark}"
+        query += " AND memory_id = ?"
         params.append(memory_id)
-    return query + " ORDER BY seq" + limit_clause(dialect, limit), params
+    return dialect.sql(query + " ORDER BY seq") + limit_clause(dialect, limit), params
 
 
 def duplicate_query(dialect: Dialect, item: MemoryItem,
                     source_key: Callable[[str | None], str | None] = lambda key: key) -> tuple[str, list[Any]]:
     """The current memory that a refused ``item`` duplicates (by either dedup key, the
     source key as stored: ``source_key`` maps it)."""
-    p = dialect.mark
     source, content = dedup_keys(item)
-    query = (f"SELECT id FROM memories WHERE cube_id = {p} AND {dialect.is_current}"
-             f" AND (source_key = {p} OR content_key = {p}) ORDER BY seq LIMIT 1")
-    return query, [item.cube_id, source_key(source), content]
+    return dialect.sql(DUPLICATE), [item.cube_id, source_key(source), content]
 
 
 def duplicate_id(row: Sequence[Any] | None, item: MemoryItem) -> str:

@@ -28,26 +28,18 @@ from memkern.governance.sqlstore import GovernanceSQL
 from memkern.models import CubeInfo, Filters, LifecycleState, MemoryItem, Operation, utcnow
 from memkern.store import sql
 from memkern.store.base import AddOutcome, IndexBatch, Store
+from memkern.store.dialect import SQLITE
 from memkern.store.queue import SQLJobQueue
-from memkern.store.sql import MEMORY_COLUMNS, row_to_item
+from memkern.store.sql import VERSION_COLUMNS, row_to_item
 from memkern.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
-
-
-def _in_list(column: str, values: list[str]) -> sql.Clause:
-    return f"{column} IN ({','.join('?' * len(values))})", values
-
-
-def _has_tags(tags: list[str]) -> list[sql.Clause]:
-    return [("EXISTS (SELECT 1 FROM json_each(memories.body, '$.tags') WHERE value = ?)", [tag]) for tag in tags]
-
 
 log = logging.getLogger(__name__)
 
 #: Whether FTS5 can remove a deleted row's words from its index segments at once (SQLite 3.44+).
 FTS5_SECURE_DELETE = sqlite3.sqlite_version_info >= (3, 44, 0)
 
-_DIALECT = sql.Dialect(mark="?", is_current="is_current=1", no_limit="-1", one_of=_in_list, has_tags=_has_tags)
-
+#: Renders the statements shared with PostgreSQL (``memkern.store.sql``).
+_q = SQLITE.sql
 
 #: Seconds a cube's share of the lexical index is reused after writes (``_cube_share``).
 _SHARE_TTL_S = 5.0
@@ -63,7 +55,7 @@ class SQLiteStore(GovernanceSQL, Store):
     """``Store`` on one SQLite file (see the module docstring)."""
 
     # -- governance hooks (memkern.governance.sqlstore) ----------------------------------------------
-    _gov_mark = "?"
+    _gov_dialect = SQLITE
 
     def _gov_tx(self):
         return self._write()
@@ -72,13 +64,9 @@ class SQLiteStore(GovernanceSQL, Store):
         return self._read(query, params)
 
     def _gov_purge_cube(self, db: sqlite3.Connection, cube_id: str) -> None:
-        seqs = [s for (s,) in db.execute("SELECT seq FROM memories WHERE cube_id=?", (cube_id,))]
-        db.executemany("DELETE FROM memory_fts WHERE rowid=?", [(s,) for s in seqs])
-        db.execute("DELETE FROM index_rows WHERE cube_id=?", (cube_id,))
-        db.execute("DELETE FROM index_removals WHERE cube_id=?", (cube_id,))
-        db.execute("DELETE FROM memories WHERE cube_id=?", (cube_id,))
-        db.execute("DELETE FROM operations WHERE cube_id=?", (cube_id,))
-        db.execute("DELETE FROM cubes WHERE id=?", (cube_id,))
+        self._unindex_cube(db, cube_id)
+        for statement in sql.PURGE_CUBE:
+            db.execute(_q(statement), (cube_id,))
 
     def _gov_after_forget(self) -> None:
         self._scrub()
@@ -158,7 +146,7 @@ class SQLiteStore(GovernanceSQL, Store):
             ).fetchone()
             version = 0
             if has_meta:
-                row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+                row = db.execute(_q(sql.SCHEMA_VERSION_READ)).fetchone()
                 version = int(row[0]) if row else 0
             if version > SCHEMA_VERSION:
                 raise StoreError(
@@ -168,15 +156,11 @@ class SQLiteStore(GovernanceSQL, Store):
             for step in range(version, SCHEMA_VERSION):
                 for statement in _split_sql(MIGRATIONS[step]):
                     db.execute(statement)
-                db.execute(
-                    "INSERT INTO meta(key, value) VALUES('schema_version', ?) "
-                    "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                    (str(step + 1),),
-                )
+                db.execute(_q(sql.SCHEMA_VERSION_WRITE), (str(step + 1),))
 
     def job_queue(self) -> SQLJobQueue:
         """The scheduler's job queue in this database."""
-        return SQLJobQueue(self._write, self._read, "?", name="sqlite")
+        return SQLJobQueue(self._write, self._read, SQLITE)
 
     def close(self) -> None:
         with self._lock:
@@ -185,22 +169,18 @@ class SQLiteStore(GovernanceSQL, Store):
     @staticmethod
     def _log(db: sqlite3.Connection, cube_id: str, op: str, memory_id: str | None = None,
              version: int | None = None, actor: str | None = None, reason: str | None = None) -> None:
-        db.execute(
-            "INSERT INTO operations(at, cube_id, memory_id, version, op, actor, reason) VALUES (?,?,?,?,?,?,?)",
-            (utcnow().isoformat(), cube_id, memory_id, version, op, actor, reason),
-        )
+        db.execute(_q(sql.LOG_OPERATION), (utcnow().isoformat(), cube_id, memory_id, version, op, actor, reason))
 
     @staticmethod
     def _bump(db: sqlite3.Connection, cube_id: str) -> None:
-        db.execute("UPDATE cubes SET revision = revision + 1 WHERE id = ?", (cube_id,))
+        db.execute(_q(sql.BUMP_REVISION), (cube_id,))
 
     def _insert_version(self, db: sqlite3.Connection, item: MemoryItem, vector: np.ndarray | None) -> int | None:
         """Write one version; returns its seq, or None when a current duplicate exists."""
         is_current = item.expired_at is None
         cursor = db.execute(
-            "INSERT INTO memories(cube_id, id, version, is_current, kind, session_id, position, speaker,"
-            " event_time, state, source_key, content_key, valid_to, expired_at, access_count,"
-            " last_accessed_at, body) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+            f"INSERT INTO memories({VERSION_COLUMNS}, body) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            " ON CONFLICT DO NOTHING",
             (*sql.version_values(item), item.model_dump_json()),
         )
         if cursor.rowcount == 0:
@@ -212,10 +192,7 @@ class SQLiteStore(GovernanceSQL, Store):
 
     @staticmethod
     def _index(db: sqlite3.Connection, seq: int, item: MemoryItem, vector: np.ndarray) -> None:
-        db.execute(
-            "INSERT INTO index_rows(memory_seq, cube_id, vector) VALUES (?,?,?)",
-            (seq, item.cube_id, np.asarray(vector, dtype=np.float32).tobytes()),
-        )
+        db.execute(_q(sql.INSERT_INDEX_ROW), (seq, item.cube_id, np.asarray(vector, dtype=np.float32).tobytes()))
         db.execute(
             "INSERT INTO memory_fts(rowid, cube, text, entities) VALUES (?,?,?,?)",
             (seq, item.cube_id, item.text, " ".join(item.entities)),
@@ -223,14 +200,17 @@ class SQLiteStore(GovernanceSQL, Store):
 
     @staticmethod
     def _unindex(db: sqlite3.Connection, seq: int) -> None:
-        db.execute("DELETE FROM index_rows WHERE memory_seq = ?", (seq,))
+        db.execute(_q(sql.DELETE_INDEX_ROW), (seq,))
         db.execute("DELETE FROM memory_fts WHERE rowid = ?", (seq,))
 
+    @staticmethod
+    def _unindex_cube(db: sqlite3.Connection, cube_id: str) -> None:
+        """Remove a cube's words from the full-text index (before its versions go)."""
+        seqs = [s for (s,) in db.execute("SELECT seq FROM memories WHERE cube_id=?", (cube_id,))]
+        db.executemany("DELETE FROM memory_fts WHERE rowid=?", [(s,) for s in seqs])
+
     def _current(self, db: sqlite3.Connection, cube_id: str, memory_id: str) -> tuple:
-        row = db.execute(
-            f"SELECT {MEMORY_COLUMNS} FROM memories WHERE cube_id=? AND id=? AND is_current=1",
-            (cube_id, memory_id),
-        ).fetchone()
+        row = db.execute(_q(sql.CURRENT_VERSION), (cube_id, memory_id)).fetchone()
         if row is None:
             raise sql.no_memory(cube_id, memory_id)
         return row
@@ -243,39 +223,30 @@ class SQLiteStore(GovernanceSQL, Store):
 
     def _insert_cube(self, db: sqlite3.Connection, info: CubeInfo) -> None:
         try:
-            db.execute(
-                "INSERT INTO cubes(id, name, owner, body) VALUES (?,?,?,?)",
-                (info.id, info.name, info.owner, info.model_dump_json()),
-            )
+            db.execute(_q(sql.INSERT_CUBE), (info.id, info.name, info.owner, info.model_dump_json()))
         except sqlite3.IntegrityError as exc:
             raise sql.cube_exists(info) from exc
         self._log(db, info.id, "create_cube", actor=info.owner)
 
     def get_cube(self, name_or_id: str) -> CubeInfo:
-        rows = self._read("SELECT body FROM cubes WHERE id = ? OR name = ?", (name_or_id, name_or_id))
+        rows = self._read(_q(sql.CUBE_BY_NAME_OR_ID), (name_or_id,) * 3)
         return sql.cube_from_rows(rows, name_or_id)
 
     def list_cubes(self, owner: str | None = None) -> list[CubeInfo]:
-        if owner is None:
-            rows = self._read("SELECT body FROM cubes ORDER BY name")
-        else:
-            rows = self._read("SELECT body FROM cubes WHERE owner = ? ORDER BY name", (owner,))
+        rows = self._read(_q(sql.LIST_CUBES_OF), (owner,)) if owner is not None else self._read(_q(sql.LIST_CUBES))
         return [CubeInfo.model_validate_json(body) for (body,) in rows]
 
     def delete_cube(self, cube_id: str, actor: str | None = None) -> None:
         with self._write() as db:
             self._require_cube(db, cube_id)
-            seqs = [s for (s,) in db.execute("SELECT seq FROM memories WHERE cube_id=?", (cube_id,))]
-            db.executemany("DELETE FROM memory_fts WHERE rowid=?", [(s,) for s in seqs])
-            db.execute("DELETE FROM index_rows WHERE cube_id=?", (cube_id,))
-            db.execute("DELETE FROM index_removals WHERE cube_id=?", (cube_id,))
-            db.execute("DELETE FROM memories WHERE cube_id=?", (cube_id,))
-            db.execute("DELETE FROM cubes WHERE id=?", (cube_id,))
+            self._unindex_cube(db, cube_id)
+            for statement in sql.DELETE_CUBE:
+                db.execute(_q(statement), (cube_id,))
             self._log(db, cube_id, "delete_cube", actor=actor)
         self._scrub()
 
     def cube_revision(self, cube_id: str) -> int:
-        return sql.revision_from_rows(self._read("SELECT revision FROM cubes WHERE id=?", (cube_id,)), cube_id)
+        return sql.revision_from_rows(self._read(_q(sql.CUBE_REVISION), (cube_id,)), cube_id)
 
     # -- writes ------------------------------------------------------------------------------------
     def add_memories(self, cube_id: str, items: Sequence[MemoryItem], vectors: np.ndarray,
@@ -304,17 +275,16 @@ class SQLiteStore(GovernanceSQL, Store):
         """Number a new turn (``sql.place_turn``) inside the write transaction, so that
         concurrent writers to one session never take the same position."""
         return sql.place_turn(item, last_position, lambda session: db.execute(
-            "SELECT max(position) FROM memories WHERE cube_id=? AND session_id IS ?", (cube_id, session),
-        ).fetchone()[0])
+            *sql.last_position_query(SQLITE, cube_id, session)).fetchone()[0])
 
     @staticmethod
     def _require_cube(db: sqlite3.Connection, cube_id: str) -> None:
-        if db.execute("SELECT 1 FROM cubes WHERE id=?", (cube_id,)).fetchone() is None:
+        if db.execute(_q(sql.CUBE_EXISTS), (cube_id,)).fetchone() is None:
             raise sql.no_cube(cube_id)
 
     @staticmethod
     def _duplicate_of(db: sqlite3.Connection, item: MemoryItem) -> str:
-        return sql.duplicate_id(db.execute(*sql.duplicate_query(_DIALECT, item)).fetchone(), item)
+        return sql.duplicate_id(db.execute(*sql.duplicate_query(SQLITE, item)).fetchone(), item)
 
     def update_memory(self, cube_id: str, new_version: MemoryItem, vector: np.ndarray,
                       expected_version: int) -> MemoryItem:
@@ -339,13 +309,12 @@ class SQLiteStore(GovernanceSQL, Store):
         sql.check_settable(state)
         with self._write() as db:
             seq, *_ = self._current(db, cube_id, memory_id)
-            db.execute("UPDATE memories SET state=? WHERE seq=?", (state.value, seq))
+            db.execute(_q(sql.SET_STATE), (state.value, seq))
             # Re-insert the index row under a new seq so that cached indexes notice the change.
             vector = db.execute("SELECT vector FROM index_rows WHERE memory_seq=?", (seq,)).fetchone()
             if vector is not None:
-                db.execute("DELETE FROM index_rows WHERE memory_seq=?", (seq,))
-                db.execute("INSERT INTO index_rows(memory_seq, cube_id, vector) VALUES (?,?,?)",
-                           (seq, cube_id, vector[0]))
+                db.execute(_q(sql.DELETE_INDEX_ROW), (seq,))
+                db.execute(_q(sql.INSERT_INDEX_ROW), (seq, cube_id, vector[0]))
             self._log(db, cube_id, state.value, memory_id, None, actor, reason)
             self._bump(db, cube_id)
             return row_to_item(self._current(db, cube_id, memory_id))
@@ -359,8 +328,8 @@ class SQLiteStore(GovernanceSQL, Store):
                 raise sql.no_memory(cube_id, memory_id)
             for seq in seqs:
                 self._unindex(db, seq)
-            db.execute("DELETE FROM memories WHERE cube_id=? AND id=?", (cube_id, memory_id))
-            db.execute("INSERT INTO index_removals(cube_id, memory_id) VALUES (?,?)", (cube_id, memory_id))
+            db.execute(_q(sql.DELETE_VERSIONS), (cube_id, memory_id))
+            db.execute(_q(sql.LOG_REMOVAL), (cube_id, memory_id))
             self._log(db, cube_id, "delete", memory_id, None, actor, reason)
             self._bump(db, cube_id)
         self._scrub()
@@ -390,39 +359,25 @@ class SQLiteStore(GovernanceSQL, Store):
     # -- reads -------------------------------------------------------------------------------------
     def get_memories(self, cube_id: str, memory_ids: Sequence[str]) -> dict[str, MemoryItem]:
         rows: list[tuple] = []
-        ids = list(dict.fromkeys(memory_ids))
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows += self._read(
-                f"SELECT {MEMORY_COLUMNS} FROM memories WHERE cube_id=? AND is_current=1 AND id IN ({marks})",
-                (cube_id, *chunk),
-            )
+        for query, params in sql.current_versions_queries(SQLITE, cube_id, memory_ids):
+            rows += self._read(query, params)
         return sql.items_by_id(rows)
 
     def list_memories(self, cube_id: str, filters: Filters, limit: int | None = None,
                       offset: int = 0) -> list[MemoryItem]:
-        query, params = sql.list_memories_query(_DIALECT, cube_id, filters, limit, offset)
+        query, params = sql.list_memories_query(SQLITE, cube_id, filters, limit, offset)
         return [row_to_item(row) for row in self._read(query, params)]
 
     def history(self, cube_id: str, memory_id: str) -> list[MemoryItem]:
-        rows = self._read(
-            f"SELECT {MEMORY_COLUMNS} FROM memories WHERE cube_id=? AND id=? ORDER BY version",
-            (cube_id, memory_id),
-        )
+        rows = self._read(_q(sql.HISTORY), (cube_id, memory_id))
         return sql.history_items(rows, cube_id, memory_id)
 
     def export_versions(self, cube_id: str) -> tuple[list[MemoryItem], np.ndarray]:
         with self._lock:
             self._db.execute("BEGIN")  # one snapshot for versions and vectors
             try:
-                rows = self._db.execute(
-                    f"SELECT {MEMORY_COLUMNS} FROM memories WHERE cube_id=? ORDER BY seq", (cube_id,)
-                ).fetchall()
-                blobs = self._db.execute(
-                    "SELECT i.vector FROM index_rows i JOIN memories m ON m.seq = i.memory_seq"
-                    " WHERE i.cube_id=? ORDER BY m.seq", (cube_id,)
-                ).fetchall()
+                rows = self._db.execute(_q(sql.CUBE_VERSIONS), (cube_id,)).fetchall()
+                blobs = self._db.execute(_q(sql.CUBE_VECTORS), (cube_id,)).fetchall()
             finally:
                 self._db.execute("COMMIT")
         dim = self.get_cube(cube_id).dim
@@ -432,7 +387,7 @@ class SQLiteStore(GovernanceSQL, Store):
     def operations(self, cube_id: str, memory_id: str | None = None,
                    limit: int | None = None) -> list[Operation]:
         return [sql.row_to_operation(row)
-                for row in self._read(*sql.operations_query(_DIALECT, cube_id, memory_id, limit))]
+                for row in self._read(*sql.operations_query(SQLITE, cube_id, memory_id, limit))]
 
     # -- search primitives -------------------------------------------------------------------------
     def index_rows(self, cube_id: str, after_seq: int, removals_after: int | None = None, *,
@@ -440,21 +395,13 @@ class SQLiteStore(GovernanceSQL, Store):
         with self._lock:
             self._db.execute("BEGIN")  # one snapshot for rows, count, revision and removals
             try:
-                rows = self._db.execute(
-                    "SELECT i.seq, m.id, m.session_id, m.kind, m.speaker, m.event_time, m.state,"
-                    " m.position, json_extract(m.body, '$.tags'), i.vector"
-                    " FROM index_rows i JOIN memories m ON m.seq = i.memory_seq"
-                    " WHERE i.cube_id=? AND i.seq > ? ORDER BY i.seq" + sql.limit_clause(_DIALECT, limit),
-                    (cube_id, after_seq),
-                ).fetchall()
-                rows_in_cube = self._db.execute(
-                    "SELECT count(*) FROM index_rows WHERE cube_id=?", (cube_id,)).fetchone()[0] if count else -1
-                revision = self._db.execute("SELECT revision FROM cubes WHERE id=?", (cube_id,)).fetchone()
+                rows = self._db.execute(_q(sql.INDEX_FEED) + sql.limit_clause(SQLITE, limit),
+                                        (cube_id, after_seq)).fetchall()
+                rows_in_cube = self._db.execute(_q(sql.INDEX_COUNT), (cube_id,)).fetchone()[0] if count else -1
+                revision = self._db.execute(_q(sql.CUBE_REVISION), (cube_id,)).fetchone()
                 removals = [] if removals_after is None else self._db.execute(
-                    "SELECT seq, memory_id FROM index_removals WHERE cube_id=? AND seq > ? ORDER BY seq",
-                    (cube_id, removals_after)).fetchall()
-                removal_seq = self._db.execute(
-                    "SELECT max(seq) FROM index_removals WHERE cube_id=?", (cube_id,)).fetchone()[0]
+                    _q(sql.REMOVALS_AFTER), (cube_id, removals_after)).fetchall()
+                removal_seq = self._db.execute(_q(sql.LAST_REMOVAL), (cube_id,)).fetchone()[0]
             finally:
                 self._db.execute("COMMIT")
         return sql.index_batch(rows, rows_in_cube, revision, cube_id, lambda blobs: np.frombuffer(

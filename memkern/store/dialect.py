@@ -1,0 +1,98 @@
+"""The one place where the SQL of SQLite and PostgreSQL differs in the statements they share.
+
+Statements the back ends share are written once (in ``memkern.store.sql``, the job queue
+and the governance mixin) in a neutral form: ``?`` for every parameter and a few
+``{tokens}`` for what each database spells its own way. ``Dialect.sql`` renders such a
+statement for one database; ``SQLITE`` and ``POSTGRES`` are the two dialects. What only
+one back end does (FTS5 against ``tsvector``, pgvector's binary format, advisory locks)
+stays in that back end.
+
+Tokens:
+
+- ``{is_current}``: the condition "is the current version" on ``memories``, spelled as
+  each database's partial indexes spell it, so that the planner uses them;
+- ``{false}``: the boolean literal false (SQLite stores booleans as 0 and 1);
+- ``{tags_json}``: a memory's tags as a JSON list, on ``memories`` aliased ``m``;
+- ``{bytewise}``: the collation that orders text by its bytes (SQLite's default).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+#: ``(clause, params)``: a piece of a WHERE clause and the values of its placeholders.
+Clause = tuple[str, list[Any]]
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How one database spells what differs in the shared statements (module docstring)."""
+
+    #: ``"sqlite"`` or ``"postgres"``.
+    name: str
+    #: The parameter placeholder that replaces ``?``: ``?`` or ``%s``.
+    mark: str
+    #: ``{is_current}``.
+    is_current: str
+    #: ``{false}``.
+    false: str
+    #: ``{tags_json}``.
+    tags_json: str
+    #: ``{bytewise}`` (with its leading space, or empty).
+    bytewise: str
+    #: What ``LIMIT`` takes for "no limit": ``-1`` or ``ALL``.
+    no_limit: str
+    #: ``column`` is one of ``values`` (a non-empty list of strings), rendered.
+    one_of: Callable[[str, list[str]], Clause] = field(repr=False)
+    #: The memory carries every one of ``tags`` (non-empty, distinct), rendered.
+    has_tags: Callable[[list[str]], list[Clause]] = field(repr=False)
+    #: How many values one ``one_of`` may hold (SQLite bounds a statement's parameters).
+    max_list: int | None = None
+
+    def sql(self, statement: str) -> str:
+        """``statement`` (neutral: ``?`` and tokens) as this database reads it."""
+        return _render(self, statement)
+
+
+@lru_cache(maxsize=1024)
+def _render(dialect: Dialect, statement: str) -> str:
+    text = statement if dialect.mark == "?" else statement.replace("?", dialect.mark)
+    for token, value in (("{is_current}", dialect.is_current), ("{false}", dialect.false),
+                         ("{tags_json}", dialect.tags_json), ("{bytewise}", dialect.bytewise)):
+        text = text.replace(token, value)
+    return text
+
+
+# -- SQLite ----------------------------------------------------------------------------------------
+def _sqlite_in(column: str, values: list[str]) -> Clause:
+    return f"{column} IN ({','.join('?' * len(values))})", values
+
+
+def _sqlite_has_tags(tags: list[str]) -> list[Clause]:
+    return [("EXISTS (SELECT 1 FROM json_each(memories.body, '$.tags') WHERE value = ?)", [tag]) for tag in tags]
+
+
+SQLITE = Dialect(
+    name="sqlite", mark="?", is_current="is_current=1", false="0", tags_json="json_extract(m.body, '$.tags')",
+    bytewise="", no_limit="-1", one_of=_sqlite_in, has_tags=_sqlite_has_tags, max_list=500,
+)
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------------
+def _postgres_one_of(column: str, values: list[str]) -> Clause:
+    if column == "session_id" and len(values) == 1:  # an equality can use the hash index
+        return f"{column} = %s", values
+    return f"{column} = ANY(%s::text[])", [values]
+
+
+def _postgres_has_tags(tags: list[str]) -> list[Clause]:
+    return [("tag_list @> %s::text[]", [tags])]
+
+
+POSTGRES = Dialect(
+    name="postgres", mark="%s", is_current="is_current", false="false", tags_json="m.tags",
+    bytewise=' COLLATE "C"', no_limit="ALL", one_of=_postgres_one_of, has_tags=_postgres_has_tags,
+)
