@@ -39,6 +39,7 @@ from memkern.bench.metrics import (
 )
 from memkern.bench.qa import JUDGE_PROMPT_SHA256, AnswerRecorder
 from memkern.errors import InvalidInputError
+from memkern.organize.deep import needs_deep
 
 __all__ = ["DEFAULT_KS", "BM25Adapter", "MemkernAdapter", "RankedHit", "RetrievalAdapter", "evaluate",
            "format_report", "run_locomo"]
@@ -185,6 +186,11 @@ def _resolve_search_config(config: SearchConfigLike) -> Any:
         except ValueError as exc:
             raise InvalidInputError(f"invalid search config {config!r}: {exc}") from None
     return config
+
+
+def deep_path_share(questions: Sequence[str]) -> float | None:
+    """Share of ``questions`` that search sends to its deep path (``memkern.organize.deep.needs_deep``)."""
+    return round(sum(needs_deep(text) for text in questions) / len(questions), 4) if questions else None
 
 
 def describe_search_config(config: SearchConfigLike) -> Any:
@@ -348,6 +354,8 @@ def run_locomo(data_path: str | Path, ks: Sequence[int] = DEFAULT_KS, progress: 
         "conversations": [c.sample_id for c in data.conversations],
         "turns": data.n_turns,
         "questions": questions,
+        # Share of categories 1-4 that the cheap classifier sends to the deep path (memkern.organize.deep).
+        "deep_path_share": deep_path_share([q.text for q in data.questions if q.category != 5]),
         "dropped_evidence_ids": data.dropped_evidence,
         "search_config": describe_search_config(search_config),
     }

@@ -51,6 +51,7 @@ from memkern.bench.locomo import (
     _git_commit,
     _memkern_version,
     _sha256,
+    deep_path_share,
     describe_search_config,
 )
 from memkern.bench.locomo_data import Conversation, Session, Turn
@@ -422,6 +423,7 @@ def run_longmemeval(data_path: str | Path, ks: Sequence[int] = DEFAULT_KS, progr
         "questions": {**dict(sorted(types.items())), "total": len(questions),
                       "abstention": sum(q.abstention for q in questions)},
         "turns": sum(len(q.conversation.turns) for q in questions),
+        "deep_path_share": deep_path_share([q.text for q in questions]),
         "search_config": describe_search_config(search_config),
     }
     overall_s, overall_b = system_metrics[OVERALL], baseline_metrics[OVERALL]

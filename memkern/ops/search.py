@@ -5,6 +5,13 @@ When the query asks about a slot of someone's profile ("Where does Alice live?",
 value come first and those stating older values follow, each marked (``Hit.slot``) as
 current or superseded. Any other query is ranked by hybrid retrieval alone: the check is
 a few regular expressions over the query, and the profile is only read when one matches.
+
+A question that needs several memories or reasoning over time ("how many times", "when",
+"what changed", "first", several names) takes the deep path of ``memkern.organize.deep``:
+the choice is a cheap classifier on the query text (``needs_deep``, regular expressions, no
+model), and only that path reads the cube's timeline and entity links (built on first use,
+then extended by each write's rows). ``SearchConfig.deep = False`` keeps every query on the
+plain path.
 """
 
 from __future__ import annotations
@@ -15,7 +22,10 @@ from weakref import WeakKeyDictionary
 from memkern.kernel import Kernel
 from memkern.models import Filters, Hit, LifecycleState, Permission, ScoreParts, SlotNote
 from memkern.ops.context import OpContext
+from memkern.organize.deep import deep_rank, needs_deep
+from memkern.organize.links import LinkCache
 from memkern.organize.profile import ProfileCache, SlotValue, asked_slot, first_person
+from memkern.organize.timeline import TimelineCache
 from memkern.retrieval.config import SearchConfig, resolve_config
 from memkern.retrieval.index import CubeIndex
 from memkern.retrieval.search import filter_mask
@@ -25,6 +35,8 @@ from memkern.retrieval.search import search as hybrid_search
 SOURCES_PER_VALUE = 2
 #: Profiles per kernel (derived data, rebuilt on demand; nothing to close).
 _PROFILES: WeakKeyDictionary[Kernel, ProfileCache] = WeakKeyDictionary()
+#: Timelines and entity links per kernel, for the deep path (derived too, built on its first use).
+_ORGANIZED: WeakKeyDictionary[Kernel, tuple[TimelineCache, LinkCache]] = WeakKeyDictionary()
 
 
 def search(ctx: OpContext, query: str, top_k: int = 5, *, filters: Filters | None = None,
@@ -42,12 +54,30 @@ def find(ctx: OpContext, query: str, top_k: int, *, filters: Filters | None = No
     kernel.check_embedder(cube)
     index = kernel.indexes.get(cube.id, cube.dim)
     filters = filters or Filters()
-    hits = hybrid_search(kernel.store, index, kernel.embedder, cube.id, query, top_k=top_k,
-                         filters=filters, config=resolve_config(config))
+    search_config = resolve_config(config)
+    if search_config.deep and needs_deep(query):
+        hits = _deep_search(kernel, cube.id, index, query, top_k, filters, search_config)
+    else:
+        hits = hybrid_search(kernel.store, index, kernel.embedder, cube.id, query, top_k=top_k,
+                             filters=filters, config=search_config)
     hits = _current_first(kernel, cube.id, index, query, hits, filters, top_k)
     if not ctx.may(Permission.ADMIN):
         hits = [hit for hit in hits if hit.memory.state is not LifecycleState.QUARANTINED]
     return hits
+
+
+def _deep_search(kernel: Kernel, cube_id: str, index: CubeIndex, query: str, top_k: int, filters: Filters,
+                 config: SearchConfig) -> list[Hit]:
+    """The deep path (``memkern.organize.deep``): hybrid ranking expanded along the cube's timeline and links."""
+    organized = _ORGANIZED.get(kernel)
+    if organized is None:
+        organized = _ORGANIZED.setdefault(kernel, (TimelineCache(), LinkCache(kernel.store)))
+    timelines, links = organized
+    ranked = deep_rank(kernel.store, index, cube_id, query, lambda text: kernel.embedder.embed([text])[0], filters,
+                       config, top_k, lambda: timelines.get(cube_id, index), lambda: links.get(cube_id, index))
+    memories = kernel.store.get_memories(cube_id, [index.ids[row] for row, _, _ in ranked])
+    return [Hit(memory=memories[index.ids[row]], score=score, parts=parts)
+            for row, score, parts in ranked if index.ids[row] in memories]
 
 
 def _current_first(kernel: Kernel, cube_id: str, index: CubeIndex, query: str, hits: list[Hit],
@@ -59,7 +89,7 @@ def _current_first(kernel: Kernel, cube_id: str, index: CubeIndex, query: str, h
     cache = _PROFILES.get(kernel)
     if cache is None:
         cache = _PROFILES.setdefault(kernel, ProfileCache(kernel.store))
-    profile = cache.get(cube_id, index.ids, index.kinds.tolist(), index.live.tolist())
+    profile = cache.get(cube_id, index.ids, index.kinds, index.live)
     subjects = _subjects_asked(query, profile.subjects())
     values = [value for subject in subjects for value in profile.history(subject, slot)]
     if not values:

@@ -44,6 +44,9 @@ class SearchConfig(BaseModel):
     #: Extra weight for recent memories, decaying with this half-life.
     recency_weight: float = Field(0.0, ge=0)
     recency_half_life_days: float = Field(30.0, gt=0)
+    #: Let a question that needs several memories or time reasoning ("how many times", "when",
+    #: "first", several names) take the deep path of ``memkern.organize.deep``; others never do.
+    deep: bool = True
 
 
 RECIPES: dict[str, SearchConfig] = {
