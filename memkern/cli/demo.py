@@ -147,6 +147,10 @@ def _print_answer(out: Any, number: int, question: dict[str, Any], hits: list[Hi
             out.print(_pad(Text(f"'{found['text']}' said on {render.fmt_time(memory.event_time)[:10]} "
                                    f"= {found['date']} ({found['granularity']}), resolved when stored",
                                    style="green"), 5))
+        if hit.slot is not None:  # what the profile knows of the slot the question asks about
+            note = (f"current {hit.slot.slot}: {hit.slot.value}" if hit.slot.current else
+                    f"no longer true: {hit.slot.slot} {hit.slot.value}, then {hit.slot.superseded_by}")
+            out.print(_pad(Text(note, style="green" if hit.slot.current else "yellow"), 5))
         out.print(_pad(Text(render.parts_line(hit.parts, digits=3), style="dim"), 5))
     if question.get("changing"):
         _print_timeline(out, question, hits)
