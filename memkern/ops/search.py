@@ -89,7 +89,7 @@ def _current_first(kernel: Kernel, cube_id: str, index: CubeIndex, query: str, h
     cache = _PROFILES.get(kernel)
     if cache is None:
         cache = _PROFILES.setdefault(kernel, ProfileCache(kernel.store))
-    profile = cache.get(cube_id, index.ids, index.kinds, index.live)
+    profile = cache.get(cube_id, index)
     subjects = _subjects_asked(query, profile.subjects())
     values = [value for subject in subjects for value in profile.history(subject, slot)]
     if not values:

@@ -16,12 +16,12 @@ read, and only a rebuilt (renumbered) index makes it start again.
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from memkern.models import MemoryItem
+from memkern.organize.follow import IndexFollower
 from memkern.retrieval.index import CubeIndex
 
 __all__ = ["LinkCache", "Links", "entities"]
@@ -94,34 +94,17 @@ def _without_speaker(memory: MemoryItem) -> str:
     return memory.text
 
 
-@dataclass
-class _Built:
-    links: Links
-    rows: int = 0
-    last_id: str | None = None
-
-
-class LinkCache:
-    """One :class:`Links` per cube, extended with the rows its index gained since the last look."""
+class LinkCache(IndexFollower[Links]):
+    """One :class:`Links` per cube, following its search index (``memkern.organize.follow``): a look
+    reads only the rows appended since the last one; dead rows are skipped when a thread is read."""
 
     def __init__(self, store: _MemorySource) -> None:
-        self._store = store
-        self._built: dict[str, _Built] = {}
-        self._lock = threading.Lock()
+        def grew(links: Links, cube_id: str, index: CubeIndex, start: int, stop: int) -> None:
+            rows = [row for row in range(start, stop) if index.live[row]]
+            memories = store.get_memories(cube_id, [index.ids[row] for row in rows]) if rows else {}
+            for row in rows:
+                memory = memories.get(index.ids[row])
+                if memory is not None:
+                    links.add(row, entities(_without_speaker(memory)))
 
-    def get(self, cube_id: str, index: CubeIndex) -> Links:
-        with self._lock:
-            built = self._built.get(cube_id)
-            if built is None or built.rows > len(index) or (
-                    built.rows and index.ids[built.rows - 1] != built.last_id):
-                built = self._built[cube_id] = _Built(Links())  # the index was rebuilt: rows renumbered
-            n = len(index)
-            if n > built.rows:
-                new = [row for row in range(built.rows, n) if index.live[row]]
-                memories = self._store.get_memories(cube_id, [index.ids[row] for row in new])
-                for row in new:
-                    memory = memories.get(index.ids[row])
-                    if memory is not None:
-                        built.links.add(row, entities(_without_speaker(memory)))
-                built.rows, built.last_id = n, index.ids[n - 1]
-            return built.links
+        super().__init__(Links, grew)

@@ -18,7 +18,6 @@ The profile is derived from the cube's turns and rebuilt incrementally as turns 
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,6 +26,8 @@ from typing import Protocol
 import numpy as np
 
 from memkern.models import LifecycleState, MemoryItem, MemoryKind
+from memkern.organize.follow import IndexFollower
+from memkern.retrieval.index import CubeIndex
 
 __all__ = ["Profile", "ProfileCache", "SlotValue", "asked_slot", "first_person", "statements"]
 
@@ -215,48 +216,26 @@ class _MemorySource(Protocol):
     def get_memories(self, cube_id: str, ids: Sequence[str]) -> dict[str, MemoryItem]: ...
 
 
-@dataclass
-class _Built:
-    profile: Profile
-    #: The index rows already read (their ids, and which were alive then).
-    ids: np.ndarray
-    live: np.ndarray
-
-
-class ProfileCache:
-    """One :class:`Profile` per cube, patched with what its search index changed since the last look.
-
-    The index (``memkern.retrieval.index.CubeIndex``) follows the store by appending rows and
-    marking replaced or deleted rows dead. So the profile reads only the turns of new rows and
-    takes back what newly dead rows had stated (an edit is both: its old row dies, its new version
-    is appended): each write costs its own turns, never the cube. Only a rebuilt index (its rows
-    renumbered) makes the profile be read again from the start.
-    """
+class ProfileCache(IndexFollower[Profile]):
+    """One :class:`Profile` per cube, following its search index (``memkern.organize.follow``): a look
+    reads the turns of new rows and takes back what newly dead rows had stated (an edit is both: its
+    old row dies, its new version is appended), so each write costs its own turns, never the cube."""
 
     def __init__(self, store: _MemorySource) -> None:
-        self._store = store
-        self._built: dict[str, _Built] = {}
-        self._lock = threading.Lock()
+        def grew(profile: Profile, cube_id: str, index: CubeIndex, start: int, stop: int) -> None:
+            rows = [row for row in range(start, stop)
+                    if index.live[row] and index.kinds[row] == MemoryKind.TURN.value]
+            memories = store.get_memories(cube_id, [str(index.ids[row]) for row in rows]) if rows else {}
+            for row in rows:
+                memory = memories.get(str(index.ids[row]))
+                if memory is not None and memory.state is LifecycleState.ACTIVE:
+                    _observe(profile, memory)
 
-    def get(self, cube_id: str, ids: np.ndarray, kinds: np.ndarray, live: np.ndarray) -> Profile:
-        """The profile of the cube whose index rows are ``ids`` (with their ``kinds`` and ``live`` flags)."""
-        with self._lock:
-            built = self._built.get(cube_id)
-            seen = len(built.ids) if built is not None else 0
-            if built is None or seen > len(ids) or (seen and ids[seen - 1] != built.ids[-1]):
-                built, seen = _Built(Profile(), ids[:0].copy(), live[:0].copy()), 0
-            for died in np.flatnonzero(built.live & ~live[:seen]):
-                built.profile.forget(str(ids[died]))
-            rows = [row for row in range(seen, len(ids)) if live[row] and kinds[row] == MemoryKind.TURN.value]
-            if rows:
-                memories = self._store.get_memories(cube_id, [str(ids[row]) for row in rows])
-                for row in rows:
-                    memory = memories.get(str(ids[row]))
-                    if memory is not None and memory.state is LifecycleState.ACTIVE:
-                        _observe(built.profile, memory)
-            built.ids, built.live = ids.copy(), live.copy()
-            self._built[cube_id] = built
-            return built.profile
+        def died(profile: Profile, cube_id: str, index: CubeIndex, rows: np.ndarray) -> None:
+            for row in rows:
+                profile.forget(str(index.ids[row]))
+
+        super().__init__(Profile, grew, died)
 
 
 def _observe(profile: Profile, memory: MemoryItem) -> None:

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import math
 import re
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
 
+from memkern.organize.follow import IndexFollower
 from memkern.retrieval.index import CubeIndex
 
 __all__ = ["SessionNode", "Timeline", "TimelineCache", "spans", "without_spans"]
@@ -133,31 +133,14 @@ def without_spans(query: str) -> str:
     return " ".join(_SPAN.sub(" ", query).split())
 
 
-@dataclass
-class _Built:
-    timeline: Timeline
-    rows: int = 0
-    last_id: str | None = None
-
-
-class TimelineCache:
-    """One :class:`Timeline` per cube, extended with the rows its index gained since the last look."""
+class TimelineCache(IndexFollower[Timeline]):
+    """One :class:`Timeline` per cube, following its search index (``memkern.organize.follow``): a
+    look adds only the rows appended since the last one."""
 
     def __init__(self) -> None:
-        self._built: dict[str, _Built] = {}
-        self._lock = threading.Lock()
+        def grew(timeline: Timeline, cube_id: str, index: CubeIndex, start: int, stop: int) -> None:
+            codes, times = index.session_codes, index.event_times
+            for row in range(start, stop):
+                timeline.add(row, int(codes[row]), float(times[row]))
 
-    def get(self, cube_id: str, index: CubeIndex) -> Timeline:
-        """The tree of the cube whose index snapshot is ``index``."""
-        with self._lock:
-            built = self._built.get(cube_id)
-            if built is None or built.rows > len(index) or (
-                    built.rows and index.ids[built.rows - 1] != built.last_id):
-                built = self._built[cube_id] = _Built(Timeline())  # the index was rebuilt: rows renumbered
-            n = len(index)
-            if n > built.rows:
-                codes, times = index.session_codes, index.event_times
-                for row in range(built.rows, n):
-                    built.timeline.add(row, int(codes[row]), float(times[row]))
-                built.rows, built.last_id = n, index.ids[n - 1]
-            return built.timeline
+        super().__init__(Timeline, grew)
