@@ -107,6 +107,11 @@ def _score(frames: set[str]) -> float:
     return sum(WEIGHTS[name] for name in frames)
 
 
+def _telling_first(name: str) -> tuple[float, str]:
+    """Sort key of frame names: heaviest first, ties by name (not by set order, which varies per process)."""
+    return -WEIGHTS[name], name
+
+
 def _split_reported(plain: str) -> tuple[str, list[str]]:
     """``plain`` without the quoted words it reports, and those quoted words."""
     own, quotes, last = [], [], 0
@@ -120,8 +125,7 @@ def _split_reported(plain: str) -> tuple[str, list[str]]:
 
 def _frames(text: str) -> set[str]:
     """The frames in ``text``, without the note-only shapes when it is longer than a note."""
-    found = frames_in(text)
-    return found - NOTE_ONLY if len(text) > NOTE_SIZE else found
+    return frames_in(text, skip=NOTE_ONLY if len(text) > NOTE_SIZE else frozenset())
 
 
 def _own_frames(text: str) -> set[str]:
@@ -132,7 +136,7 @@ def _rule_verdict(text: str) -> Verdict:
     seen = views(text)
     own, quotes = _split_reported(seen.plain)
     frames = _frames(own) | native_frames(text)
-    reasons = sorted(frames, key=lambda n: -WEIGHTS[n])
+    reasons = sorted(frames, key=_telling_first)
     # Frames only a disguise kept out of sight: respelled text, decoded blobs, comments, hidden characters.
     revealed = _own_frames(seen.respelled) - frames if seen.respelled != seen.plain else set()
     reasons += sorted(revealed)
@@ -142,7 +146,7 @@ def _rule_verdict(text: str) -> Verdict:
         # counts for what it says to the model, not for being imperative.
         inner = (_own_frames(inner_views.plain) | _own_frames(inner_views.respelled)) - NOTE_ONLY
         revealed |= inner
-        reasons += [f"{kind}:{name}" for name in sorted(inner, key=lambda n: -WEIGHTS[n])]
+        reasons += [f"{kind}:{name}" for name in sorted(inner, key=_telling_first)]
     score = _score(frames | revealed)
     if revealed or (frames and set(seen.disguises) & {"zero_width", "homoglyphs"}):
         score += DISGUISE_BONUS

@@ -45,6 +45,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from memkern.governance.guard_regex import existence_pattern
+
 # Words for the model itself, per language (normalised text is lower case).
 _MODEL_EN = (r"(?:(?:ai|a\.i\.|assistant|model|llm|chatbot|bot|agent|gpt|language\s+model|copilot|claude"
              r"|ai\s+(?:agent|assistant|helper)|evilbot)s?)")
@@ -85,15 +87,25 @@ _DEST = (r"(?:https?://|ftp://|www\.|[\w.+-]+@[\w-]+\.[\w.]+|\b\d{1,3}(?:\.\d{1,
 @dataclass(frozen=True)
 class Frame:
     """One shape of one frame. ``triggers``: words of which at least one must occur in a passage
-    for ``pattern`` to be tried on it (a cheap set lookup that keeps long texts fast); empty = always."""
+    for ``pattern`` to be tried on it (a cheap set lookup that keeps long texts fast); empty = always.
+    ``needs``: literal substrings of which every match of ``pattern`` contains one, so that a text
+    holding none of them is not searched (empty = no such shortcut). Both only skip searches that
+    cannot match: the verdicts are the same with or without them (``tests/test_guard_prefilter.py``)."""
 
     name: str
     triggers: frozenset[str]
     pattern: re.Pattern[str]
+    needs: tuple[str, ...] = ()
+    #: ``pattern`` rewritten to find *whether* it matches faster (``guard_regex.existence_pattern``).
+    searcher: re.Pattern[str] | None = None
+
+    def fires_on(self, text: str) -> bool:
+        return (self.searcher or self.pattern).search(text) is not None
 
 
-def _frame(name: str, triggers: str, pattern: str) -> Frame:
-    return Frame(name, frozenset(triggers.split()), re.compile(pattern))
+def _frame(name: str, triggers: str, pattern: str, needs: str = "") -> Frame:
+    compiled = re.compile(pattern)
+    return Frame(name, frozenset(triggers.split()), compiled, tuple(needs.split()), existence_pattern(compiled))
 
 
 _MODEL_WORDS = ("ai assistant model llm chatbot bot agent gpt copilot claude evilbot ia ki modèle asistente modelo "
@@ -374,10 +386,12 @@ FRAMES: list[Frame] = [
            r"|\b(?:hide|conceal|keep)\s+(?:\w+\s+){0,3}?from\s+(?:the\s+user|the\s+account\s+owner)\b"
            r"|\bif\s+the\s+user\s+asks\s+what\s+you\s+remember\b"
            r"|[\"']?(?:hide_from_user|conceal_from_user)[\"']?\s*[:=]\s*[\"']?true"
-           r"|[\"']?(?:notify_user|inform_user|tell_user)[\"']?\s*[:=]\s*[\"']?false"),
+           r"|[\"']?(?:notify_user|inform_user|tell_user)[\"']?\s*[:=]\s*[\"']?false",
+           needs="user owner"),
     _frame("no_consent", "",
            r"[\"']?(?:confirm|confirmation|ask_user|require_confirmation)[\"']?\s*[:=]\s*[\"']?false"
-           r"|\bforce\s*=\s*true\b|\bnever\s+ask\s+(?:first|before|for\s+(?:permission|confirmation))\b"),
+           r"|\bforce\s*=\s*true\b|\bnever\s+ask\s+(?:first|before|for\s+(?:permission|confirmation))\b",
+           needs="false force never"),
     _frame("override", "",
            rf"\bthe\s+{_MODEL_EN}(?:'s|s'|’s)\s+(?:real|true|actual|secret|hidden)\s+(?:task|job|goal"
            r"|purpose|orders|mission)\s+(?:is|are|now)\b"),
@@ -401,9 +415,11 @@ FRAMES: list[Frame] = [
     _frame("exfiltration", "",
            r"https?://\S+[?&][\w-]+=(?=[\s)\]\"']|$)"
            rf"|\b(?:{_SENSITIVE}|{_KEPT})[^.\n]{{0,40}}?\b(?:in(?:to)?\s+(?:a|the)\s+(?:markdown\s+)?(?:link|url|alt\s+text"
-           r"|image)|as\s+a\s+query)"),
+           r"|image)|as\s+a\s+query)",
+           needs="http link url alt image query"),
     _frame("exfiltration", "",
-           rf"\b(?:emails|posts|uploads|bccs?|(?:summari[sz]e|dump)\s+everything)\b[^.\n]{{0,80}}?{_DEST}"),
+           rf"\b(?:emails|posts|uploads|bccs?|(?:summari[sz]e|dump)\s+everything)\b[^.\n]{{0,80}}?{_DEST}",
+           needs="emails posts uploads bcc everything"),
     _frame("authority_claim", "",
            r"\b(?:system|admin|developers?|operators?|official|safety|security|openai|anthropic|google|memory-service)"
            r"\b[^.\n]{0,25}?\b(?:notice|update|override|directive|announcement|team|offline|code\s+\d+)\b"
@@ -463,15 +479,33 @@ def _passages(text: str) -> list[tuple[str, set[str]]]:
     return out
 
 
-def frames_in(text: str) -> set[str]:
-    """The frames that fire on one (normalised) view."""
+def frames_in(text: str, skip: frozenset[str] = frozenset()) -> set[str]:
+    """The frames that fire on one (normalised) view, not trying those named in ``skip``.
+
+    A frame is searched on its passages joined (every passage for a frame without triggers);
+    a frame whose triggers are in no passage, or whose ``needs`` are not in that text, cannot
+    fire and is not searched. Each distinct joined text is built once."""
     passages = _passages(text)
+    all_words: set[str] = set().union(*(words for _, words in passages))
+    joined: dict[tuple[int, ...], str] = {}
     found: set[str] = set()
     for frame in FRAMES:
-        if frame.name in found:
+        if frame.name in found or frame.name in skip:
             continue
-        chosen = [chunk for chunk, words in passages if not frame.triggers or not frame.triggers.isdisjoint(words)]
-        if chosen and frame.pattern.search("\n".join(chosen)):
+        if not frame.triggers:
+            chosen = tuple(range(len(passages)))
+        elif frame.triggers.isdisjoint(all_words):
+            continue
+        else:
+            chosen = tuple(i for i, (_, words) in enumerate(passages) if not frame.triggers.isdisjoint(words))
+        if not chosen:
+            continue
+        if chosen not in joined:
+            joined[chosen] = "\n".join(passages[i][0] for i in chosen)
+        searched = joined[chosen]
+        if frame.needs and not any(literal in searched for literal in frame.needs):
+            continue
+        if frame.fires_on(searched):
             found.add(frame.name)
     return found
 

@@ -42,6 +42,8 @@ _HIDDEN_MARKUP = re.compile(
     r"|<script\b[^>]*>(.*?)</script\s*>"
     r"|^\s*\[//\]\s*:\s*#\s*\((.*?)\)\s*$",
     re.DOTALL | re.IGNORECASE | re.MULTILINE)
+#: Every match of ``_HIDDEN_MARKUP`` holds one of these: a text without them is not searched.
+_MARKUP_MARKS = ("<", "=", "[")
 _BASE64 = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
 _HEX = re.compile(r"(?<![0-9a-fA-F])(?:[0-9a-fA-F]{24,}|(?:[0-9a-fA-F]{2}[\s:]){11,}[0-9a-fA-F]{2})(?![0-9a-fA-F])")
 _SPACED = re.compile(r"(?<!\w)(?:\w[ .\-_*]){3,}\w(?!\w)")
@@ -203,15 +205,17 @@ def views(text: str) -> Views:
     nfkc = unicodedata.normalize("NFKC", text)
     if _hidden_inside_words(nfkc):
         result.disguises.append("zero_width")
-    if _LATIN_WITH_LOOKALIKE.search(HIDDEN_CHARS.sub("", nfkc)):
+    # Lookalike letters are never ASCII (nor are their other cases): an ASCII text holds none.
+    if not nfkc.isascii() and _LATIN_WITH_LOOKALIKE.search(HIDDEN_CHARS.sub("", nfkc)):
         result.disguises.append("homoglyphs")
     if result.respelled != plain:
         spaced = _SPACED.search(plain)
         result.disguises.append("letter_spacing" if spaced else "leetspeak")
     result.hidden += _unhidden_texts(nfkc)
     result.hidden += [("html_comment", comment) for comment in _HTML_COMMENT.findall(text)]
-    result.hidden += [("hidden_markup", inner) for match in _HIDDEN_MARKUP.finditer(text)
-                      for inner in match.groups()[1:] if inner and inner.strip()]
+    if any(mark in text for mark in _MARKUP_MARKS):
+        result.hidden += [("hidden_markup", inner) for match in _HIDDEN_MARKUP.finditer(text)
+                          for inner in match.groups()[1:] if inner and inner.strip()]
     result.hidden += [("base64", decoded) for decoded in _base64_texts(nfkc)]
     result.hidden += [("hex", decoded) for decoded in _hex_texts(nfkc)]
     rot13 = _rot13_text(plain)
