@@ -106,8 +106,120 @@ def slot_note(hit: Hit) -> str:
     return f" [no longer true: {note.slot} of {note.subject} changed to {note.superseded_by}{since}]"
 
 
-def answer_messages(query: str, hits: Sequence[Hit]) -> list[dict[str, str]]:
-    """The chat messages sent to the model for ``query`` over ``hits``."""
-    lines = [render_memory(n, hit.memory) + slot_note(hit) for n, hit in enumerate(newest_first(hits), start=1)]
-    user = "Memories (newest first):\n" + "\n".join(lines) + f"\n\nQuestion: {query}\nAnswer:"
-    return [{"role": "system", "content": ANSWER_PROMPT}, {"role": "user", "content": user}]
+# ------------------------------------------------------------------- organised and plain contexts
+
+_RULES = f"""Rules:
+- Answer only from the memories. Do not use outside knowledge about these people, and do not guess. You may combine several memories and draw simple, direct inferences from them.
+- {{order}}
+- Answer briefly: a short phrase or one sentence, with no explanation and no memory numbers.
+- For a question about when something happened, give the date or period worked out from the memory dates (for example "7 May 2023" or "the week before 9 June 2023").
+- If the memories do not contain the answer, reply exactly: {NOT_AVAILABLE}"""
+
+ORGANISED_PROMPT = """You answer questions from memory. The memories below were recorded from past conversations and documents; they are the only thing you know about the people and events involved.
+They are grouped by day, newest day first, and within a day by conversation, in the order things were said. Relative dates ("yesterday", "last week") are relative to their day; where known, the date they resolve to is given in square brackets.
+
+""" + _RULES.format(order="\"Current facts\", when present, gives the value things have now (where someone lives, works...); it wins over older memories. Otherwise, when memories disagree, the newest day says how things are now.")
+
+PLAIN_PROMPT = """You answer questions from memory. The memories below were recorded from past conversations and documents; they are the only thing you know about the people and events involved.
+Each memory is numbered and shows, in parentheses, the date it was said or happened, what kind of memory it is and who said it. Relative dates in a memory are relative to that memory's date.
+
+""" + _RULES.format(order="Memories are listed by relevance to the question, most relevant first.")
+
+ORGANISED_PROMPT_SHA256 = hashlib.sha256(ORGANISED_PROMPT.encode("utf-8")).hexdigest()
+PLAIN_PROMPT_SHA256 = hashlib.sha256(PLAIN_PROMPT.encode("utf-8")).hexdigest()
+
+
+def _said(item: MemoryItem) -> datetime | None:
+    return item.event_time or item.valid_from
+
+
+def _dedup_key(item: MemoryItem) -> str:
+    return " ".join("".join(ch for ch in item.text.lower() if ch.isalnum() or ch.isspace()).split())
+
+
+def _said_order(hit: Hit) -> tuple[bool, float]:
+    when = _said(hit.memory)
+    return (when is None, when.timestamp() if when else 0.0)
+
+
+def deduplicated(hits: Sequence[Hit]) -> list[Hit]:
+    """The hits without repeats: a memory whose text (lower case, letters and digits) an earlier hit
+    already said is dropped, in rank order, so "I live in Lisbon" said ten times costs one line."""
+    seen: set[str] = set()
+    kept = []
+    for hit in hits:
+        key = _dedup_key(hit.memory)
+        if key and key in seen:
+            continue
+        seen.add(key)
+        kept.append(hit)
+    return kept
+
+
+def _organised_line(number: int, item: MemoryItem) -> str:
+    """``[n] (8 May 2023) Alice: ... ["yesterday" = 7 May 2023]``: the kind is shown for what is not a turn,
+    the speaker when the text does not start with it. The date stays on the line although the day heads its
+    group: a small model answering "when" copies the date next to the fact, or the heading if nothing else."""
+    rendered = render_memory(number, item)
+    # render_memory starts "[n] (date, weekday; kind; speaker) ": keep the date, drop what the text already says.
+    head, _, rest = rendered.partition(") ")
+    day, *details = head.split("(", 1)[1].split("; ")
+    speaker = item.provenance.speaker
+    shown = [day.split(",")[0]] + [d for d in details if d != MemoryKind.TURN.value and not (
+        speaker and d.endswith(f" {speaker}") and rest.startswith(f"{speaker}:"))]
+    return f"[{number}] ({'; '.join(shown)}) {rest}"
+
+
+def organised_context(hits: Sequence[Hit]) -> str:
+    """The compact organised context of ``hits``: current slot values first, then the memories grouped by
+    day (newest day first) and by session within a day, in the order said; repeats dropped.
+
+    Small and dated on purpose: a small model reads each date once, in a heading, and sees what
+    holds now before the turns that said how things were."""
+    hits = deduplicated(hits)
+    current = [hit for hit in hits if hit.slot is not None and hit.slot.current]
+    lines: list[str] = []
+    if current:
+        lines.append("Current facts:")
+        shown: set[tuple[str, str, str]] = set()
+        for hit in current:
+            note = hit.slot
+            assert note is not None
+            key = (note.subject, note.slot, note.value)
+            if key in shown:
+                continue
+            shown.add(key)
+            since = f" (since {_day(note.since.date())})" if note.since else ""
+            lines.append(f"- {note.slot} of {note.subject}: {note.value}{since}")
+        lines.append("")
+    days: dict[date | None, dict[str, list[Hit]]] = {}
+    for hit in hits:
+        when = _said(hit.memory)
+        day = when.date() if when else None
+        session = hit.memory.provenance.session_id or ""
+        days.setdefault(day, {}).setdefault(session, []).append(hit)
+    ordered_days = sorted(days, key=lambda d: (d is None, -(d.toordinal() if d else 0)))
+    number = 0
+    for day in ordered_days:
+        for session, group in days[day].items():
+            heading = f"{_day(day)}, {day:%A}" if day else "undated"
+            lines.append(f"{heading}" + (f" (conversation {session})" if session else "") + ":")
+            group.sort(key=_said_order)
+            for hit in group:
+                number += 1
+                marks = slot_note(hit) if hit.slot is not None and not hit.slot.current else ""
+                lines.append(_organised_line(number, hit.memory) + marks)
+    return "\n".join(lines)
+
+
+def organised_messages(query: str, hits: Sequence[Hit]) -> list[dict[str, str]]:
+    """The chat messages for ``query`` over ``hits`` in the organised context (:func:`organised_context`)."""
+    user = "Memories:\n" + organised_context(hits) + f"\n\nQuestion: {query}\nAnswer:"
+    return [{"role": "system", "content": ORGANISED_PROMPT}, {"role": "user", "content": user}]
+
+
+def plain_messages(query: str, hits: Sequence[Hit]) -> list[dict[str, str]]:
+    """The plain top-k baseline: the hits in rank order, each dated, no grouping, no profile marks."""
+    lines = [render_memory(n, hit.memory) for n, hit in enumerate(hits, start=1)]
+    user = "Memories (most relevant first):\n" + "\n".join(lines) + f"\n\nQuestion: {query}\nAnswer:"
+    return [{"role": "system", "content": PLAIN_PROMPT}, {"role": "user", "content": user}]

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from memkern.bench.bm25 import BM25Adapter
+from memkern.bench.conditions import conditions_report, parse_conditions
 from memkern.bench.extraction_quality import load_observations, score_conversation
 from memkern.bench.extraction_quality import summarise as summarise_extraction
 from memkern.bench.locomo_data import Conversation, LocomoData, Question, load_locomo
@@ -39,6 +40,7 @@ from memkern.bench.metrics import (
 )
 from memkern.bench.qa import JUDGE_PROMPT_SHA256, AnswerRecorder
 from memkern.errors import InvalidInputError
+from memkern.ops.chat import model_name
 from memkern.organize.deep import needs_deep
 
 __all__ = ["DEFAULT_KS", "BM25Adapter", "MemkernAdapter", "RankedHit", "RetrievalAdapter", "evaluate",
@@ -102,6 +104,7 @@ class MemkernAdapter:
         self._dir.mkdir(parents=True, exist_ok=True)
         self._mos: Any = None
         self._cube: Any = None
+        self._conversation: Conversation | None = None
         self._info: dict[str, Any] = {}
 
     def _open(self) -> Any:
@@ -125,6 +128,7 @@ class MemkernAdapter:
         self.ingested_turns += len(conversation.turns)
         _add_usage(self.ingest_usage, _usage_delta(before, _usage_snapshot(getattr(mos, "llm", None))))
         self._cube = cube
+        self._conversation = conversation
         if not self._info:
             info = getattr(cube, "info", None)
             self._info = {"embedder": getattr(info, "embedder", None), "dim": getattr(info, "dim", None)}
@@ -136,14 +140,15 @@ class MemkernAdapter:
         return [RankedHit(turn_ids=tuple(hit.memory.provenance.message_ids or ()), text=hit.memory.text,
                           score=float(hit.score)) for hit in hits]
 
-    def answer(self, question: str, llm: Any, top_k: int) -> Any:
-        """Answer ``question`` with :func:`memkern.ops.chat.answer_from_hits` over this cube's
-        ``top_k`` best memories (same search config as the retrieval run)."""
-        if self._cube is None:
+    def answer(self, question: str, llm: Any, top_k: int, condition: str = "organised") -> Any:
+        """Answer ``question`` in ``condition`` (:mod:`memkern.bench.conditions`): by default chat's
+        organised context over this cube's ``top_k`` best memories (same search config as the retrieval run)."""
+        if self._cube is None or self._conversation is None:
             raise RuntimeError("MemkernAdapter.answer called before ingest")
-        from memkern.ops.chat import answer_from_hits
+        from memkern.bench.conditions import answer_in_condition
 
-        return answer_from_hits(llm, question, self._cube.search(question, top_k=top_k, config=self._config))
+        return answer_in_condition(condition, llm, question, self._cube, self._conversation, top_k=top_k,
+                                   config=self._config)
 
     def extracted_facts(self) -> list[Any]:
         """The current cube's memories of kind fact, event or preference (archived ones included)."""
@@ -164,7 +169,7 @@ class MemkernAdapter:
         described = {"name": self.name, "embedder": self._info.get("embedder"), "dim": self._info.get("dim"),
                      "search_config": describe_search_config(config)}
         if self.llm is not None:
-            described["ingest_llm"] = _llm_name(self.llm)
+            described["ingest_llm"] = model_name(self.llm)
         return described
 
     def close(self) -> None:
@@ -264,7 +269,8 @@ def run_locomo(data_path: str | Path, ks: Sequence[int] = DEFAULT_KS, progress: 
                baseline: RetrievalAdapter | None = None, sample_ids: Sequence[str] | None = None,
                workdir: str | Path | None = None, answer_llm: Any = None, judge_llm: Any = None,
                limit_questions: int | None = None, ingest_llm: Any = None,
-               answer_top_k: int = DEFAULT_ANSWER_TOP_K) -> dict[str, Any]:
+               answer_top_k: int = DEFAULT_ANSWER_TOP_K,
+               answer_conditions: Sequence[str] | None = None) -> dict[str, Any]:
     """Benchmark retrieval on a LoCoMo file: the system (memkern unless ``system`` is given, searched with
     ``cube.search(q, top_k=..., config=search_config)``) and the BM25 baseline, in the same run.
 
@@ -306,8 +312,10 @@ def run_locomo(data_path: str | Path, ks: Sequence[int] = DEFAULT_KS, progress: 
     if answer_llm is not None and not callable(getattr(system, "answer", None)):
         raise InvalidInputError(f"system {getattr(system, 'name', '?')!r} cannot answer questions "
                                 "(it has no answer(question, llm, top_k) method)")
-    recorder = (AnswerRecorder(answer_llm, judge_llm, top_k=answer_top_k, limit=limit_questions)
-                if answer_llm is not None else None)
+    conditions = parse_conditions(answer_conditions) if answer_conditions is not None else None
+    recorders = ([AnswerRecorder(answer_llm, judge_llm, top_k=answer_top_k, limit=limit_questions, condition=c)
+                  for c in (conditions or (None,))] if answer_llm is not None else [])
+    recorder = recorders[0] if recorders else None
     extracting = getattr(system, "llm", None) is not None and callable(getattr(system, "extracted_facts", None))
     observations = load_observations(path) if extracting else {}
     qualities: list[Any] = []
@@ -321,8 +329,8 @@ def run_locomo(data_path: str | Path, ks: Sequence[int] = DEFAULT_KS, progress: 
                                                 extractor.embed))
 
     def on_question(conversation: Conversation, question: Question) -> None:
-        if recorder is not None:
-            recorder.answer(system, conversation.sample_id, question)
+        for each in recorders:  # every condition on the same question, one after the other
+            each.answer(system, conversation.sample_id, question)
 
     try:
         system_metrics, system_timing = evaluate(system, data, ks, progress, "system", on_ingested=on_ingested,
@@ -368,18 +376,18 @@ def run_locomo(data_path: str | Path, ks: Sequence[int] = DEFAULT_KS, progress: 
     }
     ingest_model = getattr(system, "llm", None)
     if ingest_model is not None:
-        config["models"]["ingest_llm"] = _llm_name(ingest_model)
+        config["models"]["ingest_llm"] = model_name(ingest_model)
         config["prompts"] = {**config.get("prompts", {}), **_ingest_prompt_hashes()}
-        result["ingest_llm"] = _ingest_report(_llm_name(ingest_model), ingest_usage, ingested_turns)
+        result["ingest_llm"] = _ingest_report(model_name(ingest_model), ingest_usage, ingested_turns)
         if extracting:
             result["extraction_quality"] = summarise_extraction(qualities)
     if recorder is not None:
-        from memkern.prompts import ANSWER_PROMPT_SHA256
+        from memkern.prompts import ORGANISED_PROMPT_SHA256, PLAIN_PROMPT_SHA256
 
-        config["models"]["answer_llm"] = _llm_name(answer_llm)
+        config["models"]["answer_llm"] = model_name(answer_llm)
         if judge_llm is not None:
-            config["models"]["judge_llm"] = _llm_name(judge_llm)
-        prompts = {"answer": ANSWER_PROMPT_SHA256}
+            config["models"]["judge_llm"] = model_name(judge_llm)
+        prompts = {"answer": ORGANISED_PROMPT_SHA256, "answer_plain": PLAIN_PROMPT_SHA256}
         if judge_llm is not None:
             prompts["judge"] = JUDGE_PROMPT_SHA256
         config["prompts"] = {**config.get("prompts", {}), **prompts}
@@ -392,12 +400,11 @@ def run_locomo(data_path: str | Path, ks: Sequence[int] = DEFAULT_KS, progress: 
                    "when the answer says the information is not available"),
             "j": "judge asked for categories 1-4 only" if judge_llm is not None else None,
         }
+        config["answer"]["conditions"] = list(conditions) if conditions else None
         result["qa"] = recorder.summary()
+        if conditions:
+            result["qa_conditions"] = {c: r.summary() for c, r in zip(conditions, recorders)}
     return result
-
-
-def _llm_name(llm: Any) -> str:
-    return str(getattr(llm, "name", None) or getattr(llm, "model", None) or type(llm).__name__)
 
 
 def _usage_snapshot(llm: Any) -> dict[str, dict[str, int]]:
@@ -616,6 +623,8 @@ def _qa_report(result: dict[str, Any]) -> list[str]:
         if judged:
             judge = qa["judge"]
             lines.append(f"judge: {judge.get('calls')} calls, {judge.get('failures')} failed")
+    lines += conditions_report(result.get("qa_conditions"), score="f1", key=ALL_BUT_ADVERSARIAL,
+                               groups="categories")
     ingest = result.get("ingest_llm")
     if ingest:
         lines += ["", (f"ingestion LLM {ingest.get('model')}: {ingest.get('calls')} calls, "

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from memkern.bench.bm25 import BM25Adapter
+from memkern.bench.conditions import conditions_report
 from memkern.bench.locomo import (
     RetrievalAdapter,
     SearchConfigLike,
@@ -57,6 +58,7 @@ from memkern.bench.locomo import (
 from memkern.bench.locomo_data import Conversation, Session, Turn
 from memkern.bench.metrics import RankedHit, percentile_ms
 from memkern.errors import InvalidInputError
+from memkern.ops.chat import model_name
 
 __all__ = ["DEFAULT_KS", "LmeQuestion", "evaluate", "format_report", "load_longmemeval", "question_scores",
            "run_longmemeval"]
@@ -222,6 +224,7 @@ class FreshStoreAdapter:
         self._dir = Path(tempfile.mkdtemp(prefix="memkern-lme-"))
         self._mos: Any = None
         self._cube: Any = None
+        self._conversation: Conversation | None = None
         self._count = 0
         self._asked_at: datetime | None = None
         self._info: dict[str, Any] = {}
@@ -233,6 +236,7 @@ class FreshStoreAdapter:
         self._count += 1
         self._mos = MemOS(path=self._dir / f"q{self._count}.db", llm=None)
         self._cube = self._mos.create_cube("lme", owner="bench")
+        self._conversation = conversation
         for session in conversation.sessions:
             if session.turns:
                 self._cube.add(messages=[{"role": turn.speaker, "content": turn.text, "time": session.time,
@@ -253,6 +257,17 @@ class FreshStoreAdapter:
         hits = self._cube.search(question, top_k=top_k, config=self.search_config, filters=filters)
         return [RankedHit(turn_ids=tuple(hit.memory.provenance.message_ids or ()), text=hit.memory.text,
                           score=float(hit.score)) for hit in hits]
+
+    def answer(self, question: str, llm: Any, top_k: int, condition: str = "organised") -> Any:
+        """Answer ``question`` in ``condition`` (:mod:`memkern.bench.conditions`) from this question's cube,
+        searched up to the question's day as :meth:`search` is."""
+        if self._cube is None or self._conversation is None:
+            raise RuntimeError("FreshStoreAdapter.answer called before ingest")
+        from memkern.bench.conditions import answer_in_condition
+
+        filters = {"until": datetime.combine(self._asked_at.date(), dt_time.max)} if self._asked_at else None
+        return answer_in_condition(condition, llm, question, self._cube, self._conversation, top_k=top_k,
+                                   config=self.search_config, filters=filters)
 
     def set_question_date(self, asked_at: datetime | None) -> None:
         """The question is asked then: memories up to that time are searched, and "a week ago" counts from it."""
@@ -367,10 +382,21 @@ def evaluate(adapter: RetrievalAdapter, questions: Sequence[LmeQuestion], ks: Se
 def run_longmemeval(data_path: str | Path, ks: Sequence[int] = DEFAULT_KS, progress: ProgressCallback | None = None,
                     search_config: SearchConfigLike = None, *, system: RetrievalAdapter | None = None,
                     baseline: RetrievalAdapter | None = None, question_ids: Sequence[str] | None = None,
-                    limit_questions: int | None = None) -> dict[str, Any]:
+                    limit_questions: int | None = None, stratified: int | None = None, answer_llm: Any = None,
+                    judge_llm: Any = None, answer_conditions: Sequence[str] = ("organised",),
+                    answer_top_k: int = 10) -> dict[str, Any]:
     """Benchmark retrieval on a LongMemEval file: memkern (unless ``system`` is given) and BM25 over turns,
-    in the same run. ``question_ids`` / ``limit_questions`` restrict the run. Returns
-    ``{"system", "baseline", "timing", "config", "ratios"}`` (metrics keyed by question type and ``overall``)."""
+    in the same run. ``question_ids`` / ``limit_questions`` (the first N) / ``stratified`` (N questions spread
+    over question types and abstention, :func:`memkern.bench.lme_qa.stratified_subset`) restrict the run.
+
+    With ``answer_llm``, every question is also answered in each of ``answer_conditions``
+    (:mod:`memkern.bench.conditions`) over ``answer_top_k`` memories and scored (:mod:`memkern.bench.lme_qa`:
+    LongMemEval's judge prompts with ``judge_llm``, else exact containment / token F1); ``qa`` holds one
+    summary per condition. Returns ``{"system", "baseline", "timing", "config", "ratios", "questions"}``
+    (metrics keyed by question type and ``overall``)."""
+    from memkern.bench.conditions import parse_conditions
+    from memkern.bench.lme_qa import LmeAnswerRecorder, judge_prompts_sha256, stratified_subset
+
     ks = tuple(sorted({int(k) for k in ks}))
     if not ks or ks[0] < 1:
         raise InvalidInputError(f"ks must be positive integers, got {list(ks)!r}")
@@ -386,13 +412,27 @@ def run_longmemeval(data_path: str | Path, ks: Sequence[int] = DEFAULT_KS, progr
         if isinstance(limit_questions, bool) or not isinstance(limit_questions, int) or limit_questions < 1:
             raise InvalidInputError(f"limit_questions must be a positive integer, got {limit_questions!r}")
         questions = questions[:limit_questions]
+    if stratified is not None:
+        if isinstance(stratified, bool) or not isinstance(stratified, int) or stratified < 1:
+            raise InvalidInputError(f"the stratified limit must be a positive integer, got {stratified!r}")
+        questions = stratified_subset(questions, stratified)
+    if judge_llm is not None and answer_llm is None:
+        raise InvalidInputError("a judge needs answers: give answer_llm too")
+    conditions = parse_conditions(answer_conditions)
     system = system or FreshStoreAdapter(search_config=search_config)
+    if answer_llm is not None and not callable(getattr(system, "answer", None)):
+        raise InvalidInputError(f"system {getattr(system, 'name', '?')!r} cannot answer questions")
+    recorders = ([LmeAnswerRecorder(answer_llm, judge_llm, top_k=answer_top_k, condition=c) for c in conditions]
+                 if answer_llm is not None else [])
     baseline = baseline or BM25Adapter()
     per_question: dict[str, dict[str, Any]] = {q.id: {"type": q.type} for q in questions}
 
     def recorder(label: str) -> Callable[[LmeQuestion, list[RankedHit]], None]:
         def record(question: LmeQuestion, hits: list[RankedHit]) -> None:
             per_question[question.id][label] = evidence_ranks(hits, question)
+            if label == "system":  # the question's cube is still open: answer in every condition
+                for each in recorders:
+                    each.answer(system, question)
         return record
 
     try:
@@ -425,13 +465,30 @@ def run_longmemeval(data_path: str | Path, ks: Sequence[int] = DEFAULT_KS, progr
         "turns": sum(len(q.conversation.turns) for q in questions),
         "deep_path_share": deep_path_share([q.text for q in questions]),
         "search_config": describe_search_config(search_config),
+        "question_ids": [q.id for q in questions],
     }
     overall_s, overall_b = system_metrics[OVERALL], baseline_metrics[OVERALL]
     ratios = {key: (round(overall_s[key] / overall_b[key], 4) if overall_s.get(key) is not None
                     and overall_b.get(key) else None) for key in metric_keys(ks)}
-    return {"system": system_metrics, "baseline": baseline_metrics,
-            "timing": {**system_timing, "baseline": baseline_timing}, "config": config, "ratios": ratios,
-            "questions": per_question}
+    result = {"system": system_metrics, "baseline": baseline_metrics,
+              "timing": {**system_timing, "baseline": baseline_timing}, "config": config, "ratios": ratios,
+              "questions": per_question}
+    if recorders:
+        from memkern.prompts import ORGANISED_PROMPT_SHA256, PLAIN_PROMPT_SHA256
+
+        config["models"]["answer_llm"] = model_name(answer_llm)
+        config["prompts"] = {"answer": ORGANISED_PROMPT_SHA256, "answer_plain": PLAIN_PROMPT_SHA256,
+                             **({"judge": judge_prompts_sha256()} if judge_llm is not None else {})}
+        config["answer"] = {
+            "top_k": answer_top_k, "conditions": list(conditions),
+            "scoring": (f"LongMemEval judge prompts per question type, judge {model_name(judge_llm)}: correct when "
+                        "its reply contains 'yes'" if judge_llm is not None else
+                        "no judge: abstention correct when the answer says the information is not available; "
+                        "others correct when the normalised gold appears as whole words in the normalised answer "
+                        "(exact containment); token F1 beside it"),
+        }
+        result["qa"] = {r.condition: r.summary() for r in recorders}
+    return result
 
 
 def format_report(result: dict[str, Any]) -> str:
@@ -462,11 +519,24 @@ def format_report(result: dict[str, Any]) -> str:
     lines += _table(["metric", "system", "baseline"], rows)
     timing = result.get("timing", {})
     base = timing.get("baseline", {})
+    lines += conditions_report(result.get("qa"), score="accuracy", key=OVERALL, groups="types", correct="n_correct")
+    lines += _qa_types(result.get("qa"))
     lines += ["", *_table(["timing", "system", "baseline"], [
         [label, _fmt(timing.get(key), 1), _fmt(base.get(key), 1)]
         for label, key in (("ingest turns/s", "ingest_turns_per_s"), ("search ms p50", "search_ms_p50"),
                            ("search ms p95", "search_ms_p95"))])]
     return "\n".join(lines)
+
+
+def _qa_types(qa: dict[str, Any] | None) -> list[str]:
+    """Correct answers per question type, one column per condition."""
+    if not qa:
+        return []
+    names = list(qa)
+    types = list(next(iter(qa.values()))["types"])
+    rows = [[t, *(f"{qa[c]['types'].get(t, {}).get('n_correct', 0)}/{qa[c]['types'].get(t, {}).get('n', 0)}"
+                  for c in names)] for t in types]
+    return ["", "correct answers per type", *_table(["type", *names], rows)]
 
 
 def _fmt(value: Any, digits: int = 3) -> str:

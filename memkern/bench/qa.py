@@ -35,6 +35,7 @@ from typing import Any
 
 import snowballstemmer
 
+from memkern.bench.conditions import DoesNotFit
 from memkern.errors import LLMError
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "AnswerRecorder",
     "Verdict",
     "answer_tokens",
+    "did_not_fit_summary",
     "gold_answer",
     "judge_answer",
     "judge_messages",
@@ -223,21 +225,27 @@ class AnswerRecorder:
     """Answers questions through an adapter's ``answer(question, llm, top_k)``, scores them (F1, and J
     with a judge) and summarises per category, with the answer model's usage and latency.
 
-    ``limit`` caps the questions answered (the first ones in data order); None answers all."""
+    ``limit`` caps the questions answered (the first ones in data order); None answers all.
+    ``condition`` (``memkern.bench.conditions``) is passed to the adapter's ``answer`` when given; a
+    question whose full history does not fit the model is counted in ``did_not_fit``, not scored."""
 
-    def __init__(self, answer_llm: Any, judge_llm: Any = None, *, top_k: int = 10, limit: int | None = None):
+    def __init__(self, answer_llm: Any, judge_llm: Any = None, *, top_k: int = 10, limit: int | None = None,
+                 condition: str | None = None):
         self.answer_llm = answer_llm
         self.judge_llm = judge_llm
         self.top_k = top_k
         self.limit = limit
+        self.condition = condition
         self.records: list[_Record] = []
+        #: Context tokens of the questions whose full history did not fit (not answered, not scored).
+        self.did_not_fit: list[int] = []
         self.judge_calls = 0
         self.judge_failures = 0
         self.judge_prompt_tokens = 0
         self.judge_completion_tokens = 0
 
     def wants_more(self) -> bool:
-        return self.limit is None or len(self.records) < self.limit
+        return self.limit is None or len(self.records) + len(self.did_not_fit) < self.limit
 
     def answer(self, adapter: Any, sample_id: str, question: Any) -> None:
         """Answer and score one ``memkern.bench.locomo_data.Question``."""
@@ -248,12 +256,18 @@ class AnswerRecorder:
         started = time.perf_counter()
         error: str | None = None
         try:
-            result = adapter.answer(question.text, self.answer_llm, self.top_k)
+            if self.condition is None:
+                result = adapter.answer(question.text, self.answer_llm, self.top_k)
+            else:
+                result = adapter.answer(question.text, self.answer_llm, self.top_k, condition=self.condition)
             text = str(result.answer)
             usage = result.usage
             calls, prompt_tokens, completion_tokens = usage.calls, usage.prompt_tokens, usage.completion_tokens
         except LLMError as exc:
             text, calls, prompt_tokens, completion_tokens, error = "", 0, 0, 0, str(exc)
+        except DoesNotFit as exc:
+            self.did_not_fit.append(exc.tokens)
+            return
         latency = time.perf_counter() - started
         f1 = score_answer(text, gold, category)
         verdict: bool | None = None
@@ -305,11 +319,23 @@ class AnswerRecorder:
                          "latency_ms": round(r.latency_s * 1000, 1), **({"error": r.error} if r.error else {})}
                         for r in self.records],
         }
+        if self.condition is not None:
+            out["condition"] = self.condition
+        if self.did_not_fit:
+            out["did_not_fit"] = did_not_fit_summary(self.did_not_fit, self.answer_llm)
         if self.judge_llm is not None:
             out["judge"] = {"model": _name(self.judge_llm), "calls": self.judge_calls,
                             "failures": self.judge_failures, "prompt_tokens": self.judge_prompt_tokens,
                             "completion_tokens": self.judge_completion_tokens}
         return out
+
+
+def did_not_fit_summary(tokens: Sequence[int], llm: Any) -> dict[str, Any]:
+    """How many questions' full history did not fit the model's window, and how long they were."""
+    ordered = sorted(tokens)
+    return {"n": len(ordered), "context_window": getattr(llm, "n_ctx", None),
+            "history_tokens_min": ordered[0], "history_tokens_median": ordered[len(ordered) // 2],
+            "history_tokens_max": ordered[-1]}
 
 
 def _name(llm: Any) -> str | None:

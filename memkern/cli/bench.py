@@ -27,6 +27,9 @@ bench_app = typer.Typer(help="Benchmarks: LoCoMo retrieval quality, ingest and s
 #: ``--json OUT``: the benchmarks' own option to keep the result in a file (the root ``--json`` prints it).
 OutOption = Annotated[Path | None, typer.Option("--json", metavar="OUT", dir_okay=False,
                                                 help="Also write the result as JSON here.")]
+ConditionsOption = Annotated[str | None, typer.Option(metavar="C,C,...", help=(
+    "With --answer: answer in each condition, same model, same questions: organised (default search, organised "
+    "context), plain (top-k without the deep path, plain list), full (the whole history, where it fits)."))]
 RecipeOption = Annotated[str | None, typer.Option(metavar="NAME", help="Search recipe: hybrid (default), lexical, "
                                                                        "dense or recent.")]
 
@@ -87,6 +90,7 @@ def bench_locomo(
                                                         help="Answer only the first N questions.")] = None,
     extract: Annotated[bool, typer.Option("--extract", help="Ingest with the MEMKERN_LLM model (fact extraction); "
                                                             "reports its cost and extraction quality.")] = False,
+    conditions: ConditionsOption = None,
 ) -> None:
     """Retrieval quality on LoCoMo: memkern vs a BM25 baseline, same data, same metrics."""
     from memkern.bench.locomo import format_report, run_locomo
@@ -95,9 +99,9 @@ def bench_locomo(
 
     ks = parse_ks(k)
     existing_file(data, "--data")
-    if not answer and (judge_model or judge_base_url or limit_questions):
-        raise typer.BadParameter("--judge-model, --judge-base-url and --limit-questions apply to --answer",
-                                 param_hint="--answer")
+    if not answer and (judge_model or judge_base_url or limit_questions or conditions):
+        raise typer.BadParameter("--judge-model, --judge-base-url, --limit-questions and --conditions apply to "
+                                 "--answer", param_hint="--answer")
     llm = None
     if answer or extract:
         llm = llm_from_env()
@@ -107,7 +111,8 @@ def bench_locomo(
     with progress_bar() as progress:
         result = run_locomo(data, ks=ks, progress=labelled_tasks(progress), search_config=checked_recipe(recipe),
                             answer_llm=llm if answer else None, judge_llm=judge, limit_questions=limit_questions,
-                            ingest_llm=llm if extract else None)
+                            ingest_llm=llm if extract else None,
+                            answer_conditions=conditions.split(",") if conditions else None)
     print_report(ctx, result, out, format_report)
 
 
@@ -121,14 +126,56 @@ def bench_longmemeval(
     recipe: RecipeOption = None,
     limit_questions: Annotated[int | None, typer.Option(metavar="N", min=1,
                                                         help="Only the first N questions.")] = None,
+    limit: Annotated[int | None, typer.Option(metavar="N", min=1, help=(
+        "Only N questions spread over question types and abstention (a fixed subset; its ids are printed)."))] = None,
+    answer: Annotated[bool, typer.Option("--answer", help="Also answer each question with the MEMKERN_LLM model "
+                                                          "and score it.")] = False,
+    judge_model: Annotated[str | None, typer.Option(metavar="M", help=(
+        "Judge model (with --answer): LongMemEval's judge prompts; without one, exact containment / F1."))] = None,
+    judge_base_url: Annotated[str | None, typer.Option(
+        metavar="U", help="Judge endpoint, OpenAI-compatible (default: MEMKERN_LLM_BASE_URL).")] = None,
+    conditions: ConditionsOption = None,
 ) -> None:
     """Retrieval quality on LongMemEval (one fresh cube per question): memkern vs BM25 over turns."""
     from memkern.bench.longmemeval import format_report, run_longmemeval
+    from memkern.bench.qa import make_judge
+    from memkern.llm import NO_LLM_MESSAGE, llm_from_env
+
+    existing_file(data, "--data")
+    if not answer and (judge_model or judge_base_url or conditions):
+        raise typer.BadParameter("--judge-model, --judge-base-url and --conditions apply to --answer",
+                                 param_hint="--answer")
+    llm = None
+    if answer:
+        llm = llm_from_env()
+        if llm is None:
+            raise LLMNotConfiguredError(f"--answer: {NO_LLM_MESSAGE}")
+    judge = make_judge(judge_model, judge_base_url) if answer else None
+    with progress_bar() as progress:
+        result = run_longmemeval(data, ks=parse_ks(k), progress=labelled_tasks(progress),
+                                 search_config=checked_recipe(recipe), limit_questions=limit_questions,
+                                 stratified=limit, answer_llm=llm, judge_llm=judge,
+                                 answer_conditions=conditions.split(",") if conditions else ("organised",))
+    if limit is not None and not state_of(ctx).json:
+        typer.echo(f"questions ({len(result['config']['question_ids'])}): "
+                   + ", ".join(result["config"]["question_ids"]), err=True)
+    print_report(ctx, result, out, format_report)
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    ctx: typer.Context,
+    data: Annotated[Path, typer.Option(metavar="PATH", help="A LoCoMo or LongMemEval JSON file.", dir_okay=False)],
+    max_turns: Annotated[int, typer.Option(metavar="N", min=1, help="Stop after the session that reaches N turns.")]
+    = 3000,
+    out: OutOption = None,
+) -> None:
+    """Zero-LLM ingestion speed with the write policy on (PII, guard), and the share of each stage."""
+    from memkern.bench.ingest import format_report, run_ingest
 
     existing_file(data, "--data")
     with progress_bar() as progress:
-        result = run_longmemeval(data, ks=parse_ks(k), progress=labelled_tasks(progress),
-                                 search_config=checked_recipe(recipe), limit_questions=limit_questions)
+        result = run_ingest(data, max_turns=max_turns, progress=labelled_tasks(progress))
     print_report(ctx, result, out, format_report)
 
 

@@ -1,7 +1,8 @@
 """Answer a question from a cube's memories with an LLM.
 
 One call: the query is searched in the cube, the hits are listed in the prompt
-(``memkern.prompts``: newest first, each with its date, kind and speaker) and the model is
+(``memkern.prompts.organised_context``: current slot values first, then grouped by day, newest
+first, and by conversation, repeats dropped) and the model is
 told to answer from them only, or to say the information is not available. With no hit
 at all no model is asked: the answer is ``NOT_AVAILABLE``. With ``write_back`` the question
 and the answer are stored as two turns (``user`` and ``assistant``) in the given session,
@@ -22,7 +23,14 @@ from memkern.models import ChatAnswer, ChatUsage, Filters, Hit, Message, utcnow
 from memkern.ops import memories
 from memkern.ops.context import OpContext
 from memkern.ops.search import search
-from memkern.prompts import ANSWER_PROMPT_SHA256, DEFAULT_MAX_TOKENS, NOT_AVAILABLE, answer_messages
+from memkern.prompts import (
+    DEFAULT_MAX_TOKENS,
+    NOT_AVAILABLE,
+    ORGANISED_PROMPT_SHA256,
+    PLAIN_PROMPT_SHA256,
+    organised_messages,
+    plain_messages,
+)
 from memkern.retrieval.config import SearchConfig
 
 
@@ -30,21 +38,28 @@ def model_name(llm: Any) -> str:
     return str(getattr(llm, "name", None) or getattr(llm, "model", None) or type(llm).__name__)
 
 
-def answer_from_hits(llm: Any, query: str, hits: Sequence[Hit], *,
-                     max_tokens: int = DEFAULT_MAX_TOKENS) -> ChatAnswer:
-    """Ask ``llm`` to answer ``query`` from ``hits`` (already retrieved). Raises ``LLMError`` when the
-    model cannot answer. No hits: ``NOT_AVAILABLE``, without a call."""
+#: How the hits are shown to the model: ``organised`` (chat's: current values first, grouped by day and
+#: conversation, deduplicated) or ``plain`` (rank order, no marks: the top-k baseline of the benchmarks).
+CONTEXTS = {"organised": (organised_messages, ORGANISED_PROMPT_SHA256), "plain": (plain_messages, PLAIN_PROMPT_SHA256)}
+
+
+def answer_from_hits(llm: Any, query: str, hits: Sequence[Hit], *, max_tokens: int = DEFAULT_MAX_TOKENS,
+                     context: str = "organised") -> ChatAnswer:
+    """Ask ``llm`` to answer ``query`` from ``hits`` (already retrieved), shown as ``context`` (see
+    :data:`CONTEXTS`). Raises ``LLMError`` when the model cannot answer. No hits: ``NOT_AVAILABLE``,
+    without a call."""
+    messages_of, prompt_sha256 = CONTEXTS[context]
     hits = list(hits)
     if not hits:
         return ChatAnswer(query=query, answer=NOT_AVAILABLE, hits=[], model=model_name(llm),
-                          usage=ChatUsage(), prompt_sha256=ANSWER_PROMPT_SHA256)
-    response = llm.complete(answer_messages(query, hits), max_tokens=max_tokens, temperature=0.0,
+                          usage=ChatUsage(), prompt_sha256=prompt_sha256)
+    response = llm.complete(messages_of(query, hits), max_tokens=max_tokens, temperature=0.0,
                             operation="chat")
     text = response.text.strip() or NOT_AVAILABLE
     usage = ChatUsage(calls=1, prompt_tokens=response.prompt_tokens, completion_tokens=response.completion_tokens,
                       cached=bool(response.cached))
     return ChatAnswer(query=query, answer=text, hits=hits, model=response.model or model_name(llm), usage=usage,
-                      prompt_sha256=ANSWER_PROMPT_SHA256)
+                      prompt_sha256=prompt_sha256)
 
 
 def default_session_id(now: datetime | None = None) -> str:

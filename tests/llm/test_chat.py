@@ -18,10 +18,11 @@ from memkern.bench.locomo import format_report, run_locomo
 from memkern.cli.main import app
 from memkern.errors import InvalidInputError, LLMError, LLMNotConfiguredError
 from memkern.llm.http import OpenAICompatibleLLM
-from memkern.prompts import ANSWER_PROMPT_SHA256, NOT_AVAILABLE
+from memkern.prompts import NOT_AVAILABLE, ORGANISED_PROMPT_SHA256
 
 NO_LLM = "set MEMKERN_LLM=openai with MEMKERN_LLM_BASE_URL and MEMKERN_LLM_MODEL, or MEMKERN_LLM=local"
-_LINE = re.compile(r"^\[\d+\] \((?P<meta>[^)]*)\) (?P<text>.*)$", re.MULTILINE)
+_LINE = re.compile(r"^\[\d+\] (?:\((?P<meta>[^)]*)\) )?(?P<text>.*)$", re.MULTILINE)
+_DAY = re.compile(r"^(?P<day>\d+ \w+ \d{4}), \w+ \(conversation [^)]*\):$", re.MULTILINE)
 
 
 @pytest.fixture(autouse=True)
@@ -90,19 +91,19 @@ def test_chat_answers_from_the_memories_and_lists_them(memos: MemOS) -> None:
     assert 1 <= len(result.hits) <= 3
     assert any("support group" in hit.text for hit in result.hits)
     assert result.usage.calls == 1 and result.usage.prompt_tokens > 0 and result.usage.completion_tokens > 0
-    assert result.prompt_sha256 == ANSWER_PROMPT_SHA256
+    assert result.prompt_sha256 == ORGANISED_PROMPT_SHA256
     assert result.stored == [] and result.session_id is None
-    # The prompt: the instructions, and every hit with its date, kind and speaker.
+    # The prompt: the instructions, and every hit under its day and conversation (the organised context).
     system, user = request["messages"][0]["content"], request["messages"][-1]["content"]
     assert "only from the memories" in system.lower() and NOT_AVAILABLE in system
     for hit in result.hits:
         assert hit.text in user
-    assert "8 May 2023" in user and "said by Caroline" in user
+    assert "8 May 2023, Monday (conversation session_1):" in user and "Caroline: I went" in user
     assert '"yesterday" = 7 May 2023' in user                 # the resolved relative date
     assert "Question: Where did Caroline go for the support group?" in user
-    # Newest first (small models answer from what they read first; the current state comes first).
-    dates = [meta.split(";")[0] for meta, _ in _memory_lines(request)]
-    assert dates == sorted(dates, key=lambda d: datetime.strptime(d.split(",")[0], "%d %B %Y"), reverse=True)
+    # Newest day first (small models answer from what they read first; the current state comes first).
+    days = [m["day"] for m in _DAY.finditer(user)]
+    assert days and days == sorted(days, key=lambda d: datetime.strptime(d, "%d %B %Y"), reverse=True)
     json.loads(result.model_dump_json())
 
 
