@@ -116,9 +116,9 @@ _RULES = f"""Rules:
 - If the memories do not contain the answer, reply exactly: {NOT_AVAILABLE}"""
 
 ORGANISED_PROMPT = """You answer questions from memory. The memories below were recorded from past conversations and documents; they are the only thing you know about the people and events involved.
-They are grouped by day, newest day first, and within a day by conversation, in the order things were said. Relative dates ("yesterday", "last week") are relative to their day; where known, the date they resolve to is given in square brackets.
+They are grouped by conversation, the most relevant conversation first; each group is headed by its day, and within a group memories are in the order things were said. Relative dates ("yesterday", "last week") are relative to their day; where known, the date they resolve to is given in square brackets.
 
-""" + _RULES.format(order="\"Current facts\", when present, gives the value things have now (where someone lives, works...); it wins over older memories. Otherwise, when memories disagree, the newest day says how things are now.")
+""" + _RULES.format(order="\"Current facts\", when present, gives the value things have now (where someone lives, works...); it wins over older memories. Otherwise, when memories disagree, the one with the latest date says how things are now.")
 
 PLAIN_PROMPT = """You answer questions from memory. The memories below were recorded from past conversations and documents; they are the only thing you know about the people and events involved.
 Each memory is numbered and shows, in parentheses, the date it was said or happened, what kind of memory it is and who said it. Relative dates in a memory are relative to that memory's date.
@@ -172,10 +172,10 @@ def _organised_line(number: int, item: MemoryItem) -> str:
 
 def organised_context(hits: Sequence[Hit]) -> str:
     """The compact organised context of ``hits``: current slot values first, then the memories grouped by
-    day (newest day first) and by session within a day, in the order said; repeats dropped.
+    conversation and day, the group of the best-ranked hit first, each group in the order said; repeats dropped.
 
-    Small and dated on purpose: a small model reads each date once, in a heading, and sees what
-    holds now before the turns that said how things were."""
+    Small and dated on purpose: a small model sees what holds now before the turns that said how
+    things were, and each hit beside the turns said around it."""
     hits = deduplicated(hits)
     current = [hit for hit in hits if hit.slot is not None and hit.slot.current]
     lines: list[str] = []
@@ -192,23 +192,21 @@ def organised_context(hits: Sequence[Hit]) -> str:
             since = f" (since {_day(note.since.date())})" if note.since else ""
             lines.append(f"- {note.slot} of {note.subject}: {note.value}{since}")
         lines.append("")
-    days: dict[date | None, dict[str, list[Hit]]] = {}
+    # One group per conversation on a day, in the order of its best-ranked hit: a small model leans on
+    # what it reads first, and a hit's neighbours read better beside it than scattered by rank.
+    groups: dict[tuple[date | None, str], list[Hit]] = {}
     for hit in hits:
         when = _said(hit.memory)
-        day = when.date() if when else None
-        session = hit.memory.provenance.session_id or ""
-        days.setdefault(day, {}).setdefault(session, []).append(hit)
-    ordered_days = sorted(days, key=lambda d: (d is None, -(d.toordinal() if d else 0)))
+        groups.setdefault((when.date() if when else None, hit.memory.provenance.session_id or ""), []).append(hit)
     number = 0
-    for day in ordered_days:
-        for session, group in days[day].items():
-            heading = f"{_day(day)}, {day:%A}" if day else "undated"
-            lines.append(f"{heading}" + (f" (conversation {session})" if session else "") + ":")
-            group.sort(key=_said_order)
-            for hit in group:
-                number += 1
-                marks = slot_note(hit) if hit.slot is not None and not hit.slot.current else ""
-                lines.append(_organised_line(number, hit.memory) + marks)
+    for (day, session), group in groups.items():
+        heading = f"{_day(day)}, {day:%A}" if day else "undated"
+        lines.append(f"{heading}" + (f" (conversation {session})" if session else "") + ":")
+        group.sort(key=_said_order)
+        for hit in group:
+            number += 1
+            marks = slot_note(hit) if hit.slot is not None and not hit.slot.current else ""
+            lines.append(_organised_line(number, hit.memory) + marks)
     return "\n".join(lines)
 
 

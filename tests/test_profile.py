@@ -26,6 +26,10 @@ def _at(day: int) -> datetime:
     ("Next month I start as a UX designer at Onda, a startup.", "job", "UX designer at Onda"),
     ("My cat Miso sleeps on my keyboard.", "pet", "cat Miso"),
     ("By the way, I'm vegetarian.", "diet", "vegetarian"),
+    ("I moved to Lisbon last Saturday.", "residence", "Lisbon"),
+    ("I moved to Berlin two years ago!", "residence", "Berlin"),
+    ("I've been living in Austin since 2019.", "residence", "Austin"),
+    ("I started as a nurse at the city clinic in March.", "job", "nurse at the city clinic"),
 ])
 def test_statements(text: str, slot: str, value: str) -> None:
     assert [(s.slot, s.value) for s in statements(text)] == [(slot, value)]

@@ -36,7 +36,7 @@ EXCLUSIVE = frozenset({"residence", "job", "partner", "diet"})
 
 _VALUE = r"(?P<value>[^.,;!?\n]{2,60}?)(?=\s+(?:and|but|so|because|since|where|which|for now)\b|[.,;!?\n]|$)"
 _I = r"\bI(?:'m|'ve| am| have)?"
-_NOW = r"(?:\s+(?:now|currently|still|also|just|recently|finally|officially))*"
+_NOW = r"(?:\s+(?:now|currently|still|also|just|recently|finally|officially|been))*"
 
 #: (slot, pattern); the pattern's ``value`` group is the slot's value. Order matters only for overlaps.
 RULES: list[tuple[str, re.Pattern[str]]] = [
@@ -121,9 +121,21 @@ def statements(text: str) -> list[Statement]:
     return found
 
 
+_DAYS = r"(?:mon|tues|wednes|thurs|fri|satur|sun)day"
+_PERIODS = r"(?:week|weekend|month|year|summer|winter|spring|fall|autumn|night|" + _DAYS + ")"
+_MONTHS = r"(?:january|february|march|april|may|june|july|august|september|october|november|december)"
+#: When something became true, said after the value ("I moved to Lisbon last Saturday"): not part of the value.
+_TRAILING_TIME = re.compile(
+    r"(?:\s+(?:now|again|too|anymore|these days|yesterday|today|tonight|recently|lately"
+    r"|(?:last|this|next|past)\s+" + _PERIODS + r"s?"
+    r"|(?:a|one|two|three|four|five|six|several|a few|a couple of|\d+)\s+(?:days?|weeks?|months?|years?)\s+ago"
+    r"|(?:in|on|since|back in|around)\s+(?:(?:19|20)\d\d|" + _MONTHS + r"(?:\s+\d{1,2})?(?:,?\s+(?:19|20)\d\d)?|"
+    + _DAYS + r")))+$", re.I)
+
+
 def _clean(value: str) -> str:
     value = re.sub(r"^(?:the\s+(?=[A-Z])|an?\s+)", "", value.strip())
-    value = re.sub(r"\s+(?:now|again|too|anymore|these days|this year)$", "", value, flags=re.I)
+    value = _TRAILING_TIME.sub("", value)
     return value.strip(" '\"")
 
 

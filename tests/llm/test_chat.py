@@ -101,9 +101,10 @@ def test_chat_answers_from_the_memories_and_lists_them(memos: MemOS) -> None:
     assert "8 May 2023, Monday (conversation session_1):" in user and "Caroline: I went" in user
     assert '"yesterday" = 7 May 2023' in user                 # the resolved relative date
     assert "Question: Where did Caroline go for the support group?" in user
-    # Newest day first (small models answer from what they read first; the current state comes first).
+    # The best-ranked hit's group first (small models answer from what they read first).
     days = [m["day"] for m in _DAY.finditer(user)]
-    assert days and days == sorted(days, key=lambda d: datetime.strptime(d, "%d %B %Y"), reverse=True)
+    top = result.hits[0].memory.event_time
+    assert days and days[0] == f"{top.day} {top:%B %Y}"
     json.loads(result.model_dump_json())
 
 
