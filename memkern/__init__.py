@@ -52,6 +52,7 @@ from memkern.models import (
     Operation,
     ParametricAnswer,
     Permission,
+    ProfileValue,
     Provenance,
     RetentionReport,
     Role,
@@ -71,6 +72,6 @@ __all__ = [
     "InvalidInputError", "Job", "JobStatus", "LLMError", "LLMNotConfiguredError", "LLMOutputError",
     "LLMUnavailableError", "LifecycleState", "MemCube", "MemOS", "MemkernError", "MemoryItem", "MemoryKind",
     "MemoryPage", "Message", "MigrateResult", "NotFoundError", "Operation", "ParametricAnswer", "PayloadTooLargeError",
-    "Permission", "PermissionDeniedError", "Provenance", "RetentionReport", "Role", "SchedulerStatus", "ScoreParts",
+    "Permission", "PermissionDeniedError", "ProfileValue", "Provenance", "RetentionReport", "Role", "SchedulerStatus", "ScoreParts",
     "SearchConfig", "StoreError", "UpdateDecision", "User", "__version__",
 ]

@@ -119,3 +119,36 @@ def test_an_edited_turn_is_read_again_and_only_its_own_statement_changes(tmp_pat
         assert hits[0].slot is not None and hits[0].slot.value == "Trondheim" and hits[0].slot.current
         assert {h.slot.value for h in hits if h.slot is not None} == {"Trondheim", "Oslo"}
         assert cube.search("What is Bo's job?", top_k=1)[0].slot.value == "baker"  # type: ignore[union-attr]
+
+
+def test_the_profile_operation_shows_every_value_with_its_turns_on_every_surface(tmp_path: Path) -> None:
+    with MemOS(path=tmp_path / "p.db") as mos:
+        cube = mos.create_cube("p", owner="Bo")
+        added = cube.add(messages=[
+            {"role": "user", "name": "Bo", "content": "I live in Oslo.", "time": "2024-01-01T10:00:00Z"},
+            {"role": "user", "name": "Bo", "content": "My cat Miso sleeps all day.", "time": "2024-01-02T10:00:00Z"},
+            {"role": "user", "name": "Bo", "content": "I moved to Bergen last week.", "time": "2024-02-01T10:00:00Z"},
+            {"role": "user", "name": "Eve", "content": "I work as a nurse.", "time": "2024-02-02T10:00:00Z"},
+        ], session_id="s1")
+        ids = [item.id for item in added.added]
+        values = cube.profile()
+        assert [(v.subject, v.slot, v.value, v.current) for v in values] == [
+            ("Bo", "pet", "cat Miso", True), ("Bo", "residence", "Oslo", False), ("Bo", "residence", "Bergen", True),
+            ("Eve", "job", "nurse", True)]
+        oslo = values[1]
+        assert oslo.sources == [ids[0]] and oslo.superseded_by == "Bergen" and oslo.until == values[2].since
+        assert [v.value for v in cube.profile(subject="eve")] == ["nurse"]
+        assert cube.profile(subject="Nobody") == []
+        # An archived turn states nothing any more.
+        cube.archive(ids[3])
+        assert cube.profile(subject="Eve") == []
+
+        pytest.importorskip("fastapi")
+        from fastapi.testclient import TestClient
+
+        from memkern.server import create_app
+
+        with TestClient(create_app(mos, auth="off")) as api:
+            response = api.get("/v1/cubes/p/profile", params={"subject": "Bo"})
+        assert response.status_code == 200
+        assert [v["value"] for v in response.json()] == ["cat Miso", "Oslo", "Bergen"]

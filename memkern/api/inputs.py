@@ -170,6 +170,11 @@ class GetAllInput(CubeInput):
     offset: Annotated[StrictInt, Field(ge=0, le=MAX_OFFSET)] = 0
 
 
+class ProfileInput(CubeInput):
+    subject: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+        None, description="Only this subject's slots (a speaker's name, case-insensitive).")
+
+
 class OperationsInput(CubeInput):
     memory_id: MemoryId | None = Field(None, description="Only this memory's operations.")
     limit: Annotated[StrictInt, Field(ge=1, le=MAX_OFFSET)] | None = None

@@ -45,6 +45,7 @@ from memkern.models import (
     Operation,
     ParametricAnswer,
     Permission,
+    ProfileValue,
     Provenance,
     RetentionReport,
     Role,
@@ -184,6 +185,11 @@ class CubeMethods:
     def history(self, memory_id: str) -> list[MemoryItem]:
         """Every version of a memory, oldest first, with its validity and recorded intervals."""
         return self._on_cube("history", memory_id=memory_id)
+
+    def profile(self, subject: str | None = None) -> list[ProfileValue]:
+        """What each subject's slots (residence, job, partner, pets, diet, likes) hold now and held before,
+        read from first-person turns without an LLM; each value names the turns that said it."""
+        return self._on_cube("profile", subject=subject)
 
     def operations(self, memory_id: str | None = None, limit: int | None = None) -> list[Operation]:
         """The cube's operation log (or one memory's), oldest first; ids only, never text."""

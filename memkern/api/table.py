@@ -55,6 +55,7 @@ from memkern.models import (
     MigrateResult,
     ParametricAnswer,
     Permission,
+    ProfileValue,
     RetentionReport,
     SchedulerStatus,
     User,
@@ -62,7 +63,20 @@ from memkern.models import (
 from memkern.models import (
     Operation as LogEntry,
 )
-from memkern.ops import chat, compose, cubes, derived, governance, jobs, lifecycle, memories, portable, search, versions
+from memkern.ops import (
+    chat,
+    compose,
+    cubes,
+    derived,
+    governance,
+    jobs,
+    lifecycle,
+    memories,
+    portable,
+    profile,
+    search,
+    versions,
+)
 
 READ, WRITE, ADMIN = Permission.READ, Permission.WRITE, Permission.ADMIN
 CUBE = "/cubes/{cube}"
@@ -113,6 +127,8 @@ _OPERATIONS: list[Operation] = [
     _cube_op("history", memories.history, i.GetInput, list[MemoryItem], _memory(READ),
              Http("GET", f"{MEMORY}/history"), Cli(("history",), ("cube", "memory_id")), mcp="read",
              positional=("memory_id",)),
+    _cube_op("profile", profile.profile, i.ProfileInput, list[ProfileValue], _cube(READ),
+             Http("GET", f"{CUBE}/profile"), Cli(("profile",), ("cube",)), mcp="read", positional=("subject",)),
     _cube_op("operations", memories.operations, i.OperationsInput, list[LogEntry], _cube(READ),
              Http("GET", f"{CUBE}/operations"), Cli(("log",), ("cube",)), mcp="read",
              positional=("memory_id", "limit")),

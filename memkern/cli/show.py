@@ -12,6 +12,8 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from memkern.cli import render
 from memkern.models import (
@@ -105,6 +107,22 @@ def _log(entries: list[Any], args: dict[str, Any], out: Console) -> None:
         _say(out, "no operations")
     else:
         out.print(render.operations_table(entries))
+
+
+@view("profile")
+def _profile(values: list[Any], args: dict[str, Any], out: Console) -> None:
+    if not values:
+        _say(out, f"no slot values known in {args['cube']!r}" + (f" for {args['subject']!r}" if args.get("subject") else ""))
+        return
+    table = Table(title=f"profile of {args['cube']!r}: what the turns say, oldest value first")
+    for column in ("subject", "slot", "value", "since", "until", "turns"):
+        table.add_column(column)
+    for value in values:
+        state = "" if value.current else f" (then {value.superseded_by})"
+        table.add_row(Text(value.subject), value.slot, Text(value.value + state, style="" if value.current else "dim"),
+                      render.fmt_time(value.since), render.fmt_time(value.until) if value.until else "now",
+                      str(len(value.sources)))
+    out.print(table)
 
 
 @view("update")

@@ -26,6 +26,7 @@ from memkern.models.memory import (
     MemoryKind,
     Message,
     Operation,
+    ProfileValue,
     Provenance,
     ScoreParts,
     SlotNote,
@@ -57,6 +58,6 @@ __all__ = [
     "MAX_TEXT_CHARS", "ActivationReport", "AdapterReport", "ParametricAnswer", "AddResult", "ApiKey", "ApiKeyInfo", "AuditEntry", "AuditResult", "ChatAnswer", "ChatUsage", "ComposeReport", "CubeFile", "CubeStats", "Deleted", "CubeInfo",
     "CubePolicy", "ExtractionBatch", "ExtractionReport", "FuseGroup", "FuseReport", "MemoryPage", "MigrateResult", "Filters", "Grant", "Hit", "Job", "JobStatus",
     "LifecycleState", "MemoryItem", "MemoryKind", "Message", "Operation", "Permission", "Provenance",
-    "RetentionReport", "Role", "SchedulerPolicy", "SchedulerStatus", "ScoreParts", "SlotNote", "UpdateDecision", "User",
+    "ProfileValue", "RetentionReport", "Role", "SchedulerPolicy", "SchedulerStatus", "ScoreParts", "SlotNote", "UpdateDecision", "User",
     "as_utc", "epoch_to_dt", "parse_version_id", "utcnow",
 ]

@@ -189,6 +189,13 @@ class SlotNote(BaseModel):
     superseded_by: str | None = None
 
 
+class ProfileValue(SlotNote):
+    """One value a subject's slot held (``memkern.organize.profile``), with the turns that said it."""
+
+    #: The turns that state the value, in the order they were read.
+    sources: list[str] = Field(default_factory=list)
+
+
 class Hit(BaseModel):
     """One search result: the memory, its final score and the parts of that score."""
 

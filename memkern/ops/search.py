@@ -22,9 +22,10 @@ from weakref import WeakKeyDictionary
 from memkern.kernel import Kernel
 from memkern.models import Filters, Hit, LifecycleState, Permission, ScoreParts, SlotNote
 from memkern.ops.context import OpContext
+from memkern.ops.profile import profile_of
 from memkern.organize.deep import deep_rank, needs_deep
 from memkern.organize.links import LinkCache
-from memkern.organize.profile import ProfileCache, SlotValue, asked_slot, first_person
+from memkern.organize.profile import SlotValue, asked_slot, first_person
 from memkern.organize.timeline import TimelineCache
 from memkern.retrieval.config import SearchConfig, resolve_config
 from memkern.retrieval.index import CubeIndex
@@ -33,8 +34,6 @@ from memkern.retrieval.search import search as hybrid_search
 
 #: Turns shown per slot value (its latest statements): "I live in Lisbon" said twenty times is one fact.
 SOURCES_PER_VALUE = 2
-#: Profiles per kernel (derived data, rebuilt on demand; nothing to close).
-_PROFILES: WeakKeyDictionary[Kernel, ProfileCache] = WeakKeyDictionary()
 #: Timelines and entity links per kernel, for the deep path (derived too, built on its first use).
 _ORGANIZED: WeakKeyDictionary[Kernel, tuple[TimelineCache, LinkCache]] = WeakKeyDictionary()
 
@@ -86,10 +85,7 @@ def _current_first(kernel: Kernel, cube_id: str, index: CubeIndex, query: str, h
     slot = asked_slot(query)
     if slot is None or not hits:
         return hits
-    cache = _PROFILES.get(kernel)
-    if cache is None:
-        cache = _PROFILES.setdefault(kernel, ProfileCache(kernel.store))
-    profile = cache.get(cube_id, index)
+    profile = profile_of(kernel, cube_id, index)
     subjects = _subjects_asked(query, profile.subjects())
     values = [value for subject in subjects for value in profile.history(subject, slot)]
     if not values:

@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 
 #: Memories per timeline page, by default and at most (``get_all``'s own limit).
 PAGE_SIZE, MAX_PAGE_SIZE = 50, 1_000
+#: Slot values of the cube's profile shown on its page.
+PROFILE_ROWS = 200
 #: Entries of the operation and audit logs shown by default.
 LOG_LIMIT = 200
 #: Largest cube file accepted for upload.
@@ -267,6 +269,7 @@ def ui_router(mos: MemOS, *, auth: Literal["required", "off"] = "required", pref
         info, held = cube_of(viewer, cube)
         return render(request, "cube.html", viewer=viewer, cube=info, held=held, tally=count(viewer, info.id),
                       policy=viewer.call("policy", cube=info.id),
+                      profile=viewer.call("profile", cube=info.id)[:PROFILE_ROWS],
                       activation=optional(lambda: viewer.call("activation_status", cube=info.id)),
                       parametric=optional(lambda: viewer.call("parametric_status", cube=info.id)),
                       jobs=optional(lambda: viewer.call("scheduler_status", cube=info.id)),

@@ -44,6 +44,7 @@ SAMPLES: dict[str, Sample] = {
     "get_all": lambda w, c, t: {"cube": c},
     "history": _m("main"),
     "operations": lambda w, c, t: {"cube": c},
+    "profile": lambda w, c, t: {"cube": c},
     "update": lambda w, c, t: {**_m("main")(w, c, t), "text": "I went hiking in the Pyrenees"},
     "invalidate": _m("main"),
     "delete": _m("main"),
