@@ -28,6 +28,7 @@ def _at(day: int) -> datetime:
     ("By the way, I'm vegetarian.", "diet", "vegetarian"),
     ("I moved to Lisbon last Saturday.", "residence", "Lisbon"),
     ("I moved to Berlin two years ago!", "residence", "Berlin"),
+    ("I'm moving to Edinburgh soon and need help.", "residence", "Edinburgh"),
     ("I've been living in Austin since 2019.", "residence", "Austin"),
     ("I started as a nurse at the city clinic in March.", "job", "nurse at the city clinic"),
 ])

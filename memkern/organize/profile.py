@@ -126,7 +126,7 @@ _PERIODS = r"(?:week|weekend|month|year|summer|winter|spring|fall|autumn|night|"
 _MONTHS = r"(?:january|february|march|april|may|june|july|august|september|october|november|december)"
 #: When something became true, said after the value ("I moved to Lisbon last Saturday"): not part of the value.
 _TRAILING_TIME = re.compile(
-    r"(?:\s+(?:now|again|too|anymore|these days|yesterday|today|tonight|recently|lately"
+    r"(?:\s+(?:now|again|too|anymore|these days|yesterday|today|tonight|recently|lately|soon|shortly|later"
     r"|(?:last|this|next|past)\s+" + _PERIODS + r"s?"
     r"|(?:a|one|two|three|four|five|six|several|a few|a couple of|\d+)\s+(?:days?|weeks?|months?|years?)\s+ago"
     r"|(?:in|on|since|back in|around)\s+(?:(?:19|20)\d\d|" + _MONTHS + r"(?:\s+\d{1,2})?(?:,?\s+(?:19|20)\d\d)?|"
