@@ -102,11 +102,13 @@ def _run(db: Path, cube_name: str, as_json: bool, temporary: bool) -> dict[str, 
     out.rule(style="dim")
     hint = ("Keep the cube and explore it: memkern --db demo.db demo, then\n"
             "  memkern --db demo.db search demo \"Where does Alice live?\"\n"
-            "  memkern --db demo.db list demo --session s4")
+            "  memkern --db demo.db list demo --session s4\n"
+            "  memkern --db demo.db profile demo")
     if not temporary:
         hint = (f"The cube is kept in {db}. Explore it:\n"
                 f"  memkern --db {db} search {cube_name} \"Where does Alice live?\"\n"
-                f"  memkern --db {db} list {cube_name} --session s4")
+                f"  memkern --db {db} list {cube_name} --session s4\n"
+                f"  memkern --db {db} profile {cube_name}")
     out.print(Text(hint, style="dim"))
     return report
 
