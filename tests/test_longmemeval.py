@@ -101,8 +101,9 @@ def test_question_date_anchors_a_week_ago(tmp_path: Path) -> None:
         assert hits[0].parts.date > 0
 
 
-def test_first_person_questions_prefer_the_user_and_second_person_the_assistant(tmp_path: Path) -> None:
-    """Turns stored without names carry their role: "I" in a question is the user, "you" the assistant."""
+def test_first_person_questions_prefer_the_user_and_questions_about_what_it_said_the_assistant(tmp_path: Path) -> None:
+    """Turns stored without names carry their role: "I" in a question is the user; the assistant is meant when
+    the question refers to what it said, not when "you" only addresses it ("Can you recommend...")."""
     from memkern import MemOS
 
     with MemOS(path=tmp_path / "r.db") as mos:
@@ -115,3 +116,6 @@ def test_first_person_questions_prefer_the_user_and_second_person_the_assistant(
         yours = cube.search("What did you say sourdough bread needs?", top_k=2)
         assert mine[0].memory.provenance.speaker == "user" and mine[0].parts.speaker > 0
         assert yours[0].memory.provenance.speaker == "assistant" and yours[0].parts.speaker > 0
+        asked = cube.search("Can you recommend a sourdough bread recipe for me?", top_k=2)
+        assert all(hit.parts.speaker == 0 for hit in asked if hit.memory.provenance.speaker == "assistant")
+        assert any(hit.parts.speaker > 0 for hit in asked if hit.memory.provenance.speaker == "user")

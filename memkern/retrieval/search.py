@@ -7,7 +7,7 @@ rankings are fused; every hit carries each signal's share of its score.
 Time and people in the question shape the ranking too: a named day or month, or a relative
 one ("a week ago") counted back from when the question is asked (``filters.until``, else
 now); a speaker the question names, and for turns stored without names their role ("I" in
-a question is the user, "you" the assistant).
+a question is the user; the assistant when the question refers to what it said).
 """
 
 from __future__ import annotations
@@ -243,7 +243,17 @@ def _best_neighbour(index: CubeIndex, rows: np.ndarray, slot_of: dict[int, int],
 
 
 _FIRST_PERSON = re.compile(r"\b(?:I|me|my|mine|myself)\b")
-_SECOND_PERSON = re.compile(r"\b(?:you|your|yours)\b", re.IGNORECASE)
+#: "You" in a question is mostly an address ("Can you recommend a film for me?"): the question asks
+#: about the assistant's own turns only when it refers to what the assistant said or to a past chat.
+_ASSISTANT_SAID = re.compile(
+    r"\byou(?:'ve| have| had)?\s+(?:\w+\s+){0,2}?(?:said|told|mentioned|suggested|recommended|gave|given|listed|"
+    r"provided|shared|explained|described|wrote|written|talked|named|proposed)\b"
+    r"|\byour\s+(?:\w+\s+)?(?:suggestions?|recommendations?|answers?|advice|lists?|responses?|explanations?|ideas?|"
+    r"tips?|words)\b"
+    r"|\b(?:our|the|that)\s+(?:\w+\s+)?(?:previous|last|earlier|past)\s+(?:conversation|chat|discussion|session)s?\b"
+    r"|\b(?:did|do|have|had)\s+you\s+(?:\w+\s+)?(?:say|tell|mention|suggest|recommend|give|list|provide|share|"
+    r"explain|describe|write|talk|name|propose)\b"
+    r"|\bour\s+conversations?\b", re.IGNORECASE)
 
 
 def _mentioned_speakers(index: CubeIndex, query: str) -> set[str]:
@@ -251,11 +261,11 @@ def _mentioned_speakers(index: CubeIndex, query: str) -> set[str]:
     words = {w for w in query_terms(query, limit=64) if len(w) >= 3}
     speakers = index.speaker_names()
     found = set()
-    # Turns stored without a name carry their role: "I"/"my" in a question is the user,
-    # "you"/"your" the assistant (who speaks to the user).
+    # Turns stored without a name carry their role: "I"/"my" in a question is the user; the
+    # assistant only when the question refers to what it said ("what you suggested", "our last chat").
     if "user" in speakers and _FIRST_PERSON.search(query):
         found.add("user")
-    if "assistant" in speakers and _SECOND_PERSON.search(query):
+    if "assistant" in speakers and _ASSISTANT_SAID.search(query):
         found.add("assistant")
     if not words:
         return found
