@@ -121,8 +121,9 @@ def row_to_item(row: Sequence[Any]) -> MemoryItem:
 
 
 def items_by_id(rows: Sequence[Sequence[Any]]) -> dict[str, MemoryItem]:
+    """``MEMORY_COLUMNS`` rows as items by id, in the order they were written (seq, the first column)."""
     found: dict[str, MemoryItem] = {}
-    for row in rows:
+    for row in sorted(rows, key=lambda row: row[0]):
         item = row_to_item(row)
         found[item.id] = item
     return found
@@ -188,14 +189,18 @@ def last_position_query(dialect: Dialect, cube_id: str, session: str | None) -> 
 def current_versions_queries(dialect: Dialect, cube_id: str, memory_ids: Sequence[str]
                              ) -> list[tuple[str, list[Any]]]:
     """``get_memories``: the current versions of distinct ``memory_ids``, in as many
-    queries as the dialect's bound on a list's length needs."""
+    queries as the dialect's bound on a list's length needs.
+
+    No ``ORDER BY`` here (:func:`items_by_id` orders by seq): with one, SQLite's planner picks the
+    (cube_id, is_current, seq) index to skip the sort and scans every current row of the cube per
+    query, 14 s for the 100,000 turns of a cube instead of about 4 through the id index."""
     ids = list(dict.fromkeys(memory_ids))
     size = dialect.max_list or max(1, len(ids))
     queries = []
     for start in range(0, len(ids), size):
         clause, values = dialect.one_of("id", ids[start:start + size])
         query = dialect.sql(f"SELECT {MEMORY_COLUMNS} FROM memories WHERE cube_id = ? AND {{is_current}} AND ")
-        queries.append((query + clause + " ORDER BY seq", [cube_id, *values]))
+        queries.append((query + clause, [cube_id, *values]))
     return queries
 
 

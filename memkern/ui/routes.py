@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
 #: Memories per timeline page, by default and at most (``get_all``'s own limit).
 PAGE_SIZE, MAX_PAGE_SIZE = 50, 1_000
-#: Slot values of the cube's profile shown on its page.
+#: Slot values shown on the profile page.
 PROFILE_ROWS = 200
 #: Entries of the operation and audit logs shown by default.
 LOG_LIMIT = 200
@@ -269,7 +269,6 @@ def ui_router(mos: MemOS, *, auth: Literal["required", "off"] = "required", pref
         info, held = cube_of(viewer, cube)
         return render(request, "cube.html", viewer=viewer, cube=info, held=held, tally=count(viewer, info.id),
                       policy=viewer.call("policy", cube=info.id),
-                      profile=viewer.call("profile", cube=info.id)[:PROFILE_ROWS],
                       activation=optional(lambda: viewer.call("activation_status", cube=info.id)),
                       parametric=optional(lambda: viewer.call("parametric_status", cube=info.id)),
                       jobs=optional(lambda: viewer.call("scheduler_status", cube=info.id)),
@@ -381,6 +380,15 @@ def ui_router(mos: MemOS, *, auth: Literal["required", "off"] = "required", pref
         item = viewer.call("history", cube=info.id, memory_id=memory_id)[-1]
         return render(request, "delete.html", viewer=viewer, cube=info, held=held, item=item,
                       back=safe_next(back, prefix))
+
+    # -- the profile --------------------------------------------------------------------------------
+    @router.get("/cubes/{cube}/profile")
+    @page
+    def profile(request: Request, viewer: Viewer, cube: str, subject: str = "") -> Response:
+        info, held = cube_of(viewer, cube)
+        values = viewer.call("profile", cube=info.id, **({"subject": subject.strip()} if subject.strip() else {}))
+        return render(request, "profile.html", viewer=viewer, cube=info, held=held, profile=values[:PROFILE_ROWS],
+                      subject=subject.strip())
 
     # -- quarantine, logs ---------------------------------------------------------------------------
     @router.get("/cubes/{cube}/quarantine")

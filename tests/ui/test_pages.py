@@ -92,13 +92,14 @@ def test_cube_page_shows_policy_retention_and_derived_memory_status(world):
     assert "Activation (KV cache)" in page and "Parametric (LoRA adapter)" in page
 
 
-def test_cube_page_shows_the_profile_with_links_to_the_turns_that_said_it(world):
+def test_profile_page_shows_values_now_and_before_with_links_to_the_turns_that_said_them(world):
     cube = world.mos.as_user(world.keys["owner"]).get_cube("demo")
     said = cube.add([{"role": "user", "name": "Caroline", "content": "I live in Paris.", "time": "2024-05-04T09:00Z"},
                      {"role": "user", "name": "Caroline", "content": "I moved to Lyon.", "time": "2024-05-06T09:00Z"}],
                     session_id="s3").added
     client, _ = signed_in(world, "reader")
-    page = client.get(cube_url(world)).text
+    assert "/profile" in client.get(cube_url(world)).text       # linked from every cube page
+    page = client.get(cube_url(world, "/profile")).text
     section = page.split('id="h-profile"', 1)[1].split("</section>", 1)[0]
     assert "Paris" in section and "no longer true: then Lyon" in section and "Lyon" in section
     assert all(f"/memories/{item.id}/context" in section for item in said)
