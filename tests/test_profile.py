@@ -18,6 +18,12 @@ def _at(day: int) -> datetime:
     return datetime(2024, 3, day, tzinfo=timezone.utc)
 
 
+def _say(cube, *turns: tuple[str, str, str]):  # type: ignore[no-untyped-def]
+    """Add ``(speaker, text, ISO day)`` turns to session s1 of ``cube``; the added memories."""
+    return cube.add(messages=[{"role": "user", "name": name, "content": text, "time": f"{day}T10:00:00Z"}
+                              for name, text, day in turns], session_id="s1").added
+
+
 @pytest.mark.parametrize(("text", "slot", "value"), [
     ("I live in Paris, in a small flat.", "residence", "Paris"),
     ("Hello! I moved here last week and I now live in Alfama, near the castle.", "residence", "Alfama"),
@@ -90,12 +96,9 @@ def test_demo_moved_and_changed_job_answered_with_the_current_value_first(tmp_pa
 def test_a_deleted_turn_no_longer_states_the_current_value(tmp_path: Path) -> None:
     with MemOS(path=tmp_path / "p.db") as mos:
         cube = mos.create_cube("p", owner="Bo")
-        added = cube.add(messages=[
-            {"role": "user", "name": "Bo", "content": "I live in Oslo.", "time": "2024-01-01T10:00:00Z"},
-            {"role": "user", "name": "Bo", "content": "I now live in Bergen.", "time": "2024-02-01T10:00:00Z"},
-        ], session_id="s1")
+        added = _say(cube, ("Bo", "I live in Oslo.", "2024-01-01"), ("Bo", "I now live in Bergen.", "2024-02-01"))
         assert cube.search("Where does Bo live?", top_k=2)[0].slot.value == "Bergen"  # type: ignore[union-attr]
-        cube.delete(added.added[1].id)
+        cube.delete(added[1].id)
         hits = cube.search("Where does Bo live?", top_k=2)
         assert hits[0].slot is not None and hits[0].slot.value == "Oslo" and hits[0].slot.current
 
@@ -109,13 +112,10 @@ def test_questions_about_events_ask_no_slot() -> None:
 def test_an_edited_turn_is_read_again_and_only_its_own_statement_changes(tmp_path: Path) -> None:
     with MemOS(path=tmp_path / "p.db") as mos:
         cube = mos.create_cube("p", owner="Bo")
-        added = cube.add(messages=[
-            {"role": "user", "name": "Bo", "content": "I live in Oslo.", "time": "2024-01-01T10:00:00Z"},
-            {"role": "user", "name": "Bo", "content": "I work as a baker.", "time": "2024-01-02T10:00:00Z"},
-            {"role": "user", "name": "Bo", "content": "I now live in Bergen.", "time": "2024-02-01T10:00:00Z"},
-        ], session_id="s1")
+        added = _say(cube, ("Bo", "I live in Oslo.", "2024-01-01"), ("Bo", "I work as a baker.", "2024-01-02"),
+                     ("Bo", "I now live in Bergen.", "2024-02-01"))
         assert cube.search("Where does Bo live?", top_k=2)[0].slot.value == "Bergen"  # type: ignore[union-attr]
-        cube.update(added.added[2].id, text="Bo: I now live in Trondheim.", reason="misheard")
+        cube.update(added[2].id, text="Bo: I now live in Trondheim.", reason="misheard")
         hits = cube.search("Where does Bo live?", top_k=3)
         assert hits[0].slot is not None and hits[0].slot.value == "Trondheim" and hits[0].slot.current
         assert {h.slot.value for h in hits if h.slot is not None} == {"Trondheim", "Oslo"}
@@ -125,13 +125,10 @@ def test_an_edited_turn_is_read_again_and_only_its_own_statement_changes(tmp_pat
 def test_the_profile_operation_shows_every_value_with_its_turns_on_every_surface(tmp_path: Path) -> None:
     with MemOS(path=tmp_path / "p.db") as mos:
         cube = mos.create_cube("p", owner="Bo")
-        added = cube.add(messages=[
-            {"role": "user", "name": "Bo", "content": "I live in Oslo.", "time": "2024-01-01T10:00:00Z"},
-            {"role": "user", "name": "Bo", "content": "My cat Miso sleeps all day.", "time": "2024-01-02T10:00:00Z"},
-            {"role": "user", "name": "Bo", "content": "I moved to Bergen last week.", "time": "2024-02-01T10:00:00Z"},
-            {"role": "user", "name": "Eve", "content": "I work as a nurse.", "time": "2024-02-02T10:00:00Z"},
-        ], session_id="s1")
-        ids = [item.id for item in added.added]
+        ids = [item.id for item in _say(cube, ("Bo", "I live in Oslo.", "2024-01-01"),
+                                        ("Bo", "My cat Miso sleeps all day.", "2024-01-02"),
+                                        ("Bo", "I moved to Bergen last week.", "2024-02-01"),
+                                        ("Eve", "I work as a nurse.", "2024-02-02"))]
         values = cube.profile()
         assert [(v.subject, v.slot, v.value, v.current) for v in values] == [
             ("Bo", "pet", "cat Miso", True), ("Bo", "residence", "Oslo", False), ("Bo", "residence", "Bergen", True),
