@@ -111,13 +111,13 @@ def row_to_item(row: Sequence[Any]) -> MemoryItem:
     """A ``MEMORY_COLUMNS`` row as a ``MemoryItem``: the stored body with its mutable columns."""
     _seq, state, valid_to, expired_at, access_count, last_accessed_at, body = row
     item = MemoryItem.model_validate_json(body)
-    return item.model_copy(update={
-        "state": LifecycleState(state),
-        "valid_to": _from_iso(valid_to),
-        "expired_at": _from_iso(expired_at),
-        "access_count": access_count,
-        "last_accessed_at": _from_iso(last_accessed_at),
-    })
+    # Set on the item just parsed (no one else holds it): a copy per row cost a third of a bulk read.
+    item.state = LifecycleState(state)
+    item.valid_to = _from_iso(valid_to)
+    item.expired_at = _from_iso(expired_at)
+    item.access_count = access_count
+    item.last_accessed_at = _from_iso(last_accessed_at)
+    return item
 
 
 def items_by_id(rows: Sequence[Sequence[Any]]) -> dict[str, MemoryItem]:
