@@ -16,11 +16,10 @@ read, and only a rebuilt (renumbered) index makes it start again.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from memkern.models import MemoryItem
 from memkern.organize.follow import IndexFollower
 from memkern.retrieval.index import CubeIndex
 
@@ -62,8 +61,17 @@ def entities(text: str) -> set[str]:
     return found
 
 
+class _Said(Protocol):
+    """What is read of a memory (``memkern.store.base.MemoryText``)."""
+
+    @property
+    def text(self) -> str: ...
+    @property
+    def speaker(self) -> str | None: ...
+
+
 class _MemorySource(Protocol):
-    def get_memories(self, cube_id: str, ids: Sequence[str]) -> dict[str, MemoryItem]: ...
+    def get_texts(self, cube_id: str, ids: Sequence[str]) -> Mapping[str, _Said]: ...
 
 
 @dataclass
@@ -86,9 +94,9 @@ class Links:
         return [row for row in self.rows_of.get(entity.lower(), []) if row < n and live[row]]
 
 
-def _without_speaker(memory: MemoryItem) -> str:
+def _without_speaker(memory: _Said) -> str:
     """The turn's text without its "Caroline: " prefix (a speaker is not something the turn talks about)."""
-    speaker = memory.provenance.speaker
+    speaker = memory.speaker
     if speaker and memory.text.startswith(f"{speaker}: "):
         return memory.text[len(speaker) + 2:]
     return memory.text
@@ -101,7 +109,7 @@ class LinkCache(IndexFollower[Links]):
     def __init__(self, store: _MemorySource) -> None:
         def grew(links: Links, cube_id: str, index: CubeIndex, start: int, stop: int) -> None:
             rows = [row for row in range(start, stop) if index.live[row]]
-            memories = store.get_memories(cube_id, [index.ids[row] for row in rows]) if rows else {}
+            memories = store.get_texts(cube_id, [index.ids[row] for row in rows]) if rows else {}
             for row in rows:
                 memory = memories.get(index.ids[row])
                 if memory is not None:

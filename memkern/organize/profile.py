@@ -18,14 +18,14 @@ The profile is derived from the cube's turns and rebuilt incrementally as turns 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 import numpy as np
 
-from memkern.models import LifecycleState, MemoryItem, MemoryKind
+from memkern.models import LifecycleState, MemoryKind
 from memkern.organize.follow import IndexFollower
 from memkern.retrieval.index import CubeIndex
 
@@ -224,8 +224,25 @@ def asked_slot(query: str) -> str | None:
     return None
 
 
+class _Said(Protocol):
+    """What is read of a turn (``memkern.store.base.MemoryText``)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def speaker(self) -> str | None: ...
+    @property
+    def role(self) -> str | None: ...
+    @property
+    def said_at(self) -> datetime | None: ...
+    @property
+    def state(self) -> LifecycleState: ...
+
+
 class _MemorySource(Protocol):
-    def get_memories(self, cube_id: str, ids: Sequence[str]) -> dict[str, MemoryItem]: ...
+    def get_texts(self, cube_id: str, ids: Sequence[str]) -> Mapping[str, _Said]: ...
 
 
 class ProfileCache(IndexFollower[Profile]):
@@ -237,7 +254,7 @@ class ProfileCache(IndexFollower[Profile]):
         def grew(profile: Profile, cube_id: str, index: CubeIndex, start: int, stop: int) -> None:
             rows = [row for row in range(start, stop)
                     if index.live[row] and index.kinds[row] == MemoryKind.TURN.value]
-            memories = store.get_memories(cube_id, [str(index.ids[row]) for row in rows]) if rows else {}
+            memories = store.get_texts(cube_id, [str(index.ids[row]) for row in rows]) if rows else {}
             for row in rows:
                 memory = memories.get(str(index.ids[row]))
                 if memory is not None and memory.state is LifecycleState.ACTIVE:
@@ -250,12 +267,12 @@ class ProfileCache(IndexFollower[Profile]):
         super().__init__(Profile, grew, died)
 
 
-def _observe(profile: Profile, memory: MemoryItem) -> None:
-    speaker = memory.provenance.speaker or ""
-    if not speaker or memory.metadata.get("role") == "assistant" or speaker == "assistant":
+def _observe(profile: Profile, memory: _Said) -> None:
+    speaker = memory.speaker or ""
+    if not speaker or memory.role == "assistant" or speaker == "assistant":
         return  # an assistant does not live or work anywhere
     text = memory.text
     prefix = f"{speaker}: "
     if text.startswith(prefix):
         text = text[len(prefix):]
-    profile.observe(memory.id, speaker, text.split(" [image: ", 1)[0], memory.event_time or memory.valid_from)
+    profile.observe(memory.id, speaker, text.split(" [image: ", 1)[0], memory.said_at)

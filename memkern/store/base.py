@@ -38,6 +38,20 @@ from memkern.models import (
 from memkern.store.queue import JobQueue
 
 
+@dataclass(frozen=True)
+class MemoryText:
+    """What the zero-LLM organisation reads of a memory (``memkern.organize``): its text, who said it and
+    when, and whether it is active. Decoding a whole ``MemoryItem`` per turn cost most of building the
+    profile or the entity links of a large cube."""
+
+    id: str
+    text: str
+    speaker: str | None
+    role: str | None
+    said_at: datetime | None
+    state: LifecycleState
+
+
 @dataclass
 class IndexBatch:
     """The change feed of a cube's search index since some point.
@@ -166,6 +180,10 @@ class Store(ABC):
     @abstractmethod
     def get_memories(self, cube_id: str, memory_ids: Sequence[str]) -> dict[str, MemoryItem]:
         """Current versions of the given ids that exist; missing ids are simply absent."""
+
+    @abstractmethod
+    def get_texts(self, cube_id: str, memory_ids: Sequence[str]) -> dict[str, MemoryText]:
+        """The text, speaker, time and state of the current versions of the given ids (missing ids absent)."""
 
     @abstractmethod
     def list_memories(self, cube_id: str, filters: Filters, limit: int | None = None,

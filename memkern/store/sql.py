@@ -18,7 +18,7 @@ import numpy as np
 
 from memkern.errors import ConflictError, NotFoundError, StoreError
 from memkern.models import CubeInfo, Filters, LifecycleState, MemoryItem, MemoryKind, Operation
-from memkern.store.base import IndexBatch, dedup_keys
+from memkern.store.base import IndexBatch, MemoryText, dedup_keys
 from memkern.store.dialect import Clause, Dialect
 
 #: The columns ``row_to_item`` reads, in its order.
@@ -127,6 +127,27 @@ def items_by_id(rows: Sequence[Sequence[Any]]) -> dict[str, MemoryItem]:
         item = row_to_item(row)
         found[item.id] = item
     return found
+
+
+def texts_by_id(rows: Sequence[Sequence[Any]]) -> dict[str, MemoryText]:
+    """``MEMORY_COLUMNS`` rows as :class:`MemoryText` by id: the body read as plain JSON, no model built."""
+    found: dict[str, MemoryText] = {}
+    for row in rows:
+        state, body = row[1], json.loads(row[-1])
+        metadata = body.get("metadata") or {}
+        role = metadata.get("role") if isinstance(metadata, dict) else None
+        said = body.get("event_time") or body.get("valid_from")
+        found[body["id"]] = MemoryText(id=body["id"], text=body["text"], speaker=(body.get("provenance") or {}).get("speaker"),
+                                       role=role if isinstance(role, str) else None, said_at=_from_body_time(said),
+                                       state=LifecycleState(state))
+    return found
+
+
+def _from_body_time(value: str | None) -> datetime | None:
+    """A datetime as a model body holds it ("2024-05-01T10:00:00Z"; Python 3.10 does not read the Z)."""
+    if not value:
+        return None
+    return datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
 
 
 def history_items(rows: Sequence[Sequence[Any]], cube_id: str, memory_id: str) -> list[MemoryItem]:

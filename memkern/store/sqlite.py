@@ -27,7 +27,7 @@ from memkern.errors import StoreError
 from memkern.governance.sqlstore import GovernanceSQL
 from memkern.models import CubeInfo, Filters, LifecycleState, MemoryItem, Operation, utcnow
 from memkern.store import sql
-from memkern.store.base import AddOutcome, IndexBatch, Store
+from memkern.store.base import AddOutcome, IndexBatch, MemoryText, Store
 from memkern.store.dialect import SQLITE
 from memkern.store.queue import SQLJobQueue
 from memkern.store.sql import VERSION_COLUMNS, row_to_item
@@ -357,11 +357,17 @@ class SQLiteStore(GovernanceSQL, Store):
         return info
 
     # -- reads -------------------------------------------------------------------------------------
-    def get_memories(self, cube_id: str, memory_ids: Sequence[str]) -> dict[str, MemoryItem]:
+    def _current_rows(self, cube_id: str, memory_ids: Sequence[str]) -> list[tuple]:
         rows: list[tuple] = []
         for query, params in sql.current_versions_queries(SQLITE, cube_id, memory_ids):
             rows += self._read(query, params)
-        return sql.items_by_id(rows)
+        return rows
+
+    def get_memories(self, cube_id: str, memory_ids: Sequence[str]) -> dict[str, MemoryItem]:
+        return sql.items_by_id(self._current_rows(cube_id, memory_ids))
+
+    def get_texts(self, cube_id: str, memory_ids: Sequence[str]) -> dict[str, MemoryText]:
+        return sql.texts_by_id(self._current_rows(cube_id, memory_ids))
 
     def list_memories(self, cube_id: str, filters: Filters, limit: int | None = None,
                       offset: int = 0) -> list[MemoryItem]:

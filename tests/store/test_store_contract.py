@@ -177,6 +177,15 @@ def test_add_and_get_memories_round_trip(store, cube):
     assert got[items[1].id].text == items[1].text
     assert got[items[1].id].kind is MemoryKind.PREFERENCE
     assert [op.op for op in store.operations(cube.id) if op.memory_id] == ["add", "add"]
+    # The light read of the same memories: text, speaker, role, time and state, no model built.
+    texts = store.get_texts(cube.id, [items[0].id, items[1].id, uuid4().hex])
+    assert set(texts) == {items[0].id, items[1].id}
+    said = texts[items[0].id]
+    assert (said.id, said.text, said.speaker, said.role, said.said_at, said.state) == (
+        items[0].id, "Caroline moved to Lisbon", "alice", "user", T0, LifecycleState.ACTIVE)
+    assert texts[items[1].id].speaker is None and texts[items[1].id].role is None
+    store.set_state(cube.id, items[1].id, LifecycleState.ARCHIVED)
+    assert store.get_texts(cube.id, [items[1].id])[items[1].id].state is LifecycleState.ARCHIVED
 
 
 def test_vector_count_mismatch_writes_nothing(store, cube):

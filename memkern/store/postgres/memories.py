@@ -20,7 +20,7 @@ import psycopg
 
 from memkern.models import CubeInfo, Filters, LifecycleState, MemoryItem, Operation, utcnow
 from memkern.store import sql
-from memkern.store.base import AddOutcome
+from memkern.store.base import AddOutcome, MemoryText
 from memkern.store.dialect import POSTGRES
 from memkern.store.postgres.connection import PostgresConnection, nul_free, one_row, q
 from memkern.store.postgres.search import fts_text
@@ -254,11 +254,17 @@ class PostgresMemories(PostgresConnection):
         return info
 
     # -- reads -------------------------------------------------------------------------------------
-    def get_memories(self, cube_id: str, memory_ids: Sequence[str]) -> dict[str, MemoryItem]:
+    def _current_rows(self, cube_id: str, memory_ids: Sequence[str]) -> list[tuple]:
         rows: list[tuple] = []
         for query, values in sql.current_versions_queries(POSTGRES, cube_id, memory_ids):
             rows += self._read(query, values)
-        return sql.items_by_id(rows)
+        return rows
+
+    def get_memories(self, cube_id: str, memory_ids: Sequence[str]) -> dict[str, MemoryItem]:
+        return sql.items_by_id(self._current_rows(cube_id, memory_ids))
+
+    def get_texts(self, cube_id: str, memory_ids: Sequence[str]) -> dict[str, MemoryText]:
+        return sql.texts_by_id(self._current_rows(cube_id, memory_ids))
 
     def list_memories(self, cube_id: str, filters: Filters, limit: int | None = None,
                       offset: int = 0) -> list[MemoryItem]:
