@@ -16,12 +16,11 @@ read, and only a rebuilt (renumbered) index makes it start again.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from memkern.organize.follow import IndexFollower
 from memkern.retrieval.index import CubeIndex
+from memkern.store.base import MemoryText, Store
 
 __all__ = ["LinkCache", "Links", "entities"]
 
@@ -61,19 +60,6 @@ def entities(text: str) -> set[str]:
     return found
 
 
-class _Said(Protocol):
-    """What is read of a memory (``memkern.store.base.MemoryText``)."""
-
-    @property
-    def text(self) -> str: ...
-    @property
-    def speaker(self) -> str | None: ...
-
-
-class _MemorySource(Protocol):
-    def get_texts(self, cube_id: str, ids: Sequence[str]) -> Mapping[str, _Said]: ...
-
-
 @dataclass
 class Links:
     """Entity -> rows naming it, and row -> its entities, over a cube's index rows."""
@@ -94,7 +80,7 @@ class Links:
         return [row for row in self.rows_of.get(entity.lower(), []) if row < n and live[row]]
 
 
-def _without_speaker(memory: _Said) -> str:
+def _without_speaker(memory: MemoryText) -> str:
     """The turn's text without its "Caroline: " prefix (a speaker is not something the turn talks about)."""
     speaker = memory.speaker
     if speaker and memory.text.startswith(f"{speaker}: "):
@@ -106,7 +92,7 @@ class LinkCache(IndexFollower[Links]):
     """One :class:`Links` per cube, following its search index (``memkern.organize.follow``): a look
     reads only the rows appended since the last one; dead rows are skipped when a thread is read."""
 
-    def __init__(self, store: _MemorySource) -> None:
+    def __init__(self, store: Store) -> None:
         def grew(links: Links, cube_id: str, index: CubeIndex, start: int, stop: int) -> None:
             rows = [row for row in range(start, stop) if index.live[row]]
             memories = store.get_texts(cube_id, [index.ids[row] for row in rows]) if rows else {}

@@ -18,16 +18,15 @@ The profile is derived from the cube's turns and rebuilt incrementally as turns 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
 
 import numpy as np
 
 from memkern.models import LifecycleState, MemoryKind
 from memkern.organize.follow import IndexFollower
 from memkern.retrieval.index import CubeIndex
+from memkern.store.base import MemoryText, Store
 
 __all__ = ["Profile", "ProfileCache", "SlotValue", "asked_slot", "first_person", "statements"]
 
@@ -224,33 +223,12 @@ def asked_slot(query: str) -> str | None:
     return None
 
 
-class _Said(Protocol):
-    """What is read of a turn (``memkern.store.base.MemoryText``)."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def text(self) -> str: ...
-    @property
-    def speaker(self) -> str | None: ...
-    @property
-    def role(self) -> str | None: ...
-    @property
-    def said_at(self) -> datetime | None: ...
-    @property
-    def state(self) -> LifecycleState: ...
-
-
-class _MemorySource(Protocol):
-    def get_texts(self, cube_id: str, ids: Sequence[str]) -> Mapping[str, _Said]: ...
-
-
 class ProfileCache(IndexFollower[Profile]):
     """One :class:`Profile` per cube, following its search index (``memkern.organize.follow``): a look
     reads the turns of new rows and takes back what newly dead rows had stated (an edit is both: its
     old row dies, its new version is appended), so each write costs its own turns, never the cube."""
 
-    def __init__(self, store: _MemorySource) -> None:
+    def __init__(self, store: Store) -> None:
         def grew(profile: Profile, cube_id: str, index: CubeIndex, start: int, stop: int) -> None:
             rows = [row for row in range(start, stop)
                     if index.live[row] and index.kinds[row] == MemoryKind.TURN.value]
@@ -267,7 +245,7 @@ class ProfileCache(IndexFollower[Profile]):
         super().__init__(Profile, grew, died)
 
 
-def _observe(profile: Profile, memory: _Said) -> None:
+def _observe(profile: Profile, memory: MemoryText) -> None:
     speaker = memory.speaker or ""
     if not speaker or memory.role == "assistant" or speaker == "assistant":
         return  # an assistant does not live or work anywhere
