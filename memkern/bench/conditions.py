@@ -20,8 +20,10 @@ from typing import Any
 
 from memkern.bench.locomo_data import Conversation
 from memkern.errors import InvalidInputError
-from memkern.models import ChatAnswer, ChatUsage
-from memkern.prompts import DEFAULT_MAX_TOKENS, NOT_AVAILABLE, PLAIN_PROMPT
+from memkern.models import ChatAnswer
+from memkern.ops.chat import answer_from_hits, answer_from_messages
+from memkern.prompts import DEFAULT_MAX_TOKENS, PLAIN_PROMPT
+from memkern.retrieval.config import resolve_config
 
 __all__ = ["CONDITIONS", "DoesNotFit", "answer_in_condition", "conditions_report", "full_history_messages",
            "parse_conditions"]
@@ -89,17 +91,10 @@ def answer_in_condition(condition: str, llm: Any, query: str, cube: Any, convers
 
     ``config``: the organised condition's search config (None: memkern's default); the plain condition
     takes it with the deep path off. Raises :class:`DoesNotFit` (full only) and ``LLMError``."""
-    from memkern.ops.chat import answer_from_hits, model_name
-    from memkern.retrieval.config import resolve_config
-
     if condition == "full":
         messages = full_history_messages(query, conversation)
         _check_fits(llm, messages)
-        response = llm.complete(messages, max_tokens=DEFAULT_MAX_TOKENS, temperature=0.0, operation="chat")
-        usage = ChatUsage(calls=1, prompt_tokens=response.prompt_tokens, completion_tokens=response.completion_tokens,
-                          cached=bool(response.cached))
-        return ChatAnswer(query=query, answer=response.text.strip() or NOT_AVAILABLE, hits=[],
-                          model=response.model or model_name(llm), usage=usage)
+        return answer_from_messages(llm, query, messages, [])
     resolved = resolve_config(config)
     if condition == "plain":
         resolved = resolved.model_copy(update={"deep": False})

@@ -1,9 +1,8 @@
 """Answer a question from a cube's memories with an LLM.
 
 One call: the query is searched in the cube, the hits are listed in the prompt
-(``memkern.prompts.organised_context``: current slot values first, then grouped by day, newest
-first, and by conversation, repeats dropped) and the model is
-told to answer from them only, or to say the information is not available. With no hit
+(``memkern.prompts.organised_context``: current slot values first, then grouped by conversation
+and day, the group of the best-ranked hit first, repeats dropped) and the model is told to answer from them only, or to say the information is not available. With no hit
 at all no model is asked: the answer is ``NOT_AVAILABLE``. With ``write_back`` the question
 and the answer are stored as two turns (``user`` and ``assistant``) in the given session,
 never mined for facts: the model's own answer is not evidence.
@@ -38,8 +37,8 @@ def model_name(llm: Any) -> str:
     return str(getattr(llm, "name", None) or getattr(llm, "model", None) or type(llm).__name__)
 
 
-#: How the hits are shown to the model: ``organised`` (chat's: current values first, grouped by day and
-#: conversation, deduplicated) or ``plain`` (rank order, no marks: the top-k baseline of the benchmarks).
+#: How the hits are shown to the model: ``organised`` (chat's: current values first, grouped by conversation
+#: and day, deduplicated) or ``plain`` (rank order, no marks: the top-k baseline of the benchmarks).
 CONTEXTS = {"organised": (organised_messages, ORGANISED_PROMPT_SHA256), "plain": (plain_messages, PLAIN_PROMPT_SHA256)}
 
 
@@ -53,13 +52,19 @@ def answer_from_hits(llm: Any, query: str, hits: Sequence[Hit], *, max_tokens: i
     if not hits:
         return ChatAnswer(query=query, answer=NOT_AVAILABLE, hits=[], model=model_name(llm),
                           usage=ChatUsage(), prompt_sha256=prompt_sha256)
-    response = llm.complete(messages_of(query, hits), max_tokens=max_tokens, temperature=0.0,
-                            operation="chat")
+    return answer_from_messages(llm, query, messages_of(query, hits), hits, prompt_sha256, max_tokens=max_tokens)
+
+
+def answer_from_messages(llm: Any, query: str, messages: list[dict[str, str]], hits: Sequence[Hit],
+                         prompt_sha256: str | None = None, *, max_tokens: int = DEFAULT_MAX_TOKENS) -> ChatAnswer:
+    """One chat call with ``messages`` already rendered, as a ``ChatAnswer`` (an empty reply is
+    ``NOT_AVAILABLE``). Raises ``LLMError`` when the model cannot answer."""
+    response = llm.complete(messages, max_tokens=max_tokens, temperature=0.0, operation="chat")
     text = response.text.strip() or NOT_AVAILABLE
     usage = ChatUsage(calls=1, prompt_tokens=response.prompt_tokens, completion_tokens=response.completion_tokens,
                       cached=bool(response.cached))
-    return ChatAnswer(query=query, answer=text, hits=hits, model=response.model or model_name(llm), usage=usage,
-                      prompt_sha256=prompt_sha256)
+    return ChatAnswer(query=query, answer=text, hits=list(hits), model=response.model or model_name(llm),
+                      usage=usage, prompt_sha256=prompt_sha256)
 
 
 def default_session_id(now: datetime | None = None) -> str:
