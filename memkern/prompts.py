@@ -59,25 +59,33 @@ def _resolved(found: Mapping[str, Any]) -> str | None:
     return f'"{text}" = {period}'
 
 
+def _said(item: MemoryItem) -> datetime | None:
+    return item.event_time or item.valid_from
+
+
+def _body(item: MemoryItem) -> str:
+    """The memory's text, cut at :data:`MAX_MEMORY_CHARS`, with the dates its relative expressions resolve to."""
+    text = " ".join(item.text.split())
+    if len(text) > MAX_MEMORY_CHARS:
+        text = text[:MAX_MEMORY_CHARS] + " [...]"
+    dates = item.metadata.get("dates") if isinstance(item.metadata, Mapping) else None
+    if isinstance(dates, list):
+        resolved = [r for r in (_resolved(d) for d in dates if isinstance(d, Mapping)) if r]
+        if resolved:
+            text += f" [{'; '.join(resolved)}]"
+    return text
+
+
 def render_memory(number: int, item: MemoryItem) -> str:
     """``[n] (8 May 2023, Monday; turn; said by Caroline) Caroline: ... [yesterday = 7 May 2023]``."""
-    when: datetime | None = item.event_time or item.valid_from
+    when = _said(item)
     details = [f"{_day(when)}, {when:%A}" if when else "undated"]
     kind = item.kind.value if isinstance(item.kind, MemoryKind) else str(item.kind)
     details.append(kind)
     speaker = item.provenance.speaker
     if speaker:
         details.append(f"said by {speaker}" if item.kind is MemoryKind.TURN else f"from {speaker}")
-    text = " ".join(item.text.split())
-    if len(text) > MAX_MEMORY_CHARS:
-        text = text[:MAX_MEMORY_CHARS] + " [...]"
-    line = f"[{number}] ({'; '.join(details)}) {text}"
-    dates = item.metadata.get("dates") if isinstance(item.metadata, Mapping) else None
-    if isinstance(dates, list):
-        resolved = [r for r in (_resolved(d) for d in dates if isinstance(d, Mapping)) if r]
-        if resolved:
-            line += f" [{'; '.join(resolved)}]"
-    return line
+    return f"[{number}] ({'; '.join(details)}) {_body(item)}"
 
 
 def newest_first(hits: Sequence[Hit]) -> list[Hit]:
@@ -88,7 +96,7 @@ def newest_first(hits: Sequence[Hit]) -> list[Hit]:
     order = {id(hit): rank for rank, hit in enumerate(hits)}
 
     def key(hit: Hit) -> tuple[int, float, int]:
-        when = hit.memory.event_time or hit.memory.valid_from
+        when = _said(hit.memory)
         return (when is None, -when.timestamp() if when else 0.0, order[id(hit)])
 
     return sorted(hits, key=key)
@@ -129,10 +137,6 @@ ORGANISED_PROMPT_SHA256 = hashlib.sha256(ORGANISED_PROMPT.encode("utf-8")).hexdi
 PLAIN_PROMPT_SHA256 = hashlib.sha256(PLAIN_PROMPT.encode("utf-8")).hexdigest()
 
 
-def _said(item: MemoryItem) -> datetime | None:
-    return item.event_time or item.valid_from
-
-
 def _dedup_key(item: MemoryItem) -> str:
     return " ".join("".join(ch for ch in item.text.lower() if ch.isalnum() or ch.isspace()).split())
 
@@ -160,14 +164,13 @@ def _organised_line(number: int, item: MemoryItem) -> str:
     """``[n] (8 May 2023) Alice: ... ["yesterday" = 7 May 2023]``: the kind is shown for what is not a turn,
     the speaker when the text does not start with it. The date stays on the line although the day heads its
     group: a small model answering "when" copies the date next to the fact, or the heading if nothing else."""
-    rendered = render_memory(number, item)
-    # render_memory starts "[n] (date, weekday; kind; speaker) ": keep the date, drop what the text already says.
-    head, _, rest = rendered.partition(") ")
-    day, *details = head.split("(", 1)[1].split("; ")
-    speaker = item.provenance.speaker
-    shown = [day.split(",")[0]] + [d for d in details if d != MemoryKind.TURN.value and not (
-        speaker and d.endswith(f" {speaker}") and rest.startswith(f"{speaker}:"))]
-    return f"[{number}] ({'; '.join(shown)}) {rest}"
+    when, body, speaker = _said(item), _body(item), item.provenance.speaker
+    shown = [_day(when.date()) if when else "undated"]
+    if item.kind is not MemoryKind.TURN:
+        shown.append(item.kind.value if isinstance(item.kind, MemoryKind) else str(item.kind))
+    if speaker and not body.startswith(f"{speaker}:"):
+        shown.append(f"said by {speaker}" if item.kind is MemoryKind.TURN else f"from {speaker}")
+    return f"[{number}] ({'; '.join(shown)}) {body}"
 
 
 def organised_context(hits: Sequence[Hit]) -> str:
