@@ -2,7 +2,7 @@
 
 The set is generated from hand-written templates x slot values x styles and stored in
 ``memkern/data/guard/eval.jsonl`` (one object per line: ``text``, ``label`` = ``poisoned`` |
-``benign``, ``style``, ``split`` = ``dev`` | ``heldout`` | ``holdout2``, ``family``). Rebuild it with
+``benign``, ``style``, ``split`` = ``dev`` | ``heldout`` | ``holdout2`` | ``holdout3``, ``family``). Rebuild it with
 ``python -m memkern.bench.guard_set``; the output is deterministic.
 
 The split is by *template family*, never by random rows: every style has its own DEVELOPMENT
@@ -27,6 +27,12 @@ were: 27.9 % caught (43/154) at 3.8 % false positives (6/158), against the first
 76.8 %: the honest figure for phrasings by someone other than the rules' author. The rules were
 then revised from the first held-out half's misses and from general reasoning (not from this
 half's misses, but by the same person who wrote it, so later figures on it are optimistic).
+
+A third held-out half, ``split = "holdout3"`` (``memkern.bench.guard_holdout3``: 209 poisoned and 187
+hard-benign literal texts in 18 and 15 styles), was written by a third author who read neither the
+rules, nor the other halves, nor the classifier, and was measured once, on 2026-12-05: the rules as
+they were at ed90d0b caught 42.1 % (88/209) at 4.3 % false positives (8/187). Nothing has been revised
+from it.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from memkern.bench import guard_holdout2 as holdout2
+from memkern.bench import guard_holdout3 as holdout3
 
 DATA_PATH = Path(__file__).resolve().parent.parent / "data" / "guard" / "eval.jsonl"
 
@@ -1200,11 +1207,12 @@ def _rows() -> Iterator[dict[str, str]]:
                 for text in sorted(fills):
                     yield {"text": text, "label": "benign", "style": style, "split": split,
                            "family": f"{style}/{source}/{number}"}
-    for label, by_style in (("poisoned", holdout2.POISONED), ("benign", holdout2.BENIGN)):
-        for style, texts in by_style.items():
-            for number, text in enumerate(texts):
-                yield {"text": text, "label": label, "style": style, "split": "holdout2",
-                       "family": f"{style}/holdout2/{number}"}
+    for split, module in (("holdout2", holdout2), ("holdout3", holdout3)):
+        for label, by_style in (("poisoned", module.POISONED), ("benign", module.BENIGN)):
+            for style, texts in by_style.items():
+                for number, text in enumerate(texts):
+                    yield {"text": text, "label": label, "style": style, "split": split,
+                           "family": f"{style}/{split}/{number}"}
 
 
 def build(path: Path = DATA_PATH) -> int:
