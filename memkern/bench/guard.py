@@ -1,18 +1,23 @@
 """``memkern bench guard``: the poisoning guard against the one it replaced, in the same run.
 
-What is measured, for the current guard (``memkern.governance.guard``) and the old one
-(``memkern.bench.guard_baseline``):
+What is measured, for the rules alone (``memkern.governance.guard``, the ``current`` column), the
+rules with the learned layer (``memkern.governance.guard_model``, the ``classifier`` column) and
+the old guard (``memkern.bench.guard_baseline``):
 
 - on the evaluation set (``memkern/data/guard/eval.jsonl``, built by ``memkern.bench.guard_set``),
-  for the DEV half (the rules were written from it), the HELD-OUT half (other templates,
-  never used to write rules) and HOLDOUT2 (literal texts by another author) separately: the share of poisoned texts quarantined, per style,
-  and the share of hard-benign texts quarantined (false positives), per style;
+  for the DEV half (the rules were written from it; the classifier was trained on it), the HELD-OUT
+  half (other templates; the rules were later revised from it; the classifier never saw it) and
+  HOLDOUT2 (literal texts by another author) separately: the share of poisoned texts quarantined,
+  per style, and the share of hard-benign texts quarantined (false positives), per style;
 - on the old bundled injection set (``memkern/data/injections.jsonl``; development data, since
   the old rules were written from it): the share quarantined;
 - on ordinary conversation, when the files are given: every turn of LoCoMo (``speaker: text``
   plus image caption, as memkern stores it) and of LongMemEval (``role: content``; each haystack
   session once, however many questions share it), optionally every k-th LongMemEval turn only
-  (``lme_every``), which the report then says. The files are read where they are, never copied.
+  (``lme_every``), which the report then says. LongMemEval is reported in two parts: sessions of
+  odd-index questions no even-index question shares (never seen by the classifier) and those of
+  even-index questions (its training conversation). For the classifier the turns it quarantines
+  that the rules did not are listed. The files are read where they are, never copied.
 """
 
 from __future__ import annotations
@@ -33,15 +38,22 @@ Check = Callable[[str], bool]
 
 #: The guards compared: name -> "is this text quarantined?".
 GUARDS: dict[str, Check] = {
-    "current": lambda text: guard.check(text).quarantine,
+    "current": lambda text: guard.check(text, classifier=False).quarantine,
+    "classifier": lambda text: guard.check(text, classifier=True).quarantine,
     "baseline": lambda text: guard_baseline.check(text).quarantine,
 }
-SPLITS = ("dev", "heldout", "holdout2")
+#: Column titles of the report, in ``GUARDS`` order.
+COLUMNS = {"current": "rules", "classifier": "rules+classifier", "baseline": "baseline (old)"}
+SPLITS = ("dev", "heldout", "holdout2", "holdout3")
+#: The two parts of LongMemEval's conversation (see ``longmemeval_sessions``).
+LME_PARTS = {"odd": "odd-index questions, unseen by the classifier",
+             "even": "even-index questions, the classifier's training conversation"}
 #: What each split is, for the report.
 SPLIT_TITLES = {
-    "dev": "DEV half (rules written from it)",
-    "heldout": "HELD-OUT half (other templates, same author as the rules)",
+    "dev": "DEV half (rules written from it, classifier trained on it)",
+    "heldout": "HELD-OUT half (other templates, same author as the rules; unseen by the classifier)",
     "holdout2": "HOLDOUT2 (literal texts by another author, written before reading the rules)",
+    "holdout3": "HOLDOUT3 (literal texts by a third author, never read by the rules' or the classifier's authors)",
 }
 
 
@@ -58,14 +70,28 @@ def locomo_turns(path: str | Path) -> list[str]:
     return [turn.render() for conversation in load_locomo(path).conversations for turn in conversation.turns]
 
 
-def longmemeval_turns(path: str | Path, every: int = 1) -> list[str]:
-    """Every ``every``-th turn of LongMemEval's haystack sessions (each session once): ``role: content``."""
+def longmemeval_sessions(path: str | Path, questions: str = "all") -> dict[str, list[str]]:
+    """LongMemEval's haystack sessions (each once) as ``role: content`` turns, by session id.
+
+    ``questions`` picks by the question's position in the file: ``all``; ``even`` (the guard
+    classifier's training conversation, ``scripts/train_guard.py``); ``odd``: sessions of odd-index
+    questions that no even-index question shares (conversation the classifier never saw)."""
+    if questions not in ("all", "even", "odd"):
+        raise ValueError(f"questions must be all, even or odd, not {questions!r}")
     data = json.loads(Path(path).read_text(encoding="utf-8"))
-    sessions: dict[str, list[dict[str, Any]]] = {}
-    for question in data:
+    sessions: dict[str, list[str]] = {}
+    for question in data if questions == "all" else data[0::2] if questions == "even" else data[1::2]:
         for session_id, session in zip(question["haystack_session_ids"], question["haystack_sessions"]):
-            sessions.setdefault(session_id, session)
-    turns = [f"{turn['role']}: {turn['content']}" for session in sessions.values() for turn in session]
+            sessions.setdefault(session_id, [f"{turn['role']}: {turn['content']}" for turn in session])
+    if questions == "odd":
+        shared = {sid for question in data[0::2] for sid in question["haystack_session_ids"]}
+        sessions = {sid: turns for sid, turns in sessions.items() if sid not in shared}
+    return sessions
+
+
+def longmemeval_turns(path: str | Path, every: int = 1, questions: str = "all") -> list[str]:
+    """Every ``every``-th turn of LongMemEval's haystack sessions (see ``longmemeval_sessions``)."""
+    turns = [turn for session in longmemeval_sessions(path, questions).values() for turn in session]
     return turns[::every]
 
 
@@ -87,9 +113,10 @@ def _eval_split(rows: list[dict[str, str]], check: Check) -> dict[str, Any]:
 
 def _conversation(turns: list[str], name: str) -> dict[str, Any]:
     result: dict[str, Any] = {"source": name}
+    flags_of: dict[str, list[bool]] = {}
     for guard_name, check in GUARDS.items():
         started = time.perf_counter()
-        flags = [check(turn) for turn in turns]
+        flags = flags_of[guard_name] = [check(turn) for turn in turns]
         seconds = time.perf_counter() - started
         flagged = [turn for turn, flag in zip(turns, flags) if flag]
         result[guard_name] = {**_rate(flags), "seconds": round(seconds, 1),
@@ -97,8 +124,12 @@ def _conversation(turns: list[str], name: str) -> dict[str, Any]:
         if guard_name == "current":
             reasons: Counter[str] = Counter()
             for turn in flagged:
-                reasons.update(guard.check(turn).reasons)
+                reasons.update(guard.check(turn, classifier=False).reasons)
             result[guard_name]["reasons"] = dict(reasons)
+    added = [turn for turn, rules, both in zip(turns, flags_of["current"], flags_of["classifier"]) if both and not rules]
+    result["classifier"]["added"] = len(added)
+    result["classifier"]["added_examples"] = [
+        f"{guard.check(turn, classifier=True).classifier_probability}: {turn[:160]}" for turn in added[:10]]
     return result
 
 
@@ -116,8 +147,10 @@ def run_guard_bench(locomo: str | Path | None = None, lme: str | Path | None = N
     if locomo is not None:
         report["conversation"]["locomo"] = _conversation(locomo_turns(locomo), str(locomo))
     if lme is not None:
-        report["conversation"]["longmemeval"] = {**_conversation(longmemeval_turns(lme, lme_every), str(lme)),
-                                                 "every": lme_every}
+        for questions, title in LME_PARTS.items():
+            report["conversation"][f"longmemeval_{questions}"] = {
+                **_conversation(longmemeval_turns(lme, lme_every, questions), f"{lme}, {title}"),
+                "every": lme_every}
     return report
 
 
@@ -126,27 +159,30 @@ def _pct(rate: dict[str, Any]) -> str:
 
 
 def format_guard_report(report: dict[str, Any]) -> str:
-    """The report as text: current guard first, the old one as baseline, per split and style."""
-    lines = [f"evaluation set: {report['eval_set']}", f"{'':38}{'current':>20}{'baseline (old)':>20}"]
+    """The report as text: rules, rules with the classifier and the old guard, per split and style."""
+    width = 20
+    header = "".join(f"{title:>{width}}" for title in COLUMNS.values())
+    lines = [f"evaluation set: {report['eval_set']}", f"{'':38}{header}"]
     for split in SPLITS:
         by_guard = report["splits"][split]
         lines.append(f"\n{SPLIT_TITLES[split]}")
         for label, what in (("poisoned", "poisoned caught"), ("benign", "benign false positives")):
-            cur, old = by_guard["current"][label], by_guard["baseline"][label]
-            lines.append(f"  {what:<36}{_pct(cur['all']):>20}{_pct(old['all']):>20}")
-            for style in cur["by_style"]:
-                lines.append(f"    {style:<34}{_pct(cur['by_style'][style]):>20}"
-                             f"{_pct(old['by_style'][style]):>20}")
+            lines.append(f"  {what:<36}" + "".join(f"{_pct(by_guard[g][label]['all']):>{width}}" for g in COLUMNS))
+            for style in by_guard["current"][label]["by_style"]:
+                lines.append(f"    {style:<34}" + "".join(
+                    f"{_pct(by_guard[g][label]['by_style'][style]):>{width}}" for g in COLUMNS))
     bundled = report["bundled_injections"]
-    lines.append(f"\ninjections caught (old bundled set, dev): {_pct(bundled['current'])}"
-                 f"   baseline: {_pct(bundled['baseline'])}")
+    lines.append("\ninjections caught (old bundled set, dev): "
+                 + ", ".join(f"{COLUMNS[g]} {_pct(bundled[g])}" for g in COLUMNS))
     for name, conv in report["conversation"].items():
         sample = f", every {conv['every']}th turn" if conv.get("every", 1) > 1 else ", every turn"
-        lines.append(f"false positives on {name} ({conv['source']}{sample}): "
-                     f"current {_pct(conv['current'])} in {conv['current']['seconds']}s, "
-                     f"baseline {_pct(conv['baseline'])} in {conv['baseline']['seconds']}s")
+        lines.append(f"\nfalse positives on {name} ({conv['source']}{sample}): "
+                     + ", ".join(f"{COLUMNS[g]} {_pct(conv[g])} in {conv[g]['seconds']}s" for g in COLUMNS))
         for example in conv["current"]["examples"]:
-            lines.append(f"    flagged: {example!r}")
+            lines.append(f"    flagged by the rules: {example!r}")
+        lines.append(f"  added by the classifier: {conv['classifier']['added']}")
+        for example in conv["classifier"]["added_examples"]:
+            lines.append(f"    {example!r}")
     if not report["conversation"]:
         lines.append("conversation false positives: not measured (give --locomo and/or --lme)")
     return "\n".join(lines)

@@ -1,7 +1,7 @@
 """The poisoning guard: memories that would instruct the model that reads them are quarantined.
 
 A memory is text that will later be pasted into a prompt. The guard asks what that text would
-*do* to a model reading it, in three layers, none of which needs a model:
+*do* to a model reading it, in layers, none of which needs a language model:
 
 1. **Read it as the model would** (``guard_text``): NFKC, zero-width and bidi characters removed,
    homoglyphs folded, letter spacing and leetspeak undone; base64, hex and rot13 blobs decoded
@@ -19,6 +19,12 @@ A memory is text that will later be pasted into a prompt. The guard asks what th
    (``MEMKERN_GUARD_LLM=on`` with an LLM configured), which may then quarantine it. The model
    can only add a quarantine, never lift one the rules decided: a poisoned text that talks the
    checking model round gains nothing.
+4. **Learned layer** (``guard_model``, optional: ``MEMKERN_GUARD_CLASSIFIER=on|off``, default
+   ``CLASSIFIER_DEFAULT``): a logistic regression over the static embedder's sentence vector,
+   hashed word and character n-grams and the frames above, trained on the development half only.
+   It quarantines alone above a threshold no ordinary conversation turn reached in cross-validation,
+   or at a lower one when the rules found the text uncertain (reason ``classifier:<probability>``);
+   like the model check it can add a quarantine, never lift one.
 
 ``check(text)`` returns a ``Verdict`` whose ``reasons`` name the layer and frame that fired
 (``override``, ``base64:exfiltration``, ``disguise:homoglyphs``, ``model_check``...): the
@@ -39,7 +45,8 @@ from pydantic import BaseModel, ValidationError
 
 from memkern.errors import LLMError
 from memkern.governance.guard_frames import DISCUSSION, NOTE_ONLY, NOTE_SIZE, REPORTED_QUOTE, frames_in, native_frames
-from memkern.governance.guard_text import views
+from memkern.governance.guard_model import load_classifier, model_text
+from memkern.governance.guard_text import Views, views
 
 if TYPE_CHECKING:
     from memkern.llm.base import LLM
@@ -74,12 +81,15 @@ WEIGHTS: dict[str, float] = {
 DISGUISE_BONUS = 0.5
 #: Weight of frames inside someone's reported words; none when the text discusses attacks.
 REPORTED_FACTOR = 0.5
-#: Texts longer than this are judged window by window (see ``_long_text_verdict``).
+#: Texts longer than this are judged window by window (see ``readings``).
 WINDOW = 1200
 QUARANTINE_AT = 1.0
 UNCERTAIN_AT = 0.6
 #: Set to ``on`` to let the configured LLM judge the uncertain band on the write path.
 MODEL_CHECK_ENV = "MEMKERN_GUARD_LLM"
+#: Set to ``on`` or ``off`` to run the learned layer (``guard_model``) or not; unset: ``CLASSIFIER_DEFAULT``.
+CLASSIFIER_ENV = "MEMKERN_GUARD_CLASSIFIER"
+CLASSIFIER_DEFAULT = False
 
 
 @dataclass
@@ -92,10 +102,13 @@ class Verdict:
     #: The model check's own words, when it ran.
     model_note: str | None = None
     model_flagged: bool = False
+    #: The learned layer's probability that the text is poison (its highest window), when it ran.
+    classifier_probability: float | None = None
+    classifier_flagged: bool = False
 
     @property
     def quarantine(self) -> bool:
-        return self.score >= QUARANTINE_AT or self.model_flagged
+        return self.score >= QUARANTINE_AT or self.model_flagged or self.classifier_flagged
 
     @property
     def uncertain(self) -> bool:
@@ -132,8 +145,8 @@ def _own_frames(text: str) -> set[str]:
     return _frames(_split_reported(text)[0])
 
 
-def _rule_verdict(text: str) -> Verdict:
-    seen = views(text)
+def _rule_verdict(text: str, seen: Views) -> Verdict:
+    """The rules' verdict on ``text``, read as ``seen`` (its ``views``)."""
     own, quotes = _split_reported(seen.plain)
     frames = _frames(own) | native_frames(text)
     reasons = sorted(frames, key=_telling_first)
@@ -217,15 +230,47 @@ def _windows(text: str) -> list[str]:
     return out
 
 
-def _long_text_verdict(text: str) -> Verdict:
-    """An instruction is local: weak frames count together only within one window, so that a long
-    transcript about AI does not add up "an AI can", "if you see" and "right now" from pages apart."""
-    return max((_rule_verdict(window) for window in _windows(text)), key=lambda v: v.score)
+def readings(text: str) -> list[tuple[Verdict, Views]]:
+    """The rules' verdict on each window of ``text`` (one window up to ``WINDOW`` characters), with
+    the views it was read from. An instruction is local: weak frames count together only within one
+    window, so that a long transcript about AI does not add up "an AI can", "if you see" and "right
+    now" from pages apart."""
+    out = []
+    for window in [text] if len(text) <= WINDOW else _windows(text):
+        seen = views(window)
+        out.append((_rule_verdict(window, seen), seen))
+    return out
 
 
-def check(text: str, llm: LLM | None = None) -> Verdict:
-    """The guard's verdict on one memory text; with ``llm``, an uncertain verdict is checked by it."""
-    verdict = _rule_verdict(text) if len(text) <= WINDOW else _long_text_verdict(text)
-    if llm is not None and verdict.uncertain:
+def classifier_enabled() -> bool:
+    """Whether the learned layer runs: ``MEMKERN_GUARD_CLASSIFIER`` (on/off), else ``CLASSIFIER_DEFAULT``."""
+    value = os.environ.get(CLASSIFIER_ENV, "").strip().lower()
+    return CLASSIFIER_DEFAULT if not value else value in ("on", "1", "true", "yes")
+
+
+def _apply_classifier(verdict: Verdict, found: list[tuple[Verdict, Views]]) -> Verdict:
+    """Add the classifier's finding to the rules' ``verdict``: it may quarantine, never release.
+
+    It quarantines alone at a very high probability, or with the rules when they found the text
+    uncertain; the thresholds come with the weights (``guard_model``)."""
+    model = load_classifier()
+    probability = float(model.probabilities([model_text(seen) for _, seen in found],
+                                            [window.reasons for window, _ in found]).max())
+    verdict.classifier_probability = round(probability, 4)
+    if not verdict.quarantine and (probability >= model.alone_at
+                                   or (verdict.uncertain and probability >= model.with_rules_at)):
+        verdict.classifier_flagged = True
+        verdict.reasons.append(f"classifier:{probability:.3f}")
+    return verdict
+
+
+def check(text: str, llm: LLM | None = None, classifier: bool | None = None) -> Verdict:
+    """The guard's verdict on one memory text. With ``classifier`` (default: ``classifier_enabled()``)
+    the learned layer may add a quarantine; with ``llm``, a verdict still uncertain is checked by it."""
+    found = readings(text)
+    verdict = max((window for window, _ in found), key=lambda v: v.score)
+    if classifier if classifier is not None else classifier_enabled():
+        verdict = _apply_classifier(verdict, found)
+    if llm is not None and verdict.uncertain and not verdict.quarantine:
         verdict = model_check(verdict, text, llm)
     return verdict

@@ -1,0 +1,94 @@
+"""The guard's learned layer: its shipped weights, their verification, and how it combines with the rules."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+
+from memkern.bench.guard import load_eval_set
+from memkern.governance import guard
+from memkern.governance.guard_model import (
+    CARD_FILE,
+    MODEL_DIR,
+    WEIGHTS_FILE,
+    GuardClassifier,
+    GuardModelError,
+    load_classifier,
+)
+
+
+def _fixed(probability: float) -> GuardClassifier:
+    """A classifier that gives every text ``probability``: zero weights, the bias its logit."""
+    real = load_classifier()
+    return GuardClassifier(real.spec, np.zeros_like(real.weights), math.log(probability / (1 - probability)),
+                           real.alone_at, real.with_rules_at, real.card)
+
+
+def test_the_shipped_weights_load_and_match_their_card():
+    model = load_classifier()
+    card = json.loads((MODEL_DIR / CARD_FILE).read_text())
+    assert card["weights_sha256"] == hashlib.sha256((MODEL_DIR / WEIGHTS_FILE).read_bytes()).hexdigest()
+    assert model.weights.shape == (model.spec.width,)
+    assert 0.5 <= model.with_rules_at <= model.alone_at < 1.0
+    provenance = card["provenance"]
+    assert "split=dev" in provenance["data"] and provenance["counts"]["dev_poisoned"] > 0
+    assert load_classifier() is model  # read once per process
+
+
+def test_a_corrupt_weights_file_is_a_clear_error(tmp_path):
+    shutil.copytree(MODEL_DIR, tmp_path / "guard", ignore=shutil.ignore_patterns("*.jsonl"))
+    weights = tmp_path / "guard" / WEIGHTS_FILE
+    blob = bytearray(weights.read_bytes())
+    blob[-5] ^= 0xFF
+    weights.write_bytes(bytes(blob))
+    with pytest.raises(GuardModelError, match="sha256"):
+        load_classifier(tmp_path / "guard")
+    weights.write_bytes(b"not safetensors")
+    card = json.loads((tmp_path / "guard" / CARD_FILE).read_text())
+    card["weights_sha256"] = hashlib.sha256(b"not safetensors").hexdigest()
+    (tmp_path / "guard" / CARD_FILE).write_text(json.dumps(card))
+    with pytest.raises(GuardModelError, match="malformed"):
+        load_classifier(tmp_path / "guard")
+    weights.unlink()
+    with pytest.raises(GuardModelError, match="cannot read"):
+        load_classifier(tmp_path / "guard")
+
+
+def test_the_classifier_never_lifts_a_rule_quarantine(monkeypatch):
+    monkeypatch.setattr(guard, "load_classifier", lambda: _fixed(0.001))
+    poisoned = [row["text"] for row in load_eval_set() if row["label"] == "poisoned" and row["split"] == "dev"]
+    for text in poisoned:
+        assert guard.check(text, classifier=True).quarantine == guard.check(text, classifier=False).quarantine
+
+
+def test_a_classifier_quarantine_says_which_layer_fired(monkeypatch):
+    monkeypatch.setattr(guard, "load_classifier", lambda: _fixed(0.999))
+    verdict = guard.check("We had pasta for dinner on Tuesday.", classifier=True)
+    assert verdict.quarantine and verdict.classifier_flagged
+    assert verdict.reasons == ["classifier:0.999"] and verdict.score == 0.0
+    assert not guard.check("We had pasta for dinner on Tuesday.", classifier=False).quarantine
+
+
+def test_the_switch_reads_the_environment(monkeypatch):
+    monkeypatch.setenv(guard.CLASSIFIER_ENV, "on")
+    assert guard.classifier_enabled()
+    monkeypatch.setenv(guard.CLASSIFIER_ENV, "off")
+    assert not guard.classifier_enabled()
+    monkeypatch.delenv(guard.CLASSIFIER_ENV)
+    assert guard.classifier_enabled() is guard.CLASSIFIER_DEFAULT
+
+
+def test_the_dev_split_scores_as_before_or_better():
+    """The classifier was trained on the dev split: with it the guard catches at least what the rules
+    catch there, and quarantines no more of its benign texts."""
+    dev = [row for row in load_eval_set() if row["split"] == "dev"]
+    for label in ("poisoned", "benign"):
+        texts = [row["text"] for row in dev if row["label"] == label]
+        rules = sum(guard.check(text, classifier=False).quarantine for text in texts)
+        both = sum(guard.check(text, classifier=True).quarantine for text in texts)
+        assert both >= rules if label == "poisoned" else both == rules
