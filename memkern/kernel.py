@@ -66,6 +66,7 @@ class Kernel:
 
     def close(self) -> None:
         self.access.flush()
+        self.indexes.close()  # saves large cubes' index copies for the next process (memkern.retrieval.snapshot)
         self.store.close()
 
     # -- embedding -------------------------------------------------------------------------------

@@ -8,7 +8,11 @@ of about 20 turns), then searched with questions built from turns that were stor
 
 Search time is ``cube.search`` end to end (query embedding, lexical and dense search,
 fusion, fetching the memories), measured per query after one untimed warm-up search
-that loads the index (reported separately as ``first_search_ms``). The same questions
+that loads the index (reported separately as ``first_search_ms``). The first search of a
+new process on the closed store is also timed, with that process's memory (``fresh_process``):
+``cold`` without the saved index copy (``memkern.retrieval.snapshot``), ``warm`` with the copy
+the cold process saved. ``--store-dir`` keeps the store, and a later run of the same corpus
+reuses it instead of ingesting again. The same questions
 are timed with the hybrid, lexical-only and dense-only recipes; ``hit_at_10`` says how
 often the turn a question was built from came back in the top 10, a sanity check rather
 than a quality benchmark (many synthetic turns are alike).
@@ -16,16 +20,22 @@ than a quality benchmark (many synthetic turns are alike).
 
 from __future__ import annotations
 
+import json
 import platform
 import random
 import resource
+import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+
+from memkern.retrieval.ann import ANN_MIN_ROWS
 
 #: ``progress(label, done, total)``, like :mod:`memkern.bench.locomo`'s: labels are "ingest" and
 #: "search <recipe>"; one unit per turn ingested and per question searched.
@@ -279,90 +289,213 @@ def _store_files(directory: Path) -> dict[str, int]:
     return dict(sorted(sizes.items(), key=lambda pair: -pair[1]))
 
 
+#: The store's file in the bench's directory, and the note written beside it once ingestion is complete.
+STORE_FILE = "scale.db"
+BUILT_NOTE = "scale-built.json"
+
+
 def run_scale(items: int = 100_000, queries: int = 200, seed: int = 7, progress: ProgressCallback | None = None,
-              *, turns_per_session: int = 20, workdir: str | Path | None = None, embedder: Any = None
-              ) -> dict[str, Any]:
-    """Generate, ingest and search; returns a JSON-ready dict (see :func:`format_report`)."""
+              *, turns_per_session: int = 20, workdir: str | Path | None = None, embedder: Any = None,
+              store_dir: str | Path | None = None) -> dict[str, Any]:
+    """Generate, ingest and search; returns a JSON-ready dict (see :func:`format_report`).
+
+    ``store_dir`` keeps the store in that directory instead of a temporary one; a later run
+    with the same items, seed and session size finds it complete and reuses it instead of
+    ingesting again (a million turns take about 12 minutes to ingest). With the bundled
+    embedder (``embedder`` None), the first search is also timed in fresh processes: once
+    without the index snapshot (``memkern.retrieval.snapshot``) and once with it.
+    """
     from memkern import __version__
     from memkern.errors import InvalidInputError
-    from memkern.mos import MemOS
 
     if items < 1 or queries < 1:
         raise InvalidInputError(f"items and queries must be at least 1, not {items} and {queries}")
     generated_at = time.perf_counter()
     corpus = generate(items, queries, seed, turns_per_session)
     generate_s = time.perf_counter() - generated_at
+    wanted = {"items": corpus.n_turns, "sessions": len(corpus.sessions), "seed": seed,
+              "turns_per_session": turns_per_session}
 
-    with tempfile.TemporaryDirectory(prefix="memkern-scale-", dir=workdir) as tmp:
-        directory = Path(tmp)
-        with MemOS(directory / "scale.db", embedder=embedder) as mos:
-            cube = mos.create_cube("scale", owner="bench", description=f"bench scale, seed {seed}")
-            total = corpus.n_turns
-            done = 0
-            if progress:
-                progress("ingest", 0, total)
-            ingest_s = 0.0
-            for session_id, messages in corpus.sessions:
-                started = time.perf_counter()
-                cube.add(messages=messages, session_id=session_id)
-                ingest_s += time.perf_counter() - started
-                done += len(messages)
-                if progress:
-                    progress("ingest", done, total)
+    with _bench_directory(store_dir, workdir) as directory:
+        built = _built(directory, wanted)
+        if built is None:
+            built = {**wanted, **_ingest(directory, corpus, seed, embedder, progress)}
+            (directory / BUILT_NOTE).write_text(json.dumps(built), encoding="utf-8")
+        fresh = _fresh_first_searches(directory / STORE_FILE, corpus.questions[0].text) if embedder is None else None
+        result = _timed_searches(directory / STORE_FILE, corpus, embedder, progress)
+        store_files = {name: size for name, size in _store_files(directory).items() if name != BUILT_NOTE}
+        snapshot_bytes = sum(f.stat().st_size for d in directory.iterdir() if d.is_dir() for f in d.rglob("*")
+                             if f.is_file())
+    store_bytes = sum(store_files.values())
 
-            started = time.perf_counter()
-            cube.search(corpus.questions[0].text, top_k=TOP_K)  # loads the index: timed apart
-            first_search_s = time.perf_counter() - started
-
-            searches: dict[str, dict[str, Any]] = {}
-            for recipe in RECIPES_TIMED:
-                label = f"search {recipe}"
-                seconds: list[float] = []
-                hits_at_k = 0
-                if progress:
-                    progress(label, 0, len(corpus.questions))
-                for position, question in enumerate(corpus.questions, 1):
-                    started = time.perf_counter()
-                    hits = cube.search(question.text, top_k=TOP_K, config=recipe)
-                    seconds.append(time.perf_counter() - started)
-                    if any(question.target in hit.memory.provenance.message_ids for hit in hits):
-                        hits_at_k += 1
-                    if progress:
-                        progress(label, position, len(corpus.questions))
-                searches[recipe] = {
-                    "search_ms_p50": _percentile_ms(seconds, 50),
-                    "search_ms_p95": _percentile_ms(seconds, 95),
-                    "search_ms_max": round(max(seconds) * 1000, 2),
-                    "search_ms_mean": round(sum(seconds) / len(seconds) * 1000, 2),
-                    f"hit_at_{TOP_K}": round(hits_at_k / len(corpus.questions), 3),
-                }
-            embedder_name, dim = mos.embedder.name, mos.embedder.dim
-            memory = resident_mb()
-        store_files = _store_files(directory)
-        store_bytes = sum(store_files.values())
-
-    hybrid = searches["hybrid"]
+    total = built["items"]
+    ingest_s = built["ingest_s"]
     return {
         "items": total,
-        "sessions": len(corpus.sessions),
+        "sessions": built["sessions"],
         "queries": len(corpus.questions),
-        "ingest_s": round(ingest_s, 2),
+        "ingest_s": ingest_s,
         "ingest_turns_per_s": round(total / ingest_s, 1) if ingest_s > 0 else None,
-        "first_search_ms": round(first_search_s * 1000, 1),
-        "search_ms_p50": hybrid["search_ms_p50"],
-        "search_ms_p95": hybrid["search_ms_p95"],
-        "search_ms_max": hybrid["search_ms_max"],
+        "reused_store": built.get("reused", False),
+        **result,
+        "fresh_process": fresh,
         "store_bytes": store_bytes,
         "store_bytes_per_item": round(store_bytes / total, 1),
         "store_files": store_files,
-        "memory": memory,
-        "recipes": searches,
+        #: Files of the saved index copies beside the store (``memkern.retrieval.snapshot``).
+        "index_snapshot_bytes": snapshot_bytes,
         "config": {
-            "seed": seed, "turns_per_session": turns_per_session, "top_k": TOP_K, "embedder": embedder_name,
-            "dim": dim, "memkern_version": __version__, "python": platform.python_version(),
+            "seed": seed, "turns_per_session": turns_per_session, "top_k": TOP_K, "embedder": result.pop("embedder"),
+            "dim": result.pop("dim"), "memkern_version": __version__, "python": platform.python_version(),
             "platform": platform.platform(), "generate_s": round(generate_s, 2),
         },
     }
+
+
+@contextmanager
+def _bench_directory(store_dir: str | Path | None, workdir: str | Path | None) -> Iterator[Path]:
+    """``store_dir`` (created if missing), or a temporary directory removed afterwards."""
+    if store_dir is not None:
+        directory = Path(store_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        yield directory
+        return
+    with tempfile.TemporaryDirectory(prefix="memkern-scale-", dir=workdir) as tmp:
+        yield Path(tmp)
+
+
+def _built(directory: Path, wanted: dict[str, Any]) -> dict[str, Any] | None:
+    """What a complete earlier ingestion in ``directory`` recorded, if it built this corpus.
+
+    A store without the note (an interrupted ingestion) or built from another corpus is refused
+    rather than silently measured or overwritten."""
+    from memkern.errors import InvalidInputError
+
+    note, store = directory / BUILT_NOTE, directory / STORE_FILE
+    if not store.exists():
+        return None
+    built = json.loads(note.read_text(encoding="utf-8")) if note.is_file() else {}
+    if any(built.get(key) != value for key, value in wanted.items()):
+        raise InvalidInputError(f"{store} exists but holds no complete ingestion of this corpus ({wanted}); "
+                                "remove it or give another directory")
+    return {**built, "reused": True}
+
+
+def _ingest(directory: Path, corpus: Corpus, seed: int, embedder: Any, progress: ProgressCallback | None
+            ) -> dict[str, Any]:
+    """Ingest ``corpus`` into a new cube "scale" through the public API, one add per session."""
+    from memkern.mos import MemOS
+
+    with MemOS(directory / STORE_FILE, embedder=embedder) as mos:
+        cube = mos.create_cube("scale", owner="bench", description=f"bench scale, seed {seed}")
+        total, done, ingest_s = corpus.n_turns, 0, 0.0
+        if progress:
+            progress("ingest", 0, total)
+        for session_id, messages in corpus.sessions:
+            started = time.perf_counter()
+            cube.add(messages=messages, session_id=session_id)
+            ingest_s += time.perf_counter() - started
+            done += len(messages)
+            if progress:
+                progress("ingest", done, total)
+    return {"ingest_s": round(ingest_s, 2)}
+
+
+def _timed_searches(path: Path, corpus: Corpus, embedder: Any, progress: ProgressCallback | None
+                    ) -> dict[str, Any]:
+    """The first search of this process (it loads the index), then every recipe on every question."""
+    from memkern.mos import MemOS
+
+    with MemOS(path, embedder=embedder) as mos:
+        cube = mos.get_cube("scale")
+        started = time.perf_counter()
+        cube.search(corpus.questions[0].text, top_k=TOP_K)  # loads the index: timed apart
+        first_search_s = time.perf_counter() - started
+        # Past ANN_MIN_ROWS rows the first search starts building the approximate dense index in the
+        # background (searches scan exactly meanwhile); the timed searches run once it is ready.
+        started = time.perf_counter()
+        mos.kernel.indexes.wait_approximate()
+        approximate_s = time.perf_counter() - started
+
+        searches: dict[str, dict[str, Any]] = {}
+        for recipe in RECIPES_TIMED:
+            label = f"search {recipe}"
+            seconds: list[float] = []
+            hits_at_k = 0
+            if progress:
+                progress(label, 0, len(corpus.questions))
+            for position, question in enumerate(corpus.questions, 1):
+                started = time.perf_counter()
+                hits = cube.search(question.text, top_k=TOP_K, config=recipe)
+                seconds.append(time.perf_counter() - started)
+                if any(question.target in hit.memory.provenance.message_ids for hit in hits):
+                    hits_at_k += 1
+                if progress:
+                    progress(label, position, len(corpus.questions))
+            searches[recipe] = {
+                "search_ms_p50": _percentile_ms(seconds, 50),
+                "search_ms_p95": _percentile_ms(seconds, 95),
+                "search_ms_max": round(max(seconds) * 1000, 2),
+                "search_ms_mean": round(sum(seconds) / len(seconds) * 1000, 2),
+                f"hit_at_{TOP_K}": round(hits_at_k / len(corpus.questions), 3),
+            }
+        memory = resident_mb()
+        hybrid = searches["hybrid"]
+        return {
+            "first_search_ms": round(first_search_s * 1000, 1),
+            "approximate_index_wait_s": round(approximate_s, 1),
+            "search_ms_p50": hybrid["search_ms_p50"],
+            "search_ms_p95": hybrid["search_ms_p95"],
+            "search_ms_max": hybrid["search_ms_max"],
+            "memory": memory,
+            "recipes": searches,
+            "embedder": mos.embedder.name,
+            "dim": mos.embedder.dim,
+        }
+
+
+def _fresh_first_searches(path: Path, question: str) -> dict[str, Any]:
+    """The first search of a new process on the closed store: ``cold`` without the index
+    snapshot (removed first: the process loads every row from the store, then saves one),
+    ``warm`` with the snapshot the cold process left."""
+    from memkern.retrieval import snapshot
+    from memkern.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(path)
+    try:
+        with store.index_cache(store.get_cube("scale").id) as directory:
+            if directory is not None:
+                snapshot.remove(directory)
+    finally:
+        store.close()
+    return {"cold": _probe(path, question), "warm": _probe(path, question)}
+
+
+def _probe(path: Path, question: str) -> dict[str, Any]:
+    command = [sys.executable, "-c", "import sys; from memkern.bench.scale import probe_first_search; "
+               "probe_first_search(sys.argv[1], sys.argv[2])", str(path), question]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the first-search probe failed ({done.returncode}): {done.stderr[-2000:]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def probe_first_search(path: str, question: str) -> None:
+    """Run by :func:`_probe` in a new process: open the store, time the first search and the
+    snapshot save it starts, print the numbers and this process's memory as one JSON line."""
+    from memkern.mos import MemOS
+
+    with MemOS(path, llm=None) as mos:
+        cube = mos.get_cube("scale")
+        started = time.perf_counter()
+        cube.search(question, top_k=TOP_K)
+        first_search_s = time.perf_counter() - started
+        memory = resident_mb()
+        started = time.perf_counter()
+        mos.kernel.indexes.wait_saves()
+        save_s = time.perf_counter() - started
+    print(json.dumps({"first_search_ms": round(first_search_s * 1000, 1), "memory": memory,
+                      "snapshot_save_wait_ms": round(save_s * 1000, 1)}))
 
 
 def format_report(result: dict[str, Any]) -> str:
@@ -375,11 +508,15 @@ def format_report(result: dict[str, Any]) -> str:
          f"{config.get('memkern_version')}, python {config.get('python')}, seed {config.get('seed')}"),
         "",
         (f"ingest          {result['ingest_turns_per_s']:,.0f} turns/s ({result['ingest_s']:,.1f} s, one add per "
-         "session)"),
+         "session" + (", by an earlier run: store reused" if result.get("reused_store") else "") + ")"),
         (f"store size      {result['store_bytes'] / 1e6:,.1f} MB ({result['store_bytes_per_item']:,.0f} bytes/turn: "
          + ", ".join(f"{name} {size / 1e6:,.1f} MB" for name, size in result.get("store_files", {}).items())
          + ")"),
+        f"index snapshot  {result.get('index_snapshot_bytes', 0) / 1e6:,.1f} MB (the saved index copy, beside the store)",
         f"first search    {result['first_search_ms']:,.1f} ms (loads the index)",
+        f"approximate dense index ready {result.get('approximate_index_wait_s', 0):,.1f} s after it "
+        f"(built in the background past {ANN_MIN_ROWS:,} rows; searches below are timed after)",
+        *_fresh_lines(result.get("fresh_process")),
         (f"process memory  {result['memory']['rss_mb']} MB resident after the searches (peak "
          f"{result['memory']['peak_rss_mb']} MB)") if "memory" in result else "",
         "",
@@ -391,3 +528,15 @@ def format_report(result: dict[str, Any]) -> str:
                      f"{timing['search_ms_max']:>9.1f}{timing['search_ms_mean']:>9.1f}"
                      f"{'-' if hit is None else f'{hit:.3f}':>9}")
     return "\n".join(lines)
+
+
+def _fresh_lines(fresh: dict[str, Any] | None) -> list[str]:
+    """The report's lines on the first search of a new process, with and without the snapshot."""
+    if not fresh:
+        return []
+    lines = []
+    for name, said in (("cold", "no index snapshot: loads every row"), ("warm", "with the index snapshot")):
+        probe = fresh[name]
+        lines.append(f"  new process, {name}: {probe['first_search_ms']:,.1f} ms ({said}); "
+                     f"{probe['memory']['rss_mb']} MB resident (peak {probe['memory']['peak_rss_mb']} MB)")
+    return lines

@@ -185,13 +185,17 @@ def bench_scale(
     items: Annotated[int, typer.Option(metavar="N", help="Conversation turns to ingest.", min=1)] = 100_000,
     queries: Annotated[int, typer.Option(metavar="N", help="Questions to time per recipe.", min=1)] = 200,
     seed: Annotated[int, typer.Option(metavar="N", help="Seed of the synthetic conversations.")] = 7,
+    store_dir: Annotated[Path | None, typer.Option(
+        "--store-dir", metavar="DIR", help="Keep the store in DIR; a later run with the same --items and --seed "
+                                           "reuses it instead of ingesting again.")] = None,
     out: OutOption = None,
 ) -> None:
-    """Ingest and search speed on synthetic conversations, in a temporary store."""
+    """Ingest and search speed on synthetic conversations, in a temporary store (or --store-dir)."""
     from memkern.bench.scale import format_report, run_scale
 
     with progress_bar() as progress:
-        result = run_scale(items=items, queries=queries, seed=seed, progress=labelled_tasks(progress))
+        result = run_scale(items=items, queries=queries, seed=seed, progress=labelled_tasks(progress),
+                           store_dir=store_dir)
     print_report(ctx, result, out, format_report)
 
 

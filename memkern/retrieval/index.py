@@ -22,6 +22,15 @@ The copy follows the store's change feed (``Store.index_rows``) instead of reloa
   process compacted, a migration, rows removed by a path that logs no removal): it is
   rebuilt in the background while it keeps serving, as it is when tombstones outnumber
   live rows.
+
+A process's first search reads the whole copy. Read through SQL, a million rows took 19 s; so
+where the store offers a directory for it (``Store.index_cache``: SQLite, not PostgreSQL, where
+several application nodes would each hold every vector), a copy of ``SAVE_MIN_ROWS`` rows or
+more is saved there in the background (``memkern.retrieval.snapshot``): after a load from the
+store, once the feed since the last save reaches a twentieth of the rows, and at ``close``.
+The next process reads it, checks it against the store and patches in the feed since, like
+any batch; a copy that does not check out is ignored (logged) and the store is read instead.
+A delete makes the store remove the saved copy, which is saved again later without the row.
 """
 
 from __future__ import annotations
@@ -31,11 +40,16 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from memkern.errors import NotFoundError
+from memkern.retrieval import snapshot as saved_files
+from memkern.retrieval.ann import DenseAnn
+from memkern.retrieval.snapshot import SavedIndex
 from memkern.store.base import IndexBatch, Store
 
 log = logging.getLogger(__name__)
@@ -48,6 +62,15 @@ _MIN_GARBAGE = 4096
 VERIFY_EVERY_S = 5.0
 #: Rows read per query when a copy is loaded whole.
 LOAD_CHUNK = 50_000
+#: A copy is saved for the next process (``memkern.retrieval.snapshot``) from this many live rows:
+#: below it, reading the rows from the store takes a fraction of a second anyway.
+SAVE_MIN_ROWS = 20_000
+#: A saved copy is refreshed once the feed since it (rows written, removals) reaches this many
+#: entries or a twentieth of the live rows, whichever is more: a new process patches in that tail.
+SAVE_MIN_TAIL = 10_000
+#: Seconds after a delete removed the saved copy (``Store.index_cache``) before it is saved again:
+#: an agent deleting every few turns would otherwise rewrite it each time.
+RESAVE_AFTER_DELETE_S = 60.0
 
 
 def _slot_key(code: int, position: int) -> int:
@@ -126,6 +149,8 @@ class CubeIndex:
     speakers_present: frozenset[str]
     #: Rows with a live memory.
     live_count: int
+    #: The writer's approximate dense index (``memkern.retrieval.ann``), shared by its snapshots.
+    ann: DenseAnn | None = None
 
     def __len__(self) -> int:
         return len(self.live)
@@ -142,6 +167,47 @@ class CubeIndex:
         on the other core. Past ~100,000 rows both are bound by memory bandwidth alike.
         """
         return np.einsum("ij,j->i", self.vectors, query_vector.astype(np.float32, copy=False))
+
+    def dense_top(self, query_vector: np.ndarray, mask: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``count`` rows allowed by ``mask`` nearest to a unit query vector, best first, with their cosines.
+
+        Exact scan, or past ``memkern.retrieval.ann.ANN_MIN_ROWS`` rows the graph's candidates plus the rows
+        written since it was extended, re-scored exactly. The graph is asked for more rows than kept, in
+        proportion to the share of rows the mask drops (tombstones, filters); when filters leave too few
+        rows for that to be reliable, or the graph returns fewer allowed rows than asked, the scan decides.
+        """
+        query = query_vector.astype(np.float32, copy=False)
+        n = len(self)
+        if self.ann is not None:
+            self.ann.follow(self.vectors)
+            allowed = int(np.count_nonzero(mask))
+            if allowed >= count and allowed * _ANN_MIN_SHARE >= n:
+                rows, covered = self.ann.search(query, min(n, count * _ANN_FETCH * n // allowed), n)
+                if covered:
+                    candidates = np.concatenate([rows, np.arange(covered, n, dtype=np.int64)])
+                    candidates = candidates[mask[candidates]]
+                    if len(candidates) >= count:
+                        cosine = self.vectors[candidates] @ query
+                        best = _best(cosine, count)
+                        return candidates[best], cosine[best]
+        cosine = np.where(mask, self.dense_scores(query), -np.inf)
+        best = _best(cosine, count)
+        return best, cosine[best]
+
+
+#: The graph is used only when the mask keeps at least 1 / this of the rows (else the scan decides).
+_ANN_MIN_SHARE = 5
+#: Candidates asked of the graph per row kept, before scaling by the share of rows the mask drops.
+_ANN_FETCH = 2
+
+
+def _best(scores: np.ndarray, count: int) -> np.ndarray:
+    """Indexes of the ``count`` largest finite scores, best first."""
+    finite = np.flatnonzero(np.isfinite(scores))
+    if len(finite) <= count:
+        return finite[np.argsort(-scores[finite], kind="stable")]
+    part = np.argpartition(-scores, count)[:count]
+    return part[np.argsort(-scores[part], kind="stable")]
 
 
 class _Columns:
@@ -176,6 +242,7 @@ class _IndexWriter:
     def __init__(self, dim: int, capacity: int = 0) -> None:
         self.dim = dim
         self.columns = _Columns(dim, max(capacity, _MIN_CAPACITY))
+        self.ann = DenseAnn(dim)
         self.n = 0
         self.live_count = 0
         self.tags: list[tuple[str, ...]] = []
@@ -188,6 +255,45 @@ class _IndexWriter:
         self.revision = -1
         self.last_seq = 0
         self.removal_seq = 0
+        #: Feed entries (rows and removals) applied so far: what a saved copy lags behind.
+        self.fed = 0
+
+    @classmethod
+    def from_saved(cls, saved: SavedIndex) -> _IndexWriter:
+        """A writer holding a saved copy's rows, live, at the copy's feed position (checked by the caller)."""
+        n = len(saved)
+        writer = cls(saved.dim, capacity=n + n // 8)  # room for the first writes, as ``IndexCache._load``
+        columns = writer.columns
+        saved_files.copy_vectors(saved, columns.vectors[:n])
+        columns.ids[:n] = saved.ids
+        columns.session_codes[:n] = saved.session_codes
+        columns.positions[:n] = saved.positions
+        columns.event_times[:n] = saved.event_times
+        for name, table, codes in (("kinds", saved.kinds, saved.kind_codes),
+                                   ("speakers", saved.speakers, saved.speaker_codes),
+                                   ("states", saved.states, saved.state_codes)):
+            interned = np.empty(len(table), dtype=object)
+            interned[:] = writer._interned(table)
+            getattr(columns, name)[:n] = interned[codes]
+        columns.active[:n] = np.asarray([state == "active" for state in saved.states], dtype=bool)[saved.state_codes]
+        writer.session_names = list(saved.session_names)
+        writer.session_code = {session: code for code, session in enumerate(writer.session_names)}
+        writer.row_of = dict(zip(saved.ids, range(n)))
+        if len(writer.row_of) != n or len(writer.session_code) != len(writer.session_names):
+            raise ValueError("a saved index copy holds an id or a session twice")
+        positions = np.asarray(saved.positions)
+        placed = np.flatnonzero(positions >= 0)
+        keys = (np.asarray(saved.session_codes, dtype=np.int64)[placed] << 32) | positions[placed]
+        writer.slots = dict(zip(keys.tolist(), placed.tolist()))
+        counts = np.bincount(saved.speaker_codes, minlength=len(saved.speakers))
+        writer.speaker_rows = {speaker: int(count) for speaker, count in zip(saved.speakers, counts.tolist())
+                               if speaker and count}
+        tag_sets = [tuple(tags) for tags in saved.tag_sets]
+        writer.tags = list(map(tag_sets.__getitem__, saved.tag_codes.tolist()))
+        columns.live[:n] = True
+        writer.n = writer.live_count = writer.fed = n
+        writer.revision, writer.last_seq, writer.removal_seq = saved.revision, saved.last_seq, saved.removal_seq
+        return writer
 
     @property
     def garbage(self) -> int:
@@ -204,6 +310,7 @@ class _IndexWriter:
             self.last_seq = batch.seqs[-1]
         self.removal_seq = max(self.removal_seq, batch.removal_seq)
         self.revision = batch.revision
+        self.fed += len(batch.ids) + len(batch.removed)
 
     def _tombstone(self, rows: list[int]) -> None:
         columns = self.columns
@@ -286,19 +393,58 @@ class _IndexWriter:
             positions=columns.positions[:n], event_times=columns.event_times[:n], kinds=columns.kinds[:n],
             speakers=columns.speakers[:n], states=columns.states[:n], live=live, active=columns.active[:n],
             tags=self.tags, vectors=columns.vectors[:n], slot=SlotMap(self.slots, n, live),
-            speakers_present=frozenset(self.speaker_rows), live_count=self.live_count,
+            speakers_present=frozenset(self.speaker_rows), live_count=self.live_count, ann=self.ann,
         )
 
 
-class _Entry:
-    """One cube's copy: its writer, the snapshot searches read, and a rebuild in flight."""
+def _saved_copy_of(index: CubeIndex, cube_id: str, embedder: str, last_seq: int, removal_seq: int,
+                   revision: int) -> SavedIndex:
+    """What ``memkern.retrieval.snapshot`` saves of a search snapshot: its live rows only (no
+    tombstoned row's id or vector), at the feed position the caller read with it."""
+    n = len(index)
+    rows = np.flatnonzero(index.live)
+    kind_codes, kinds = _codes(index.kinds[rows].tolist())
+    speaker_codes, speakers = _codes(index.speakers[rows].tolist())
+    state_codes, states = _codes(index.states[rows].tolist())
+    tag_codes, tag_sets = _codes([index.tags[row] for row in rows.tolist()])
+    session_codes = index.session_codes[rows]
+    last_live = n > 0 and bool(index.live[n - 1])
+    return SavedIndex(
+        cube_id=cube_id, embedder=embedder, dim=index.dim, last_seq=last_seq, removal_seq=removal_seq,
+        revision=revision, last_id=str(index.ids[n - 1]) if last_live else None, ids=index.ids[rows].tolist(),
+        vectors=index.vectors, vector_rows=None if len(rows) == n else rows, session_codes=session_codes,
+        positions=index.positions[rows], event_times=index.event_times[rows], kind_codes=kind_codes,
+        speaker_codes=speaker_codes, state_codes=state_codes, tag_codes=tag_codes,
+        session_names=list(index.session_names[:int(session_codes.max()) + 1 if len(rows) else 0]),
+        kinds=kinds, speakers=speakers, states=states, tag_sets=[list(tags) for tags in tag_sets],
+    )
 
-    def __init__(self, writer: _IndexWriter) -> None:
+
+def _codes(values: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
+    """``values`` as int32 codes into a table of the distinct values (in order of first appearance)."""
+    table: list[Hashable] = list(dict.fromkeys(values))
+    code = {value: number for number, value in enumerate(table)}
+    return np.fromiter(map(code.__getitem__, values), dtype=np.int32, count=len(values)), table
+
+
+class _Entry:
+    """One cube's copy: its writer, the snapshot searches read, a rebuild or a save in flight."""
+
+    def __init__(self, writer: _IndexWriter, embedder: str, saved_fed: int | None = None) -> None:
         self.writer = writer
         self.snapshot = writer.snapshot()
         self.lock = threading.Lock()
         self.rebuild: threading.Thread | None = None
         self.verified_at = time.monotonic()
+        #: Name of the embedder that made the cube's vectors, written in a saved copy.
+        self.embedder = embedder
+        #: False once the store said it keeps no index cache for the cube (``Store.index_cache``).
+        self.cacheable = True
+        #: ``writer.fed`` when the copy saved on disk was taken; None when there is none.
+        self.saved_fed = saved_fed
+        #: When a delete removed the saved copy (``time.monotonic()``); None if none did.
+        self.dropped_at: float | None = None
+        self.save: threading.Thread | None = None
 
 
 class IndexCache:
@@ -317,7 +463,9 @@ class IndexCache:
         with self._lock:
             entry = self._entries.get(cube_id)
             if entry is None or entry.writer.dim != dim:
-                entry = self._entries[cube_id] = _Entry(self._load(cube_id, dim))
+                entry = self._entries[cube_id] = self._open(cube_id, dim)
+                with entry.lock:
+                    self._save_if_due(entry, cube_id)
                 return entry.snapshot
         with entry.lock:
             if entry.writer.revision != revision:
@@ -334,6 +482,126 @@ class IndexCache:
             thread = entry.rebuild
             if thread is not None:
                 thread.join(timeout_s)
+
+    def wait_approximate(self, timeout_s: float | None = None) -> None:
+        """Return once no approximate dense index is being built or extended (benchmarks and tests)."""
+        for entry in list(self._entries.values()):
+            entry.writer.ann.wait(timeout_s)
+
+    def wait_saves(self, timeout_s: float | None = None) -> None:
+        """Return once no background save of a copy is running (tests and benchmarks)."""
+        for entry in list(self._entries.values()):
+            thread = entry.save
+            if thread is not None:
+                thread.join(timeout_s)
+
+    def close(self) -> None:
+        """Before the store closes: let running saves finish, and save the copies whose saved copy a
+        delete removed, or lags them by ``SAVE_MIN_TAIL`` feed entries or more (a million rows: about
+        a second each), so that the next process reads them instead of the store."""
+        self.wait_saves()
+        for cube_id, entry in list(self._entries.items()):
+            writer = entry.writer
+            stale = entry.saved_fed is None or writer.fed - entry.saved_fed >= SAVE_MIN_TAIL
+            if entry.cacheable and writer.live_count >= SAVE_MIN_ROWS and stale:
+                self._save(entry, cube_id)
+
+    def _open(self, cube_id: str, dim: int) -> _Entry:
+        """The cube's copy for this process: its saved copy if there is a sound one, else read from the store."""
+        embedder = self._store.get_cube(cube_id).embedder
+        found = self._saved_copy(cube_id, dim, embedder)
+        if found is not None:
+            writer, saved_fed = found
+            return _Entry(writer, embedder, saved_fed)
+        return _Entry(self._load(cube_id, dim), embedder)
+
+    def _saved_copy(self, cube_id: str, dim: int, embedder: str) -> tuple[_IndexWriter, int] | None:
+        """The copy saved by an earlier process, checked against the store and patched with the feed
+        since it was saved; with ``writer.fed`` as saved. None (logged) if there is none or it is unsound."""
+        with self._store.index_cache(cube_id) as directory:  # a delete cannot remove it half read
+            saved = None if directory is None else saved_files.read(directory, cube_id, dim, embedder)
+        if saved is None:
+            return None
+        started = time.perf_counter()
+        try:
+            writer = _IndexWriter.from_saved(saved)
+            saved_fed = writer.fed
+            problem = self._catch_up(writer, cube_id, saved)
+        except ValueError as exc:
+            problem = str(exc)
+        if problem is not None:
+            log.warning("saved index copy of cube %s ignored (%s): reading the store", cube_id, problem)
+            return None
+        log.info("index of cube %s read from its saved copy (%d rows, %d feed entries since) in %.2f s", cube_id,
+                 len(saved), writer.fed - saved_fed, time.perf_counter() - started)
+        return writer, saved_fed
+
+    def _catch_up(self, writer: _IndexWriter, cube_id: str, saved: SavedIndex) -> str | None:
+        """Patch a writer made from ``saved`` with the feed since; what is wrong with it, or None.
+
+        The copy must be behind the store (not a copy of another history, such as a newer file
+        restored from a backup: the row at its last seq must be the memory it holds there), and
+        hold the store's row count once patched."""
+        probe = self._store.index_rows(cube_id, saved.last_seq - 1, None, count=False, limit=1)
+        if probe.revision < saved.revision or probe.removal_seq < saved.removal_seq:
+            return (f"saved at revision {saved.revision} and removal {saved.removal_seq}, the store is at "
+                    f"{probe.revision} and {probe.removal_seq}")
+        if probe.seqs and probe.seqs[0] == saved.last_seq and probe.ids[0] != saved.last_id:
+            return f"row {saved.last_seq} is memory {probe.ids[0]!r} in the store, {saved.last_id!r} in the copy"
+        if saved.last_id is not None and not probe.seqs and probe.removal_seq == saved.removal_seq:
+            return f"row {saved.last_seq} is in the copy, and neither in the store nor replaced or removed there"
+        while True:
+            batch = self._store.index_rows(cube_id, writer.last_seq, writer.removal_seq, limit=LOAD_CHUNK)
+            writer.apply(batch)
+            if len(batch.ids) < LOAD_CHUNK:
+                break
+        if writer.live_count != batch.count:
+            return f"patched, it holds {writer.live_count} rows and the store {batch.count}"
+        return None
+
+    def _save_if_due(self, entry: _Entry, cube_id: str) -> None:
+        """Start saving the copy in the background when there is none on disk (after a delete removed
+        it, ``RESAVE_AFTER_DELETE_S`` later) or the one there lags by a twentieth of the rows."""
+        writer = entry.writer
+        if not entry.cacheable or entry.save is not None or writer.live_count < SAVE_MIN_ROWS:
+            return
+        if entry.saved_fed is None:
+            due = entry.dropped_at is None or time.monotonic() - entry.dropped_at >= RESAVE_AFTER_DELETE_S
+        else:
+            due = writer.fed - entry.saved_fed >= max(SAVE_MIN_TAIL, writer.live_count // 20)
+        if due:
+            entry.save = threading.Thread(target=self._save, args=(entry, cube_id),
+                                          name=f"memkern-index-save-{cube_id[:8]}", daemon=True)
+            entry.save.start()
+
+    def _save(self, entry: _Entry, cube_id: str) -> None:
+        """Save the entry's current snapshot for the next process (``memkern.retrieval.snapshot``).
+
+        Written under the store's index cache lock, and only if the store has logged no removal since
+        the snapshot: a delete committed before the check is seen by it, one committed after it
+        waits for the lock and then removes what was written. A deleted memory never stays in a file.
+        """
+        try:
+            with entry.lock:
+                writer, index = entry.writer, entry.snapshot
+                last_seq, removal_seq, revision, fed = writer.last_seq, writer.removal_seq, writer.revision, writer.fed
+            saved = _saved_copy_of(index, cube_id, entry.embedder, last_seq, removal_seq, revision)
+            with self._store.index_cache(cube_id, create=True) as directory:
+                if directory is None:
+                    entry.cacheable = False
+                    return
+                if self._store.index_rows(cube_id, last_seq, None, count=False, limit=0).removal_seq != removal_seq:
+                    return  # a delete since the snapshot; the copy is saved again later
+                saved_files.write(directory, saved)
+            with entry.lock:
+                if entry.writer is writer and writer.removal_seq == removal_seq:
+                    entry.saved_fed = fed
+        except NotFoundError:  # the cube was deleted meanwhile
+            pass
+        except Exception:  # the copy keeps serving; the next process reads the store
+            log.exception("saving the index copy of cube %s failed", cube_id)
+        finally:
+            entry.save = None
 
     def _load(self, cube_id: str, dim: int) -> _IndexWriter:
         """A fresh copy of the cube's whole index, read ``LOAD_CHUNK`` rows at a time.
@@ -361,6 +629,9 @@ class IndexCache:
         batch = self._store.index_rows(cube_id, writer.last_seq, writer.removal_seq, count=verify)
         writer.apply(batch)
         entry.snapshot = writer.snapshot()
+        if batch.removed:  # the store removed the saved copy with the deleted memories
+            entry.saved_fed, entry.dropped_at = None, time.monotonic()
+        self._save_if_due(entry, cube_id)
         if verify:
             entry.verified_at = time.monotonic()
         missed = verify and writer.live_count != batch.count
@@ -379,6 +650,8 @@ class IndexCache:
             with entry.lock:
                 fresh.apply(self._store.index_rows(cube_id, fresh.last_seq, fresh.removal_seq))
                 entry.writer, entry.snapshot = fresh, fresh.snapshot()
+                entry.saved_fed = None  # the saved copy may be what could not be patched: replace it
+                self._save_if_due(entry, cube_id)
         except Exception:  # the old copy keeps serving; the next mismatch tries again
             log.exception("background rebuild of the index of cube %s failed", cube_id)
         finally:

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 
@@ -120,6 +122,20 @@ class Store(ABC):
     def job_queue(self) -> JobQueue:
         """The scheduler's durable job queue, in the store's own database."""
         raise StoreError(f"{type(self).__name__} has no job queue: the scheduler needs the SQLite or PostgreSQL store")
+
+    @contextmanager
+    def index_cache(self, cube_id: str, create: bool = False) -> Iterator[Path | None]:
+        """A directory (perhaps not created yet) where retrieval may keep a copy of the cube's
+        search index for the next process, or None (this default) where it should keep none;
+        also None, unless ``create``, where no copy of any cube was ever kept (nothing to read).
+
+        A cache, never a source of truth. The block holds a lock that the store's deletes take
+        too: when a memory of the cube is deleted, or the cube deleted or purged, the store
+        removes the directory under that lock after committing, before the call returns, so
+        that no file keeps a deleted memory's id or vector. A writer of the directory checks,
+        inside the block, that the store has logged no removal since the copy it writes.
+        """
+        yield None
 
     # -- cubes -------------------------------------------------------------------------------------
     @abstractmethod

@@ -75,8 +75,15 @@ def _sqlite_has_tags(tags: list[str]) -> list[Clause]:
     return [("EXISTS (SELECT 1 FROM json_each(memories.body, '$.tags') WHERE value = ?)", [tag]) for tag in tags]
 
 
+#: ``{tags_json}`` on SQLite, where tags live in the body (``MemoryItem`` JSON). Parsing every body
+#: was half the time of reading a cube's whole index (200,000 rows: 2.0 -> 1.2 s), and most memories
+#: have no tags: a body whose first ``"tags":`` key is ``"tags":[]`` gives NULL (no tags) unparsed.
+#: That first key is the item's own: only string fields (escaped) precede ``tags`` in the dump.
+_SQLITE_TAGS = ("CASE WHEN instr(m.body, '\"tags\":[]') > 0 AND instr(m.body, '\"tags\":[]') = instr(m.body, '\"tags\":')"
+                " THEN NULL ELSE json_extract(m.body, '$.tags') END")
+
 SQLITE = Dialect(
-    name="sqlite", mark="?", is_current="is_current=1", false="0", tags_json="json_extract(m.body, '$.tags')",
+    name="sqlite", mark="?", is_current="is_current=1", false="0", tags_json=_SQLITE_TAGS,
     bytewise="", no_limit="-1", one_of=_sqlite_in, has_tags=_sqlite_has_tags, max_list=500,
 )
 

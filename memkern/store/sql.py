@@ -191,7 +191,7 @@ def index_batch(rows: Sequence[Sequence[Any]], count: int, revision: Sequence[An
         return batch
     # Column by column (a cube's first load is every row of it): one transpose, no per-row appends.
     seqs, ids, sessions, kinds, speakers, times, states, positions, tags, blobs = map(list, zip(*rows))
-    batch.seqs = [int(seq) for seq in seqs]
+    batch.seqs = seqs  # ints from both databases: converting a million of them again took a second
     batch.ids, batch.session_ids, batch.kinds, batch.speakers = ids, sessions, kinds, speakers
     batch.event_times, batch.states, batch.positions = times, states, positions
     batch.tags = [json.loads(t) if t and t != "[]" else [] for t in tags]

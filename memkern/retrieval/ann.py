@@ -1,0 +1,111 @@
+"""Approximate dense search for cubes past the exact scan's range: an HNSW graph (usearch).
+
+The exact scan reads every vector of the cube per query: 256 float32 values per row, about
+7 ms at 100,000 rows and 65 ms at a million on this 2-core machine, bound by memory
+bandwidth (numpy has no faster exact path: int8 and float16 scans measured no faster or far
+slower). Past :data:`ANN_MIN_ROWS` rows a graph answers the dense half of a search instead:
+about 1 ms, with the candidates it returns re-scored exactly from the float32 rows, so the
+cosines a hit reports stay exact and only the candidate set is approximate.
+
+One :class:`DenseAnn` belongs to one index writer (its row numbering) and is shared by every
+snapshot that writer publishes. It covers rows ``[0, rows)``; rows written since are scanned
+exactly by the search (the *tail*), and once the tail holds :data:`CATCH_UP_AT` rows a
+background thread adds them. The first graph is built in the background too, while searches
+keep using the exact scan: a graph is never waited for. Rows tombstoned later stay in the
+graph and are filtered out by the snapshot's masks, which is why a search asks the graph for
+more candidates than it keeps; a rebuild of the writer (when tombstones outnumber live rows)
+starts a fresh graph.
+
+usearch is an optional dependency (``pip install 'memkern[scale]'``): without it every search
+uses the exact scan, as it does below :data:`ANN_MIN_ROWS` rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: A writer's graph is built once its snapshot holds this many rows (below it the exact scan costs
+#: under 4 ms; see docs/benchmarks.md for the measurement that set it).
+ANN_MIN_ROWS = int(os.environ.get("MEMKERN_ANN_MIN_ROWS", "50000"))
+#: Rows written since the graph's last extension that start a background catch-up.
+CATCH_UP_AT = 2048
+#: Graph parameters: neighbours per node, and the breadth of insertion and query walks.
+CONNECTIVITY = 16
+EXPANSION_ADD = 128
+EXPANSION_SEARCH = 256
+
+
+def _usearch() -> Any | None:
+    try:
+        from usearch.index import Index
+    except ImportError:
+        return None
+    return Index
+
+
+class DenseAnn:
+    """An HNSW graph over the first ``rows`` rows of one writer's vectors, extended in the background."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self.rows = 0
+        self._graph: Any = None
+        self._worker: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._index_class: Any = _usearch()
+
+    @property
+    def available(self) -> bool:
+        """Whether usearch is installed (else this object never builds anything)."""
+        return self._index_class is not None
+
+    def follow(self, vectors: np.ndarray) -> None:
+        """Start building or extending the graph in the background when ``vectors`` (a snapshot's rows,
+        never rewritten) has enough rows past it; return at once."""
+        n = len(vectors)
+        if self._index_class is None or n < ANN_MIN_ROWS or n - self.rows < (CATCH_UP_AT if self.rows else 1):
+            return
+        with self._lock:
+            if self._worker is not None:
+                return
+            self._worker = threading.Thread(target=self._extend, args=(vectors,), daemon=True,
+                                            name="memkern-ann")
+            self._worker.start()
+
+    def wait(self, timeout_s: float | None = None) -> None:
+        """Return once no build or catch-up is running (benchmarks and tests)."""
+        worker = self._worker
+        if worker is not None:
+            worker.join(timeout_s)
+
+    def search(self, query_vector: np.ndarray, count: int, n: int) -> tuple[np.ndarray, int]:
+        """Up to ``count`` rows nearest to ``query_vector`` by the graph (unordered), among the rows it
+        covers below ``n``; and that number of covered rows (the search scans the rest exactly)."""
+        covered = min(self.rows, n)  # read before the graph: rows past it may be mid-insertion
+        graph = self._graph
+        if graph is None or covered == 0:
+            return np.zeros(0, dtype=np.int64), 0
+        found = graph.search(query_vector, count, threads=1)
+        rows = np.asarray(found.keys, dtype=np.int64)
+        return rows[rows < covered], covered
+
+    def _extend(self, vectors: np.ndarray) -> None:
+        try:
+            start, n = self.rows, len(vectors)
+            graph = self._graph
+            if graph is None:
+                graph = self._index_class(ndim=self.dim, metric="cos", dtype="f16", connectivity=CONNECTIVITY,
+                                          expansion_add=EXPANSION_ADD, expansion_search=EXPANSION_SEARCH)
+            graph.add(np.arange(start, n, dtype=np.uint64), vectors[start:n], threads=os.cpu_count() or 1)
+            self._graph, self.rows = graph, n
+        except Exception:  # the exact scan keeps serving; the next search may try again
+            log.exception("building the approximate dense index failed")
+        finally:
+            self._worker = None

@@ -1,0 +1,247 @@
+"""A cube's index copy saved to files, so that a new process's first search reads it instead
+of every row through SQL (``memkern.retrieval.index`` decides when to save and load).
+
+A cache, never a source of truth: whatever is wrong with the files (missing, half written, another
+format, another cube, dimension or embedder), :func:`read` says None and the caller loads from the
+store, and a copy read from here is checked against the store's change feed and patched with what
+changed since it was saved. It holds no memory text: ids, vectors and the fields search filters
+read (session ids, positions, kinds, speakers, states, event times, tags), of live rows only.
+
+Layout of a cube's directory (``Store.index_cache``)::
+
+    current.json          which generation is complete, the feed position and the small tables
+    <generation>/ids.json memory id of each row, in row order
+    <generation>/*.npy    one array per column (vectors: rows x dim float32), read with
+                          ``allow_pickle=False`` and memory-mapped
+
+A generation is written whole and made durable before ``current.json`` names it (replaced
+atomically), so a reader never sees half of one; older generations are removed afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: Version of the layout; a directory written in another one is ignored.
+FORMAT = 1
+POINTER = "current.json"
+IDS = "ids.json"
+#: Rows copied per step when writing vectors (bounds the memory a save takes beside the index).
+WRITE_CHUNK = 65_536
+
+#: The per-row numeric columns: file name -> dtype.
+_COLUMNS = {"session_codes": np.int32, "positions": np.int64, "event_times": np.float64, "kind_codes": np.int32,
+            "speaker_codes": np.int32, "state_codes": np.int32, "tag_codes": np.int32}
+#: The small tables the codes index into (kept in ``current.json``).
+_TABLES = ("session_names", "kinds", "speakers", "states", "tag_sets")
+
+
+@dataclass
+class SavedIndex:
+    """The live rows of a cube's index copy, column by column, and where in the feed it stands.
+
+    Text-like columns are codes into small tables (one entry per distinct session, kind, speaker,
+    state or tag set), which is also how they are interned again when read.
+    """
+
+    cube_id: str
+    embedder: str
+    dim: int
+    #: Feed position of the copy (``Store.index_rows``): highest row seq, removal seq, revision.
+    last_seq: int
+    removal_seq: int
+    revision: int
+    #: Memory id of the row with seq ``last_seq``, if that row is live: checked against the store.
+    last_id: str | None
+    ids: list[str]
+    vectors: np.ndarray
+    session_codes: np.ndarray
+    positions: np.ndarray
+    event_times: np.ndarray
+    kind_codes: np.ndarray
+    speaker_codes: np.ndarray
+    state_codes: np.ndarray
+    tag_codes: np.ndarray
+    session_names: list[str | None]
+    kinds: list[str]
+    speakers: list[str | None]
+    states: list[str]
+    tag_sets: list[list[str]]
+    #: Rows of ``vectors`` that are the copy's, in order (None: all of them): a copy being saved
+    #: points into the live index's matrix rather than copying it whole first.
+    vector_rows: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def position(self) -> tuple[int, int]:
+        """How far in the feed the copy is: a newer copy is never replaced by an older one."""
+        return self.removal_seq, self.last_seq
+
+
+def write(directory: Path, saved: SavedIndex) -> None:
+    """Write ``saved`` as a new generation of ``directory`` and make it the current one.
+
+    The caller holds the store's lock on ``directory`` (``Store.index_cache``). A current
+    generation at least as far in the feed is kept and nothing is written.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    current = _pointer(directory)
+    if current is not None and (current.get("removal_seq", -1), current.get("last_seq", -1)) >= saved.position():
+        return
+    # Leftovers of writers that died half way.
+    _remove_generations(directory, keep=None if current is None else str(current.get("generation")))
+    generation = f"g{saved.removal_seq}-{saved.last_seq}-{secrets.token_hex(4)}"
+    target = directory / generation
+    target.mkdir()
+    _write_json(target / IDS, saved.ids)
+    vectors = np.lib.format.open_memmap(target / "vectors.npy", mode="w+", dtype=np.float32,
+                                        shape=(len(saved), saved.dim))
+    for start in range(0, len(saved), WRITE_CHUNK):
+        chunk = slice(start, start + WRITE_CHUNK)
+        rows = chunk if saved.vector_rows is None else saved.vector_rows[chunk]
+        vectors[chunk] = saved.vectors[rows]
+    vectors.flush()
+    del vectors
+    _sync(target / "vectors.npy")
+    for name, dtype in _COLUMNS.items():
+        with open(target / f"{name}.npy", "wb") as handle:
+            np.save(handle, np.ascontiguousarray(getattr(saved, name), dtype=dtype), allow_pickle=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+    _sync(target)
+    meta = {
+        "format": FORMAT, "generation": generation, "rows": len(saved),
+        **{f.name: getattr(saved, f.name) for f in fields(SavedIndex)
+           if f.name in ("cube_id", "embedder", "dim", "last_seq", "removal_seq", "revision", "last_id")},
+        **{name: getattr(saved, name) for name in _TABLES},
+    }
+    _write_json(directory / (POINTER + ".tmp"), meta)
+    os.replace(directory / (POINTER + ".tmp"), directory / POINTER)
+    _sync(directory)
+    _remove_generations(directory, keep=generation)
+
+
+def read(directory: Path, cube_id: str, dim: int, embedder: str) -> SavedIndex | None:
+    """The current generation of ``directory`` if it is complete and of this cube, dimension and
+    embedder; None otherwise (logged, unless there is simply none). Arrays are memory-mapped."""
+    try:
+        meta = _pointer(directory)
+        if meta is None:
+            return None
+        expected = {"format": FORMAT, "cube_id": cube_id, "dim": dim, "embedder": embedder}
+        wrong = {key: meta.get(key) for key, value in expected.items() if meta.get(key) != value}
+        if wrong:
+            log.info("index snapshot of cube %s ignored: %s where %s was expected", cube_id, wrong, expected)
+            return None
+        return _columns(directory / str(meta["generation"]), meta)
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # corrupt or half removed: load from the store
+        log.warning("index snapshot of cube %s in %s ignored: %s", cube_id, directory, exc)
+        return None
+
+
+def copy_vectors(saved: SavedIndex, out: np.ndarray) -> None:
+    """Copy a read copy's vectors into ``out`` (rows x dim float32), from the file rather than its
+    mapping where it can: mapped pages count in the process's memory until unmapped, so a copy
+    through them had the process hold every vector twice (a million rows: 2.5 GB at the peak)."""
+    vectors = saved.vectors
+    if isinstance(vectors, np.memmap) and vectors.filename and out.flags.c_contiguous:
+        target = out.data.cast("B")
+        try:
+            with open(vectors.filename, "rb") as handle:
+                handle.seek(vectors.offset)
+                done = 0
+                while done < len(target):
+                    read = handle.readinto(target[done:])
+                    if not read:
+                        break
+                    done += read
+            if done == len(target):
+                return
+        except OSError:  # removed by a delete since it was mapped: the mapping still reads
+            pass
+    out[...] = vectors
+
+
+def remove(directory: Path) -> None:
+    """Remove a cube's snapshot, every generation of it (the caller holds the store's lock)."""
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def _columns(generation: Path, meta: dict[str, Any]) -> SavedIndex:
+    rows, dim = int(meta["rows"]), int(meta["dim"])
+    ids = json.loads((generation / IDS).read_text(encoding="utf-8"))
+    if not isinstance(ids, list) or len(ids) != rows or not all(isinstance(i, str) for i in ids):
+        raise ValueError(f"{IDS} does not hold {rows} ids")
+    vectors = _array(generation / "vectors.npy", np.float32, (rows, dim))
+    columns: dict[str, Any] = {name: _array(generation / f"{name}.npy", dtype, (rows,))
+                               for name, dtype in _COLUMNS.items()}
+    tables: dict[str, Any] = {name: meta[name] for name in _TABLES}
+    for name, table in tables.items():
+        if not isinstance(table, list):
+            raise ValueError(f"table {name} is not a list")
+    for codes, table in (("session_codes", "session_names"), ("kind_codes", "kinds"),
+                         ("speaker_codes", "speakers"), ("state_codes", "states"), ("tag_codes", "tag_sets")):
+        values = columns[codes]
+        if rows and (int(values.min()) < 0 or int(values.max()) >= len(tables[table])):
+            raise ValueError(f"{codes} point outside {table}")
+    last_id = meta.get("last_id")
+    return SavedIndex(cube_id=str(meta["cube_id"]), embedder=str(meta["embedder"]), dim=dim,
+                      last_seq=int(meta["last_seq"]), removal_seq=int(meta["removal_seq"]),
+                      revision=int(meta["revision"]), last_id=None if last_id is None else str(last_id),
+                      ids=ids, vectors=vectors, **columns, **tables)
+
+
+def _array(path: Path, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
+    array = np.load(path, mmap_mode="r", allow_pickle=False)
+    if array.dtype != np.dtype(dtype) or array.shape != shape:
+        raise ValueError(f"{path.name} holds {array.dtype} {array.shape}, not {np.dtype(dtype)} {shape}")
+    return array
+
+
+def _pointer(directory: Path) -> dict[str, Any] | None:
+    try:
+        meta = json.loads((directory / POINTER).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{POINTER} is not an object")
+    return meta
+
+
+def _generations(directory: Path) -> Iterator[Path]:
+    return (entry for entry in directory.iterdir() if entry.is_dir() and entry.name.startswith("g"))
+
+
+def _remove_generations(directory: Path, keep: str | None) -> None:
+    for entry in list(_generations(directory)):
+        if entry.name != keep:
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _write_json(path: Path, value: Any) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(value, handle, separators=(",", ":"))
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _sync(path: Path) -> None:
+    """Make ``path`` (a file, or a directory's entries) durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
