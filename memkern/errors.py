@@ -60,6 +60,13 @@ class EmbedderError(MemkernError):
     public_detail = "the embedding model is unavailable or does not match this cube; see the server log"
 
 
+class GuardModelError(MemkernError):
+    """The guard's classifier weights are missing, corrupt or do not match their description."""
+
+    problem, status, title = "guard-model-unavailable", 503, "Guard model unavailable"
+    public_detail = "the poisoning guard's classifier weights are missing or corrupt; see the server log"
+
+
 class StoreError(MemkernError):
     """The store could not complete an operation (locked, corrupt, wrong schema)."""
 

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from memkern.bench.guard import load_eval_set
+from memkern.errors import GuardModelError
 from memkern.governance import guard
 from memkern.governance.guard_model import (
     CARD_FILE,
     MODEL_DIR,
     WEIGHTS_FILE,
     GuardClassifier,
-    GuardModelError,
     load_classifier,
 )
 

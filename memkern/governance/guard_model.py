@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from memkern.embed.static import StaticEmbedder
-from memkern.errors import MemkernError
+from memkern.errors import GuardModelError
 from memkern.governance.guard_text import Views
 
 MODEL_DIR = Path(__file__).resolve().parent.parent / "data" / "guard"
@@ -44,13 +44,6 @@ CARD_FILE = "classifier.json"
 #: Width of the embedding block at the start of the feature vector.
 EMBED_DIM = 256
 _WORD = re.compile(r"\w+", re.UNICODE)
-
-
-class GuardModelError(MemkernError):
-    """The guard's classifier weights are missing, corrupt or do not match their description."""
-
-    problem, status, title = "guard-model-unavailable", 503, "Guard model unavailable"
-    public_detail = "the poisoning guard's classifier weights are missing or corrupt; see the server log"
 
 
 @dataclass(frozen=True)
