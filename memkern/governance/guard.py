@@ -210,9 +210,15 @@ def model_check(verdict: Verdict, text: str, llm: LLM) -> Verdict:
     return verdict
 
 
+def _switched_on(variable: str, default: bool) -> bool:
+    """Whether the environment variable says on (on/1/true/yes; any other value is off), else ``default``."""
+    value = os.environ.get(variable, "").strip().lower()
+    return default if not value else value in ("on", "1", "true", "yes")
+
+
 def model_check_enabled() -> bool:
     """Whether ``MEMKERN_GUARD_LLM`` asks for the model check on the write path."""
-    return os.environ.get(MODEL_CHECK_ENV, "").strip().lower() in ("on", "1", "true", "yes")
+    return _switched_on(MODEL_CHECK_ENV, False)
 
 
 def _windows(text: str) -> list[str]:
@@ -244,8 +250,7 @@ def readings(text: str) -> list[tuple[Verdict, Views]]:
 
 def classifier_enabled() -> bool:
     """Whether the learned layer runs: ``MEMKERN_GUARD_CLASSIFIER`` (on/off), else ``CLASSIFIER_DEFAULT``."""
-    value = os.environ.get(CLASSIFIER_ENV, "").strip().lower()
-    return CLASSIFIER_DEFAULT if not value else value in ("on", "1", "true", "yes")
+    return _switched_on(CLASSIFIER_ENV, CLASSIFIER_DEFAULT)
 
 
 def _apply_classifier(verdict: Verdict, found: list[tuple[Verdict, Views]]) -> Verdict:
