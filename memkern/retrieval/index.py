@@ -168,8 +168,10 @@ class CubeIndex:
         """
         return np.einsum("ij,j->i", self.vectors, query_vector.astype(np.float32, copy=False))
 
-    def dense_top(self, query_vector: np.ndarray, mask: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
-        """The ``count`` rows allowed by ``mask`` nearest to a unit query vector, best first, with their cosines.
+    def dense_top(self, query_vector: np.ndarray, mask: np.ndarray, count: int, allowed: int | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``count`` rows allowed by ``mask`` nearest to a unit query vector, best first, with their cosines
+        (``allowed``: the number of rows ``mask`` keeps, when the caller has counted them).
 
         Exact scan, or past ``memkern.retrieval.ann.ANN_MIN_ROWS`` rows the graph's candidates plus the rows
         written since it was extended, re-scored exactly. The graph is asked for more rows than kept, in
@@ -180,7 +182,8 @@ class CubeIndex:
         n = len(self)
         if self.ann is not None:
             self.ann.follow(self.vectors)
-            allowed = int(np.count_nonzero(mask))
+            if allowed is None:
+                allowed = int(np.count_nonzero(mask))
             if allowed >= count and allowed * _ANN_MIN_SHARE >= n:
                 rows, covered = self.ann.search(query, min(n, count * _ANN_FETCH * n // allowed), n)
                 if covered:

@@ -67,7 +67,8 @@ def rank(index: CubeIndex, store: Store, cube_id: str, query: str, query_vector:
     if len(index) == 0:
         return []
     mask = filter_mask(index, filters)
-    if not mask.any():
+    allowed = int(np.count_nonzero(mask))
+    if allowed == 0:
         return []
 
     # The lexical query runs in the store (SQLite and psycopg release the GIL) while the
@@ -83,15 +84,14 @@ def rank(index: CubeIndex, store: Store, cube_id: str, query: str, query_vector:
         # The store's lexical rows are its current memories; ask for more only as far as the filters drop
         # some of them (tombstoned rows of the copy are never among them): asking for four times as many
         # after any update or delete made every later search at 100,000 turns twice as slow.
-        allowed = int(np.count_nonzero(mask))
         limit = config.candidates if allowed >= index.live_count else \
-            min(config.candidates * 4, -(-config.candidates * index.live_count // max(allowed, 1)))
+            min(config.candidates * 4, -(-config.candidates * index.live_count // allowed))
         lexical = _LEXICAL_POOL.submit(store.lexical_search, cube_id, terms, limit)
 
     dense_rows = np.zeros(0, dtype=np.int64)
     dense_cosines = None
     if config.dense_weight > 0:
-        dense_rows, dense_cosines = index.dense_top(query_vector, mask, config.candidates)
+        dense_rows, dense_cosines = index.dense_top(query_vector, mask, config.candidates, allowed)
 
     lexical_rows: list[int] = []
     bm25_scores: list[float] = []
@@ -135,7 +135,7 @@ def rank(index: CubeIndex, store: Store, cube_id: str, query: str, query_vector:
     date = place(dated, config.date_weight * first_place) if len(dated) else np.zeros(n)
     if len(relative):
         # Worth less the more of the memory it covers: "last month" in a month-long history says nothing.
-        specific = 1.0 - len(relative) / max(int(mask.sum()), 1)
+        specific = 1.0 - len(relative) / allowed
         date = np.maximum(date, specific * config.date_weight * first_place * np.isin(rows, relative))
     total = base + session + neighbour + speaker + date
     recency = np.zeros(n)
