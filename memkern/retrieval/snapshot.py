@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from memkern.files import atomic_file
+
 log = logging.getLogger(__name__)
 
 #: Version of the layout; a directory written in another one is ignored.
@@ -128,8 +130,8 @@ def write(directory: Path, saved: SavedIndex) -> None:
            if f.name in ("cube_id", "embedder", "dim", "last_seq", "removal_seq", "revision", "last_id")},
         **{name: getattr(saved, name) for name in _TABLES},
     }
-    _write_json(directory / (POINTER + ".tmp"), meta)
-    os.replace(directory / (POINTER + ".tmp"), directory / POINTER)
+    with atomic_file(directory / POINTER) as handle:
+        handle.write(json.dumps(meta, separators=(",", ":")).encode("utf-8"))
     _sync(directory)
     _remove_generations(directory, keep=generation)
 
