@@ -169,7 +169,7 @@ def _add_best_rows(scored: dict[int, tuple[float, ScoreParts]], sessions: set[in
     rows, group = rows[keep], group[keep]
     if len(rows) == 0:
         return
-    cosine = index.vectors[rows] @ query_vector
+    cosine = index.row_cosines(rows, query_vector)  # scored by the store where the copy holds no vectors
     # The best row of each group: sort by group, then by cosine falling (the earliest row on ties).
     order = np.lexsort((np.arange(len(rows)), -cosine, group))
     firsts = order[np.unique(group[order], return_index=True)[1]]

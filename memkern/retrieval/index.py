@@ -31,6 +31,12 @@ store, once the feed since the last save reaches a twentieth of the rows, and at
 The next process reads it, checks it against the store and patches in the feed since, like
 any batch; a copy that does not check out is ignored (logged) and the store is read instead.
 A delete makes the store remove the saved copy, which is saved again later without the row.
+
+Where the store searches a cube's vectors itself (``Store.dense_search_ready``: PostgreSQL past its
+switch point, ``memkern.store.postgres.dense``), the copy holds every field but the vectors: it maps
+the store's hits to rows and filters them, and has the store score the rows anything else needs
+(``CubeIndex.row_cosines``), found by their index row seq. A copy loaded before that point is reloaded without
+them in the background, like a rebuild, once the store says so.
 """
 
 from __future__ import annotations
@@ -40,13 +46,14 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from memkern.errors import NotFoundError
+from memkern.errors import NotFoundError, StoreError
 from memkern.retrieval import snapshot as saved_files
 from memkern.retrieval.ann import DenseAnn
 from memkern.retrieval.snapshot import SavedIndex
@@ -151,9 +158,31 @@ class CubeIndex:
     live_count: int
     #: The writer's approximate dense index (``memkern.retrieval.ann``), shared by its snapshots.
     ann: DenseAnn | None = None
+    #: For a copy holding no vectors (``holds_vectors``): each row's index row seq, and where the store
+    #: scores index rows (by seq) against a query vector.
+    seqs: np.ndarray | None = None
+    score_rows: Callable[[list[int], np.ndarray], dict[int, float]] | None = None
 
     def __len__(self) -> int:
         return len(self.live)
+
+    @property
+    def holds_vectors(self) -> bool:
+        """False for a cube the store searches itself (``Store.dense_search_ready``): the copy keeps
+        every field but the vectors, which would cost each application node the cube's whole matrix."""
+        return self.vectors.shape[1] == self.dim
+
+    def row_cosines(self, rows: np.ndarray, query_vector: np.ndarray) -> np.ndarray:
+        """The cosines of ``rows`` with a unit query vector: from the copy, or computed by the store when
+        the copy holds no vectors (a row deleted or replaced since this snapshot scores 0: near nothing).
+        Measured at 100,000 turns: 11,000 rows scored by the store in about 40 ms, read whole in 300."""
+        if self.holds_vectors:
+            return self.vectors[rows] @ query_vector
+        if self.score_rows is None or self.seqs is None:
+            raise StoreError("this index copy holds no vectors and has no store to score its rows")
+        seqs = self.seqs[rows].tolist()
+        found = self.score_rows(seqs, query_vector)
+        return np.fromiter((found.get(seq, 0.0) for seq in seqs), dtype=np.float64, count=len(seqs))
 
     def speaker_names(self) -> set[str]:
         return set(self.speakers_present)
@@ -178,6 +207,8 @@ class CubeIndex:
         proportion to the share of rows the mask drops (tombstones, filters); when filters leave too few
         rows for that to be reliable, or the graph returns fewer allowed rows than asked, the scan decides.
         """
+        if not self.holds_vectors:
+            raise StoreError("the store searches this cube's vectors (Store.dense_search); its index copy holds none")
         query = query_vector.astype(np.float32, copy=False)
         n = len(self)
         if self.ann is not None:
@@ -219,7 +250,7 @@ class _Columns:
 
     def __init__(self, dim: int, capacity: int) -> None:
         self.capacity = capacity
-        self.vectors = np.empty((capacity, dim), dtype=np.float32)
+        self.vectors = np.empty((capacity, dim), dtype=np.float32)  # dim 0: the copy holds no vectors
         self.ids = np.empty(capacity, dtype=object)
         self.session_codes = np.empty(capacity, dtype=np.int64)
         self.positions = np.empty(capacity, dtype=np.int64)
@@ -229,12 +260,14 @@ class _Columns:
         self.states = np.empty(capacity, dtype=object)
         self.live = np.zeros(capacity, dtype=bool)
         self.active = np.zeros(capacity, dtype=bool)
+        #: Index row seqs, kept only by a copy without vectors (``CubeIndex.row_cosines``).
+        self.seqs = np.empty(capacity if dim == 0 else 0, dtype=np.int64)
 
     def grown(self, used: int, needed: int) -> _Columns:
         """A copy of the first ``used`` rows with room for at least ``needed`` (twice the old room)."""
         bigger = _Columns(self.vectors.shape[1], max(needed, 2 * self.capacity, _MIN_CAPACITY))
         for name in ("vectors", "ids", "session_codes", "positions", "event_times", "kinds", "speakers", "states",
-                     "live", "active"):
+                     "live", "active", "seqs"):
             getattr(bigger, name)[:used] = getattr(self, name)[:used]
         return bigger
 
@@ -242,9 +275,14 @@ class _Columns:
 class _IndexWriter:
     """The mutable side of one cube's copy; only ``IndexCache`` calls it, one patch at a time."""
 
-    def __init__(self, dim: int, capacity: int = 0) -> None:
+    def __init__(self, dim: int, capacity: int = 0, *,
+                 score_rows: Callable[[list[int], np.ndarray], dict[int, float]] | None = None) -> None:
         self.dim = dim
-        self.columns = _Columns(dim, max(capacity, _MIN_CAPACITY))
+        #: Given where the store searches the cube's vectors itself: the copy holds none and has the
+        #: store score the rows it needs (``CubeIndex.row_cosines``).
+        self.score_rows = score_rows
+        self.holds_vectors = score_rows is None
+        self.columns = _Columns(dim if self.holds_vectors else 0, max(capacity, _MIN_CAPACITY))
         self.ann = DenseAnn(dim)
         self.n = 0
         self.live_count = 0
@@ -371,8 +409,10 @@ class _IndexWriter:
         columns.speakers[start:end] = speakers
         columns.states[start:end] = states
         columns.active[start:end] = [s == "active" for s in states]
-        if batch.vectors is not None:
+        if batch.vectors is not None and self.holds_vectors:
             columns.vectors[start:end] = batch.vectors
+        if not self.holds_vectors:
+            columns.seqs[start:end] = batch.seqs
         rows = range(start, end)
         self.row_of.update(zip(batch.ids, rows))
         placed = positions >= 0
@@ -397,6 +437,7 @@ class _IndexWriter:
             speakers=columns.speakers[:n], states=columns.states[:n], live=live, active=columns.active[:n],
             tags=self.tags, vectors=columns.vectors[:n], slot=SlotMap(self.slots, n, live),
             speakers_present=frozenset(self.speaker_rows), live_count=self.live_count, ann=self.ann,
+            seqs=None if self.holds_vectors else columns.seqs[:n], score_rows=self.score_rows,
         )
 
 
@@ -461,6 +502,8 @@ class IndexCache:
     def get(self, cube_id: str, dim: int) -> CubeIndex:
         revision = self._store.cube_revision(cube_id)
         entry = self._entries.get(cube_id)
+        if entry is not None and entry.writer.holds_vectors and entry.writer.dim == dim:
+            self._drop_vectors_if_searched(entry, cube_id)
         if entry is not None and entry.snapshot.revision == revision and entry.writer.dim == dim:
             return entry.snapshot
         with self._lock:
@@ -474,6 +517,18 @@ class IndexCache:
             if entry.writer.revision != revision:
                 self._patch(entry, cube_id)
             return entry.snapshot
+
+    def _drop_vectors_if_searched(self, entry: _Entry, cube_id: str) -> None:
+        """Once the store searches the cube's vectors itself (``Store.dense_search_ready``: its HNSW index
+        became valid), reload the copy without them in the background; the old copy serves meanwhile."""
+        if entry.rebuild is not None or not self._store.dense_search_ready(cube_id, entry.writer.dim):
+            return
+        with entry.lock:
+            if entry.rebuild is None and entry.writer.holds_vectors:
+                log.info("the store searches the vectors of cube %s: its index copy drops them", cube_id)
+                entry.rebuild = threading.Thread(target=self._rebuild, args=(entry, cube_id),
+                                                 name=f"memkern-index-{cube_id[:8]}", daemon=True)
+                entry.rebuild.start()
 
     def forget(self, cube_id: str) -> None:
         with self._lock:
@@ -566,7 +621,7 @@ class IndexCache:
         """Start saving the copy in the background when there is none on disk (after a delete removed
         it, ``RESAVE_AFTER_DELETE_S`` later) or the one there lags by a twentieth of the rows."""
         writer = entry.writer
-        if not entry.cacheable or entry.save is not None or writer.live_count < SAVE_MIN_ROWS:
+        if not entry.cacheable or entry.save is not None or writer.live_count < SAVE_MIN_ROWS or not writer.holds_vectors:
             return
         if entry.saved_fed is None:
             due = entry.dropped_at is None or time.monotonic() - entry.dropped_at >= RESAVE_AFTER_DELETE_S
@@ -616,7 +671,9 @@ class IndexCache:
         first = self._store.index_rows(cube_id, 0, limit=LOAD_CHUNK)
         # Room for an eighth more: the first writes after a load must not copy every vector
         # (a million rows: a 1 GB copy inside some search) before capacity doubling takes over.
-        writer = _IndexWriter(dim, capacity=first.count + first.count // 8)
+        searched = self._store.dense_search_ready(cube_id, dim)  # then the store reads the vectors, not us
+        writer = _IndexWriter(dim, capacity=first.count + first.count // 8,
+                              score_rows=partial(self._store.index_row_scores, cube_id) if searched else None)
         writer.apply(first)
         batch = first
         while len(batch.ids) == LOAD_CHUNK:

@@ -23,6 +23,7 @@ from memkern.embed.base import Embedder
 from memkern.models import Filters, Hit, LifecycleState, ScoreParts, utcnow
 from memkern.reader.temporal import mentioned_periods, resolve_dates
 from memkern.retrieval.config import SearchConfig
+from memkern.retrieval.dense import dense_top
 from memkern.retrieval.index import CubeIndex
 from memkern.retrieval.text import query_terms
 from memkern.store.base import Store
@@ -91,7 +92,8 @@ def rank(index: CubeIndex, store: Store, cube_id: str, query: str, query_vector:
     dense_rows = np.zeros(0, dtype=np.int64)
     dense_cosines = None
     if config.dense_weight > 0:
-        dense_rows, dense_cosines = index.dense_top(query_vector, mask, config.candidates, allowed)
+        dense_rows, dense_cosines = dense_top(index, store, cube_id, query_vector, mask, filters, config.candidates,
+                                              allowed)
 
     lexical_rows: list[int] = []
     bm25_scores: list[float] = []

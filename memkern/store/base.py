@@ -234,6 +234,30 @@ class Store(ABC):
         ``terms`` are already normalised words; a memory matches if it has any of them.
         """
 
+    def dense_search(self, cube_id: str, query_vector: np.ndarray, limit: int, filters: Filters,
+                     share: float = 1.0) -> list[tuple[str, float]] | None:
+        """The ``limit`` current memories of the cube allowed by ``filters`` (as
+        ``memkern.retrieval.search.filter_mask`` reads them) nearest to a unit query vector, as
+        ``(id, inner product)`` best first; or None (this default) when the store does not search
+        the cube's vectors itself and the caller scans its in-memory copy (``memkern.retrieval.index``).
+        ``share`` is the fraction of the cube's memories the filters keep, when the caller knows it:
+        the store may scan so few rows exactly rather than walk a graph for them.
+
+        PostgreSQL answers for cubes with an HNSW index (``memkern.store.postgres.dense``), so that
+        application nodes need not each hold a big cube's vectors."""
+        return None
+
+    def dense_search_ready(self, cube_id: str, dim: int) -> bool:
+        """Whether ``dense_search`` answers for the cube's ``dim``-dimensional vectors from now on in
+        this process (False, this default: never). Retrieval's index copy then holds no vectors."""
+        return False
+
+    def index_row_scores(self, cube_id: str, seqs: Sequence[int], query_vector: np.ndarray) -> dict[int, float]:
+        """The inner product of each index row ``seqs`` of the cube (``IndexBatch.seqs``) with a query vector,
+        rows gone since absent; for a store whose ``dense_search_ready`` can be True: how an index copy
+        without vectors scores the rows it needs."""
+        raise StoreError(f"{type(self).__name__} keeps no index copy without vectors: it does not search them itself")
+
     # -- governance (users, keys, grants, audit; see memkern.governance) ---------------------------
     @abstractmethod
     def create_user(self, user: User) -> User:

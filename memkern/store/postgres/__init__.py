@@ -25,8 +25,11 @@ write at once, where SQLite relies on one file lock:
 
 Representation choices:
 - Vectors are a ``vector`` column without a fixed dimension: cubes have embedders of
-  different dimensions in one table. Retrieval scans vectors in memory (see
-  ``memkern.retrieval.index``), so no ANN index is built. The column is read and written
+  different dimensions in one table. Retrieval scans a cube's vectors in memory (see
+  ``memkern.retrieval.index``) until the cube holds ``dense.DENSE_MIN_ROWS`` rows; then the
+  cube gets a partial HNSW index of its own (the column cast to the cube's dimension, built
+  concurrently at run time), the database answers the dense half of its searches, and the
+  nodes' index copies drop their vectors (``dense``). The column is read and written
   in pgvector's binary format by two small adapters, decoded straight into numpy (no
   per-float Python objects, and no client package beyond psycopg).
 - Lexical search is a ``tsvector`` column on current, indexed versions only: English
@@ -48,7 +51,8 @@ Representation choices:
 
 The package, by concern: ``connection`` (the pool, transactions, migrations, NUL-safe
 values, pgvector's binary format), ``schema`` (the migrations), ``memories`` (cubes and
-versions), ``search`` (the index feed and lexical search) and ``governance`` (the hooks of
+versions), ``search`` (the index feed and lexical search), ``dense`` (the HNSW index of each big
+cube and dense search in the database) and ``governance`` (the hooks of
 ``memkern.governance.sqlstore``). Statements shared with SQLite are in ``memkern.store.sql``,
 rendered by ``memkern.store.dialect.POSTGRES``.
 """

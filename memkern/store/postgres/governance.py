@@ -17,7 +17,8 @@ from psycopg import sql as pgsql
 from memkern.errors import StoreError
 from memkern.store import sql
 from memkern.store.dialect import POSTGRES
-from memkern.store.postgres.connection import PostgresConnection, nul_free, q
+from memkern.store.postgres.connection import nul_free, q
+from memkern.store.postgres.dense import PostgresDense
 
 
 class CleanCursor:
@@ -30,7 +31,7 @@ class CleanCursor:
         return self.cur.execute(query, nul_free(values))
 
 
-class PostgresGovernance(PostgresConnection):
+class PostgresGovernance(PostgresDense):
     """The four hooks ``GovernanceSQL`` needs, on PostgreSQL."""
 
     _gov_dialect = POSTGRES
@@ -50,6 +51,7 @@ class PostgresGovernance(PostgresConnection):
             db.execute(q(statement), (cube_id,))
 
     def _gov_after_forget(self) -> None:
+        self._after_cubes_deleted()  # the HNSW indexes of the purged cubes
         # Dead row versions stay in the heap until vacuumed: vacuum the tables that held them, so
         # that their space is reused soon. Plain VACUUM does not overwrite the bytes (measured:
         # the text stays in the table file until the space is reused, or VACUUM FULL rewrites it).

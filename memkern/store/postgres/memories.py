@@ -22,7 +22,8 @@ from memkern.models import CubeInfo, Filters, LifecycleState, MemoryItem, Operat
 from memkern.store import sql
 from memkern.store.base import AddOutcome, MemoryText
 from memkern.store.dialect import POSTGRES
-from memkern.store.postgres.connection import PostgresConnection, nul_free, one_row, q
+from memkern.store.postgres.connection import nul_free, one_row, q
+from memkern.store.postgres.dense import PostgresDense
 from memkern.store.postgres.search import fts_text
 from memkern.store.sql import VERSION_COLUMNS, row_to_item
 
@@ -37,7 +38,7 @@ def lock_key(*parts: str | None) -> str:
     return "\x1f".join("\x1e" if p is None else p for p in parts)
 
 
-class PostgresMemories(PostgresConnection):
+class PostgresMemories(PostgresDense):
     """The cube and memory methods of ``PostgresStore`` (see the module docstring)."""
 
     # -- versions ----------------------------------------------------------------------------------
@@ -115,6 +116,7 @@ class PostgresMemories(PostgresConnection):
             for statement in sql.DELETE_CUBE:
                 cur.execute(q(statement), nul_free((cube_id,)))
             self._log(cur, cube_id, "delete_cube", actor=actor)
+        self._after_cubes_deleted()  # its HNSW index, if it had one
 
     def cube_revision(self, cube_id: str) -> int:
         return sql.revision_from_rows(self._read(q(sql.CUBE_REVISION), (cube_id,)), cube_id)

@@ -184,6 +184,19 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX index_removals_cube ON index_removals (cube_id, seq);
     """,
+    # 4 -> 5: the database's own dense search (``memkern.store.postgres.dense``). A cube past the
+    # switch point gets a partial HNSW index over its rows of ``index_rows``, built at run time
+    # (CREATE INDEX CONCURRENTLY, which no transaction can hold); this table names each one with its
+    # cube and dimension. No foreign key: the entry outlives a deleted cube until its index is dropped.
+    """
+    CREATE TABLE dense_indexes (
+        name       text PRIMARY KEY,
+        cube_id    text NOT NULL,
+        dim        integer NOT NULL,
+        created_at text NOT NULL
+    );
+    CREATE INDEX dense_indexes_cube ON dense_indexes (cube_id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
