@@ -1,0 +1,115 @@
+"""Ranking details of hybrid search: requests for advice, ties between equal lexical scores, list questions and
+the turns around a candidate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import memkern.retrieval.search as search_module
+from memkern import MemOS
+from memkern.mos import MemCube
+from memkern.retrieval.config import SearchConfig
+from memkern.retrieval.search import request_content
+
+
+def _add_session(cube: MemCube, session: str, day: str, texts: list[str]) -> None:
+    cube.add(messages=[{"role": "user" if i % 2 == 0 else "assistant", "content": text, "time": f"{day}T10:0{i}:00Z"}
+                       for i, text in enumerate(texts)], session_id=session, infer=False)
+
+
+def test_request_content_drops_the_frame_of_a_request_for_advice() -> None:
+    assert request_content("Can you recommend some recent publications or conferences that I might find "
+                           "interesting?") == "recent publications or conferences ?"
+    assert request_content("I want to try a new creamer recipe. Any recommendations?") == \
+        "I want to try a new creamer recipe. ?"
+    assert request_content("Do you have any ideas on how I can find new inspiration?") == \
+        "how I can find new inspiration?"
+    # A question that is not a request, or one that is nothing but the frame, is kept whole.
+    assert request_content("What did Caroline recommend to Melanie?") == "What did Caroline recommend to Melanie?"
+    assert request_content("Any tips?") == "Any tips?"
+
+
+def test_a_request_for_advice_finds_what_the_user_said_they_do(tmp_path: Path) -> None:
+    """The evidence of a recommendation is the user's own account of their field, not their other requests."""
+    with MemOS(path=tmp_path / "r.db", llm=None) as mos:
+        cube = mos.create_cube("r", owner="ann")
+        _add_session(cube, "field", "2024-05-01", [
+            "Give me an overview of recent advances in deep learning for medical image analysis. "
+            "Skip the basics, I work in the field.",
+            "Sure: multimodal fusion, foundation models for segmentation, and self-supervised pretraining."])
+        for n, topic in enumerate(["hiking boots", "sourdough baking", "budget travel apps", "houseplants",
+                                   "running shoes", "board games"]):
+            _add_session(cube, f"other{n}", f"2024-05-1{n}", [
+                f"Can you recommend some {topic} that I might find interesting?",
+                f"Here are some {topic} you might find interesting."])
+        query = "Can you recommend some recent publications or conferences that I might find interesting?"
+
+        def rank_of_field(config: SearchConfig) -> int:
+            hits = cube.search(query, top_k=10, config=config)
+            sessions = [hit.memory.provenance.session_id for hit in hits]
+            return sessions.index("field") if "field" in sessions else len(sessions)
+
+        assert rank_of_field(SearchConfig()) == 0
+        assert rank_of_field(SearchConfig(drop_request_frame=False)) > 0  # the other requests match the frame
+
+
+def test_equal_lexical_scores_rank_the_earlier_memory_first(tmp_path: Path) -> None:
+    """Turns with the same BM25 score come back from the store in an order set by its storage layout (random
+    memory ids); search breaks such ties by the order the memories were written, so repeated runs agree."""
+    with MemOS(path=tmp_path / "t.db", llm=None) as mos:
+        other = mos.create_cube("o", owner="ann")  # a larger cube first: the store then scopes its lexical query
+        for n in range(20):
+            _add_session(other, f"o{n}", "2024-05-01", [f"Something else entirely {n}.", "Fine."])
+        cube = mos.create_cube("t", owner="ann")
+        for n in range(8):
+            _add_session(cube, f"s{n}", f"2024-06-0{n + 1}", ["I made pottery today.", "Nice."])
+        hits = cube.search("pottery", top_k=8, config=SearchConfig(dense_weight=0.0, session_weight=0.0,
+                                                                    neighbour_weight=0.0, speaker_weight=0.0,
+                                                                    deep=False))
+        assert [hit.memory.provenance.session_id for hit in hits] == [f"s{n}" for n in range(8)]
+
+
+def test_a_list_question_gathers_the_best_turns_of_several_sessions(tmp_path: Path) -> None:
+    """"What books ...?" is answered across sessions: the third and later turns of the session that matches best
+    make way for the best turns of the others, while a question for one thing keeps that session's turns first."""
+    with MemOS(path=tmp_path / "g.db", llm=None) as mos:
+        cube = mos.create_cube("g", owner="ann")
+        _add_session(cube, "club", "2024-04-01", [
+            "My book club read a mystery novel this month.", "Which one was it?",
+            "The book club picked a mystery novel by Christie.", "Did the club like the book?",
+            "The club loved the mystery novel, we read a book a month."])
+        _add_session(cube, "trip", "2024-04-08", ["On the train I read Dune, a science fiction book.", "Great."])
+        _add_session(cube, "rain", "2024-04-15", ["I read a history book about Rome at home.", "Nice."])
+        for n in range(4):
+            _add_session(cube, f"x{n}", f"2024-04-2{n}", [f"I cooked pasta for dinner {n}.", "Yum."])
+        query = "What books have I read?"
+
+        def sessions(config: SearchConfig) -> set[str]:
+            return {hit.memory.provenance.session_id for hit in cube.search(query, top_k=5, config=config)}
+
+        assert {"club", "trip", "rain"} <= sessions(SearchConfig(deep=False))
+        assert not {"club", "trip", "rain"} <= sessions(SearchConfig(deep=False, gather_weight=0.0))
+
+
+def test_a_turn_two_after_a_matching_one_shares_its_evidence(tmp_path: Path, monkeypatch) -> None:
+    """A question is often answered two turns on (a short reply first): the answer is lifted by the question
+    two turns before it, at half the share of an adjacent turn."""
+    with MemOS(path=tmp_path / "n.db", llm=None) as mos:
+        cube = mos.create_cube("n", owner="ann")
+        said = [("Ann", "How was the pottery workshop on Saturday?"), ("Bob", "Oh, where do I start!"),
+                ("Bob", "I shaped a blue bowl and a tall vase."), ("Ann", "Lovely, see you soon.")]
+        cube.add(messages=[
+            {"role": "user", "name": name, "content": text, "time": f"2024-03-02T10:0{i}:00Z"}
+            for i, (name, text) in enumerate(said)
+        ], session_id="s1", infer=False)
+        for n in range(5):
+            _add_session(cube, f"x{n}", f"2024-03-1{n}", [f"The weather report for day {n} says rain.", "Okay."])
+        query = "What happened at the pottery workshop?"
+
+        def answer_neighbour() -> float:
+            hits = cube.search(query, top_k=20, config=SearchConfig(deep=False))
+            return next(hit.parts.neighbour for hit in hits if "blue bowl" in hit.memory.text)
+
+        with_two = answer_neighbour()
+        monkeypatch.setattr(search_module, "NEIGHBOUR_STEPS", ((-1, 1.0), (1, 1.0)))
+        assert with_two > answer_neighbour()
