@@ -16,6 +16,7 @@ from store.conftest import _cleanup, make_store
 
 from memkern.models import CubeInfo, MemoryItem, MemoryKind, Provenance
 from memkern.retrieval import ann as ann_module
+from memkern.retrieval import index as index_module
 from memkern.retrieval.index import IndexCache
 
 pytest.importorskip("usearch")
@@ -141,3 +142,79 @@ def test_searches_during_a_catch_up_raise_nothing(store):
     index.dense_top(_unit(1, 9)[0], index.active, 10)
     cache.wait_approximate()
     assert cache.get("c1", DIM).ann.rows == ROWS + 600
+
+
+# -- the graph saved with the index copy (memkern.retrieval.snapshot) ---------------------------------
+def _counting_builds(monkeypatch) -> list[int]:
+    """Make every graph built from scratch append to the returned list (a restored one does not)."""
+    from usearch.index import Index
+
+    built: list[int] = []
+
+    class Counting(Index):
+        def __init__(self, *args, **kwargs):
+            built.append(1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(ann_module, "_usearch", lambda: Counting)
+    return built
+
+
+def _current_generation(store) -> tuple[dict, object]:
+    import json
+
+    with store.index_cache("c1") as directory:
+        meta = json.loads((directory / "current.json").read_text())
+        return meta, directory / meta["generation"]
+
+
+def _first_search(cache: IndexCache):
+    index = cache.get("c1", DIM)
+    index.dense_top(_unit(1, 2)[0], index.active, 10)  # starts the build (or the load of a saved graph)
+    cache.wait_approximate()
+    return cache.get("c1", DIM)
+
+
+@pytest.fixture
+def saving(monkeypatch):
+    monkeypatch.setattr(index_module, "SAVE_MIN_ROWS", 100)
+
+
+def test_the_next_process_loads_the_saved_graph_instead_of_building_one(store, saving, monkeypatch):
+    first, _ = _built(store)
+    first.close()  # saves the copy with the graph built since the first save
+    meta, generation = _current_generation(store)
+    assert meta["ann_rows"] == ROWS and (generation / "ann.usearch").is_file()
+
+    built = _counting_builds(monkeypatch)
+    second = IndexCache(store)
+    store.add_memories("c1", [_turn(ROWS + i) for i in range(100)], _unit(100, 9))  # past CATCH_UP_AT
+    index = _first_search(second)
+    assert built == [] and index.ann.rows == ROWS + 100  # loaded, then the rows written since added
+    overlaps = []
+    for query in _unit(20, 3):
+        rows, cosines = index.dense_top(query, index.active, 20)
+        assert np.allclose(cosines, index.vectors[rows] @ query, atol=1e-6)
+        overlaps.append(len(set(rows) & set(_exact(index, query, index.active, 20))) / 20)
+    assert np.mean(overlaps) >= 0.9
+
+
+def test_no_graph_is_saved_over_a_deleted_or_replaced_row(store, saving):
+    cache, index = _built(store)
+    store.delete_memory("c1", str(index.ids[5]))  # removes the saved copy; the graph still holds the row
+    _first_search(cache)
+    cache.close()
+    meta, generation = _current_generation(store)
+    assert meta["ann_rows"] == 0 and not (generation / "ann.usearch").exists()
+    assert meta["rows"] == ROWS - 1
+
+
+def test_a_damaged_saved_graph_is_built_anew(store, saving, monkeypatch, caplog):
+    first, _ = _built(store)
+    first.close()
+    _, generation = _current_generation(store)
+    (generation / "ann.usearch").write_bytes(b"not a graph" * 100)
+    built = _counting_builds(monkeypatch)
+    index = _first_search(IndexCache(store))
+    assert built == [1] and index.ann.rows == ROWS
+    assert "not used" in caplog.text

@@ -16,6 +16,11 @@ graph and are filtered out by the snapshot's masks, which is why a search asks t
 more candidates than it keeps; a rebuild of the writer (when tombstones outnumber live rows)
 starts a fresh graph.
 
+The graph is saved with the cube's index copy (``memkern.retrieval.snapshot``) when every row it
+covers is live, so that the saved file holds no vector of a row deleted or replaced; a process
+that reads the copy loads that graph in the background instead of building one (a million rows:
+minutes of building against seconds of reading) and adds the rows written since.
+
 usearch is an optional dependency (``pip install 'memkern[scale]'``): without it every search
 uses the exact scan, as it does below :data:`ANN_MIN_ROWS` rows.
 """
@@ -25,6 +30,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -60,6 +66,9 @@ class DenseAnn:
         self._worker: threading.Thread | None = None
         self._lock = threading.Lock()
         self._index_class: Any = _usearch()
+        #: A graph saved by an earlier process over the first rows, loaded by the first build instead.
+        self._saved: tuple[Path, int] | None = None
+        self._saving = False
 
     @property
     def available(self) -> bool:
@@ -73,11 +82,29 @@ class DenseAnn:
         if self._index_class is None or n < ANN_MIN_ROWS or n - self.rows < (CATCH_UP_AT if self.rows else 1):
             return
         with self._lock:
-            if self._worker is not None:
+            if self._worker is not None or self._saving:
                 return
             self._worker = threading.Thread(target=self._extend, args=(vectors,), daemon=True,
                                             name="memkern-ann")
             self._worker.start()
+
+    def adopt(self, path: Path, rows: int) -> None:
+        """Start from the graph saved at ``path`` over the first ``rows`` rows: the first build loads it
+        (checked against its dimension and size; built anew if anything is wrong) and adds the rest."""
+        self._saved = (path, rows)
+
+    def save(self, path: Path, rows: int) -> bool:
+        """Write the graph to ``path`` if it covers exactly ``rows`` rows; False (nothing written) when
+        it does not, or a build or catch-up is running. Searches go on meanwhile."""
+        with self._lock:
+            if self._worker is not None or self._graph is None or self.rows != rows:
+                return False
+            self._saving = True
+        try:
+            self._graph.save(str(path))
+            return True
+        finally:
+            self._saving = False
 
     def wait(self, timeout_s: float | None = None) -> None:
         """Return once no build or catch-up is running (benchmarks and tests)."""
@@ -98,14 +125,35 @@ class DenseAnn:
 
     def _extend(self, vectors: np.ndarray) -> None:
         try:
-            start, n = self.rows, len(vectors)
-            graph = self._graph
+            n = len(vectors)
+            if self._graph is None and self._saved is not None:
+                self._restore(n)
+            start, graph = self.rows, self._graph
             if graph is None:
                 graph = self._index_class(ndim=self.dim, metric="cos", dtype="f16", connectivity=CONNECTIVITY,
                                           expansion_add=EXPANSION_ADD, expansion_search=EXPANSION_SEARCH)
-            graph.add(np.arange(start, n, dtype=np.uint64), vectors[start:n], threads=os.cpu_count() or 1)
+            if start < n:
+                graph.add(np.arange(start, n, dtype=np.uint64), vectors[start:n], threads=os.cpu_count() or 1)
             self._graph, self.rows = graph, n
         except Exception:  # the exact scan keeps serving; the next search may try again
             log.exception("building the approximate dense index failed")
         finally:
             self._worker = None
+
+    def _restore(self, n: int) -> None:
+        """Load the adopted saved graph and publish it at once (its rows are searched by it from then on)."""
+        path, rows = self._saved or (Path(), 0)
+        self._saved = None
+        try:
+            graph = self._index_class.restore(str(path))
+        except Exception as exc:  # unreadable: build anew
+            log.warning("saved approximate index %s not used (%s): building one", path, exc)
+            return
+        if graph is None:  # a newer save or a delete removed it since the copy was read
+            log.info("saved approximate index %s is gone: building one", path)
+            return
+        if graph.ndim != self.dim or len(graph) != rows or rows > n:
+            log.warning("saved approximate index %s does not match the index copy: building one", path)
+            return
+        graph.expansion_add, graph.expansion_search = EXPANSION_ADD, EXPANSION_SEARCH
+        self._graph, self.rows = graph, rows

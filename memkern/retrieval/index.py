@@ -334,6 +334,8 @@ class _IndexWriter:
         columns.live[:n] = True
         writer.n = writer.live_count = writer.fed = n
         writer.revision, writer.last_seq, writer.removal_seq = saved.revision, saved.last_seq, saved.removal_seq
+        if saved.ann_path is not None:
+            writer.ann.adopt(saved.ann_path, saved.ann_rows)
         return writer
 
     @property
@@ -464,6 +466,13 @@ def _saved_copy_of(index: CubeIndex, cube_id: str, embedder: str, last_seq: int,
     )
 
 
+def _graph_rows(index: CubeIndex) -> int:
+    """Rows of the snapshot's approximate index that a saved copy may keep: all it covers when every one
+    of them is live (so the file holds no vector of a deleted or replaced row), else 0."""
+    rows = 0 if index.ann is None else index.ann.rows
+    return rows if 0 < rows <= len(index) and bool(index.live[:rows].all()) else 0
+
+
 def _codes(values: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
     """``values`` as int32 codes into a table of the distinct values (in order of first appearance)."""
     table: list[Hashable] = list(dict.fromkeys(values))
@@ -486,6 +495,8 @@ class _Entry:
         self.cacheable = True
         #: ``writer.fed`` when the copy saved on disk was taken; None when there is none.
         self.saved_fed = saved_fed
+        #: Rows of the approximate index saved with that copy (0: none).
+        self.saved_ann_rows = 0
         #: When a delete removed the saved copy (``time.monotonic()``); None if none did.
         self.dropped_at: float | None = None
         self.save: threading.Thread | None = None
@@ -560,7 +571,8 @@ class IndexCache:
         self.wait_saves()
         for cube_id, entry in list(self._entries.items()):
             writer = entry.writer
-            stale = entry.saved_fed is None or writer.fed - entry.saved_fed >= SAVE_MIN_TAIL
+            stale = (entry.saved_fed is None or writer.fed - entry.saved_fed >= SAVE_MIN_TAIL
+                     or _graph_rows(entry.snapshot) > entry.saved_ann_rows)
             if entry.cacheable and writer.live_count >= SAVE_MIN_ROWS and stale:
                 self._save(entry, cube_id)
 
@@ -569,13 +581,16 @@ class IndexCache:
         embedder = self._store.get_cube(cube_id).embedder
         found = self._saved_copy(cube_id, dim, embedder)
         if found is not None:
-            writer, saved_fed = found
-            return _Entry(writer, embedder, saved_fed)
+            writer, saved_fed, saved_ann_rows = found
+            entry = _Entry(writer, embedder, saved_fed)
+            entry.saved_ann_rows = saved_ann_rows
+            return entry
         return _Entry(self._load(cube_id, dim), embedder)
 
-    def _saved_copy(self, cube_id: str, dim: int, embedder: str) -> tuple[_IndexWriter, int] | None:
+    def _saved_copy(self, cube_id: str, dim: int, embedder: str) -> tuple[_IndexWriter, int, int] | None:
         """The copy saved by an earlier process, checked against the store and patched with the feed
-        since it was saved; with ``writer.fed`` as saved. None (logged) if there is none or it is unsound."""
+        since it was saved; with ``writer.fed`` as saved and the rows of the approximate index saved
+        with it. None (logged) if there is none or it is unsound."""
         with self._store.index_cache(cube_id) as directory:  # a delete cannot remove it half read
             saved = None if directory is None else saved_files.read(directory, cube_id, dim, embedder)
         if saved is None:
@@ -592,7 +607,7 @@ class IndexCache:
             return None
         log.info("index of cube %s read from its saved copy (%d rows, %d feed entries since) in %.2f s", cube_id,
                  len(saved), writer.fed - saved_fed, time.perf_counter() - started)
-        return writer, saved_fed
+        return writer, saved_fed, saved.ann_rows
 
     def _catch_up(self, writer: _IndexWriter, cube_id: str, saved: SavedIndex) -> str | None:
         """Patch a writer made from ``saved`` with the feed since; what is wrong with it, or None.
@@ -619,14 +634,17 @@ class IndexCache:
 
     def _save_if_due(self, entry: _Entry, cube_id: str) -> None:
         """Start saving the copy in the background when there is none on disk (after a delete removed
-        it, ``RESAVE_AFTER_DELETE_S`` later) or the one there lags by a twentieth of the rows."""
+        it, ``RESAVE_AFTER_DELETE_S`` later) or the one there lags by a twentieth of the rows (in the feed, or
+        in the approximate index built since)."""
         writer = entry.writer
         if not entry.cacheable or entry.save is not None or writer.live_count < SAVE_MIN_ROWS or not writer.holds_vectors:
             return
         if entry.saved_fed is None:
             due = entry.dropped_at is None or time.monotonic() - entry.dropped_at >= RESAVE_AFTER_DELETE_S
         else:
-            due = writer.fed - entry.saved_fed >= max(SAVE_MIN_TAIL, writer.live_count // 20)
+            lag = max(SAVE_MIN_TAIL, writer.live_count // 20)
+            due = (writer.fed - entry.saved_fed >= lag
+                   or _graph_rows(entry.snapshot) >= entry.saved_ann_rows + lag)  # a graph built since
         if due:
             entry.save = threading.Thread(target=self._save, args=(entry, cube_id),
                                           name=f"memkern-index-save-{cube_id[:8]}", daemon=True)
@@ -644,16 +662,19 @@ class IndexCache:
                 writer, index = entry.writer, entry.snapshot
                 last_seq, removal_seq, revision, fed = writer.last_seq, writer.removal_seq, writer.revision, writer.fed
             saved = _saved_copy_of(index, cube_id, entry.embedder, last_seq, removal_seq, revision)
+            saved.ann_rows = _graph_rows(index)
+            ann = index.ann
+            save_graph = None if ann is None else (lambda path: ann.save(path, saved.ann_rows))
             with self._store.index_cache(cube_id, create=True) as directory:
                 if directory is None:
                     entry.cacheable = False
                     return
                 if self._store.index_rows(cube_id, last_seq, None, count=False, limit=0).removal_seq != removal_seq:
                     return  # a delete since the snapshot; the copy is saved again later
-                saved_files.write(directory, saved)
+                saved_files.write(directory, saved, save_graph)
             with entry.lock:
                 if entry.writer is writer and writer.removal_seq == removal_seq:
-                    entry.saved_fed = fed
+                    entry.saved_fed, entry.saved_ann_rows = fed, saved.ann_rows
         except NotFoundError:  # the cube was deleted meanwhile
             pass
         except Exception:  # the copy keeps serving; the next process reads the store

@@ -13,6 +13,8 @@ Layout of a cube's directory (``Store.index_cache``)::
     <generation>/ids.json memory id of each row, in row order
     <generation>/*.npy    one array per column (vectors: rows x dim float32), read with
                           ``allow_pickle=False`` and memory-mapped
+    <generation>/ann.usearch  the approximate dense index over the first ``ann_rows`` rows, when
+                          every row it covered was live (``memkern.retrieval.ann``); optional
 
 A generation is written whole and made durable before ``current.json`` names it (replaced
 atomically), so a reader never sees half of one; older generations are removed afterwards.
@@ -25,7 +27,7 @@ import logging
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 FORMAT = 1
 POINTER = "current.json"
 IDS = "ids.json"
+ANN = "ann.usearch"
 #: Rows copied per step when writing vectors (bounds the memory a save takes beside the index).
 WRITE_CHUNK = 65_536
 
@@ -84,6 +87,9 @@ class SavedIndex:
     #: Rows of ``vectors`` that are the copy's, in order (None: all of them): a copy being saved
     #: points into the live index's matrix rather than copying it whole first.
     vector_rows: np.ndarray | None = None
+    #: Rows the saved approximate dense index covers (the first ones; 0: none saved), and its file.
+    ann_rows: int = 0
+    ann_path: Path | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -93,16 +99,20 @@ class SavedIndex:
         return self.removal_seq, self.last_seq
 
 
-def write(directory: Path, saved: SavedIndex) -> None:
+def write(directory: Path, saved: SavedIndex, save_graph: Callable[[Path], bool] | None = None) -> None:
     """Write ``saved`` as a new generation of ``directory`` and make it the current one.
 
     The caller holds the store's lock on ``directory`` (``Store.index_cache``). A current
-    generation at least as far in the feed is kept and nothing is written.
+    generation further in the feed, or as far with as much of the approximate index, is kept and
+    nothing is written. ``save_graph(path)``
+    writes the approximate index over the first ``saved.ann_rows`` rows, or says False.
     """
     directory.mkdir(parents=True, exist_ok=True)
     current = _pointer(directory)
-    if current is not None and (current.get("removal_seq", -1), current.get("last_seq", -1)) >= saved.position():
-        return
+    if current is not None:
+        at = (current.get("removal_seq", -1), current.get("last_seq", -1))
+        if at > saved.position() or at == saved.position() and current.get("ann_rows", 0) >= saved.ann_rows:
+            return
     # Leftovers of writers that died half way.
     _remove_generations(directory, keep=None if current is None else str(current.get("generation")))
     generation = f"g{saved.removal_seq}-{saved.last_seq}-{secrets.token_hex(4)}"
@@ -123,9 +133,13 @@ def write(directory: Path, saved: SavedIndex) -> None:
             np.save(handle, np.ascontiguousarray(getattr(saved, name), dtype=dtype), allow_pickle=False)
             handle.flush()
             os.fsync(handle.fileno())
+    ann_rows = 0
+    if save_graph is not None and saved.ann_rows and save_graph(target / ANN):
+        _sync(target / ANN)
+        ann_rows = saved.ann_rows
     _sync(target)
     meta = {
-        "format": FORMAT, "generation": generation, "rows": len(saved),
+        "format": FORMAT, "generation": generation, "rows": len(saved), "ann_rows": ann_rows,
         **{f.name: getattr(saved, f.name) for f in fields(SavedIndex)
            if f.name in ("cube_id", "embedder", "dim", "last_seq", "removal_seq", "revision", "last_id")},
         **{name: getattr(saved, name) for name in _TABLES},
@@ -200,10 +214,14 @@ def _columns(generation: Path, meta: dict[str, Any]) -> SavedIndex:
         if rows and (int(values.min()) < 0 or int(values.max()) >= len(tables[table])):
             raise ValueError(f"{codes} point outside {table}")
     last_id = meta.get("last_id")
+    ann_rows = meta.get("ann_rows", 0)
+    if not isinstance(ann_rows, int) or not 0 <= ann_rows <= rows:
+        raise ValueError(f"ann_rows {ann_rows!r} is not a row count of the copy")
     return SavedIndex(cube_id=str(meta["cube_id"]), embedder=str(meta["embedder"]), dim=dim,
                       last_seq=int(meta["last_seq"]), removal_seq=int(meta["removal_seq"]),
                       revision=int(meta["revision"]), last_id=None if last_id is None else str(last_id),
-                      ids=ids, vectors=vectors, **columns, **tables)
+                      ids=ids, vectors=vectors, **columns, **tables, ann_rows=ann_rows,
+                      ann_path=generation / ANN if ann_rows else None)
 
 
 def _array(path: Path, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
