@@ -258,6 +258,26 @@ def test_a_copy_read_just_before_a_delete_removed_its_files_still_reads_whole(st
     saved = snapshot.read(directory, "c1", DIM, "test")
     assert saved is not None
     snapshot.remove(directory)  # as a delete does, after the files were mapped
-    out = np.empty((len(saved), DIM), dtype=np.float32)
-    snapshot.copy_vectors(saved, out)
-    assert np.array_equal(out, expected.vectors[expected.live])
+    assert np.array_equal(saved.vectors[:len(saved)], expected.vectors[expected.live])
+
+
+def test_rows_written_after_reading_a_copy_go_to_its_spare_rows_never_to_its_file(store):
+    _filled(store, 80)
+    first = IndexCache(store)
+    first.get("c1", DIM)
+    first.wait_saves()
+    directory = _cache_dir(store)
+    meta = json.loads((directory / snapshot.POINTER).read_text())
+    path = directory / meta["generation"] / "vectors.npy"
+    assert np.load(path, mmap_mode="r").shape == (80 + snapshot.spare_rows(80), DIM)
+    before = path.read_bytes()
+    second = IndexCache(store)  # a new process: reads the saved copy, maps its vectors
+    second.get("c1", DIM)
+    entry = second._entries["c1"]
+    room = entry.writer.columns
+    added = _item(500)
+    store.add_memories("c1", [added], _unit(1, 9))
+    index = second.get("c1", DIM)
+    assert entry.writer.columns is room  # appended into the spare rows, no copy of the matrix
+    assert np.allclose(index.vectors[index.row_of[added.id]], _unit(1, 9)[0])
+    assert path.read_bytes() == before

@@ -248,9 +248,11 @@ class _Columns:
     """Per-row arrays with spare capacity. Rows below the used length are never rewritten,
     so a snapshot's views of them stay valid while later rows are written."""
 
-    def __init__(self, dim: int, capacity: int) -> None:
+    def __init__(self, dim: int, capacity: int, vectors: np.ndarray | None = None) -> None:
         self.capacity = capacity
-        self.vectors = np.empty((capacity, dim), dtype=np.float32)  # dim 0: the copy holds no vectors
+        # dim 0: the copy holds no vectors. ``vectors``: a matrix of ``capacity`` rows to write into (a
+        # saved copy's file, mapped with spare rows: ``memkern.retrieval.snapshot``).
+        self.vectors = np.empty((capacity, dim), dtype=np.float32) if vectors is None else vectors
         self.ids = np.empty(capacity, dtype=object)
         self.session_codes = np.empty(capacity, dtype=np.int64)
         self.positions = np.empty(capacity, dtype=np.int64)
@@ -303,9 +305,10 @@ class _IndexWriter:
     def from_saved(cls, saved: SavedIndex) -> _IndexWriter:
         """A writer holding a saved copy's rows, live, at the copy's feed position (checked by the caller)."""
         n = len(saved)
-        writer = cls(saved.dim, capacity=n + n // 8)  # room for the first writes, as ``IndexCache._load``
-        columns = writer.columns
-        saved_files.copy_vectors(saved, columns.vectors[:n])
+        writer = cls(saved.dim)
+        # The saved file's mapping is the matrix, its spare rows the room for the first writes (as
+        # ``IndexCache._load`` leaves an eighth more): no copy of every vector.
+        columns = writer.columns = _Columns(saved.dim, len(saved.vectors), vectors=saved.vectors)
         columns.ids[:n] = saved.ids
         columns.session_codes[:n] = saved.session_codes
         columns.positions[:n] = saved.positions
