@@ -1,4 +1,4 @@
-"""Zero-LLM organisation: the temporal tree, links between memories, and the deep path of search."""
+"""Zero-LLM organisation: the temporal tree, named entities, and the deep path of search."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from memkern import MemOS
 from memkern.models import Filters
 from memkern.mos import MemCube
 from memkern.organize.deep import content_query, needs_deep
-from memkern.organize.links import LinkCache, entities
+from memkern.organize.entities import entities
 from memkern.organize.profile import Profile
 from memkern.organize.timeline import Timeline, TimelineCache, spans, without_spans
 from memkern.retrieval.config import SearchConfig
@@ -42,7 +42,6 @@ def test_timeline_places_sessions_under_days_weeks_and_months() -> None:
     assert tree.sessions_between(date(2024, 3, 1), date(2024, 4, 30)) == [7, 8]
     assert tree.sessions_between(date(2024, 4, 1), date(2024, 4, 30)) == [8]
     assert tree.undated == {9}
-    assert tree.ordered([9, 8, 7]) == [7, 8, 9]
 
 
 def test_spans_end_when_the_question_is_asked() -> None:
@@ -75,30 +74,28 @@ def _add_day(cube: MemCube, session: str, day: str, texts: list[str]) -> None:
                        for i, text in enumerate(texts)], session_id=session, infer=False)
 
 
-def test_timeline_and_links_follow_writes_without_a_rebuild(tmp_path: Path) -> None:
+def test_the_timeline_follows_writes_without_a_rebuild(tmp_path: Path) -> None:
     with MemOS(path=tmp_path / "o.db", llm=None) as mos:
         cube = mos.create_cube("o", owner="ann")
         _add_day(cube, "s1", "2024-03-01", ["I visited Lisbon with Marta.", "Yes, Lisbon is lovely in spring."])
-        timelines, links = TimelineCache(), LinkCache(mos.kernel.store)
+        timelines = TimelineCache()
         index = _cube_index(mos, cube.info.id)
-        tree, linked = timelines.get(cube.info.id, index), links.get(cube.info.id, index)
+        tree = timelines.get(cube.info.id, index)
         first_session = dict(tree.sessions)
-        assert len(linked.thread("lisbon", index)) == 2
         _add_day(cube, "s2", "2024-04-10", ["Back in Lisbon again.", "Welcome back!"])
         index = _cube_index(mos, cube.info.id)
-        # The same objects, extended by the new rows only: the earlier session node is untouched.
-        assert timelines.get(cube.info.id, index) is tree and links.get(cube.info.id, index) is linked
+        # The same object, extended by the new rows only: the earlier session node is untouched.
+        assert timelines.get(cube.info.id, index) is tree
         assert tree.sessions == {**first_session, **{code: node for code, node in tree.sessions.items()
                                                      if code not in first_session}}
         assert len(tree.sessions) == 2 and len(tree.months) == 2
-        thread = linked.thread("Lisbon", index)
-        assert {index.session_names[int(index.session_codes[row])] for row in thread} == {"s1", "s2"}
-        # A deleted turn leaves the thread when read, without rebuilding the tree.
-        last = index.ids[thread[-1]]
+        # A deleted turn leaves the session's live rows when read, without rebuilding the tree.
+        code = next(code for code in tree.sessions if code not in first_session)
+        last = index.ids[tree.live_rows(code, index.live)[-1]]
         cube.delete(last)
         index = _cube_index(mos, cube.info.id)
-        assert index.ids[links.get(cube.info.id, index).thread("lisbon", index)[-1]] != last
         assert timelines.get(cube.info.id, index) is tree
+        assert last not in {index.ids[row] for row in tree.live_rows(code, index.live)}
 
 
 @pytest.mark.parametrize(("query", "deep"), [

@@ -9,8 +9,8 @@ a few regular expressions over the query, and the profile is only read when one 
 A question that needs several memories or reasoning over time ("how many times", "when",
 "what changed", "first", several names) takes the deep path of ``memkern.organize.deep``:
 the choice is a cheap classifier on the query text (``needs_deep``, regular expressions, no
-model), and only that path reads the cube's timeline and entity links (built on first use,
-then extended by each write's rows). ``SearchConfig.deep = False`` keeps every query on the
+model), and only that path reads the cube's timeline (built on first use, then extended by
+each write's rows). ``SearchConfig.deep = False`` keeps every query on the
 plain path.
 """
 
@@ -24,7 +24,6 @@ from memkern.models import Filters, Hit, LifecycleState, Permission, ScoreParts,
 from memkern.ops.context import OpContext
 from memkern.ops.profile import profile_of
 from memkern.organize.deep import deep_rank, needs_deep
-from memkern.organize.links import LinkCache
 from memkern.organize.profile import SlotValue, asked_slot, first_person
 from memkern.organize.timeline import TimelineCache
 from memkern.retrieval.config import SearchConfig, resolve_config
@@ -34,8 +33,8 @@ from memkern.retrieval.search import search as hybrid_search
 
 #: Turns shown per slot value (its latest statements): "I live in Lisbon" said twenty times is one fact.
 SOURCES_PER_VALUE = 2
-#: Timelines and entity links per kernel, for the deep path (derived too, built on its first use).
-_ORGANIZED: WeakKeyDictionary[Kernel, tuple[TimelineCache, LinkCache]] = WeakKeyDictionary()
+#: Timelines per kernel, for the deep path (derived too, built on its first use).
+_TIMELINES: WeakKeyDictionary[Kernel, TimelineCache] = WeakKeyDictionary()
 
 
 def search(ctx: OpContext, query: str, top_k: int = 5, *, filters: Filters | None = None,
@@ -67,13 +66,12 @@ def find(ctx: OpContext, query: str, top_k: int, *, filters: Filters | None = No
 
 def _deep_search(kernel: Kernel, cube_id: str, index: CubeIndex, query: str, top_k: int, filters: Filters,
                  config: SearchConfig) -> list[Hit]:
-    """The deep path (``memkern.organize.deep``): hybrid ranking expanded along the cube's timeline and links."""
-    organized = _ORGANIZED.get(kernel)
-    if organized is None:
-        organized = _ORGANIZED.setdefault(kernel, (TimelineCache(), LinkCache(kernel.store)))
-    timelines, links = organized
+    """The deep path (``memkern.organize.deep``): a larger hybrid pool, lifted by the cube's timeline."""
+    timelines = _TIMELINES.get(kernel)
+    if timelines is None:
+        timelines = _TIMELINES.setdefault(kernel, TimelineCache())
     ranked = deep_rank(kernel.store, index, cube_id, query, lambda text: kernel.embedder.embed([text])[0], filters,
-                       config, top_k, lambda: timelines.get(cube_id, index), lambda: links.get(cube_id, index))
+                       config, top_k, lambda: timelines.get(cube_id, index))
     memories = kernel.store.get_memories(cube_id, [index.ids[row] for row, _, _ in ranked])
     return [Hit(memory=memories[index.ids[row]], score=score, parts=parts)
             for row, score, parts in ranked if index.ids[row] in memories]

@@ -14,28 +14,31 @@ regular expressions and no model: the query takes the deep path when it asks
 * what changed ("change", "now", "still", "anymore", "used to", "previous", "switch"), or
 * about two or more named entities ("Did Alice visit Sacramento?").
 
-Any other query takes the plain path unchanged and reads neither the timeline nor the links.
+Any other query takes the plain path unchanged and never reads the timeline.
 
-**The deep path** (:func:`deep_rank`) differs from the plain one in four ways:
+**The deep path** (:func:`deep_rank`) differs from the plain one in three ways:
 
 * it ranks the question's **content** (:func:`content_query`): the words saying what shape the
   answer takes ("how many different types of", "the order of", "from earliest to latest") are
   dropped, since they match any turn listing types or orders as well as the evidence, and so is a
   span the question names (below), which is applied as time rather than matched as words
   (measured on LongMemEval dev, zero-LLM: session recall_all@5 0.923 -> 0.945 for the form words,
-  -> 0.956 with the spans; the pool and the expansions left it as it was);
-* it ranks a larger pool (:data:`POOL_FACTOR` times the hits asked for, at least :data:`MIN_POOL`);
+  -> 0.956 with the spans; the larger pool left it as it was);
+* it ranks a larger pool (:data:`POOL_FACTOR` times the hits asked for, at least :data:`MIN_POOL`),
+  from which
 * a **span** the question names and that ends when it is asked ("in the past three months")
   lifts the sessions inside it, read from the **timeline** (``memkern.organize.timeline``),
-  as much as a named day lifts in the plain ranking, less the more of the cube it covers;
-* the pool is expanded along **entity links** (``memkern.organize.links``: each session of the
-  thread of a name the query gives, other than a speaker's) and the timeline (each session of a
-  day or month the query names): a session the pool missed joins through its turn closest to
-  the query, after the pool.
+  as much as a named day lifts in the plain ranking, less the more of the cube it covers.
 
 Measured and left out: putting the best turn of each session first (it does not change which
-sessions come first, and pushed second evidence turns of a session down), and moving a turn's
-follow-up right behind it (LongMemEval dev turn recall_any@10 0.967 -> 0.956).
+sessions come first, and pushed second evidence turns of a session down); moving a turn's
+follow-up right behind it (LongMemEval dev turn recall_any@10 0.967 -> 0.956); and expanding the
+pool along entity threads (every session naming an entity the question names) and named days or
+months, each such session joining through its turn closest to the query. Scored after the pool,
+those turns never reached the hits (the pool holds at least 60 rows); given up to a third of the
+hits by their cosine, they changed no result on either dev set (LongMemEval session recall_all@5
+0.967, LoCoMo turn_any@10 0.854 with and without); and finding the entities read every memory's
+text (a million memories: 58 s on the first such question).
 """
 
 from __future__ import annotations
@@ -47,12 +50,11 @@ from datetime import date, datetime
 import numpy as np
 
 from memkern.models import Filters, ScoreParts, utcnow
-from memkern.organize.links import Links, entities
+from memkern.organize.entities import entities
 from memkern.organize.timeline import Timeline, spans, without_spans
-from memkern.reader.temporal import mentioned_periods
 from memkern.retrieval.config import SearchConfig
 from memkern.retrieval.index import CubeIndex
-from memkern.retrieval.search import filter_mask, rank, relative_periods, request_content
+from memkern.retrieval.search import filter_mask, rank, request_content
 from memkern.store.base import Store
 
 __all__ = ["MIN_POOL", "POOL_FACTOR", "content_query", "deep_rank", "needs_deep"]
@@ -97,14 +99,14 @@ def needs_deep(query: str) -> bool:
 
 def deep_rank(store: Store, index: CubeIndex, cube_id: str, question: str, embed: Callable[[str], np.ndarray],
               filters: Filters, config: SearchConfig, top_k: int, timeline: Callable[[], Timeline],
-              links: Callable[[], Links], now: datetime | None = None) -> list[tuple[int, float, ScoreParts]]:
+              now: datetime | None = None) -> list[tuple[int, float, ScoreParts]]:
     """The ``top_k`` rows for a deep question, with their scores: a larger hybrid pool over the question's
-    content, lifted inside a span the question names, expanded along entity threads and the timeline.
+    content, lifted inside a span the question names.
 
     The text signals read the question's content (:func:`content_query`), without a span it names
     either: "the past three months" is applied as time, not matched as words ("three months now").
-    ``embed`` turns that text into the query vector. ``timeline`` and ``links`` give the cube's
-    organisation, asked for only when the question names a period or an entity."""
+    ``embed`` turns that text into the query vector. ``timeline`` gives the cube's session -> day ->
+    month tree, asked for only when the question names a span."""
     asked_at = now or filters.until or utcnow()
     windows = spans(question, asked_at)
     query = content_query(without_spans(question) if windows else question)
@@ -112,22 +114,9 @@ def deep_rank(store: Store, index: CubeIndex, cube_id: str, question: str, embed
     pool = rank(index, store, cube_id, query, query_vector, filters, config, max(POOL_FACTOR * top_k, MIN_POOL), now)
     if not pool:
         return pool
-    allowed = filter_mask(index, filters)
     scored = {row: (score, parts) for row, score, parts in pool}
-    periods = mentioned_periods(query) + relative_periods(query, asked_at)
-    speakers = {name.lower() for name in index.speaker_names()}
-    names = [name for name in entities(query) if name not in speakers]  # a speaker's thread is every session
     if windows:
-        _lift_spans(scored, windows, index, timeline(), allowed, config)
-    # Along entity links: every session of a named entity's thread; along the timeline: every session of a
-    # named period. Each joins through its turn closest to the query, after the pool.
-    sessions: set[int] = set()
-    for name in names:
-        sessions.update(int(index.session_codes[row]) for row in links().thread(name, index) if allowed[row])
-    for first, last in periods:
-        sessions.update(timeline().sessions_between(first, last))
-    if sessions:
-        _add_best_rows(scored, sessions, index, timeline(), allowed, query_vector, floor=pool[-1][1])
+        _lift_spans(scored, windows, index, timeline(), filter_mask(index, filters), config)
     order = sorted(scored, key=lambda row: -scored[row][0])[:top_k]
     return [(row, scored[row][0], scored[row][1]) for row in order]
 
@@ -149,30 +138,3 @@ def _lift_spans(scored: dict[int, tuple[float, ScoreParts]], windows: list[tuple
     for row, (score, parts) in list(scored.items()):
         if int(index.session_codes[row]) in inside:
             scored[row] = (score + lift, parts.model_copy(update={"date": parts.date + lift}))
-
-
-def _add_best_rows(scored: dict[int, tuple[float, ScoreParts]], sessions: set[int], index: CubeIndex,
-                   timeline: Timeline, allowed: np.ndarray, query_vector: np.ndarray, floor: float) -> None:
-    """Give each session not yet in ``scored`` its turn closest to the query, scored under the pool's last.
-
-    One scan over the rows of every such session at once: an entity's thread can hold hundreds of
-    sessions, and a loop per session cost as much as the whole hybrid ranking at 100,000 turns."""
-    ranked_sessions = {int(index.session_codes[row]) for row in scored}
-    codes = [code for code in timeline.ordered(sessions) if code not in ranked_sessions and code in timeline.sessions]
-    if not codes:
-        return
-    groups = [np.asarray(timeline.sessions[code].rows, dtype=np.int64) for code in codes]
-    rows = np.concatenate(groups)
-    group = np.repeat(np.arange(len(groups)), [len(g) for g in groups])
-    keep = rows < len(index.live)
-    keep[keep] = index.live[rows[keep]] & allowed[rows[keep]]
-    rows, group = rows[keep], group[keep]
-    if len(rows) == 0:
-        return
-    cosine = index.row_cosines(rows, query_vector)  # scored by the store where the copy holds no vectors
-    # The best row of each group: sort by group, then by cosine falling (the earliest row on ties).
-    order = np.lexsort((np.arange(len(rows)), -cosine, group))
-    firsts = order[np.unique(group[order], return_index=True)[1]]
-    for at in firsts:
-        if cosine[at] > 0:
-            scored[int(rows[at])] = (floor * float(cosine[at]), ScoreParts(cosine=float(cosine[at])))

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
@@ -96,10 +95,6 @@ class Timeline:
             for day in dict.fromkeys(days):
                 found.extend(sorted(self.days[day], key=lambda code: self.sessions[code].start))
         return found
-
-    def ordered(self, codes: Iterable[int]) -> list[int]:
-        """``codes`` from the session that started earliest to the latest (undated sessions last)."""
-        return sorted(set(codes), key=lambda code: self.sessions[code].start if code in self.sessions else math.inf)
 
     def live_rows(self, code: int, live: np.ndarray) -> list[int]:
         """The rows of a session that the index snapshot still holds, in the order they were written."""
