@@ -199,6 +199,23 @@ def test_the_next_process_loads_the_saved_graph_instead_of_building_one(store, s
     assert np.mean(overlaps) >= 0.9
 
 
+def test_the_saved_graph_is_mapped_and_the_rows_written_since_scanned_until_a_catch_up(store, saving, monkeypatch):
+    first, _ = _built(store)
+    first.close()
+    built = _counting_builds(monkeypatch)
+    second = IndexCache(store)
+    written = [_turn(ROWS + i) for i in range(10)]  # fewer than CATCH_UP_AT
+    store.add_memories("c1", written, _unit(10, 9))
+    index = _first_search(second)
+    assert built == [] and index.ann.rows == ROWS  # mapped as saved, nothing copied or added yet
+    for position, query in enumerate(_unit(10, 9)):
+        rows, _ = index.dense_top(query, index.active, 5)
+        assert index.ids[rows[0]] == written[position].id  # a row written since is found by the exact tail scan
+    store.add_memories("c1", [_turn(ROWS + 10 + i) for i in range(64)], _unit(64, 10))
+    index = _first_search(second)
+    assert built == [] and index.ann.rows == ROWS + 74  # the catch-up copied the mapping and added the rows
+
+
 def test_no_graph_is_saved_over_a_deleted_or_replaced_row(store, saving):
     cache, index = _built(store)
     store.delete_memory("c1", str(index.ids[5]))  # removes the saved copy; the graph still holds the row
