@@ -13,6 +13,7 @@ store         durable cubes, versions, vectors, lexical index, logs (``memkern.s
 embedder      text -> vectors (``memkern.embed.base.Embedder``)
 llm           optional: extraction, decisions, chat (``memkern.llm.base.LLM``); ``None`` = zero-LLM
 indexes       in-memory search indexes per cube, following the store (``memkern.retrieval.index``)
+profiles      the zero-LLM profile per cube, following its index, saved with its copy (``memkern.organize.profile``)
 access        buffered read statistics (``memkern.lifecycle.access.AccessRecorder``)
 authorizer    what a user holds on a cube (``memkern.governance.access.Authorizer``)
 jobs          the durable job queue in the store's database (``memkern.store.base.JobQueue``)
@@ -33,6 +34,7 @@ from memkern.governance.access import Authorizer
 from memkern.jobs import JobRegistry
 from memkern.lifecycle.access import AccessRecorder
 from memkern.models import AuditEntry, CubeInfo
+from memkern.organize.profile import ProfileCache
 from memkern.retrieval.index import IndexCache
 from memkern.store.base import Store
 
@@ -52,6 +54,7 @@ class Kernel:
         self.embedder = embedder
         self.llm = llm
         self.indexes = IndexCache(store)
+        self.profiles = ProfileCache(store, self.indexes)
         self.access = AccessRecorder(store)
         self.authorizer = Authorizer(store)
         self.job_registry = JobRegistry()

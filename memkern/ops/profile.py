@@ -1,30 +1,22 @@
 """The cube's profile: what each subject's slots hold now, and held before (``memkern.organize.profile``).
 
-The profile is derived from the cube's active turns and follows its search index, so it is
-never stored and cannot drift from the memories; search reads it to put current values first,
-and this operation shows it whole.
+The profile is derived from the cube's active turns and follows its search index
+(``Kernel.profiles``), so it cannot drift from the memories; search reads it to put current
+values first, and this operation shows it whole.
 """
 
 from __future__ import annotations
 
-from weakref import WeakKeyDictionary
-
 from memkern.kernel import Kernel
 from memkern.models import ProfileValue
 from memkern.ops.context import OpContext
-from memkern.organize.profile import Profile, ProfileCache
+from memkern.organize.profile import Profile
 from memkern.retrieval.index import CubeIndex
-
-#: Profiles per kernel (derived data, rebuilt on demand; nothing to close).
-_PROFILES: WeakKeyDictionary[Kernel, ProfileCache] = WeakKeyDictionary()
 
 
 def profile_of(kernel: Kernel, cube_id: str, index: CubeIndex) -> Profile:
     """A cube's profile, brought up to date with ``index`` (the cube's search index, as just read)."""
-    cache = _PROFILES.get(kernel)
-    if cache is None:
-        cache = _PROFILES.setdefault(kernel, ProfileCache(kernel.store))
-    return cache.get(cube_id, index)
+    return kernel.profiles.get(cube_id, index)
 
 
 def profile(ctx: OpContext, subject: str | None = None) -> list[ProfileValue]:

@@ -49,6 +49,7 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -498,8 +499,12 @@ class _Entry:
         self.cacheable = True
         #: ``writer.fed`` when the copy saved on disk was taken; None when there is none.
         self.saved_fed = saved_fed
-        #: Rows of the approximate index saved with that copy (0: none).
+        #: Rows of the approximate index saved with that copy (0: none), and the derived parts it holds.
         self.saved_ann_rows = 0
+        self.saved_parts: set[str] = set()
+        #: Parts of the saved copy this writer was read from, by name: (file, rows it covers, id of the
+        #: last one). Their rows are this writer's first rows until a rebuild renumbers them.
+        self.read_parts: dict[str, tuple[Path, int, str | None]] = {}
         #: When a delete removed the saved copy (``time.monotonic()``); None if none did.
         self.dropped_at: float | None = None
         self.save: threading.Thread | None = None
@@ -512,6 +517,27 @@ class IndexCache:
         self._store = store
         self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()
+        #: Values derived from a cube's rows and saved with its copy (``keep_part``), by name.
+        self._parts: dict[str, tuple[Callable[[str, CubeIndex], bytes | None], Callable[[str], bool]]] = {}
+
+    def keep_part(self, name: str, dump: Callable[[str, CubeIndex], bytes | None], holds: Callable[[str], bool]) -> None:
+        """Save a derived value with each copy: ``dump(cube_id, snapshot)`` gives it as of the snapshot being
+        saved (None: none to save), ``holds(cube_id)`` says whether this process has one (then a copy saved
+        without it is saved again at close). The next process reads it back with :meth:`saved_part`."""
+        self._parts[name] = (dump, holds)
+
+    def saved_part(self, cube_id: str, name: str) -> tuple[bytes, int, str | None] | None:
+        """The part ``name`` of the saved copy the cube's writer was read from, with the rows of the writer it
+        covers and the id of the last one; None if there is none (or a delete has removed the files since)."""
+        entry = self._entries.get(cube_id)
+        found = None if entry is None else entry.read_parts.get(name)
+        if found is None:
+            return None
+        path, rows, last_id = found
+        try:
+            return path.read_bytes(), rows, last_id
+        except OSError:
+            return None
 
     def get(self, cube_id: str, dim: int) -> CubeIndex:
         revision = self._store.cube_revision(cube_id)
@@ -575,7 +601,8 @@ class IndexCache:
         for cube_id, entry in list(self._entries.items()):
             writer = entry.writer
             stale = (entry.saved_fed is None or writer.fed - entry.saved_fed >= SAVE_MIN_TAIL
-                     or _graph_rows(entry.snapshot) > entry.saved_ann_rows)
+                     or _graph_rows(entry.snapshot) > entry.saved_ann_rows
+                     or any(holds(cube_id) and name not in entry.saved_parts for name, (_, holds) in self._parts.items()))
             if entry.cacheable and writer.live_count >= SAVE_MIN_ROWS and stale:
                 self._save(entry, cube_id)
 
@@ -584,16 +611,18 @@ class IndexCache:
         embedder = self._store.get_cube(cube_id).embedder
         found = self._saved_copy(cube_id, dim, embedder)
         if found is not None:
-            writer, saved_fed, saved_ann_rows = found
+            writer, saved_fed, saved = found
             entry = _Entry(writer, embedder, saved_fed)
-            entry.saved_ann_rows = saved_ann_rows
+            entry.saved_ann_rows, entry.saved_parts = saved.ann_rows, set(saved.part_paths)
+            last_id = str(saved.ids[-1]) if len(saved) else None
+            entry.read_parts = {name: (path, len(saved), last_id) for name, path in saved.part_paths.items()}
             return entry
         return _Entry(self._load(cube_id, dim), embedder)
 
-    def _saved_copy(self, cube_id: str, dim: int, embedder: str) -> tuple[_IndexWriter, int, int] | None:
+    def _saved_copy(self, cube_id: str, dim: int, embedder: str) -> tuple[_IndexWriter, int, SavedIndex] | None:
         """The copy saved by an earlier process, checked against the store and patched with the feed
-        since it was saved; with ``writer.fed`` as saved and the rows of the approximate index saved
-        with it. None (logged) if there is none or it is unsound."""
+        since it was saved; with ``writer.fed`` as saved and the copy as read. None (logged) if there is
+        none or it is unsound."""
         with self._store.index_cache(cube_id) as directory:  # a delete cannot remove it half read
             saved = None if directory is None else saved_files.read(directory, cube_id, dim, embedder)
         if saved is None:
@@ -610,7 +639,7 @@ class IndexCache:
             return None
         log.info("index of cube %s read from its saved copy (%d rows, %d feed entries since) in %.2f s", cube_id,
                  len(saved), writer.fed - saved_fed, time.perf_counter() - started)
-        return writer, saved_fed, saved.ann_rows
+        return writer, saved_fed, saved
 
     def _catch_up(self, writer: _IndexWriter, cube_id: str, saved: SavedIndex) -> str | None:
         """Patch a writer made from ``saved`` with the feed since; what is wrong with it, or None.
@@ -666,6 +695,7 @@ class IndexCache:
                 last_seq, removal_seq, revision, fed = writer.last_seq, writer.removal_seq, writer.revision, writer.fed
             saved = _saved_copy_of(index, cube_id, entry.embedder, last_seq, removal_seq, revision)
             saved.ann_rows = _graph_rows(index)
+            parts = {name: data for name, (dump, _) in self._parts.items() if (data := dump(cube_id, index)) is not None}
             ann = index.ann
             save_graph = None if ann is None else (lambda path: ann.save(path, saved.ann_rows))
             with self._store.index_cache(cube_id, create=True) as directory:
@@ -674,10 +704,10 @@ class IndexCache:
                     return
                 if self._store.index_rows(cube_id, last_seq, None, count=False, limit=0).removal_seq != removal_seq:
                     return  # a delete since the snapshot; the copy is saved again later
-                saved_files.write(directory, saved, save_graph)
+                saved_files.write(directory, saved, save_graph, parts)
             with entry.lock:
                 if entry.writer is writer and writer.removal_seq == removal_seq:
-                    entry.saved_fed, entry.saved_ann_rows = fed, saved.ann_rows
+                    entry.saved_fed, entry.saved_ann_rows, entry.saved_parts = fed, saved.ann_rows, set(parts)
         except NotFoundError:  # the cube was deleted meanwhile
             pass
         except Exception:  # the copy keeps serving; the next process reads the store
@@ -735,6 +765,7 @@ class IndexCache:
                 fresh.apply(self._store.index_rows(cube_id, fresh.last_seq, fresh.removal_seq))
                 entry.writer, entry.snapshot = fresh, fresh.snapshot()
                 entry.saved_fed = None  # the saved copy may be what could not be patched: replace it
+                entry.read_parts = {}  # rows renumbered: the saved parts no longer match them
                 self._save_if_due(entry, cube_id)
         except Exception:  # the old copy keeps serving; the next mismatch tries again
             log.exception("background rebuild of the index of cube %s failed", cube_id)

@@ -4,8 +4,10 @@ of every row through SQL (``memkern.retrieval.index`` decides when to save and l
 A cache, never a source of truth: whatever is wrong with the files (missing, half written, another
 format, another cube, dimension or embedder), :func:`read` says None and the caller loads from the
 store, and a copy read from here is checked against the store's change feed and patched with what
-changed since it was saved. It holds no memory text: ids, vectors and the fields search filters
-read (session ids, positions, kinds, speakers, states, event times, tags), of live rows only.
+changed since it was saved. It holds ids, vectors and the fields search filters read (session ids,
+positions, kinds, speakers, states, event times, tags), of live rows only, and no memory text but
+what a saved part derives from it (the profile's slot values: "Lisbon", "UX designer"). A delete
+removes the whole directory.
 
 Layout of a cube's directory (``Store.index_cache``)::
 
@@ -15,6 +17,8 @@ Layout of a cube's directory (``Store.index_cache``)::
                           read with ``allow_pickle=False`` and memory-mapped
     <generation>/ann.usearch  the approximate dense index over the first ``ann_rows`` rows, when
                           every row it covered was live (``memkern.retrieval.ann``); optional
+    <generation>/part-<name>.json  a value derived from the copy's rows and saved with it, such as
+                          the profile (``IndexCache.keep_part``); optional
 
 A generation is written whole and made durable before ``current.json`` names it (replaced
 atomically), so a reader never sees half of one; older generations are removed afterwards.
@@ -33,11 +37,12 @@ import json
 import logging
 import mmap
 import os
+import re
 import secrets
 import shutil
 import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +59,8 @@ IDS = "ids.json"
 ANN = "ann.usearch"
 #: Rows copied per step when writing vectors (bounds the memory a save takes beside the index).
 WRITE_CHUNK = 65_536
+#: Names of derived parts saved with a copy (file names are made from them).
+_PART_NAME = re.compile(r"[a-z]{1,32}")
 #: ``madvise`` asking the kernel to map every page of a range now (Linux 5.14; Python 3.11 lacks the name).
 _MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22) if sys.platform.startswith("linux") else None
 
@@ -102,6 +109,8 @@ class SavedIndex:
     #: Rows the saved approximate dense index covers (the first ones; 0: none saved), and its file.
     ann_rows: int = 0
     ann_path: Path | None = None
+    #: The derived parts saved with the copy, by name (read lazily by whoever derived them).
+    part_paths: dict[str, Path] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -111,19 +120,25 @@ class SavedIndex:
         return self.removal_seq, self.last_seq
 
 
-def write(directory: Path, saved: SavedIndex, save_graph: Callable[[Path], bool] | None = None) -> None:
+def write(directory: Path, saved: SavedIndex, save_graph: Callable[[Path], bool] | None = None,
+          parts: Mapping[str, bytes] | None = None) -> None:
     """Write ``saved`` as a new generation of ``directory`` and make it the current one.
 
     The caller holds the store's lock on ``directory`` (``Store.index_cache``). A current
     generation further in the feed, or as far with as much of the approximate index, is kept and
     nothing is written. ``save_graph(path)``
-    writes the approximate index over the first ``saved.ann_rows`` rows, or says False.
+    writes the approximate index over the first ``saved.ann_rows`` rows, or says False. ``parts``:
+    derived values as of the copy's rows, by name (lower-case letters).
     """
+    parts = dict(parts or {})
+    if not all(_PART_NAME.fullmatch(name) for name in parts):
+        raise ValueError(f"part names must be lower-case letters: {sorted(parts)}")
     directory.mkdir(parents=True, exist_ok=True)
     current = _pointer(directory)
     if current is not None:
         at = (current.get("removal_seq", -1), current.get("last_seq", -1))
-        if at > saved.position() or at == saved.position() and current.get("ann_rows", 0) >= saved.ann_rows:
+        if at > saved.position() or (at == saved.position() and current.get("ann_rows", 0) >= saved.ann_rows
+                                     and set(current.get("parts", [])) >= set(parts)):
             return
     # Leftovers of writers that died half way.
     _remove_generations(directory, keep=None if current is None else str(current.get("generation")))
@@ -149,9 +164,14 @@ def write(directory: Path, saved: SavedIndex, save_graph: Callable[[Path], bool]
     if save_graph is not None and saved.ann_rows and save_graph(target / ANN):
         _sync(target / ANN)
         ann_rows = saved.ann_rows
+    for name, data in parts.items():
+        with open(target / f"part-{name}.json", "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
     _sync(target)
     meta = {
-        "format": FORMAT, "generation": generation, "rows": len(saved), "ann_rows": ann_rows,
+        "format": FORMAT, "generation": generation, "rows": len(saved), "ann_rows": ann_rows, "parts": sorted(parts),
         **{f.name: getattr(saved, f.name) for f in fields(SavedIndex)
            if f.name in ("cube_id", "embedder", "dim", "last_seq", "removal_seq", "revision", "last_id")},
         **{name: getattr(saved, name) for name in _TABLES},
@@ -213,11 +233,15 @@ def _columns(generation: Path, meta: dict[str, Any]) -> SavedIndex:
     ann_rows = meta.get("ann_rows", 0)
     if not isinstance(ann_rows, int) or not 0 <= ann_rows <= rows:
         raise ValueError(f"ann_rows {ann_rows!r} is not a row count of the copy")
+    names = meta.get("parts", [])
+    if not isinstance(names, list) or not all(isinstance(name, str) and _PART_NAME.fullmatch(name) for name in names):
+        raise ValueError(f"parts {names!r} are not part names")
     return SavedIndex(cube_id=str(meta["cube_id"]), embedder=str(meta["embedder"]), dim=dim,
                       last_seq=int(meta["last_seq"]), removal_seq=int(meta["removal_seq"]),
                       revision=int(meta["revision"]), last_id=None if last_id is None else str(last_id),
                       ids=ids, vectors=vectors, **columns, **tables, ann_rows=ann_rows,
-                      ann_path=generation / ANN if ann_rows else None)
+                      ann_path=generation / ANN if ann_rows else None,
+                      part_paths={name: generation / f"part-{name}.json" for name in names})
 
 
 def _vectors(path: Path, rows: int, dim: int) -> np.ndarray:
