@@ -167,7 +167,7 @@ def test_search_switches_to_the_database_past_the_switch_point(pg, monkeypatch):
     from memkern.store.postgres import dense
 
     monkeypatch.setattr(dense, "DENSE_MIN_ROWS", 1000)
-    vectors = _fill(pg, "c1", DIM, seed=9)
+    _fill(pg, "c1", DIM, seed=9)
     cache = IndexCache(pg)
     index = cache.get("c1", DIM)
     filters = Filters()
@@ -188,7 +188,7 @@ def test_search_switches_to_the_database_past_the_switch_point(pg, monkeypatch):
     assert np.array_equal(rows, in_process[0][:len(rows)]) and len(rows) == 49
     assert pg.dense_search("c1", query, 1, filters)[0][0] == f"c1-{ROWS}"
 
-    # The copy drops its vectors (reloaded in the background) and has the store score the rows it needs.
+    # The copy drops its vectors (reloaded in the background).
     assert index.holds_vectors
     cache.get("c1", DIM)
     cache.wait_rebuilds()
@@ -197,11 +197,7 @@ def test_search_switches_to_the_database_past_the_switch_point(pg, monkeypatch):
     rows, cosines = dense_top(light, pg, "c1", query, filter_mask(light, filters), filters, 50)
     assert int(rows[0]) == light.row_of[f"c1-{ROWS}"] and np.isclose(cosines[0], 1.0, atol=1e-5)
     assert [light.ids[r] for r in rows[1:]] == [index.ids[r] for r in in_process[0][:49]]
-    some = np.asarray([3, 1, 2999], dtype=np.int64)
-    assert np.allclose(light.row_cosines(some, query), vectors[some] @ query, atol=1e-6)
-    pg.delete_memory("c1", "c1-1")  # deleted since the snapshot: scores 0, near nothing
-    cosines = light.row_cosines(some, query)
-    assert cosines[1] == 0.0 and np.isclose(cosines[2], vectors[2999] @ query, atol=1e-6)
+    pg.delete_memory("c1", "c1-1")
     with pytest.raises(StoreError):
         light.dense_top(query, filter_mask(light, filters), 10)
     # A new process loads the copy without vectors from the start.

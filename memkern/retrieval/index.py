@@ -34,8 +34,7 @@ A delete makes the store remove the saved copy, which is saved again later witho
 
 Where the store searches a cube's vectors itself (``Store.dense_search_ready``: PostgreSQL past its
 switch point, ``memkern.store.postgres.dense``), the copy holds every field but the vectors: it maps
-the store's hits to rows and filters them, and has the store score the rows anything else needs
-(``CubeIndex.row_cosines``), found by their index row seq. A copy loaded before that point is reloaded without
+the store's hits to rows and filters them. A copy loaded before that point is reloaded without
 them in the background, like a rebuild, once the store says so.
 """
 
@@ -48,7 +47,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -159,10 +157,6 @@ class CubeIndex:
     live_count: int
     #: The writer's approximate dense index (``memkern.retrieval.ann``), shared by its snapshots.
     ann: DenseAnn | None = None
-    #: For a copy holding no vectors (``holds_vectors``): each row's index row seq, and where the store
-    #: scores index rows (by seq) against a query vector.
-    seqs: np.ndarray | None = None
-    score_rows: Callable[[list[int], np.ndarray], dict[int, float]] | None = None
 
     def __len__(self) -> int:
         return len(self.live)
@@ -172,18 +166,6 @@ class CubeIndex:
         """False for a cube the store searches itself (``Store.dense_search_ready``): the copy keeps
         every field but the vectors, which would cost each application node the cube's whole matrix."""
         return self.vectors.shape[1] == self.dim
-
-    def row_cosines(self, rows: np.ndarray, query_vector: np.ndarray) -> np.ndarray:
-        """The cosines of ``rows`` with a unit query vector: from the copy, or computed by the store when
-        the copy holds no vectors (a row deleted or replaced since this snapshot scores 0: near nothing).
-        Measured at 100,000 turns: 11,000 rows scored by the store in about 40 ms, read whole in 300."""
-        if self.holds_vectors:
-            return self.vectors[rows] @ query_vector
-        if self.score_rows is None or self.seqs is None:
-            raise StoreError("this index copy holds no vectors and has no store to score its rows")
-        seqs = self.seqs[rows].tolist()
-        found = self.score_rows(seqs, query_vector)
-        return np.fromiter((found.get(seq, 0.0) for seq in seqs), dtype=np.float64, count=len(seqs))
 
     def speaker_names(self) -> set[str]:
         return set(self.speakers_present)
@@ -263,14 +245,12 @@ class _Columns:
         self.states = np.empty(capacity, dtype=object)
         self.live = np.zeros(capacity, dtype=bool)
         self.active = np.zeros(capacity, dtype=bool)
-        #: Index row seqs, kept only by a copy without vectors (``CubeIndex.row_cosines``).
-        self.seqs = np.empty(capacity if dim == 0 else 0, dtype=np.int64)
 
     def grown(self, used: int, needed: int) -> _Columns:
         """A copy of the first ``used`` rows with room for at least ``needed`` (twice the old room)."""
         bigger = _Columns(self.vectors.shape[1], max(needed, 2 * self.capacity, _MIN_CAPACITY))
         for name in ("vectors", "ids", "session_codes", "positions", "event_times", "kinds", "speakers", "states",
-                     "live", "active", "seqs"):
+                     "live", "active"):
             getattr(bigger, name)[:used] = getattr(self, name)[:used]
         return bigger
 
@@ -278,13 +258,10 @@ class _Columns:
 class _IndexWriter:
     """The mutable side of one cube's copy; only ``IndexCache`` calls it, one patch at a time."""
 
-    def __init__(self, dim: int, capacity: int = 0, *,
-                 score_rows: Callable[[list[int], np.ndarray], dict[int, float]] | None = None) -> None:
+    def __init__(self, dim: int, capacity: int = 0, *, holds_vectors: bool = True) -> None:
         self.dim = dim
-        #: Given where the store searches the cube's vectors itself: the copy holds none and has the
-        #: store score the rows it needs (``CubeIndex.row_cosines``).
-        self.score_rows = score_rows
-        self.holds_vectors = score_rows is None
+        #: False where the store searches the cube's vectors itself: the copy holds none.
+        self.holds_vectors = holds_vectors
         self.columns = _Columns(dim if self.holds_vectors else 0, max(capacity, _MIN_CAPACITY))
         self.ann = DenseAnn(dim)
         self.n = 0
@@ -417,8 +394,6 @@ class _IndexWriter:
         columns.active[start:end] = [s == "active" for s in states]
         if batch.vectors is not None and self.holds_vectors:
             columns.vectors[start:end] = batch.vectors
-        if not self.holds_vectors:
-            columns.seqs[start:end] = batch.seqs
         rows = range(start, end)
         self.row_of.update(zip(batch.ids, rows))
         placed = positions >= 0
@@ -443,7 +418,6 @@ class _IndexWriter:
             speakers=columns.speakers[:n], states=columns.states[:n], live=live, active=columns.active[:n],
             tags=self.tags, vectors=columns.vectors[:n], slot=SlotMap(self.slots, n, live),
             speakers_present=frozenset(self.speaker_rows), live_count=self.live_count, ann=self.ann,
-            seqs=None if self.holds_vectors else columns.seqs[:n], score_rows=self.score_rows,
         )
 
 
@@ -726,8 +700,7 @@ class IndexCache:
         # Room for an eighth more: the first writes after a load must not copy every vector
         # (a million rows: a 1 GB copy inside some search) before capacity doubling takes over.
         searched = self._store.dense_search_ready(cube_id, dim)  # then the store reads the vectors, not us
-        writer = _IndexWriter(dim, capacity=first.count + first.count // 8,
-                              score_rows=partial(self._store.index_row_scores, cube_id) if searched else None)
+        writer = _IndexWriter(dim, capacity=first.count + first.count // 8, holds_vectors=not searched)
         writer.apply(first)
         batch = first
         while len(batch.ids) == LOAD_CHUNK:

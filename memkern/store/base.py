@@ -252,12 +252,6 @@ class Store(ABC):
         this process (False, this default: never). Retrieval's index copy then holds no vectors."""
         return False
 
-    def index_row_scores(self, cube_id: str, seqs: Sequence[int], query_vector: np.ndarray) -> dict[int, float]:
-        """The inner product of each index row ``seqs`` of the cube (``IndexBatch.seqs``) with a query vector,
-        rows gone since absent; for a store whose ``dense_search_ready`` can be True: how an index copy
-        without vectors scores the rows it needs."""
-        raise StoreError(f"{type(self).__name__} keeps no index copy without vectors: it does not search them itself")
-
     # -- governance (users, keys, grants, audit; see memkern.governance) ---------------------------
     @abstractmethod
     def create_user(self, user: User) -> User:

@@ -34,8 +34,8 @@ dense half of a search with pgvector's HNSW index and the node keeps only the ca
   caller's ``share``: one session of a big cube) are scanned exactly instead, as they are when
   the walk returns fewer rows than asked.
 - **The nodes hold no vectors** of a cube searched here: ``memkern.retrieval.index`` reloads its
-  copy without them once ``dense_search_ready`` says so, and has the rows it needs scored
-  here (``index_row_scores``). At 100,000 256-d rows that is 100 MB less per node (``scripts/bench_pg_dense.py``).
+  copy without them once ``dense_search_ready`` says so. At 100,000 256-d rows that is 100 MB
+  less per node (``scripts/bench_pg_dense.py``).
 - A deleted memory's vector leaves the index as its row leaves the table: its tuple is dead at
   once (never returned) and its bytes go at the next vacuum, as the table's (``memories.delete_memory``).
 """
@@ -48,7 +48,6 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -183,12 +182,6 @@ class PostgresDense(PostgresConnection):
 
     def dense_search_ready(self, cube_id: str, dim: int) -> bool:
         return self._dense_ready(cube_id, dim)
-
-    def index_row_scores(self, cube_id: str, seqs: Sequence[int], query_vector: np.ndarray) -> dict[int, float]:
-        # By primary key, scored here: 11,000 rows in ~40 ms, where reading their vectors took ~300.
-        rows = self._read("SELECT seq, -(vector <#> %s) FROM index_rows WHERE seq = ANY(%s::bigint[]) AND cube_id = %s",
-                          (np.asarray(query_vector, dtype=np.float32), [int(seq) for seq in seqs], cube_id))
-        return {int(seq): float(score) for seq, score in rows}
 
     # -- the index of each cube --------------------------------------------------------------------
     def _dense_ready(self, cube_id: str, dim: int) -> bool:
