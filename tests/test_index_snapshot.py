@@ -72,8 +72,6 @@ def _content(index: CubeIndex) -> dict[str, tuple]:
         session = index.session_names[index.session_codes[row]]
         position = int(index.positions[row])
         assert index.row_of[memory_id] == row
-        if position >= 0:
-            assert index.slot.get((int(index.session_codes[row]), position)) is not None
         rows[memory_id] = (session, position, float(index.event_times[row]), index.kinds[row], index.speakers[row],
                            index.states[row], bool(index.active[row]), tuple(index.tags[row]),
                            index.vectors[row].tobytes())

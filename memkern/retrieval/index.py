@@ -79,11 +79,6 @@ SAVE_MIN_TAIL = 10_000
 RESAVE_AFTER_DELETE_S = 60.0
 
 
-def _slot_key(code: int, position: int) -> int:
-    """(session code, position) packed in one int: a dict of a million tuples costs ~100 MB more."""
-    return (code << 32) | position
-
-
 class RowMap(Mapping[str, int]):
     """``memory id -> row`` as a snapshot sees it: rows appended after it, or dead in it, are absent."""
 
@@ -108,20 +103,6 @@ class RowMap(Mapping[str, int]):
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
-
-
-class SlotMap:
-    """``(session code, position) -> row`` as a snapshot sees it, for neighbour lookups."""
-
-    def __init__(self, slots: dict[int, int], n: int, live: np.ndarray) -> None:
-        self._slots, self._n, self._live = slots, n, live
-
-    def get(self, key: tuple[int, int], default: int | None = None) -> int | None:
-        code, position = key
-        if position < 0:
-            return default
-        row = self._slots.get((code << 32) | position)  # _slot_key, inlined: called per candidate twice
-        return row if row is not None and row < self._n and self._live[row] else default
 
 
 @dataclass(frozen=True)
@@ -151,7 +132,6 @@ class CubeIndex:
     #: Tags of each row; a list shared with later snapshots, so it may run past ``len(self)``.
     tags: list[tuple[str, ...]]
     vectors: np.ndarray
-    slot: SlotMap
     speakers_present: frozenset[str]
     #: Rows with a live memory.
     live_count: int
@@ -268,7 +248,6 @@ class _IndexWriter:
         self.live_count = 0
         self.tags: list[tuple[str, ...]] = []
         self.row_of: dict[str, int] = {}
-        self.slots: dict[int, int] = {}
         self.session_names: list[str | None] = []
         self.session_code: dict[str | None, int] = {}
         self.speaker_rows: dict[str, int] = {}
@@ -303,10 +282,6 @@ class _IndexWriter:
         writer.row_of = dict(zip(saved.ids, range(n)))
         if len(writer.row_of) != n or len(writer.session_code) != len(writer.session_names):
             raise ValueError("a saved index copy holds an id or a session twice")
-        positions = np.asarray(saved.positions)
-        placed = np.flatnonzero(positions >= 0)
-        keys = (np.asarray(saved.session_codes, dtype=np.int64)[placed] << 32) | positions[placed]
-        writer.slots = dict(zip(keys.tolist(), placed.tolist()))
         counts = np.bincount(saved.speaker_codes, minlength=len(saved.speakers))
         writer.speaker_rows = {speaker: int(count) for speaker, count in zip(saved.speakers, counts.tolist())
                                if speaker and count}
@@ -348,11 +323,6 @@ class _IndexWriter:
             memory_id = columns.ids[row]
             if self.row_of.get(memory_id) == row:
                 del self.row_of[memory_id]
-            position = int(columns.positions[row])
-            if position >= 0:
-                key = _slot_key(int(columns.session_codes[row]), position)
-                if self.slots.get(key) == row:
-                    del self.slots[key]
             speaker = columns.speakers[row]
             if speaker:
                 self.speaker_rows[speaker] -= 1
@@ -396,9 +366,6 @@ class _IndexWriter:
             columns.vectors[start:end] = batch.vectors
         rows = range(start, end)
         self.row_of.update(zip(batch.ids, rows))
-        placed = positions >= 0
-        self.slots.update(zip(((codes[placed] << 32) | positions[placed]).tolist(),
-                              (np.flatnonzero(placed) + start).tolist()))
         for speaker, n in Counter(s for s in speakers if s).items():
             self.speaker_rows[speaker] = self.speaker_rows.get(speaker, 0) + n
         columns.ids[start:end] = batch.ids
@@ -416,7 +383,7 @@ class _IndexWriter:
             session_codes=columns.session_codes[:n], session_names=self.session_names,
             positions=columns.positions[:n], event_times=columns.event_times[:n], kinds=columns.kinds[:n],
             speakers=columns.speakers[:n], states=columns.states[:n], live=live, active=columns.active[:n],
-            tags=self.tags, vectors=columns.vectors[:n], slot=SlotMap(self.slots, n, live),
+            tags=self.tags, vectors=columns.vectors[:n],
             speakers_present=frozenset(self.speaker_rows), live_count=self.live_count, ann=self.ann,
         )
 
