@@ -44,7 +44,7 @@ from memkern.store.queue import JobQueue
 class MemoryText:
     """What the zero-LLM organisation reads of a memory (``memkern.organize``): its text, who said it and
     when, and whether it is active. Decoding a whole ``MemoryItem`` per turn cost most of building the
-    profile or the entity links of a large cube."""
+    profile of a large cube."""
 
     id: str
     text: str
