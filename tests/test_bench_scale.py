@@ -15,6 +15,7 @@ def test_a_kept_store_is_reused_and_fresh_processes_are_timed(tmp_path):
     for probe in ("cold", "warm"):
         assert first["fresh_process"][probe]["first_search_ms"] > 0
         assert first["fresh_process"][probe]["memory"]["rss_mb"] > 0
+        assert first["fresh_process"][probe]["first_slot_question_ms"] > 0
     again = run_scale(items=300, queries=5, store_dir=tmp_path)
     assert again["reused_store"] and again["ingest_s"] == first["ingest_s"] and again["items"] == 300
     assert "store reused" in format_report(again) and "new process, warm" in format_report(again)

@@ -11,7 +11,9 @@ fusion, fetching the memories), measured per query after one untimed warm-up sea
 that loads the index (reported separately as ``first_search_ms``). The first search of a
 new process on the closed store is also timed, with that process's memory (``fresh_process``):
 ``cold`` without the saved index copy (``memkern.retrieval.snapshot``), ``warm`` with the copy
-the cold process saved. ``--store-dir`` keeps the store, and a later run of the same corpus
+the cold process saved; each then asks its first question about a profile slot ("What did
+Olivia's dog chew up?"), which reads every turn in the cold process and starts from the profile
+saved with the copy in the warm one. ``--store-dir`` keeps the store, and a later run of the same corpus
 reuses it instead of ingesting again. The same questions
 are timed with the hybrid, lexical-only and dense-only recipes; ``hit_at_10`` says how
 often the turn a question was built from came back in the top 10, a sanity check rather
@@ -321,7 +323,8 @@ def run_scale(items: int = 100_000, queries: int = 200, seed: int = 7, progress:
         if built is None:
             built = {**wanted, **_ingest(directory, corpus, seed, embedder, progress)}
             (directory / BUILT_NOTE).write_text(json.dumps(built), encoding="utf-8")
-        fresh = _fresh_first_searches(directory / STORE_FILE, corpus.questions[0].text) if embedder is None else None
+        fresh = _fresh_first_searches(directory / STORE_FILE, corpus.questions[0].text,
+                                      _slot_question(corpus)) if embedder is None else None
         result = _timed_searches(directory / STORE_FILE, corpus, embedder, progress)
         store_files = {name: size for name, size in _store_files(directory).items() if name != BUILT_NOTE}
         snapshot_bytes = sum(f.stat().st_size for d in directory.iterdir() if d.is_dir() for f in d.rglob("*")
@@ -454,7 +457,14 @@ def _timed_searches(path: Path, corpus: Corpus, embedder: Any, progress: Progres
         }
 
 
-def _fresh_first_searches(path: Path, question: str) -> dict[str, Any]:
+def _slot_question(corpus: Corpus) -> str:
+    """The first question asking about a profile slot (a pet, a job...), else the first question."""
+    from memkern.organize.profile import asked_slot
+
+    return next((q.text for q in corpus.questions if asked_slot(q.text) is not None), corpus.questions[0].text)
+
+
+def _fresh_first_searches(path: Path, question: str, slot_question: str) -> dict[str, Any]:
     """The first search of a new process on the closed store: ``cold`` without the index
     snapshot (removed first: the process loads every row from the store, then saves one),
     ``warm`` with the snapshot the cold process left."""
@@ -468,21 +478,22 @@ def _fresh_first_searches(path: Path, question: str) -> dict[str, Any]:
                 snapshot.remove(directory)
     finally:
         store.close()
-    return {"cold": _probe(path, question), "warm": _probe(path, question)}
+    return {"cold": _probe(path, question, slot_question), "warm": _probe(path, question, slot_question)}
 
 
-def _probe(path: Path, question: str) -> dict[str, Any]:
+def _probe(path: Path, question: str, slot_question: str) -> dict[str, Any]:
     command = [sys.executable, "-c", "import sys; from memkern.bench.scale import probe_first_search; "
-               "probe_first_search(sys.argv[1], sys.argv[2])", str(path), question]
+               "probe_first_search(sys.argv[1], sys.argv[2], sys.argv[3])", str(path), question, slot_question]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"the first-search probe failed ({done.returncode}): {done.stderr[-2000:]}")
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def probe_first_search(path: str, question: str) -> None:
+def probe_first_search(path: str, question: str, slot_question: str) -> None:
     """Run by :func:`_probe` in a new process: open the store, time the first search and the
-    snapshot save it starts, print the numbers and this process's memory as one JSON line."""
+    snapshot save it starts, then the first question about a profile slot; print the numbers and
+    this process's memory as one JSON line. Closing saves the copy again with the profile."""
     from memkern.mos import MemOS
 
     with MemOS(path, llm=None) as mos:
@@ -494,8 +505,12 @@ def probe_first_search(path: str, question: str) -> None:
         started = time.perf_counter()
         mos.kernel.indexes.wait_saves()
         save_s = time.perf_counter() - started
+        started = time.perf_counter()
+        cube.search(slot_question, top_k=TOP_K)
+        slot_question_s = time.perf_counter() - started
     print(json.dumps({"first_search_ms": round(first_search_s * 1000, 1), "memory": memory,
-                      "snapshot_save_wait_ms": round(save_s * 1000, 1)}))
+                      "snapshot_save_wait_ms": round(save_s * 1000, 1),
+                      "first_slot_question_ms": round(slot_question_s * 1000, 1)}))
 
 
 def format_report(result: dict[str, Any]) -> str:
@@ -538,5 +553,6 @@ def _fresh_lines(fresh: dict[str, Any] | None) -> list[str]:
     for name, said in (("cold", "no index snapshot: loads every row"), ("warm", "with the index snapshot")):
         probe = fresh[name]
         lines.append(f"  new process, {name}: {probe['first_search_ms']:,.1f} ms ({said}); "
-                     f"{probe['memory']['rss_mb']} MB resident (peak {probe['memory']['peak_rss_mb']} MB)")
+                     f"{probe['memory']['rss_mb']} MB resident (peak {probe['memory']['peak_rss_mb']} MB); "
+                     f"first slot question {probe['first_slot_question_ms']:,.1f} ms")
     return lines
