@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from memkern import MemOS
@@ -72,6 +73,28 @@ def test_a_replaced_value_points_to_what_replaced_it_and_pets_accumulate() -> No
 def _add_day(cube: MemCube, session: str, day: str, texts: list[str]) -> None:
     cube.add(messages=[{"role": "user" if i % 2 == 0 else "assistant", "content": text, "time": f"{day}T10:0{i}:00Z"}
                        for i, text in enumerate(texts)], session_id=session, infer=False)
+
+
+def test_rows_placed_a_session_at_a_time_give_the_tree_row_by_row_placement_gives() -> None:
+    rng = np.random.default_rng(5)
+    n = 3000
+    codes = rng.integers(0, 120, n)
+    times = np.array([_ts(date(2024, 1, 1) + timedelta(days=int(d)), int(h))
+                      for d, h in zip(rng.integers(0, 200, n), rng.integers(0, 24, n))])
+    times[rng.random(n) < 0.1] = np.nan
+    times[codes % 17 == 0] = np.nan  # sessions with no time at all
+    by_row, by_session = Timeline(), Timeline()
+    for row in range(n):
+        by_row.add(row, int(codes[row]), float(times[row]))
+    for start, stop in ((0, 1000), (1000, 1001), (1001, n)):  # as a follower's looks would
+        by_session.add_rows(np.arange(start, stop), codes[start:stop], times[start:stop])
+    assert {c: (s.rows, s.start, s.end) for c, s in by_row.sessions.items()} == \
+        {c: (s.rows, s.start, s.end) for c, s in by_session.sessions.items()}
+    assert by_row.undated == by_session.undated
+    assert {d: c for d, c in by_row.days.items() if c} == {d: c for d, c in by_session.days.items() if c}
+    for first, last in ((date(2024, 1, 1), date(2024, 12, 31)), (date(2024, 2, 10), date(2024, 3, 5)),
+                        (date(2024, 5, 1), date(2024, 5, 1))):
+        assert by_row.sessions_between(first, last) == by_session.sessions_between(first, last)
 
 
 def test_the_timeline_follows_writes_without_a_rebuild(tmp_path: Path) -> None:
