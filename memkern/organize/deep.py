@@ -54,7 +54,7 @@ from memkern.organize.entities import entities
 from memkern.organize.timeline import Timeline, spans, without_spans
 from memkern.retrieval.config import SearchConfig
 from memkern.retrieval.index import CubeIndex
-from memkern.retrieval.search import filter_mask, rank, request_content
+from memkern.retrieval.search import filter_mask, rank, signal_text
 from memkern.store.base import Store
 
 __all__ = ["MIN_POOL", "POOL_FACTOR", "content_query", "deep_rank", "needs_deep"]
@@ -110,7 +110,7 @@ def deep_rank(store: Store, index: CubeIndex, cube_id: str, question: str, embed
     asked_at = now or filters.until or utcnow()
     windows = spans(question, asked_at)
     query = content_query(without_spans(question) if windows else question)
-    query_vector = embed(request_content(query) if config.drop_request_frame else query)
+    query_vector = embed(signal_text(query, config))
     pool = rank(index, store, cube_id, query, query_vector, filters, config, max(POOL_FACTOR * top_k, MIN_POOL), now)
     if not pool:
         return pool

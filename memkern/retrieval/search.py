@@ -83,7 +83,7 @@ def rank(index: CubeIndex, store: Store, cube_id: str, query: str, query_vector:
     mentioned = _mentioned_speakers(index, query)
     lexical = None
     if config.lexical_weight > 0:
-        terms = query_terms(request_content(query) if config.drop_request_frame else query)
+        terms = query_terms(signal_text(query, config))
         if config.drop_speaker_terms:
             lowered = {name.lower() for name in mentioned}
             terms = [t for t in terms if t not in lowered] or terms
@@ -335,10 +335,16 @@ def request_content(query: str) -> str:
     return content if re.search(r"\w{3}", content) else query
 
 
+def signal_text(query: str, config: SearchConfig) -> str:
+    """What the text signals (lexical terms, query vector) read of ``query``: without the frame of a
+    request for advice when ``config.drop_request_frame`` says so (:func:`request_content`)."""
+    return request_content(query) if config.drop_request_frame else query
+
+
 def search(store: Store, index: CubeIndex, embedder: Embedder, cube_id: str, query: str, *,
            top_k: int, filters: Filters, config: SearchConfig) -> list[Hit]:
     """Ranked hits for ``query``: the store's current memories with their score parts."""
-    query_vector = embedder.embed([request_content(query) if config.drop_request_frame else query])[0]
+    query_vector = embedder.embed([signal_text(query, config)])[0]
     ranked = rank(index, store, cube_id, query, query_vector, filters, config, top_k)
     memories = store.get_memories(cube_id, [index.ids[row] for row, _, _ in ranked])
     return [
