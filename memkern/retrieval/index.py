@@ -664,10 +664,10 @@ class IndexCache:
         batch, so writes landing between two chunks are followed too.
         """
         first = self._store.index_rows(cube_id, 0, limit=LOAD_CHUNK)
-        # Room for an eighth more: the first writes after a load must not copy every vector
+        # Spare room (an eighth more, as a saved copy has): the first writes after a load must not copy every vector
         # (a million rows: a 1 GB copy inside some search) before capacity doubling takes over.
         searched = self._store.dense_search_ready(cube_id, dim)  # then the store reads the vectors, not us
-        writer = _IndexWriter(dim, capacity=first.count + first.count // 8, holds_vectors=not searched)
+        writer = _IndexWriter(dim, capacity=first.count + saved_files.spare_rows(first.count), holds_vectors=not searched)
         writer.apply(first)
         batch = first
         while len(batch.ids) == LOAD_CHUNK:

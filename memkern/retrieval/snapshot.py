@@ -165,10 +165,8 @@ def write(directory: Path, saved: SavedIndex, save_graph: Callable[[Path], bool]
         _sync(target / ANN)
         ann_rows = saved.ann_rows
     for name, data in parts.items():
-        with open(target / f"part-{name}.json", "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        (target / f"part-{name}.json").write_bytes(data)
+        _sync(target / f"part-{name}.json")
     _sync(target)
     meta = {
         "format": FORMAT, "generation": generation, "rows": len(saved), "ann_rows": ann_rows, "parts": sorted(parts),
