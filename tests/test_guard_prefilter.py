@@ -1,4 +1,4 @@
-"""The guard's shortcuts (trigger words, needed literals, skipped note-only frames) change no verdict.
+"""The guard's shortcuts (trigger words, required literals, skipped note-only frames) change no verdict.
 
 ``frames_in`` skips frame searches that cannot match, to keep ingestion fast. This test runs the
 guard over the whole evaluation set twice, once as is and once with a reference ``frames_in``
@@ -8,12 +8,14 @@ that searches every frame on its passages, and asserts identical scores and reas
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
 from memkern.governance import guard
 from memkern.governance import guard_frames as gf
 from memkern.governance.guard_frames import FRAMES
+from memkern.governance.guard_regex import required_literals
 
 
 def reference_frames_in(text: str, skip: frozenset[str] = frozenset()) -> set[str]:
@@ -46,12 +48,30 @@ def test_shortcuts_change_no_verdict_on_the_eval_set(monkeypatch: pytest.MonkeyP
     assert not differing, differing[:5]
 
 
-def test_needed_literals_occur_in_every_match() -> None:
-    """Each frame's ``needs`` holds a literal of what it matched on the texts where it fires."""
+def test_required_literals_occur_in_every_match() -> None:
+    """Each frame's ``literals`` holds a substring of what it matched, on every text where it fires."""
+    fired = 0
     for text in eval_texts():
         plain = gf._passages(text.lower())
         joined = "\n".join(chunk for chunk, _ in plain)
         for frame in FRAMES:
-            match = frame.pattern.search(joined) if frame.needs else None
+            match = frame.pattern.search(joined)
             if match:
-                assert any(literal in match.group() for literal in frame.needs), (frame.name, match.group())
+                fired += 1
+                assert frame.literals, frame.name
+                assert any(literal in match.group() for literal in frame.literals), (frame.name, match.group())
+    assert fired > 1000
+
+
+@pytest.mark.parametrize(("pattern", "literals"), [
+    (r"\bprefers?\s+you", ("prefer",)),                    # an optional letter: the shorter spelling
+    (r"(?:ignore|forget)\s+\w+\s+rules", ("forget", "ignore")),  # the longest required piece wins
+    (r"hide_from_user\"?|\"hide_from_user\"", ("hide_from_user",)),  # none contains another
+    (r"(?:x|y)?z", ("z",)),
+    (r"\w+", ()),                                          # open-ended: no shortcut
+    (r"ab|\w+", ()),                                       # one open alternative is enough
+    (r"(?i:abc)", ()),                                      # case ignored: not a literal
+    (r"(?i)abc", ()),
+])
+def test_required_literals_of_small_patterns(pattern: str, literals: tuple[str, ...]) -> None:
+    assert required_literals(re.compile(pattern)) == literals

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ValidationError
 
 from memkern.errors import LLMError
-from memkern.governance.guard_frames import DISCUSSION, NOTE_ONLY, NOTE_SIZE, REPORTED_QUOTE, frames_in, native_frames
+from memkern.governance.guard_frames import DISCUSSION, NOTE_ONLY, NOTE_SIZE, frames_in, native_frames, reported_quotes
 from memkern.governance.guard_model import load_classifier, model_text
 from memkern.governance.guard_text import Views, views
 
@@ -128,7 +128,7 @@ def _telling_first(name: str) -> tuple[float, str]:
 def _split_reported(plain: str) -> tuple[str, list[str]]:
     """``plain`` without the quoted words it reports, and those quoted words."""
     own, quotes, last = [], [], 0
-    for match in REPORTED_QUOTE.finditer(plain):
+    for match in reported_quotes(plain):
         own.append(plain[last:match.start(1)])
         quotes.append(match.group(2))
         last = match.end()

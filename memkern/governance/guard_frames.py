@@ -45,7 +45,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from memkern.governance.guard_regex import existence_pattern
+from memkern.governance.guard_regex import existence_pattern, required_literals
 
 # Words for the model itself, per language (normalised text is lower case).
 _MODEL_EN = (r"(?:(?:ai|a\.i\.|assistant|model|llm|chatbot|bot|agent|gpt|language\s+model|copilot|claude"
@@ -88,14 +88,15 @@ _DEST = (r"(?:https?://|ftp://|www\.|[\w.+-]+@[\w-]+\.[\w.]+|\b\d{1,3}(?:\.\d{1,
 class Frame:
     """One shape of one frame. ``triggers``: words of which at least one must occur in a passage
     for ``pattern`` to be tried on it (a cheap set lookup that keeps long texts fast); empty = always.
-    ``needs``: literal substrings of which every match of ``pattern`` contains one, so that a text
-    holding none of them is not searched (empty = no such shortcut). Both only skip searches that
-    cannot match: the verdicts are the same with or without them (``tests/test_guard_prefilter.py``)."""
+    ``literals``: strings one of which every match of ``pattern`` contains, read from the pattern
+    (``guard_regex.required_literals``), so that a text holding none of them is not searched.
+    Both only skip searches that cannot match: the verdicts are the same with or without them
+    (``tests/test_guard_prefilter.py``)."""
 
     name: str
     triggers: frozenset[str]
     pattern: re.Pattern[str]
-    needs: tuple[str, ...] = ()
+    literals: tuple[str, ...] = ()
     #: ``pattern`` rewritten to find *whether* it matches faster (``guard_regex.existence_pattern``).
     searcher: re.Pattern[str] | None = None
 
@@ -103,9 +104,9 @@ class Frame:
         return (self.searcher or self.pattern).search(text) is not None
 
 
-def _frame(name: str, triggers: str, pattern: str, needs: str = "") -> Frame:
+def _frame(name: str, triggers: str, pattern: str) -> Frame:
     compiled = re.compile(pattern)
-    return Frame(name, frozenset(triggers.split()), compiled, tuple(needs.split()), existence_pattern(compiled))
+    return Frame(name, frozenset(triggers.split()), compiled, required_literals(compiled), existence_pattern(compiled))
 
 
 _MODEL_WORDS = ("ai assistant model llm chatbot bot agent gpt copilot claude evilbot ia ki modèle asistente modelo "
@@ -386,12 +387,10 @@ FRAMES: list[Frame] = [
            r"|\b(?:hide|conceal|keep)\s+(?:\w+\s+){0,3}?from\s+(?:the\s+user|the\s+account\s+owner)\b"
            r"|\bif\s+the\s+user\s+asks\s+what\s+you\s+remember\b"
            r"|[\"']?(?:hide_from_user|conceal_from_user)[\"']?\s*[:=]\s*[\"']?true"
-           r"|[\"']?(?:notify_user|inform_user|tell_user)[\"']?\s*[:=]\s*[\"']?false",
-           needs="user owner"),
+           r"|[\"']?(?:notify_user|inform_user|tell_user)[\"']?\s*[:=]\s*[\"']?false"),
     _frame("no_consent", "",
            r"[\"']?(?:confirm|confirmation|ask_user|require_confirmation)[\"']?\s*[:=]\s*[\"']?false"
-           r"|\bforce\s*=\s*true\b|\bnever\s+ask\s+(?:first|before|for\s+(?:permission|confirmation))\b",
-           needs="false force never"),
+           r"|\bforce\s*=\s*true\b|\bnever\s+ask\s+(?:first|before|for\s+(?:permission|confirmation))\b"),
     _frame("override", "",
            rf"\bthe\s+{_MODEL_EN}(?:'s|s'|’s)\s+(?:real|true|actual|secret|hidden)\s+(?:task|job|goal"
            r"|purpose|orders|mission)\s+(?:is|are|now)\b"),
@@ -415,11 +414,9 @@ FRAMES: list[Frame] = [
     _frame("exfiltration", "",
            r"https?://\S+[?&][\w-]+=(?=[\s)\]\"']|$)"
            rf"|\b(?:{_SENSITIVE}|{_KEPT})[^.\n]{{0,40}}?\b(?:in(?:to)?\s+(?:a|the)\s+(?:markdown\s+)?(?:link|url|alt\s+text"
-           r"|image)|as\s+a\s+query)",
-           needs="http link url alt image query"),
+           r"|image)|as\s+a\s+query)"),
     _frame("exfiltration", "",
-           rf"\b(?:emails|posts|uploads|bccs?|(?:summari[sz]e|dump)\s+everything)\b[^.\n]{{0,80}}?{_DEST}",
-           needs="emails posts uploads bcc everything"),
+           rf"\b(?:emails|posts|uploads|bccs?|(?:summari[sz]e|dump)\s+everything)\b[^.\n]{{0,80}}?{_DEST}"),
     _frame("authority_claim", "",
            r"\b(?:system|admin|developers?|operators?|official|safety|security|openai|anthropic|google|memory-service)"
            r"\b[^.\n]{0,25}?\b(?:notice|update|override|directive|announcement|team|offline|code\s+\d+)\b"
@@ -457,6 +454,14 @@ REPORTED_QUOTE = re.compile(
     r"|board|notice|message|email|manual|reply|transcript|obey|phrases?|text|string|words?|saying|asked|told"
     r"|tells|sentence|line|prompts?|commands?|as|including|about)\b[^'\"“‘\n]{0,25}?[:,]?\s(['\"“‘])(\S.{2,300}?)"
     r"[’”'\"](?!\w)")
+#: The opening of every ``REPORTED_QUOTE`` match (a quote mark after a space): found far faster.
+_QUOTE_OPENING = re.compile(r"\s['\"“‘]")
+
+
+def reported_quotes(text: str) -> list[re.Match[str]]:
+    """The ``REPORTED_QUOTE`` matches in ``text`` (a text with no quote opening is not scanned)."""
+    return list(REPORTED_QUOTE.finditer(text)) if _QUOTE_OPENING.search(text) else []
+
 
 _WORD = re.compile(r"[^\W\d]+(?:_[^\W\d]+)*")
 _CJK = re.compile("[\u3400-\u9fff]")
@@ -483,8 +488,8 @@ def frames_in(text: str, skip: frozenset[str] = frozenset()) -> set[str]:
     """The frames that fire on one (normalised) view, not trying those named in ``skip``.
 
     A frame is searched on its passages joined (every passage for a frame without triggers);
-    a frame whose triggers are in no passage, or whose ``needs`` are not in that text, cannot
-    fire and is not searched. Each distinct joined text is built once."""
+    a frame whose triggers are in no passage, or whose passages hold none of its ``literals``,
+    cannot fire and is not searched. Each distinct joined text is built once."""
     passages = _passages(text)
     all_words: set[str] = set().union(*(words for _, words in passages))
     joined: dict[tuple[int, ...], str] = {}
@@ -503,7 +508,7 @@ def frames_in(text: str, skip: frozenset[str] = frozenset()) -> set[str]:
         if chosen not in joined:
             joined[chosen] = "\n".join(passages[i][0] for i in chosen)
         searched = joined[chosen]
-        if frame.needs and not any(literal in searched for literal in frame.needs):
+        if frame.literals and not any(literal in searched for literal in frame.literals):
             continue
         if frame.fires_on(searched):
             found.add(frame.name)

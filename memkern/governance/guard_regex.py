@@ -1,5 +1,10 @@
 """Faster yes/no regex searches for the guard's frames, with the same answers.
 
+Two shortcuts, both read from the pattern itself so that they cannot drift from it:
+``required_literals(p)`` lists strings one of which every match of ``p`` contains (a text
+holding none of them is not searched: a few substring tests instead of a regex scan), and
+``existence_pattern(p)`` searches faster where a match can start.
+
 Python's regex engine skips quickly through a text only when a pattern starts with a literal
 or a character class: it then jumps to the characters a match can start with. The guard's
 frame patterns start with ``\\b`` or a lookbehind, so the engine tries every branch at every
@@ -13,6 +18,7 @@ what it covers are not (the guard's frames only ask whether they fire).
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any
 
@@ -28,6 +34,10 @@ _REPEATS = tuple(getattr(sre_constants, name) for name in ("MAX_REPEAT", "MIN_RE
 _ZERO_WIDTH = (sre_constants.AT, sre_constants.ASSERT, sre_constants.ASSERT_NOT)
 #: Character ranges wider than this are not spelled out (the pattern is then left as it is).
 _MAX_RANGE = 512
+#: The most strings a piece of a pattern may spell before it counts as "could be anything".
+_MAX_SPELLINGS = 64
+#: A class of more characters than this is not spelled out into literals.
+_MAX_CLASS = 16
 
 
 def _class_chars(items: Any) -> set[str] | None:
@@ -90,3 +100,84 @@ def existence_pattern(pattern: re.Pattern[str]) -> re.Pattern[str]:
         return pattern
     first = "[" + "".join(re.escape(ch) for ch in sorted(chars)) + "]"
     return re.compile(f"{first}(?<=(?=(?:{pattern.pattern})){first})", pattern.flags)
+
+
+def _spellings(items: Any) -> set[str] | None:
+    """Every string the parsed sequence ``items`` can match, when they are few (at most
+    ``_MAX_SPELLINGS``): literals, small classes, alternations and short optional parts
+    ("prefers?" -> prefer, prefers). None when it can match open-ended text (``\\w+``, ``.``)."""
+    out = {""}
+    for op, av in items:
+        if op in _ZERO_WIDTH:
+            continue  # \b, ^ and lookarounds consume nothing
+        node: set[str] | None
+        if op is sre_constants.LITERAL:
+            node = {chr(av)}
+        elif op is sre_constants.IN:
+            node = _class_chars(av)
+            node = node if node is not None and len(node) <= _MAX_CLASS else None
+        elif op is sre_constants.BRANCH:
+            alternatives = [_spellings(alternative) for alternative in av[1]]
+            node = None if any(a is None for a in alternatives) else set().union(*alternatives)  # type: ignore[arg-type]
+        elif op is sre_constants.SUBPATTERN:
+            node = None if av[1] & re.IGNORECASE else _spellings(av[3])
+        elif op in _REPEATS and av[1] <= 2:
+            inner = _spellings(av[2])
+            node = None if inner is None else {"".join(parts) for count in range(av[0], av[1] + 1)
+                                               for parts in itertools.product(sorted(inner), repeat=count)}
+        else:
+            node = None
+        if node is None:
+            return None
+        out = {head + tail for head in out for tail in node}
+        if len(out) > _MAX_SPELLINGS:
+            return None
+    return out
+
+
+def _better(candidate: set[str] | None, best: set[str] | None) -> set[str] | None:
+    """The more selective of two literal sets: longer shortest literal, then fewer literals."""
+    if not candidate or "" in candidate:
+        return best
+    if best is None or (min(map(len, candidate)), -len(candidate)) > (min(map(len, best)), -len(best)):
+        return candidate
+    return best
+
+
+def _required(items: Any) -> set[str] | None:
+    """Strings one of which every match of the parsed sequence ``items`` contains, or None."""
+    best: set[str] | None = None
+    run: list[Any] = []  # consecutive pieces with few spellings: spelled out together
+    for op, av in [*items, (None, None)]:
+        if op is not None and _spellings([(op, av)]) is not None:
+            run.append((op, av))
+            continue
+        if run:
+            best = _better(_spellings(run), best)
+            run = []
+        if op is sre_constants.BRANCH:
+            alternatives = [_required(alternative) for alternative in av[1]]
+            if all(alternatives):
+                best = _better(set().union(*alternatives), best)  # type: ignore[arg-type]
+        elif op is sre_constants.SUBPATTERN and not av[1] & re.IGNORECASE:
+            best = _better(_required(av[3]), best)
+        elif op in _REPEATS and av[0] >= 1:
+            best = _better(_required(av[2]), best)
+    return best
+
+
+def required_literals(pattern: re.Pattern[str]) -> tuple[str, ...]:
+    """Strings one of which every match of ``pattern`` contains, the fewest such that none
+    contains another (a text holding "hide_from_user" holds "hide_from_user\""'s shorter
+    form); empty when the pattern gives no such guarantee (or ignores case)."""
+    if pattern.flags & re.IGNORECASE:
+        return ()
+    try:
+        found = _required(sre_parse.parse(pattern.pattern, pattern.flags).data)
+    except re.error:  # pragma: no cover - it compiled once already
+        return ()
+    kept: list[str] = []
+    for literal in sorted(found or (), key=lambda text: (len(text), text)):
+        if not any(shorter in literal for shorter in kept):
+            kept.append(literal)
+    return tuple(sorted(kept))
