@@ -15,7 +15,7 @@ import pytest
 from memkern.governance import guard
 from memkern.governance import guard_frames as gf
 from memkern.governance.guard_frames import FRAMES
-from memkern.governance.guard_regex import required_literals
+from memkern.regexes import required_literals
 
 
 def reference_frames_in(text: str, skip: frozenset[str] = frozenset()) -> set[str]:

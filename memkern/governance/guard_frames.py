@@ -45,7 +45,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from memkern.governance.guard_regex import existence_pattern, required_literals
+from memkern.regexes import existence_pattern, required_literals
 
 # Words for the model itself, per language (normalised text is lower case).
 _MODEL_EN = (r"(?:(?:ai|a\.i\.|assistant|model|llm|chatbot|bot|agent|gpt|language\s+model|copilot|claude"
@@ -89,7 +89,7 @@ class Frame:
     """One shape of one frame. ``triggers``: words of which at least one must occur in a passage
     for ``pattern`` to be tried on it (a cheap set lookup that keeps long texts fast); empty = always.
     ``literals``: strings one of which every match of ``pattern`` contains, read from the pattern
-    (``guard_regex.required_literals``), so that a text holding none of them is not searched.
+    (``memkern.regexes.required_literals``), so that a text holding none of them is not searched.
     Both only skip searches that cannot match: the verdicts are the same with or without them
     (``tests/test_guard_prefilter.py``)."""
 
@@ -97,7 +97,7 @@ class Frame:
     triggers: frozenset[str]
     pattern: re.Pattern[str]
     literals: tuple[str, ...] = ()
-    #: ``pattern`` rewritten to find *whether* it matches faster (``guard_regex.existence_pattern``).
+    #: ``pattern`` rewritten to find *whether* it matches faster (``memkern.regexes.existence_pattern``).
     searcher: re.Pattern[str] | None = None
 
     def fires_on(self, text: str) -> bool:

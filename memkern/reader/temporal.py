@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from memkern.regexes import required_literals_ignoring_case
+
 _WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 _NUMBERS = {
     "a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
@@ -29,6 +31,9 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\b(last|next|this) (week|weekend|month|year)\b", re.I), "relative_period"),
     (re.compile(r"\b" + _NUMBER + r" (day|week|month|year)s? ago\b", re.I), "ago"),
 ]
+#: For each pattern, words one of which the lower-cased text holds wherever it matches ("yesterday",
+#: " ago"...): most turns hold none of them and are not scanned (read from the patterns themselves).
+_LITERALS = [required_literals_ignoring_case(pattern) for pattern, _ in _PATTERNS]
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,10 @@ def resolve_dates(text: str, said_at: datetime | None) -> list[ResolvedDate]:
     anchor = said_at.date()
     found: list[tuple[int, ResolvedDate]] = []
     taken: list[range] = []
-    for pattern, kind in _PATTERNS:
+    lowered = text.lower()
+    for (pattern, kind), literals in zip(_PATTERNS, _LITERALS):
+        if literals and not any(literal in lowered for literal in literals):
+            continue
         for match in pattern.finditer(text):
             span = range(match.start(), match.end())
             if any(span.start < t.stop and t.start < span.stop for t in taken):

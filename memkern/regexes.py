@@ -1,4 +1,5 @@
-"""Faster yes/no regex searches for the guard's frames, with the same answers.
+"""Faster regex searches with the same answers, for the patterns run on every write (the
+guard's frames, the reader's time expressions).
 
 Two shortcuts, both read from the pattern itself so that they cannot drift from it:
 ``required_literals(p)`` lists strings one of which every match of ``p`` contains (a text
@@ -172,8 +173,21 @@ def required_literals(pattern: re.Pattern[str]) -> tuple[str, ...]:
     form); empty when the pattern gives no such guarantee (or ignores case)."""
     if pattern.flags & re.IGNORECASE:
         return ()
+    return _minimal_literals(pattern.pattern, pattern.flags)
+
+
+def required_literals_ignoring_case(pattern: re.Pattern[str]) -> tuple[str, ...]:
+    """For a pattern that ignores case: strings in lower case one of which the lower-cased text
+    holds wherever ``pattern`` matches (test them against ``text.lower()``). Exact for every
+    letter whose lower case is its case fold; the few that ``re`` folds further (the long s,
+    the Kelvin sign) are not looked for."""
+    return tuple(sorted({literal.lower() for literal in
+                         _minimal_literals(pattern.pattern, pattern.flags & ~re.IGNORECASE)}))
+
+
+def _minimal_literals(source: str, flags: int) -> tuple[str, ...]:
     try:
-        found = _required(sre_parse.parse(pattern.pattern, pattern.flags).data)
+        found = _required(sre_parse.parse(source, flags).data)
     except re.error:  # pragma: no cover - it compiled once already
         return ()
     kept: list[str] = []
