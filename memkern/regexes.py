@@ -1,10 +1,12 @@
 """Faster regex searches with the same answers, for the patterns run on every write (the
 guard's frames, the reader's time expressions).
 
-Two shortcuts, both read from the pattern itself so that they cannot drift from it:
+Three shortcuts, all read from the pattern itself so that they cannot drift from it:
 ``required_literals(p)`` lists strings one of which every match of ``p`` contains (a text
-holding none of them is not searched: a few substring tests instead of a regex scan), and
-``existence_pattern(p)`` searches faster where a match can start.
+holding none of them is not searched: a few substring tests instead of a regex scan),
+``existence_pattern(p)`` searches faster where a match can start, and ``FastSearch`` answers
+"does ``p`` match?" alternative by alternative (``a|b|c`` matches where one of them does), so
+that each top-level alternative is skipped by its own literals.
 
 Python's regex engine skips quickly through a text only when a pattern starts with a literal
 or a character class: it then jumps to the characters a match can start with. The guard's
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from dataclasses import dataclass
 from typing import Any
 
 try:  # Python 3.11+
@@ -195,3 +198,72 @@ def _minimal_literals(source: str, flags: int) -> tuple[str, ...]:
         if not any(shorter in literal for shorter in kept):
             kept.append(literal)
     return tuple(sorted(kept))
+
+
+def top_level_alternatives(pattern: re.Pattern[str]) -> list[re.Pattern[str]]:
+    """``pattern`` cut at the ``|`` that are outside every group and character class, each
+    piece compiled with its flags: the text matches ``pattern`` where it matches one piece.
+    ``[pattern]`` when there is nothing to cut, or when inline global flags, verbose mode or
+    references to numbered groups would make the cut pieces read differently."""
+    source = pattern.pattern
+    if (pattern.flags & re.VERBOSE or re.match(r"\(\?[aiLmsux]+\)", source)
+            or re.search(r"\\[1-9]|\(\?P=|\(\?\(", source)):
+        return [pattern]
+    pieces, depth, start, i, in_class = [], 0, 0, 0, False
+    while i < len(source):
+        char = source[i]
+        if char == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+            i += 1 + (source[i + 1:i + 2] == "^")
+            i += source[i:i + 1] == "]"  # a "]" right after "[" or "[^" is a member, not the end
+            continue
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            pieces.append(source[start:i])
+            start = i + 1
+        i += 1
+    pieces.append(source[start:])
+    if len(pieces) == 1:
+        return [pattern]
+    return [re.compile(piece, pattern.flags) for piece in pieces]
+
+
+@dataclass(frozen=True)
+class FastSearch:
+    """Whether ``pattern`` matches somewhere in a text, with every shortcut above: each
+    top-level alternative is tried only on a text holding one of its required literals, and
+    then by its existence pattern. Same answers as ``pattern.search(text) is not None``."""
+
+    pattern: re.Pattern[str]
+    #: (required literals, existence pattern) of each top-level alternative.
+    branches: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...]
+    #: Every alternative's literals together, looked for first when there are several
+    #: alternatives and each has some: most texts hold none and are done with in one pass.
+    literals: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, pattern: re.Pattern[str]) -> FastSearch:
+        branches = tuple((required_literals(piece), existence_pattern(piece))
+                         for piece in top_level_alternatives(pattern))
+        together: tuple[str, ...] = ()
+        if len(branches) > 1 and all(literals for literals, _ in branches):
+            together = tuple(sorted({literal for literals, _ in branches for literal in literals}))
+        return cls(pattern, branches, together)
+
+    def found_in(self, text: str) -> bool:
+        if self.literals and not any(literal in text for literal in self.literals):
+            return False
+        for literals, searcher in self.branches:
+            if literals and not any(literal in text for literal in literals):
+                continue
+            if searcher.search(text) is not None:
+                return True
+        return False

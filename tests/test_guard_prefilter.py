@@ -15,7 +15,7 @@ import pytest
 from memkern.governance import guard
 from memkern.governance import guard_frames as gf
 from memkern.governance.guard_frames import FRAMES
-from memkern.regexes import required_literals
+from memkern.regexes import required_literals, top_level_alternatives
 
 
 def reference_frames_in(text: str, skip: frozenset[str] = frozenset()) -> set[str]:
@@ -49,18 +49,37 @@ def test_shortcuts_change_no_verdict_on_the_eval_set(monkeypatch: pytest.MonkeyP
 
 
 def test_required_literals_occur_in_every_match() -> None:
-    """Each frame's ``literals`` holds a substring of what it matched, on every text where it fires."""
+    """Each alternative's literals hold a substring of what it matched, on every text where it fires."""
     fired = 0
     for text in eval_texts():
         plain = gf._passages(text.lower())
         joined = "\n".join(chunk for chunk, _ in plain)
         for frame in FRAMES:
-            match = frame.pattern.search(joined)
-            if match:
-                fired += 1
-                assert frame.literals, frame.name
-                assert any(literal in match.group() for literal in frame.literals), (frame.name, match.group())
+            for piece, (literals, _) in zip(top_level_alternatives(frame.pattern), frame.search.branches):
+                match = piece.search(joined)
+                if match:
+                    fired += 1
+                    assert literals, (frame.name, piece.pattern[:60])
+                    assert any(literal in match.group() for literal in literals), (frame.name, match.group())
     assert fired > 1000
+
+
+def test_fast_search_answers_as_the_pattern_does() -> None:
+    texts = eval_texts()[:400] + ["", "x|y", "a]b", "[|]"]
+    for frame in FRAMES[:20]:
+        for text in texts:
+            plain = text.lower()
+            assert frame.search.found_in(plain) == (frame.pattern.search(plain) is not None), (frame.name, text[:60])
+
+
+@pytest.mark.parametrize(("pattern", "pieces"), [
+    (r"a|b(c|d)|[|]x|\|y|[]|]z|[^]|]w", ["a", "b(c|d)", "[|]x", r"\|y", "[]|]z", "[^]|]w"]),
+    (r"abc", ["abc"]),
+    (r"(?i)a|b", ["(?i)a|b"]),            # a global flag would stay with the first piece only
+    (r"(a)|b\1", [r"(a)|b\1"]),            # group numbers would change
+])
+def test_top_level_alternatives(pattern: str, pieces: list[str]) -> None:
+    assert [piece.pattern for piece in top_level_alternatives(re.compile(pattern))] == pieces
 
 
 @pytest.mark.parametrize(("pattern", "literals"), [

@@ -45,7 +45,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from memkern.regexes import existence_pattern, required_literals
+from memkern.regexes import FastSearch
 
 # Words for the model itself, per language (normalised text is lower case).
 _MODEL_EN = (r"(?:(?:ai|a\.i\.|assistant|model|llm|chatbot|bot|agent|gpt|language\s+model|copilot|claude"
@@ -88,25 +88,23 @@ _DEST = (r"(?:https?://|ftp://|www\.|[\w.+-]+@[\w-]+\.[\w.]+|\b\d{1,3}(?:\.\d{1,
 class Frame:
     """One shape of one frame. ``triggers``: words of which at least one must occur in a passage
     for ``pattern`` to be tried on it (a cheap set lookup that keeps long texts fast); empty = always.
-    ``literals``: strings one of which every match of ``pattern`` contains, read from the pattern
-    (``memkern.regexes.required_literals``), so that a text holding none of them is not searched.
-    Both only skip searches that cannot match: the verdicts are the same with or without them
+    ``search`` asks whether ``pattern`` matches with the shortcuts of ``memkern.regexes.FastSearch``
+    (each alternative tried only on texts holding the literals all its matches contain). Both
+    only skip searches that cannot match: the verdicts are the same with or without them
     (``tests/test_guard_prefilter.py``)."""
 
     name: str
     triggers: frozenset[str]
     pattern: re.Pattern[str]
-    literals: tuple[str, ...] = ()
-    #: ``pattern`` rewritten to find *whether* it matches faster (``memkern.regexes.existence_pattern``).
-    searcher: re.Pattern[str] | None = None
+    search: FastSearch
 
     def fires_on(self, text: str) -> bool:
-        return (self.searcher or self.pattern).search(text) is not None
+        return self.search.found_in(text)
 
 
 def _frame(name: str, triggers: str, pattern: str) -> Frame:
     compiled = re.compile(pattern)
-    return Frame(name, frozenset(triggers.split()), compiled, required_literals(compiled), existence_pattern(compiled))
+    return Frame(name, frozenset(triggers.split()), compiled, FastSearch.of(compiled))
 
 
 _MODEL_WORDS = ("ai assistant model llm chatbot bot agent gpt copilot claude evilbot ia ki modèle asistente modelo "
@@ -488,8 +486,8 @@ def frames_in(text: str, skip: frozenset[str] = frozenset()) -> set[str]:
     """The frames that fire on one (normalised) view, not trying those named in ``skip``.
 
     A frame is searched on its passages joined (every passage for a frame without triggers);
-    a frame whose triggers are in no passage, or whose passages hold none of its ``literals``,
-    cannot fire and is not searched. Each distinct joined text is built once."""
+    a frame whose triggers are in no passage cannot fire and is not searched. Each distinct
+    joined text is built once."""
     passages = _passages(text)
     all_words: set[str] = set().union(*(words for _, words in passages))
     joined: dict[tuple[int, ...], str] = {}
@@ -507,10 +505,7 @@ def frames_in(text: str, skip: frozenset[str] = frozenset()) -> set[str]:
             continue
         if chosen not in joined:
             joined[chosen] = "\n".join(passages[i][0] for i in chosen)
-        searched = joined[chosen]
-        if frame.literals and not any(literal in searched for literal in frame.literals):
-            continue
-        if frame.fires_on(searched):
+        if frame.fires_on(joined[chosen]):
             found.add(frame.name)
     return found
 
