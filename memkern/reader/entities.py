@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import re
 
-_WORD = re.compile(r"[A-Za-z][A-Za-z'\-]+")
+#: A capitalised word: a letter run (letters, apostrophes, hyphens) whose first letter is upper
+#: case, with nothing of the run before it but apostrophes or hyphens ("'Bob" is a word, "x-Bob"
+#: is not). Lower-case words never reach Python: a long answer holds hundreds of them.
+_CAPITALISED = re.compile(r"(?<![A-Za-z'\-])['\-]*([A-Z][A-Za-z'\-]+)")
 _NOT_NAMES = frozenset(
     "I I'm I've I'd I'll Im Ive OK Okay Oh Hey Hi Hello Yes No Yeah Wow Thanks Thank Sure Well So "
     "And But Or The A An It It's That's This That What When Where Who Why How Mr Mrs Ms Dr".split()
@@ -22,11 +25,9 @@ def find_entities(text: str, speaker: str | None = None) -> list[str]:
     found: dict[str, None] = {}
     if speaker:
         found[speaker] = None
-    for match in _WORD.finditer(text):
-        word = match.group(0)
-        if not word[0].isupper() or word in _NOT_NAMES:
-            continue
-        if _opens_sentence(text, match.start()):
+    for match in _CAPITALISED.finditer(text):
+        word = match.group(1)
+        if word in _NOT_NAMES or _opens_sentence(text, match.start(1)):
             continue
         found[word.strip("'-")] = None
     return list(found)
