@@ -23,6 +23,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from memkern.regexes import required_literals, required_literals_ignoring_case
+
 _EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
 _CARD = re.compile(r"(?<![\w-])(?:\d[ -]?){12,18}\d(?![\w-])")
 _PHONE = re.compile(
@@ -43,6 +45,14 @@ _STREET_TYPES = (r"Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|
 _ADDRESS = re.compile(rf"\b\d{{1,5}}[A-Za-z]?\s+(?:[A-Z][a-z]+\.?\s+){{1,3}}(?:{_STREET_TYPES})\b\.?")
 
 _DIGIT = re.compile(r"\d")
+#: A piece of every match of the pattern it is named after, found several times faster (it
+#: starts with a character class, where the patterns start with a lookbehind tried at every
+#: character): a text without it is not scanned for that kind.
+_CARD_HINT = re.compile(r"\d[ -]?\d[ -]?\d[ -]?\d[ -]?\d")        # thirteen digits start with five
+_PHONE_HINT = re.compile(r"\d\d\d|\+\d")                          # each shape holds both or one
+_IBAN_HINT = re.compile(r"[A-Z][A-Z]\d\d")
+_ACCOUNT_WORDS = required_literals_ignoring_case(_ACCOUNT)
+_ADDRESS_WORDS = required_literals(_ADDRESS)
 
 PLACEHOLDERS = {"email": "[EMAIL]", "phone": "[PHONE]", "card": "[CARD]", "iban": "[IBAN]",
                 "account": "[ACCOUNT]", "address": "[ADDRESS]"}
@@ -95,20 +105,21 @@ def find_pii(text: str) -> list[Finding]:
             take("email", m.start(), m.end())
     if not _DIGIT.search(text):  # every other kind holds a digit
         return sorted(found, key=lambda f: f.start)
-    for m in _IBAN.finditer(text):
+    for m in _IBAN.finditer(text) if _IBAN_HINT.search(text) else ():
         if iban_ok(m.group()):
             take("iban", m.start(), m.end())
-    for m in _CARD.finditer(text):
+    for m in _CARD.finditer(text) if _CARD_HINT.search(text) else ():
         digits = re.sub(r"\D", "", m.group())
         if 13 <= len(digits) <= 19 and luhn_ok(digits) and len(set(digits)) > 1:
             take("card", m.start(), m.end())
-    for m in _ACCOUNT.finditer(text):
+    lowered = text.lower()
+    for m in _ACCOUNT.finditer(text) if any(word in lowered for word in _ACCOUNT_WORDS) else ():
         take("account", m.start(1), m.end(1))
-    for m in _PHONE.finditer(text):
+    for m in _PHONE.finditer(text) if _PHONE_HINT.search(text) else ():
         digits = re.sub(r"\D", "", m.group())
         if 10 <= len(digits) <= 15:
             take("phone", m.start(), m.end())
-    for m in _ADDRESS.finditer(text):
+    for m in _ADDRESS.finditer(text) if any(word in text for word in _ADDRESS_WORDS) else ():
         take("address", m.start(), m.end())
     return sorted(found, key=lambda f: f.start)
 
