@@ -173,7 +173,8 @@ def _required(items: Any) -> set[str] | None:
 def required_literals(pattern: re.Pattern[str]) -> tuple[str, ...]:
     """Strings one of which every match of ``pattern`` contains, the fewest such that none
     contains another (a text holding "hide_from_user" holds "hide_from_user\""'s shorter
-    form); empty when the pattern gives no such guarantee (or ignores case)."""
+    form), shortest first (the likelier to be found, which ends a search for any of them
+    sooner); empty when the pattern gives no such guarantee (or ignores case)."""
     if pattern.flags & re.IGNORECASE:
         return ()
     return _minimal_literals(pattern.pattern, pattern.flags)
@@ -184,8 +185,12 @@ def required_literals_ignoring_case(pattern: re.Pattern[str]) -> tuple[str, ...]
     holds wherever ``pattern`` matches (test them against ``text.lower()``). Exact for every
     letter whose lower case is its case fold; the few that ``re`` folds further (the long s,
     the Kelvin sign) are not looked for."""
-    return tuple(sorted({literal.lower() for literal in
-                         _minimal_literals(pattern.pattern, pattern.flags & ~re.IGNORECASE)}))
+    return _shortest_first({literal.lower() for literal in
+                            _minimal_literals(pattern.pattern, pattern.flags & ~re.IGNORECASE)})
+
+
+def _shortest_first(literals: Any) -> tuple[str, ...]:
+    return tuple(sorted(literals, key=lambda text: (len(text), text)))
 
 
 def _minimal_literals(source: str, flags: int) -> tuple[str, ...]:
@@ -194,10 +199,10 @@ def _minimal_literals(source: str, flags: int) -> tuple[str, ...]:
     except re.error:  # pragma: no cover - it compiled once already
         return ()
     kept: list[str] = []
-    for literal in sorted(found or (), key=lambda text: (len(text), text)):
+    for literal in _shortest_first(found or ()):
         if not any(shorter in literal for shorter in kept):
             kept.append(literal)
-    return tuple(sorted(kept))
+    return tuple(kept)
 
 
 def top_level_alternatives(pattern: re.Pattern[str]) -> list[re.Pattern[str]]:
@@ -255,7 +260,7 @@ class FastSearch:
                          for piece in top_level_alternatives(pattern))
         together: tuple[str, ...] = ()
         if len(branches) > 1 and all(literals for literals, _ in branches):
-            together = tuple(sorted({literal for literals, _ in branches for literal in literals}))
+            together = _shortest_first({literal for literals, _ in branches for literal in literals})
         return cls(pattern, branches, together)
 
     def found_in(self, text: str) -> bool:

@@ -28,4 +28,4 @@ def test_expressions_are_resolved(text: str, expected: list[tuple[str, date, str
 
 def test_literals_of_a_case_insensitive_pattern_are_lower_case() -> None:
     pattern = re.compile(r"\b(Last|Next) (Week|Month)\b", re.I)
-    assert required_literals_ignoring_case(pattern) == ("last month", "last week", "next month", "next week")
+    assert required_literals_ignoring_case(pattern) == ("last week", "next week", "last month", "next month")
