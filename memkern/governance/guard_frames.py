@@ -98,9 +98,6 @@ class Frame:
     pattern: re.Pattern[str]
     search: FastSearch
 
-    def fires_on(self, text: str) -> bool:
-        return self.search.found_in(text)
-
 
 def _frame(name: str, triggers: str, pattern: str) -> Frame:
     compiled = re.compile(pattern)
@@ -490,22 +487,24 @@ def frames_in(text: str, skip: frozenset[str] = frozenset()) -> set[str]:
     joined text is built once."""
     passages = _passages(text)
     all_words: set[str] = set().union(*(words for _, words in passages))
+    # One passage (most turns): every frame whose triggers are in it reads it as it is.
+    whole = passages[0][0] if len(passages) == 1 else None
     joined: dict[tuple[int, ...], str] = {}
     found: set[str] = set()
     for frame in FRAMES:
         if frame.name in found or frame.name in skip:
             continue
-        if not frame.triggers:
-            chosen = tuple(range(len(passages)))
-        elif frame.triggers.isdisjoint(all_words):
+        if frame.triggers and frame.triggers.isdisjoint(all_words):
             continue
+        if whole is not None:
+            searched = whole
         else:
-            chosen = tuple(i for i, (_, words) in enumerate(passages) if not frame.triggers.isdisjoint(words))
-        if not chosen:
-            continue
-        if chosen not in joined:
-            joined[chosen] = "\n".join(passages[i][0] for i in chosen)
-        if frame.fires_on(joined[chosen]):
+            chosen = tuple(i for i, (_, words) in enumerate(passages)
+                           if not frame.triggers or not frame.triggers.isdisjoint(words))
+            if chosen not in joined:
+                joined[chosen] = "\n".join(passages[i][0] for i in chosen)
+            searched = joined[chosen]
+        if frame.search.found_in(searched):
             found.add(frame.name)
     return found
 
