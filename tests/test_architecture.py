@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "memkern"
 
 #: The layers, lowest first. A module may import its own layer and the ones below, never above.
 LAYERS: list[set[str]] = [
-    {"errors", "version", "files", "models"},
+    {"errors", "version", "files", "models", "regexes"},
     {"validation", "prompts", "embed", "llm", "store", "reader", "retrieval", "governance", "lifecycle", "jobs",
      "cubefile", "organize"},
     {"kernel"},
