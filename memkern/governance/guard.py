@@ -4,14 +4,17 @@ A memory is text that will later be pasted into a prompt. The guard asks what th
 *do* to a model reading it, in layers, none of which needs a language model:
 
 1. **Read it as the model would** (``guard_text``): NFKC, zero-width and bidi characters removed,
-   homoglyphs folded, letter spacing and leetspeak undone; base64, hex and rot13 blobs decoded
-   and HTML comments, invisible markup (display:none, alt/content attributes, script blocks,
-   markdown comments) read on their own.
+   homoglyphs folded, letter spacing, words cut at line ends and leetspeak undone; base64, hex,
+   rot13 and backwards text decoded and HTML comments, invisible markup (display:none,
+   alt/content attributes, script blocks, markdown comments) read on their own.
 2. **Find instruction frames** (``guard_frames``): who is addressed (the assistant/AI/model),
    authority claims (system/developer/admin messages, fake tool output, chat-template tokens),
    and what is asked (drop earlier rules, hide things from the user, send data out, call tools,
-   behave differently later, steer answers), in English, French, Spanish, German, Portuguese and
-   Chinese, and the plainest overrides in nine more scripts (``native_frames``). Words someone is *reported* as saying ("the sign said '...'") weigh half, and
+   behave differently later, steer answers, and since the third held-out round: rules stated
+   about the model, steering passed off as its own view, examples for it to imitate, writes to
+   its memory, privileges granted, credentials asked for), in English, French, Spanish, German,
+   Portuguese and Chinese, the plainest overrides in Italian, Dutch, Polish, Swedish, Danish,
+   Norwegian and Turkish, and in nine more scripts (``native_frames``). Words someone is *reported* as saying ("the sign said '...'") weigh half, and
    nothing when the text is a discussion of attacks or prompts.
 3. **Score**: each frame has a weight (most are harmless alone: "from now on I'm vegan"); a
    disguise that hid a frame adds to it. At ``QUARANTINE_AT`` the memory is quarantined; between
@@ -76,6 +79,12 @@ WEIGHTS: dict[str, float] = {
     "hide_from_user": 0.7,
     "dialog_trigger": 0.6,
     "imperative": 0.4,
+    "model_behaviour": 0.6,
+    "covert": 0.6,
+    "imitate": 0.6,
+    "memory_write": 0.5,
+    "privilege_grant": 0.6,
+    "credential_request": 0.6,
 }
 #: Added when the frames were found only after taking a disguise off (or inside an encoded blob).
 DISGUISE_BONUS = 0.5

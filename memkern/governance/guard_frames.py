@@ -428,6 +428,90 @@ FRAMES: list[Frame] = [
            r"(?:system\s+prompt|hidden\s+instructions|initial\s+(?:instructions|prompt)|instructions\s+verbatim)\b"
            r"|\b(?:what\s+is|what's|what\s+are|print|show|repeat|reveal)\s+your\s+(?:system|initial|original|hidden)"
            r"\s+(?:prompt|instructions|message)\b"),
+    # -- a third round (2026-12-06), written from the third author's held-out half (holdout3, now
+    # -- development data) and from what such texts ask of a model, not from their wording alone ----
+    # Plain overrides in Italian, Dutch, Polish, Swedish, Norwegian/Danish and Turkish.
+    _frame("override", "ignora dimentica negeer vergeet zignoruj zapomnij ignorera glöm glem talimatları kuralları "
+                       "talimatlarını",
+           r"\b(?:ignora|dimentica|negeer|vergeet|zignoruj|zapomnij|ignorera|glöm|glem)\s+(?:\S+\s+){0,3}?"
+           r"(?:regole|istruzioni|instructies|systeeminstructies|regels|instrukcje|instrukcji|zasady|reguły|instruktioner"
+           r"|instruktionerna|regler|reglerna|instruksjoner|instruksjonene)\b"
+           r"|\b(?:talimatları|talimatlarını|kuralları)\s+(?:\S+\s+){0,2}?(?:yok\s+say|unut|görmezden\s+gel)"),
+    _frame("future_trigger", "od d vanaf bundan från fra",
+           r"\bod\s+teraz\b|\bd['’]ora\s+in\s+poi\b|\bvanaf\s+nu\b|\bbundan\s+sonra\b|\bfrån\s+och\s+med\s+nu\b"
+           r"|\bfra\s+nu\s+af\b"),
+    # A condition on what the model is asked, with the answer or action it must then give.
+    _frame("dialog_trigger", "if any in",
+           r"\bif\s+you\s+are\s+(?:ever\s+)?asked\b[^.\n]{0,80}?\b(?:reply|answer|say|respond)\b"
+           r"|\bif\s+the\s+(?:question|request|message|task)\s+(?:\w+\s+){0,2}?(?:involves|mentions|contains|is\s+about)\b"
+           r"[^.\n]{0,60}?,\s*(?:always|never|just|simply)\s+\w+"
+           r"|\b(?:any\s+time|anytime|in\s+case)\s+(?:the\s+user|someone|anyone|a\s+message|the\s+message)\b[^.\n]{0,60}?"
+           r"(?:,\s*|\bthen\s+)(?:notify|tell|send|email|forward|report|alert|treat|reply|say)\b"),
+    _frame("dialog_trigger", "when",
+           r"\bwhen\s+you\s+(?:\w+\s+){0,2}?(?:summari[sz]e|read|see|reply|answer|process|get|are\s+asked)\b[^,.\n]{0,40},\s*"
+           r"(?:leave|omit|print|respond|reply|say|send|add|include|tell|ask|share|forward|mark|rate|recommend|approve"
+           r"|treat|ignore|skip|stop|start|drop|hide)\b"),
+    _frame("secrecy", "don do log escalate report flag",
+           r"\b(?:don't|do\s+not)\s+(?:log|escalate|report|flag|record)\s+(?:it|this|them|that)\b"),
+    _frame("hide_from_user", "inform",
+           r"\band\s+not\s+(?:to\s+)?inform\s+(?:them|the\s+user|the\s+owner)\b"),
+    # A new identity handed to the model by the text itself.
+    _frame("persona", "henceforth new enter memory note loyalty",
+           r"\b(?:henceforth|new\s+role\s*:?)\s+you\s+are\b|\benter\s+character\b"
+           r"|\bfrom\s+this\s+(?:memory|note|message)\s+on\b|\bonly\s+loyalty\s+is\s+to\b"),
+    # Rules stated about the model in the third person ("the assistant omits all warnings"): a memory
+    # about a person has no reason to say how the model behaves.
+    _frame("model_behaviour", "assistant ai model agent chatbot bot you",
+           rf"\bthe\s+{_MODEL_EN}\s+(?:(?:now|always|never|should|must|will|can|may|is\s+to)\s+)?(?:omits?|follows?"
+           r"|complies|obeys?|ignores?|skips?|bypass(?:es)?|does\s+not\s+need|doesn't\s+need|no\s+longer\s+needs?"
+           r"|need\s+not|is\s+(?:now\s+)?(?:allowed|permitted|free)\s+to|treats?|agrees?\s+with\s+whatever"
+           r"|reports?\s+any|forwards?\s+(?:all|every|any)|shares?\s+(?:all|every|any))\b"
+           r"|\byou(?:'re|\s+are)\s+(?:now\s+)?(?:allowed|permitted|free)\s+to\s+(?:make\s+up|fabricate|invent|skip|ignore"
+           r"|bypass|share|reveal|execute|run|disable|delete)\b"
+           r"|\b(?:you|it)\s+(?:don't|do\s+not|doesn't|does\s+not|no\s+longer)\s+(?:need|have)\s+to\s+(?:follow|obey)\s+"
+           r"(?:your|its|the|any)\b|\bno\s+longer\s+needs?\s+(?:to\s+)?(?:user\s+)?(?:confirmation"
+           r"|consent|approval|to\s+(?:cite|ask|confirm|follow))\b"),
+    # Recommendations whose source is to be hidden: steering passed off as the model's own view.
+    _frame("covert", "without while whilst as framed phrased presented subtly don regardless irrespective",
+           r"\bwithout\s+(?:disclosing|revealing|mentioning|saying|admitting|flagging)\s+(?:any\s+|the\s+|that\s+|it\s+is\s+"
+           r"|its\s+|it's\s+)?(?:affiliation|sponsor\w*|commission|partnership|paid|an\s+ad|advertising)"
+           r"|\b(?:while|whilst)\s+appearing\s+(?:balanced|neutral|objective|impartial|unbiased)"
+           r"|\bas\s+(?:your\s+own|your\s+personal)\s+(?:neutral\s+|independent\s+|honest\s+)?(?:analysis|recommendation"
+           r"|opinion|view|advice)|\b(?:framed|phrased|presented|disguised)\s+as\s+(?:your\s+|general\s+|neutral\s+"
+           r"|a\s+neutral\s+|independent\s+|objective\s+)|\bsubtly\s+(?:discourage|disparage|steer|push|favou?r|nudge"
+           r"|promote)|\bdon't\s+say\s+you\s+were\s+told\b"
+           r"|\b(?:regardless|irrespective)\s+of\s+what\s+(?:the\s+)?(?:other\s+)?(?:memories|sources|documents)\s+say"),
+    # A transcript or examples given as the model's pattern to copy.
+    _frame("imitate", "use follow keep always example template",
+           r"\buse\s+this\s+as\s+the\s+template\s+for\s+(?:all|every|your)|\bfollow\s+the\s+pattern\s+of\s+the\b"
+           r"|\b(?:keep|always)\s+(?:answering|responding|replying|respond|answer|reply)\s+like\s+(?:that|this)\b"
+           r"|\bexample\s+conversation\s+to\s+imitate\b|\bkeep\s+recommending\b"),
+    # Writes to the model's memory or to the user's profile asked for by the text itself.
+    _frame("memory_write", "memory update overwrite persist store sessions add correction consolidation revoked",
+           r"\bmemory\s+update\b|\bupdate\s+(?:your|the)\s+(?:long-term\s+|stored\s+)?memor(?:y|ies)\b"
+           r"|\boverwrite\s+(?:the\s+)?memory\b|\bpersist\s+(?:this|the\s+following)\b|\bstore\s+(?:this\s+)?permanently\b"
+           r"|\bfor\s+all\s+future\s+sessions\b|\badd\s+to\s+the\s+user(?:'s|’s)\s+(?:profile|memory)\b"
+           r"|\bcorrection\s+to\s+(?:the\s+)?stored\s+memory\b|\bmemory\s+consolidation\b"
+           r"|\brevoked\s+all\s+(?:previous|prior)\s+preferences\b"),
+    # Someone (a sender, an author) raised to the model's developer or administrator.
+    _frame("privilege_grant", "treat granted authorizing authorising precedence",
+           r"\btreat\s+(?:its|the|their|any)\s+(?:sender|author|writer|signer)s?\s+(?:of\s+\w+\s+)?as\s+(?:your\s+|an?\s+"
+           r"|the\s+)?(?:developer|admin\w*|system|operator|owner|root)\b"
+           r"|\btreat\s+the\s+author\s+of\s+this\s+(?:note|memory|message)\s+as\b"
+           r"|\bgranted\s+(?:admin|root|administrator|full)\s+(?:permissions|rights|access|privileges)\b"
+           r"|\bi(?:'m|\s+am)\s+(?:authori[sz]ing|authori[sz]ed\s+to\s+let)\s+you\s+to\b"
+           r"|\btakes?\s+precedence\s+over\s+(?:anything|everything|whatever)\s+the\s+(?:user|operator|developer)"),
+    # Someone's credentials asked for on the model's behalf.
+    _frame("credential_request", "collect obtain ask type request",
+           r"(?<!never\s)(?<!not\s)\b(?:collect|obtain|ask\s+(?:them|the\s+user)\s+(?:for|to\s+type)|request)\s+"
+           r"(?:the\s+user(?:'s|’s)\s+|their\s+)(?:full\s+)?(?:card\s+numbers?|pin|passwords?|login\s+credentials"
+           r"|credentials|one-time\s+codes?|security\s+codes?|cvv)\b"),
+    # A link whose address carries a slot for the user's data ("?d={user_email}", "?ctx=FULL_CHAT_HISTORY").
+    _frame("exfiltration", "http https",
+           r"https?://[^\s)\]\"']*(?:\{[^}\s]{0,30}(?:email|name|password|key|token|history|conversation|chat|memor"
+           r"|summary|address|phone|session|user)[^}]{0,30}\}|<[^>\n]{0,40}(?:email|password|key|token|history|conversation"
+           r"|chat|memor|summary|address|phone)[^>\n]{0,40}>|=(?:insert_|full_|user_)?(?:api_key|chat_history|conversation"
+           r"|user_?name|email|password|memory|history)\w*(?=[&\s)\]\"']|$))"),
 ]
 
 #: Shapes that are ordinary in how-to documents and long answers ("1. Ask your manager ...", "when the
@@ -479,22 +563,34 @@ def _passages(text: str) -> list[tuple[str, set[str]]]:
     return out
 
 
+#: For each trigger word, the frames it lets be tried; frames without triggers are always tried.
+#: A text's words pick its candidate frames in one set intersection, instead of every frame
+#: checking its own triggers.
+_TRIGGERED_BY: dict[str, list[Frame]] = {}
+for _frame_shape in FRAMES:
+    for _word in _frame_shape.triggers:
+        _TRIGGERED_BY.setdefault(_word, []).append(_frame_shape)
+_TRIGGER_WORDS = frozenset(_TRIGGERED_BY)
+_ALWAYS_TRIED = [frame for frame in FRAMES if not frame.triggers]
+
+
 def frames_in(text: str, skip: frozenset[str] = frozenset()) -> set[str]:
     """The frames that fire on one (normalised) view, not trying those named in ``skip``.
 
-    A frame is searched on its passages joined (every passage for a frame without triggers);
-    a frame whose triggers are in no passage cannot fire and is not searched. Each distinct
-    joined text is built once."""
+    Only frames whose triggers are among the text's words (and frames without triggers) are
+    tried. A frame is searched on the passages holding its triggers, joined (every passage for a
+    frame without triggers). Each distinct joined text is built once."""
     passages = _passages(text)
     all_words: set[str] = set().union(*(words for _, words in passages))
-    # One passage (most turns): every frame whose triggers are in it reads it as it is.
+    candidates = {id(frame): frame for frame in _ALWAYS_TRIED}
+    for word in all_words & _TRIGGER_WORDS:
+        candidates.update((id(frame), frame) for frame in _TRIGGERED_BY[word])
+    # One passage (most turns): every candidate reads it as it is.
     whole = passages[0][0] if len(passages) == 1 else None
     joined: dict[tuple[int, ...], str] = {}
     found: set[str] = set()
-    for frame in FRAMES:
+    for frame in candidates.values():
         if frame.name in found or frame.name in skip:
-            continue
-        if frame.triggers and frame.triggers.isdisjoint(all_words):
             continue
         if whole is not None:
             searched = whole

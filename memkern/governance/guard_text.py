@@ -1,7 +1,7 @@
 """The guard's first layer: what a text says once its disguises are taken off.
 
-A model reading a memory sees through homoglyphs, zero-width characters, letter spacing and
-leetspeak, and it can decode base64, hex or rot13 on request. So the guard looks at the same
+A model reading a memory sees through homoglyphs, zero-width characters, letter spacing, words
+cut at line ends and leetspeak, and it can decode base64, hex, rot13 or backwards text on request. So the guard looks at the same
 text the model would understand: ``views(text)`` returns the readable *views* of a memory
 (the normalised text, its de-obfuscated spelling, every encoded blob decoded, every HTML
 comment and piece of invisible markup) plus the *disguises* found on the way. A disguise alone
@@ -69,6 +69,10 @@ guidelines recommend leak address book addresses contacts follow obey rule messa
 _SHORT_WORDS = frozenset("do to no so is it at on of be me my we or if an as up".split())
 #: Words that rot13 turns into one of ``WORDS`` and are not words themselves ("vtaber" -> "ignore").
 _ROT13_OF_WORDS = frozenset(codecs.encode(word, "rot13") for word in WORDS) - WORDS
+#: The same for text written backwards ("erongi" -> "ignore").
+_REVERSED_WORDS = frozenset(word[::-1] for word in WORDS) - WORDS
+#: A word cut at a line end with a hyphen ("in-\nstructions"): joined again when respelling.
+_LINE_HYPHEN = re.compile(r"(?<=\w)-\n(?=\w)")
 _PUNCT = ".,:;!?'\"()"
 
 
@@ -82,7 +86,8 @@ class Views:
     respelled: str
     #: (disguise, text) pairs: decoded blobs and HTML comments, each to be read on its own.
     hidden: list[tuple[str, str]] = field(default_factory=list)
-    #: Disguises found in the text itself: ``zero_width``, ``homoglyphs``, ``letter_spacing``, ``leetspeak``.
+    #: Disguises found in the text itself: ``zero_width``, ``homoglyphs``, ``letter_spacing``, ``hyphenation``,
+    #: ``leetspeak``.
     disguises: list[str] = field(default_factory=list)
 
 
@@ -128,10 +133,16 @@ def _hex_texts(text: str) -> list[str]:
     return out
 
 
-def _rot13_text(plain: str) -> str | None:
-    """The rot13 decoding of ``plain`` when it reads far more like English than ``plain`` does."""
-    gained = sum(1 for word in plain.split() if word.strip(_PUNCT) in _ROT13_OF_WORDS)
-    return codecs.encode(plain, "rot13") if gained >= 3 else None
+def _decoded_texts(plain: str) -> list[tuple[str, str]]:
+    """``plain`` decoded from rot13, or read backwards, when the decoding reads far more like
+    English than ``plain`` does (at least three words become instruction words)."""
+    words = [word.strip(_PUNCT) for word in plain.split()]
+    out = []
+    if sum(1 for word in words if word in _ROT13_OF_WORDS) >= 3:
+        out.append(("rot13", codecs.encode(plain, "rot13")))
+    if sum(1 for word in words if word in _REVERSED_WORDS) >= 3:
+        out.append(("reversed", plain[::-1]))
+    return out
 
 
 _BIDI_OVERRIDE = re.compile("\u202e([^\u202c]*)")
@@ -175,8 +186,9 @@ def _segment(run: str) -> str:
 
 
 def respell(plain: str) -> str:
-    """``plain`` with letter spacing ("i g n o r e", "i.g.n.o.r.e") and leetspeak ("1gn0r3") undone."""
-    joined = _SPACED.sub(lambda m: _segment(re.sub(r"[ .\-_*]", "", m.group())), plain)
+    """``plain`` with letter spacing ("i g n o r e", "i.g.n.o.r.e"), words cut at line ends
+    ("in-\nstructions") and leetspeak ("1gn0r3") undone."""
+    joined = _SPACED.sub(lambda m: _segment(re.sub(r"[ .\-_*]", "", m.group())), _LINE_HYPHEN.sub("", plain))
     joined = re.sub(r"(?<=\w) ([@.]) (?=\w)", r"\1", joined) if joined != plain else joined
     return _LEET_WORD.sub(_unleet, joined)
 
@@ -212,8 +224,8 @@ def views(text: str) -> Views:
     if not nfkc.isascii() and _LATIN_WITH_LOOKALIKE.search(HIDDEN_CHARS.sub("", nfkc)):
         result.disguises.append("homoglyphs")
     if result.respelled != plain:
-        spaced = _SPACED.search(plain)
-        result.disguises.append("letter_spacing" if spaced else "leetspeak")
+        kind = "letter_spacing" if _SPACED.search(plain) else "hyphenation" if _LINE_HYPHEN.search(plain) else "leetspeak"
+        result.disguises.append(kind)
     result.hidden += _unhidden_texts(nfkc)
     result.hidden += [("html_comment", comment) for comment in _HTML_COMMENT.findall(text)]
     if any(mark in text for mark in _MARKUP_MARKS):
@@ -221,7 +233,5 @@ def views(text: str) -> Views:
                           for inner in match.groups()[1:] if inner and inner.strip()]
     result.hidden += [("base64", decoded) for decoded in _base64_texts(nfkc)]
     result.hidden += [("hex", decoded) for decoded in _hex_texts(nfkc)]
-    rot13 = _rot13_text(plain)
-    if rot13 is not None:
-        result.hidden.append(("rot13", rot13))
+    result.hidden += _decoded_texts(plain)
     return result
