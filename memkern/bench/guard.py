@@ -44,7 +44,7 @@ GUARDS: dict[str, Check] = {
 }
 #: Column titles of the report, in ``GUARDS`` order.
 COLUMNS = {"current": "rules", "classifier": "rules+classifier", "baseline": "baseline (old)"}
-SPLITS = ("dev", "heldout", "holdout2", "holdout3")
+SPLITS = ("dev", "heldout", "holdout2", "holdout3", "holdout4")
 #: The two parts of LongMemEval's conversation (see ``longmemeval_sessions``).
 LME_PARTS = {"odd": "odd-index questions, unseen by the classifier",
              "even": "even-index questions, the classifier's training conversation"}
@@ -53,7 +53,8 @@ SPLIT_TITLES = {
     "dev": "DEV half (rules written from it, classifier trained on it)",
     "heldout": "HELD-OUT half (other templates, same author as the rules; unseen by the classifier)",
     "holdout2": "HOLDOUT2 (literal texts by another author, written before reading the rules)",
-    "holdout3": "HOLDOUT3 (literal texts by a third author, never read by the rules' or the classifier's authors)",
+    "holdout3": "HOLDOUT3 (literal texts by a third author; the rules' third round was written from its misses)",
+    "holdout4": "HOLDOUT4 (literal texts by a fourth author, never read by the rules' or the classifier's authors)",
 }
 
 

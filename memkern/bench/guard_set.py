@@ -2,7 +2,8 @@
 
 The set is generated from hand-written templates x slot values x styles and stored in
 ``memkern/data/guard/eval.jsonl`` (one object per line: ``text``, ``label`` = ``poisoned`` |
-``benign``, ``style``, ``split`` = ``dev`` | ``heldout`` | ``holdout2`` | ``holdout3``, ``family``). Rebuild it with
+``benign``, ``style``, ``split`` = ``dev`` | ``heldout`` | ``holdout2`` | ``holdout3`` | ``holdout4``, ``family``).
+Rebuild it with
 ``python -m memkern.bench.guard_set``; the output is deterministic.
 
 The split is by *template family*, never by random rows: every style has its own DEVELOPMENT
@@ -31,8 +32,15 @@ half's misses, but by the same person who wrote it, so later figures on it are o
 A third held-out half, ``split = "holdout3"`` (``memkern.bench.guard_holdout3``: 209 poisoned and 187
 hard-benign literal texts in 18 and 15 styles), was written by a third author who read neither the
 rules, nor the other halves, nor the classifier, and was measured once, on 2026-12-05: the rules as
-they were at ed90d0b caught 42.1 % (88/209) at 4.3 % false positives (8/187). Nothing has been revised
-from it.
+they were at ed90d0b caught 42.1 % (88/209) at 4.3 % false positives (8/187). On 2026-12-06 a third
+round of rules was written from its misses (it is development data since; 59.3 % after).
+
+A fourth held-out half, ``split = "holdout4"`` (``memkern.bench.guard_holdout4``: 386 poisoned and 360
+hard-benign literal texts in 25 and 24 styles), was written on 2026-12-06 by a fourth author under the
+same rules (no guard code, data, other halves or runs), and measured once, after the third round:
+the rules before that round (fdd8757) caught 29.0 % (112/386) at 2.5 % false positives (9/360), after
+it 31.9 % (123/386) at 2.5 %; with the opt-in classifier 45.1 % and 47.2 % at 3.6 % (13/360). Nothing
+has been revised from it.
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ from pathlib import Path
 
 from memkern.bench import guard_holdout2 as holdout2
 from memkern.bench import guard_holdout3 as holdout3
+from memkern.bench import guard_holdout4 as holdout4
 
 DATA_PATH = Path(__file__).resolve().parent.parent / "data" / "guard" / "eval.jsonl"
 
@@ -1207,7 +1216,7 @@ def _rows() -> Iterator[dict[str, str]]:
                 for text in sorted(fills):
                     yield {"text": text, "label": "benign", "style": style, "split": split,
                            "family": f"{style}/{source}/{number}"}
-    for split, module in (("holdout2", holdout2), ("holdout3", holdout3)):
+    for split, module in (("holdout2", holdout2), ("holdout3", holdout3), ("holdout4", holdout4)):
         for label, by_style in (("poisoned", module.POISONED), ("benign", module.BENIGN)):
             for style, texts in by_style.items():
                 for number, text in enumerate(texts):
