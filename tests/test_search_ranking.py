@@ -1,5 +1,5 @@
-"""Ranking details of hybrid search: requests for advice, ties between equal lexical scores, list questions and
-the turns around a candidate."""
+"""Ranking details of hybrid search: requests for advice, ties between equal lexical scores, list questions,
+the turns around a candidate and short turns."""
 
 from __future__ import annotations
 
@@ -113,3 +113,38 @@ def test_a_turn_two_after_a_matching_one_shares_its_evidence(tmp_path: Path, mon
         with_two = answer_neighbour()
         monkeypatch.setattr(search_module, "NEIGHBOUR_STEPS", ((-1, 1.0), (1, 1.0)))
         assert with_two > answer_neighbour()
+
+
+def test_a_turn_of_a_few_words_makes_way_for_one_that_says_something(tmp_path: Path) -> None:
+    """A short turn ranks high for being short (BM25's length normalisation): among the best candidates, a turn
+    loses a little for each word it falls short of ``short_words``, so the account outranks the aside."""
+    with MemOS(path=tmp_path / "s.db", llm=None) as mos:
+        cube = mos.create_cube("s", owner="ann")
+        _add_session(cube, "aside", "2024-03-01", ["The workshop was fun.", "Good to hear."])
+        _add_session(cube, "account", "2024-03-08", [
+            "Last Friday I went to a counseling workshop and it was really enlightening: they talked about "
+            "different therapeutic methods and how to make a safe space for people who need support.",
+            "That sounds so worthwhile."])
+        for n in range(4):
+            _add_session(cube, f"x{n}", f"2024-03-1{n}", [f"I cooked pasta for dinner {n}.", "Yum."])
+
+        def first_session(config: SearchConfig) -> str | None:
+            return cube.search("What workshop did I attend?", top_k=3, config=config)[0].memory.provenance.session_id
+
+        assert first_session(SearchConfig(deep=False, short_weight=0.0)) == "aside"
+        assert first_session(SearchConfig(deep=False)) == "account"
+
+
+def test_derived_memories_are_not_short_turns(tmp_path: Path) -> None:
+    """Facts and summaries are short by design: only turns lose for their length."""
+    with MemOS(path=tmp_path / "f.db", llm=None) as mos:
+        cube = mos.create_cube("f", owner="ann")
+        cube.add(text="Ann lives in Lisbon.", kind="fact", infer=False)
+        _add_session(cube, "s1", "2024-03-01", ["Lisbon is lovely in spring.", "Agreed."])
+
+        def scores(config: SearchConfig) -> dict[str, float]:
+            return {hit.memory.kind.value: hit.score for hit in cube.search("Lisbon", top_k=2, config=config)}
+
+        penalised, plain = scores(SearchConfig(deep=False)), scores(SearchConfig(deep=False, short_weight=0.0))
+        assert penalised["fact"] == plain["fact"]
+        assert penalised["turn"] < plain["turn"]
