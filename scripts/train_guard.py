@@ -2,17 +2,19 @@
 
 Training data, and nothing else (this is what keeps the held-out measurements honest):
 
-- the evaluation set's ``dev`` rows (``memkern/data/guard/eval.jsonl``), poisoned = 1, benign = 0;
+- the evaluation set's rows of the splits the rules have been written from (``TRAIN_SPLITS``: ``dev``,
+  ``heldout``, ``holdout2``, ``holdout3`` of ``memkern/data/guard/eval.jsonl``, four authors' phrasings),
+  poisoned = 1, benign = 0;
 - ordinary conversation, label 0: every turn of the LongMemEval sessions of EVEN-index questions
   (``memkern.bench.guard.longmemeval_sessions(path, "even")``), each window of a long turn a row,
   minus the turns the rules quarantine (users pasting real jailbreak prompts: not ordinary).
 
-Never ``heldout``, ``holdout2``, LoCoMo or odd-index LongMemEval questions: those measure the result.
+Never ``holdout4``, LoCoMo or odd-index LongMemEval questions: those measure the result.
 
-Model selection is by cross-validation inside the training data: the dev rows are grouped by the
-round their template family was written in (``dev``, ``dev2`` ... ``dev5``; leaving a round out is
-what a new batch of phrasings looks like) and the conversation sessions are spread over the same
-number of folds. For each setting in ``GRID`` the out-of-fold probabilities give the thresholds
+Model selection is by cross-validation inside the training data: the rows are grouped by the round
+their texts were written in (``dev``, ``dev2`` ... ``dev5``, ``heldout``, ``holdout2``, ``holdout3``;
+leaving a round out is what a new batch of phrasings looks like) and the conversation sessions are
+spread over the same number of folds. For each setting in ``GRID`` the out-of-fold probabilities give the thresholds
 (``choose_thresholds``: no ordinary conversation turn flagged, at most ``MAX_BENIGN_FP`` of the dev
 benign texts) and the classifier's own catch rate at them, by which settings are compared. The best
 setting is refitted on everything and written with its thresholds and provenance to
@@ -47,9 +49,11 @@ from memkern.governance.guard_model import (
     model_text,
 )
 
-#: Folds of the cross-validation: one per dev round.
-ROUNDS = ("dev", "dev2", "dev3", "dev4", "dev5")
-#: Highest share of dev benign texts the combined guard may quarantine (out of fold).
+#: The evaluation set's splits trained on; the others measure the result.
+TRAIN_SPLITS = ("dev", "heldout", "holdout2", "holdout3")
+#: Folds of the cross-validation: one per round of writing (the middle part of a row's family).
+ROUNDS = ("dev", "dev2", "dev3", "dev4", "dev5", "heldout", "holdout2", "holdout3")
+#: Highest share of the training benign texts the combined guard may quarantine (out of fold).
 MAX_BENIGN_FP = 0.02
 #: The alone threshold stays this far above the highest out-of-fold probability of a conversation turn.
 CONVERSATION_MARGIN = 0.05
@@ -65,7 +69,7 @@ class Setting:
 
     spec: FeatureSpec
     l2: float
-    #: Total weight of the conversation rows, as a multiple of the dev benign rows' count.
+    #: Total weight of the conversation rows, as a multiple of the benign eval rows' count.
     conversation_weight: float
 
 
@@ -90,7 +94,7 @@ class Rows:
 
 
 def collect(lme: Path) -> tuple[Rows, dict[str, int]]:
-    """The training rows: dev eval rows, then even-question LongMemEval turns the rules do not quarantine."""
+    """The training rows: eval rows of ``TRAIN_SPLITS``, then even-question LongMemEval turns the rules do not quarantine."""
     texts: list[str] = []
     reasons: list[list[str]] = []
     labels: list[int] = []
@@ -99,7 +103,7 @@ def collect(lme: Path) -> tuple[Rows, dict[str, int]]:
     conversation: list[bool] = []
     uncertain: list[bool] = []
     quarantined: list[bool] = []
-    counts = {"dev_poisoned": 0, "dev_benign": 0, "conversation_turns": 0, "conversation_windows": 0,
+    counts = {"eval_poisoned": 0, "eval_benign": 0, "conversation_turns": 0, "conversation_windows": 0,
               "conversation_turns_skipped_rules_quarantine": 0}
 
     def add(found: list[tuple[guard.Verdict, guard.Views]], label: int, fold: int, is_conversation: bool) -> None:
@@ -116,10 +120,10 @@ def collect(lme: Path) -> tuple[Rows, dict[str, int]]:
             conversation.append(is_conversation)
 
     for row in load_eval_set():
-        if row["split"] != "dev":
+        if row["split"] not in TRAIN_SPLITS:
             continue
         label = int(row["label"] == "poisoned")
-        counts["dev_poisoned" if label else "dev_benign"] += 1
+        counts["eval_poisoned" if label else "eval_benign"] += 1
         add(guard.readings(row["text"]), label, ROUNDS.index(row["family"].split("/")[1]), False)
     for session_id, turns in longmemeval_sessions(lme, "even").items():
         fold = zlib.crc32(session_id.encode()) % len(ROUNDS)
@@ -137,7 +141,7 @@ def collect(lme: Path) -> tuple[Rows, dict[str, int]]:
 
 
 def sample_weights(rows: Rows, conversation_weight: float) -> np.ndarray:
-    """1 per eval window; the conversation windows share ``conversation_weight`` x the dev benign count."""
+    """1 per eval window; the conversation windows share ``conversation_weight`` x the eval benign count."""
     weights = np.ones(len(rows.labels), np.float32)
     benign_eval = np.sum(~rows.conversation & (rows.labels == 0))
     weights[rows.conversation] = conversation_weight * benign_eval / max(1, rows.conversation.sum())
@@ -198,8 +202,8 @@ def choose_thresholds(rows: Rows, window_p: np.ndarray) -> dict[str, float]:
 
     ``alone``: the lowest threshold above every ordinary conversation turn's probability (plus
     ``CONVERSATION_MARGIN``) at which the classifier alone quarantines at most ``MAX_BENIGN_FP`` of the
-    dev benign texts. Its catch rate alone is what settings are compared by: the rules were written
-    from every dev round, so their catches on a left-out round say nothing about unseen phrasings.
+    training benign texts. Its catch rate alone is what settings are compared by: the rules were written
+    from every training round, so their catches on a left-out round say nothing about unseen phrasings.
     ``with_rules``: the lowest threshold at which the texts the rules find uncertain may be quarantined
     with no conversation turn flagged and the combined guard within ``MAX_BENIGN_FP``."""
     p, label, conversation = per_group(rows, window_p)
@@ -274,15 +278,17 @@ def write(folder: Path, best: Setting, w: np.ndarray, b: float, thresholds: dict
         "provenance": {
             "trained": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
             "script": "scripts/train_guard.py",
-            "data": "memkern/data/guard/eval.jsonl split=dev; LongMemEval dev turns of even-index questions "
-                    "(minus turns the rules quarantine); nothing from heldout, holdout2, LoCoMo or odd questions",
+            "data": f"memkern/data/guard/eval.jsonl splits {', '.join(TRAIN_SPLITS)}; LongMemEval dev turns of "
+                    "even-index questions (minus turns the rules quarantine); nothing from holdout4, LoCoMo or odd "
+                    "questions",
             "counts": counts,
             "model": "logistic regression, mini-batch Adam",
             "hyperparameters": {"l2": best.l2, "conversation_weight": best.conversation_weight, "epochs": EPOCHS,
                                 "batch": BATCH, "learning_rate": LEARNING_RATE, "seed": SEED},
-            "selection": {"cross_validation": "leave one dev round out (dev, dev2..dev5); conversation sessions "
-                                              "spread over the same 5 folds by crc32 of the session id",
-                          "constraints": f"no conversation turn flagged out of fold; dev benign FP <= "
+            "selection": {"cross_validation": f"leave one round of writing out ({', '.join(ROUNDS)}); conversation "
+                                              f"sessions spread over the same {len(ROUNDS)} folds by crc32 of the "
+                                              "session id",
+                          "constraints": f"no conversation turn flagged out of fold; eval benign FP <= "
                                          f"{MAX_BENIGN_FP}; alone threshold > highest conversation probability"
                                          f" + {CONVERSATION_MARGIN}; settings compared by the classifier's "
                                          "own out-of-fold catch rate at its alone threshold",

@@ -36,7 +36,8 @@ def test_the_shipped_weights_load_and_match_their_card():
     assert model.weights.shape == (model.spec.width,)
     assert 0.5 <= model.with_rules_at <= model.alone_at < 1.0
     provenance = card["provenance"]
-    assert "split=dev" in provenance["data"] and provenance["counts"]["dev_poisoned"] > 0
+    assert "holdout4" in provenance["data"].split("nothing from")[1]  # the split that measures it is never trained on
+    assert provenance["counts"]["eval_poisoned"] > 0
     assert load_classifier() is model  # read once per process
 
 
