@@ -566,10 +566,15 @@ def _passages(text: str) -> list[tuple[str, set[str]]]:
 #: For each trigger word, the frames it lets be tried; frames without triggers are always tried.
 #: A text's words pick its candidate frames in one set intersection, instead of every frame
 #: checking its own triggers.
-_TRIGGERED_BY: dict[str, list[Frame]] = {}
-for _frame_shape in FRAMES:
-    for _word in _frame_shape.triggers:
-        _TRIGGERED_BY.setdefault(_word, []).append(_frame_shape)
+def _frames_by_trigger() -> dict[str, list[Frame]]:
+    by_word: dict[str, list[Frame]] = {}
+    for frame in FRAMES:
+        for word in frame.triggers:
+            by_word.setdefault(word, []).append(frame)
+    return by_word
+
+
+_TRIGGERED_BY = _frames_by_trigger()
 _TRIGGER_WORDS = frozenset(_TRIGGERED_BY)
 _ALWAYS_TRIED = [frame for frame in FRAMES if not frame.triggers]
 
