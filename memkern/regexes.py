@@ -1,12 +1,14 @@
 """Faster regex searches with the same answers, for the patterns run on every write (the
 guard's frames, the reader's time expressions).
 
-Three shortcuts, all read from the pattern itself so that they cannot drift from it:
+Four shortcuts, all read from the pattern itself so that they cannot drift from it:
 ``required_literals(p)`` lists strings one of which every match of ``p`` contains (a text
 holding none of them is not searched: a few substring tests instead of a regex scan),
 ``existence_pattern(p)`` searches faster where a match can start, and ``FastSearch`` answers
 "does ``p`` match?" alternative by alternative (``a|b|c`` matches where one of them does), so
-that each top-level alternative is skipped by its own literals.
+that each top-level alternative is skipped by its own literals, and ``required_words(p)`` lists
+whole words one of which every match holds (a text whose words include none cannot match: one
+set lookup for a text's words instead of substring tests).
 
 Python's regex engine skips quickly through a text only when a pattern starts with a literal
 or a character class: it then jumps to the characters a match can start with. The guard's
@@ -272,3 +274,112 @@ class FastSearch:
             if searcher.search(text) is not None:
                 return True
         return False
+
+
+_EDGE_BEFORE = (sre_constants.AT_BOUNDARY, sre_constants.AT_BEGINNING, sre_constants.AT_BEGINNING_STRING)
+_EDGE_AFTER = (sre_constants.AT_BOUNDARY, sre_constants.AT_END, sre_constants.AT_END_STRING)
+_NON_WORD_CATEGORIES = (sre_constants.CATEGORY_SPACE, sre_constants.CATEGORY_NOT_WORD)
+#: A word as the guard's word sets hold them: letters, joined by underscores ("hide_from_user").
+_WHOLE_WORD = re.compile(r"[^\W\d_]+(?:_[^\W\d_]+)*")
+
+
+def _non_word_class(av: Any) -> bool:
+    """Whether a character class holds no character that can be part of a word."""
+    chars = _class_chars(av)
+    if chars is not None:
+        return not any(char.isalnum() or char == "_" for char in chars)
+    return all(op is sre_constants.CATEGORY and category in _NON_WORD_CATEGORIES for op, category in av)
+
+
+def _edge_after(items: Any, start: int, edge_at_end: bool) -> bool:
+    """Whether what ``items[start:]`` matches begins outside a word (or at a word edge)."""
+    for op, av in items[start:]:
+        if op is sre_constants.AT:
+            return av in _EDGE_AFTER
+        if op is sre_constants.LITERAL:
+            return not (chr(av).isalnum() or chr(av) == "_")
+        if op is sre_constants.IN:
+            return _non_word_class(av)
+        if op in _REPEATS and _edge_after(av[2], 0, False):
+            if av[0] >= 1:
+                return True
+            continue  # it may match nothing: what follows must begin outside a word too
+        return False
+    return edge_at_end
+
+
+def _edge_before(items: Any, end: int, edge_at_start: bool) -> bool:
+    """Whether what ``items[:end]`` matches ends outside a word (or at a word edge): the mirror
+    of ``_edge_after``, branches included (each alternative must end so)."""
+    for op, av in reversed(items[:end]):
+        if op is sre_constants.AT:
+            return av in _EDGE_BEFORE
+        if op is sre_constants.LITERAL:
+            return not (chr(av).isalnum() or chr(av) == "_")
+        if op is sre_constants.IN:
+            return _non_word_class(av)
+        if op is sre_constants.BRANCH:
+            return all(_edge_before(alternative, len(alternative), False) for alternative in av[1])
+        if op is sre_constants.SUBPATTERN and not av[1] & re.IGNORECASE:
+            return _edge_before(av[3], len(av[3]), False)
+        if op in _REPEATS and _edge_before(av[2], len(av[2]), False):
+            if av[0] >= 1:
+                return True
+            continue
+        return False
+    return edge_at_start
+
+
+def _fewer_words(candidate: set[str] | None, best: set[str] | None) -> set[str] | None:
+    """The better of two sets of required words: whole words only, then the fewest, then the longest."""
+    if not candidate or not all(_WHOLE_WORD.fullmatch(word) for word in candidate):
+        return best
+    if best is None or (len(candidate), -min(map(len, candidate))) < (len(best), -min(map(len, best))):
+        return candidate
+    return best
+
+
+def _required_words(items: Any, edge_at_start: bool, edge_at_end: bool) -> set[str] | None:
+    """Whole words one of which every match of the parsed sequence ``items`` holds, or None: a
+    run of spelled pieces counts when what comes before it ends outside a word and what comes
+    after it begins outside one, so that every spelling is a word of the matched text."""
+    best: set[str] | None = None
+    index = 0
+    while index < len(items):
+        op, av = items[index]
+        end = index
+        while (end < len(items) and items[end][0] is not sre_constants.AT
+               and _spellings([items[end]]) is not None):
+            end += 1
+        if end > index:  # a run of spelled pieces
+            if _edge_before(items, index, edge_at_start) and _edge_after(items, end, edge_at_end):
+                best = _fewer_words(_spellings(items[index:end]), best)
+            index = end
+            continue
+        before, after = _edge_before(items, index, edge_at_start), _edge_after(items, index + 1, edge_at_end)
+        if op is sre_constants.BRANCH:
+            alternatives = [_required_words(alternative, before, after) for alternative in av[1]]
+            if all(alternatives):
+                best = _fewer_words(set().union(*alternatives), best)  # type: ignore[arg-type]
+        elif op is sre_constants.SUBPATTERN and not av[1] & re.IGNORECASE:
+            best = _fewer_words(_required_words(av[3], before, after), best)
+        index += 1
+    return best
+
+
+def required_words(pattern: re.Pattern[str]) -> frozenset[str]:
+    """Whole words one of which every match of ``pattern`` holds, alternative by top-level
+    alternative; empty when some alternative gives no such guarantee (or the pattern ignores
+    case). A text whose words include none of them cannot match."""
+    if pattern.flags & re.IGNORECASE:
+        return frozenset()
+    found: set[str] = set()
+    for piece in top_level_alternatives(pattern):
+        try:
+            words = _required_words(sre_parse.parse(piece.pattern, piece.flags).data, False, False)
+        except re.error:  # pragma: no cover - it compiled once already
+            return frozenset()
+        if not words:
+            return frozenset()
+        found |= words
+    return frozenset(found)

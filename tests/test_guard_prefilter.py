@@ -15,7 +15,7 @@ import pytest
 from memkern.governance import guard
 from memkern.governance import guard_frames as gf
 from memkern.governance.guard_frames import FRAMES
-from memkern.regexes import required_literals, top_level_alternatives
+from memkern.regexes import required_literals, required_words, top_level_alternatives
 
 
 def reference_frames_in(text: str, skip: frozenset[str] = frozenset()) -> set[str]:
@@ -94,3 +94,32 @@ def test_top_level_alternatives(pattern: str, pieces: list[str]) -> None:
 ])
 def test_required_literals_of_small_patterns(pattern: str, literals: tuple[str, ...]) -> None:
     assert required_literals(re.compile(pattern)) == literals
+
+
+def test_required_words_are_words_of_every_text_a_frame_fires_on() -> None:
+    """A frame tried only on texts holding one of its required words: every text it fires on
+    (searched on all passages, as before the shortcut) holds one of them among its words."""
+    gated = [frame for frame in FRAMES if frame.words]
+    assert len(gated) >= 10
+    fired = 0
+    for text in eval_texts():
+        joined = "\n".join(chunk for chunk, _ in gf._passages(text.lower()))
+        words = set(gf._WORD.findall(joined))
+        for frame in gated:
+            if frame.pattern.search(joined):
+                fired += 1
+                assert frame.words & words, (frame.name, joined[:80])
+    assert fired > 100
+
+
+@pytest.mark.parametrize(("pattern", "words"), [
+    (r"\b(?:ignore|forget)\s+(?:\w+\s+){0,4}?rules\b", {"rules"}),  # the fewest words that every match holds
+    (r"\bprefers?\s+you", {"prefer", "prefers"}),
+    (r"(?:^\s*|[.!?]\s+)(?:tell|say)\b", {"tell", "say"}),  # a sentence start is a word edge
+    (r"\bhide_from_user\b|\bnote\s", {"hide_from_user", "note"}),
+    (r"\bfoo", set()),                                      # "food" matches: no word edge after
+    (r"ab\b", set()),                                       # "slab" matches: no word edge before
+    (r"\bdear\s+model|\bhey,", set()),                      # "hey," is not a word: no guarantee
+])
+def test_required_words_of_small_patterns(pattern: str, words: set[str]) -> None:
+    assert required_words(re.compile(pattern)) == words

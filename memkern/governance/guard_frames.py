@@ -45,7 +45,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from memkern.regexes import FastSearch
+from memkern.regexes import FastSearch, required_words
 
 # Words for the model itself, per language (normalised text is lower case).
 _MODEL_EN = (r"(?:(?:ai|a\.i\.|assistant|model|llm|chatbot|bot|agent|gpt|language\s+model|copilot|claude"
@@ -88,20 +88,24 @@ _DEST = (r"(?:https?://|ftp://|www\.|[\w.+-]+@[\w-]+\.[\w.]+|\b\d{1,3}(?:\.\d{1,
 class Frame:
     """One shape of one frame. ``triggers``: words of which at least one must occur in a passage
     for ``pattern`` to be tried on it (a cheap set lookup that keeps long texts fast); empty = always.
-    ``search`` asks whether ``pattern`` matches with the shortcuts of ``memkern.regexes.FastSearch``
-    (each alternative tried only on texts holding the literals all its matches contain). Both
-    only skip searches that cannot match: the verdicts are the same with or without them
-    (``tests/test_guard_prefilter.py``)."""
+    For a shape written without triggers, ``words`` are the whole words one of which every match
+    holds, read from the pattern (``memkern.regexes.required_words``): a text holding none of them
+    is not searched, one holding any is searched whole. ``search`` asks whether ``pattern`` matches
+    with the shortcuts of ``memkern.regexes.FastSearch`` (each alternative tried only on texts
+    holding the literals all its matches contain). All of these only skip searches that cannot
+    match: the verdicts are the same with or without them (``tests/test_guard_prefilter.py``)."""
 
     name: str
     triggers: frozenset[str]
     pattern: re.Pattern[str]
     search: FastSearch
+    words: frozenset[str] = frozenset()
 
 
 def _frame(name: str, triggers: str, pattern: str) -> Frame:
     compiled = re.compile(pattern)
-    return Frame(name, frozenset(triggers.split()), compiled, FastSearch.of(compiled))
+    chosen = frozenset(triggers.split())
+    return Frame(name, chosen, compiled, FastSearch.of(compiled), frozenset() if chosen else required_words(compiled))
 
 
 _MODEL_WORDS = ("ai assistant model llm chatbot bot agent gpt copilot claude evilbot ia ki modèle asistente modelo "
@@ -563,28 +567,28 @@ def _passages(text: str) -> list[tuple[str, set[str]]]:
     return out
 
 
-#: For each trigger word, the frames it lets be tried; frames without triggers are always tried.
-#: A text's words pick its candidate frames in one set intersection, instead of every frame
-#: checking its own triggers.
+#: For each trigger (or required) word, the frames it lets be tried; frames with neither are always
+#: tried. A text's words pick its candidate frames in one set intersection, instead of every frame
+#: checking its own.
 def _frames_by_trigger() -> dict[str, list[Frame]]:
     by_word: dict[str, list[Frame]] = {}
     for frame in FRAMES:
-        for word in frame.triggers:
+        for word in frame.triggers or frame.words:
             by_word.setdefault(word, []).append(frame)
     return by_word
 
 
 _TRIGGERED_BY = _frames_by_trigger()
 _TRIGGER_WORDS = frozenset(_TRIGGERED_BY)
-_ALWAYS_TRIED = [frame for frame in FRAMES if not frame.triggers]
+_ALWAYS_TRIED = [frame for frame in FRAMES if not frame.triggers and not frame.words]
 
 
 def frames_in(text: str, skip: frozenset[str] = frozenset()) -> set[str]:
     """The frames that fire on one (normalised) view, not trying those named in ``skip``.
 
-    Only frames whose triggers are among the text's words (and frames without triggers) are
-    tried. A frame is searched on the passages holding its triggers, joined (every passage for a
-    frame without triggers). Each distinct joined text is built once."""
+    Only frames whose triggers or required words are among the text's words (and frames with
+    neither) are tried. A frame is searched on the passages holding its triggers, joined (every
+    passage for a frame without triggers). Each distinct joined text is built once."""
     passages = _passages(text)
     all_words: set[str] = set().union(*(words for _, words in passages))
     candidates = {id(frame): frame for frame in _ALWAYS_TRIED}
