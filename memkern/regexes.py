@@ -291,43 +291,40 @@ def _non_word_class(av: Any) -> bool:
     return all(op is sre_constants.CATEGORY and category in _NON_WORD_CATEGORIES for op, category in av)
 
 
-def _edge_after(items: Any, start: int, edge_at_end: bool) -> bool:
-    """Whether what ``items[start:]`` matches begins outside a word (or at a word edge)."""
-    for op, av in items[start:]:
-        if op is sre_constants.AT:
-            return av in _EDGE_AFTER
-        if op is sre_constants.LITERAL:
-            return not (chr(av).isalnum() or chr(av) == "_")
-        if op is sre_constants.IN:
-            return _non_word_class(av)
-        if op in _REPEATS and _edge_after(av[2], 0, False):
-            if av[0] >= 1:
-                return True
-            continue  # it may match nothing: what follows must begin outside a word too
-        return False
-    return edge_at_end
+def _at_edge(pieces: Any, edges: tuple[Any, ...], outer: bool, backwards: bool) -> bool:
+    """Whether the first of the parsed ``pieces`` (read backwards: the last) matches outside a word
+    or is a word edge among ``edges``; ``outer`` when the pieces can all match nothing. Branches
+    count when every alternative does; optional parts when they and what follows them do."""
+    def ordered(sequence: Any) -> Any:
+        return list(reversed(sequence)) if backwards else sequence
 
-
-def _edge_before(items: Any, end: int, edge_at_start: bool) -> bool:
-    """Whether what ``items[:end]`` matches ends outside a word (or at a word edge): the mirror
-    of ``_edge_after``, branches included (each alternative must end so)."""
-    for op, av in reversed(items[:end]):
+    for op, av in pieces:
         if op is sre_constants.AT:
-            return av in _EDGE_BEFORE
+            return av in edges
         if op is sre_constants.LITERAL:
             return not (chr(av).isalnum() or chr(av) == "_")
         if op is sre_constants.IN:
             return _non_word_class(av)
         if op is sre_constants.BRANCH:
-            return all(_edge_before(alternative, len(alternative), False) for alternative in av[1])
+            return all(_at_edge(ordered(alternative), edges, False, backwards) for alternative in av[1])
         if op is sre_constants.SUBPATTERN and not av[1] & re.IGNORECASE:
-            return _edge_before(av[3], len(av[3]), False)
-        if op in _REPEATS and _edge_before(av[2], len(av[2]), False):
+            return _at_edge(ordered(av[3]), edges, False, backwards)
+        if op in _REPEATS and _at_edge(ordered(av[2]), edges, False, backwards):
             if av[0] >= 1:
                 return True
-            continue
+            continue  # it may match nothing: what comes next must be outside a word too
         return False
-    return edge_at_start
+    return outer
+
+
+def _edge_after(items: Any, start: int, edge_at_end: bool) -> bool:
+    """Whether what ``items[start:]`` matches begins outside a word (or at a word edge)."""
+    return _at_edge(items[start:], _EDGE_AFTER, edge_at_end, backwards=False)
+
+
+def _edge_before(items: Any, end: int, edge_at_start: bool) -> bool:
+    """Whether what ``items[:end]`` matches ends outside a word (or at a word edge)."""
+    return _at_edge(list(reversed(items[:end])), _EDGE_BEFORE, edge_at_start, backwards=True)
 
 
 def _fewer_words(candidate: set[str] | None, best: set[str] | None) -> set[str] | None:
