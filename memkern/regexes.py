@@ -365,18 +365,13 @@ def _required_words(items: Any, edge_at_start: bool, edge_at_end: bool) -> set[s
 
 
 def required_words(pattern: re.Pattern[str]) -> frozenset[str]:
-    """Whole words one of which every match of ``pattern`` holds, alternative by top-level
-    alternative; empty when some alternative gives no such guarantee (or the pattern ignores
-    case). A text whose words include none of them cannot match."""
+    """Whole words one of which every match of ``pattern`` holds (through every alternative);
+    empty when the pattern gives no such guarantee (or ignores case). A text whose words include
+    none of them cannot match."""
     if pattern.flags & re.IGNORECASE:
         return frozenset()
-    found: set[str] = set()
-    for piece in top_level_alternatives(pattern):
-        try:
-            words = _required_words(sre_parse.parse(piece.pattern, piece.flags).data, False, False)
-        except re.error:  # pragma: no cover - it compiled once already
-            return frozenset()
-        if not words:
-            return frozenset()
-        found |= words
-    return frozenset(found)
+    try:
+        words = _required_words(sre_parse.parse(pattern.pattern, pattern.flags).data, False, False)
+    except re.error:  # pragma: no cover - it compiled once already
+        return frozenset()
+    return frozenset(words or ())
