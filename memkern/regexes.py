@@ -283,11 +283,16 @@ _NON_WORD_CATEGORIES = (sre_constants.CATEGORY_SPACE, sre_constants.CATEGORY_NOT
 _WHOLE_WORD = re.compile(r"[^\W\d_]+(?:_[^\W\d_]+)*")
 
 
+def _is_word_char(char: str) -> bool:
+    """Whether ``\\b`` counts ``char`` as part of a word."""
+    return char.isalnum() or char == "_"
+
+
 def _non_word_class(av: Any) -> bool:
     """Whether a character class holds no character that can be part of a word."""
     chars = _class_chars(av)
     if chars is not None:
-        return not any(char.isalnum() or char == "_" for char in chars)
+        return not any(map(_is_word_char, chars))
     return all(op is sre_constants.CATEGORY and category in _NON_WORD_CATEGORIES for op, category in av)
 
 
@@ -302,7 +307,7 @@ def _at_edge(pieces: Any, edges: tuple[Any, ...], outer: bool, backwards: bool) 
         if op is sre_constants.AT:
             return av in edges
         if op is sre_constants.LITERAL:
-            return not (chr(av).isalnum() or chr(av) == "_")
+            return not _is_word_char(chr(av))
         if op is sre_constants.IN:
             return _non_word_class(av)
         if op is sre_constants.BRANCH:
