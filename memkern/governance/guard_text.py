@@ -1,10 +1,11 @@
 """The guard's first layer: what a text says once its disguises are taken off.
 
 A model reading a memory sees through homoglyphs, zero-width characters, letter spacing, words
-cut at line ends and leetspeak, and it can decode base64, hex, rot13 or backwards text on request. So the guard looks at the same
-text the model would understand: ``views(text)`` returns the readable *views* of a memory
-(the normalised text, its de-obfuscated spelling, every encoded blob decoded, every HTML
-comment and piece of invisible markup) plus the *disguises* found on the way. A disguise alone
+cut at line ends and leetspeak, and it can decode base64, hex, rot13 or backwards text on
+request. So the guard looks at the same text the model would understand: ``views(text)``
+returns the readable *views* of a memory (the normalised text, its de-obfuscated spelling, every
+encoded blob decoded, every HTML comment and piece of invisible markup) plus the *disguises*
+found on the way. A disguise alone
 proves nothing (emoji use U+200D, gamers write leet, commit hashes are hex); the scoring layer
 counts it only when the text it hid carries an instruction frame.
 """
