@@ -184,6 +184,12 @@ def _corrupt_vectors(directory: Path) -> None:
     path.write_bytes(path.read_bytes()[:-DIM * 4])
 
 
+def _reverse_id_hashes(directory: Path) -> None:
+    meta = json.loads((directory / snapshot.POINTER).read_text())
+    path = directory / meta["generation"] / "id_hashes.npy"
+    np.save(path, np.load(path)[::-1].copy())
+
+
 def _rewrite_pointer(key: str, value: object):
     def change(directory: Path) -> None:
         meta = json.loads((directory / snapshot.POINTER).read_text())
@@ -198,6 +204,7 @@ def _remove_a_row_without_logging_it(store: SQLiteStore) -> None:
 
 @pytest.mark.parametrize("damage", [
     _corrupt_vectors,
+    _reverse_id_hashes,
     lambda directory: (directory / snapshot.POINTER).write_text("{not json"),
     _rewrite_pointer("format", snapshot.FORMAT + 1),
     _rewrite_pointer("embedder", "another"),
@@ -206,7 +213,7 @@ def _remove_a_row_without_logging_it(store: SQLiteStore) -> None:
     _rewrite_pointer("last_id", "someone else"),
     _rewrite_pointer("kinds", []),
     "store",
-], ids=["truncated", "not-json", "format", "embedder", "dim", "ahead", "other-history", "codes", "count"])
+], ids=["truncated", "ids", "not-json", "format", "embedder", "dim", "ahead", "other-history", "codes", "count"])
 def test_an_unsound_saved_copy_is_ignored(store, monkeypatch, caplog, damage):
     _filled(store)
     first = IndexCache(store)

@@ -45,7 +45,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ import numpy as np
 from memkern.errors import NotFoundError, StoreError
 from memkern.retrieval import snapshot as saved_files
 from memkern.retrieval.ann import DenseAnn
+from memkern.retrieval.ids import IdColumn, RowLookup, SavedIds
 from memkern.retrieval.snapshot import SavedIndex
 from memkern.store.base import IndexBatch, Store
 
@@ -79,30 +80,30 @@ SAVE_MIN_TAIL = 10_000
 RESAVE_AFTER_DELETE_S = 60.0
 
 
-class RowMap(Mapping[str, int]):
+class RowMap:
     """``memory id -> row`` as a snapshot sees it: rows appended after it, or dead in it, are absent."""
 
-    def __init__(self, rows: dict[str, int], n: int, live: np.ndarray) -> None:
+    def __init__(self, rows: RowLookup, n: int, live: np.ndarray) -> None:
         self._rows, self._n, self._live = rows, n, live
 
-    def get(self, key: object, default: int | None = None) -> int | None:  # type: ignore[override]
-        row = self._rows.get(key)  # type: ignore[call-overload]
-        return row if row is not None and row < self._n and self._live[row] else default
+    def _seen(self, row: int | None) -> int | None:
+        return row if row is not None and row < self._n and self._live[row] else None
 
-    def __getitem__(self, key: str) -> int:
-        row = self.get(key)
+    def get(self, memory_id: str) -> int | None:
+        return self._seen(self._rows.get(memory_id))
+
+    def get_all(self, memory_ids: Sequence[str]) -> list[int | None]:
+        """:meth:`get` of each id at once (a search maps its lexical hits this way)."""
+        return [self._seen(row) for row in self._rows.get_all(memory_ids)]
+
+    def __getitem__(self, memory_id: str) -> int:
+        row = self.get(memory_id)
         if row is None:
-            raise KeyError(key)
+            raise KeyError(memory_id)
         return row
 
-    def __contains__(self, key: object) -> bool:
-        return self.get(key) is not None
-
-    def __iter__(self) -> Iterator[str]:
-        return (key for key, row in list(self._rows.items()) if row < self._n and self._live[row])
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
+    def __contains__(self, memory_id: str) -> bool:
+        return self.get(memory_id) is not None
 
 
 @dataclass(frozen=True)
@@ -115,8 +116,8 @@ class CubeIndex:
 
     dim: int
     revision: int
-    #: Memory id of each row (an object array of ``str``).
-    ids: np.ndarray
+    #: Memory id of each row.
+    ids: IdColumn
     row_of: RowMap
     session_codes: np.ndarray
     session_names: list[str | None]
@@ -247,7 +248,9 @@ class _IndexWriter:
         self.n = 0
         self.live_count = 0
         self.tags: list[tuple[str, ...]] = []
-        self.row_of: dict[str, int] = {}
+        self.row_of = RowLookup()
+        #: The saved copy's ids, when the writer starts from one: its rows' ids are read from them.
+        self.saved_ids: SavedIds | None = None
         self.session_names: list[str | None] = []
         self.session_code: dict[str | None, int] = {}
         self.speaker_rows: dict[str, int] = {}
@@ -266,7 +269,8 @@ class _IndexWriter:
         # The saved file's mapping is the matrix, its spare rows the room for the first writes (as
         # ``IndexCache._load`` leaves an eighth more): no copy of every vector.
         columns = writer.columns = _Columns(saved.dim, len(saved.vectors), vectors=saved.vectors)
-        columns.ids[:n] = saved.ids
+        writer.saved_ids = saved.ids
+        writer.row_of = RowLookup(saved.ids)
         columns.session_codes[:n] = saved.session_codes
         columns.positions[:n] = saved.positions
         columns.event_times[:n] = saved.event_times
@@ -279,9 +283,8 @@ class _IndexWriter:
         columns.active[:n] = np.asarray([state == "active" for state in saved.states], dtype=bool)[saved.state_codes]
         writer.session_names = list(saved.session_names)
         writer.session_code = {session: code for code, session in enumerate(writer.session_names)}
-        writer.row_of = dict(zip(saved.ids, range(n)))
-        if len(writer.row_of) != n or len(writer.session_code) != len(writer.session_names):
-            raise ValueError("a saved index copy holds an id or a session twice")
+        if len(writer.session_code) != len(writer.session_names):
+            raise ValueError("a saved index copy holds a session twice")
         counts = np.bincount(saved.speaker_codes, minlength=len(saved.speakers))
         writer.speaker_rows = {speaker: int(count) for speaker, count in zip(saved.speakers, counts.tolist())
                                if speaker and count}
@@ -300,8 +303,7 @@ class _IndexWriter:
 
     def apply(self, batch: IndexBatch) -> None:
         """Patch in a batch of the feed: removals first, then the rows (new or replacing)."""
-        dead = [row for memory_id in [*batch.removed, *batch.ids]
-                if (row := self.row_of.get(memory_id)) is not None]
+        dead = [row for row in self.row_of.get_all([*batch.removed, *batch.ids]) if row is not None]
         if dead:
             self._tombstone(dead)
         if batch.ids:
@@ -320,14 +322,16 @@ class _IndexWriter:
                 continue
             columns.live[row] = columns.active[row] = False
             self.live_count -= 1
-            memory_id = columns.ids[row]
-            if self.row_of.get(memory_id) == row:
-                del self.row_of[memory_id]
+            self.row_of.forget(self._id_of(row), row)
             speaker = columns.speakers[row]
             if speaker:
                 self.speaker_rows[speaker] -= 1
                 if not self.speaker_rows[speaker]:
                     del self.speaker_rows[speaker]
+
+    def _id_of(self, row: int) -> str:
+        saved = self.saved_ids
+        return saved[row] if saved is not None and row < len(saved) else str(self.columns.ids[row])
 
     def _interned(self, values: Sequence[str | None]) -> list[str | None]:
         """``values`` with one string object per distinct kind, state or speaker, not one per row."""
@@ -365,7 +369,7 @@ class _IndexWriter:
         if batch.vectors is not None and self.holds_vectors:
             columns.vectors[start:end] = batch.vectors
         rows = range(start, end)
-        self.row_of.update(zip(batch.ids, rows))
+        self.row_of.add(batch.ids, rows)
         for speaker, n in Counter(s for s in speakers if s).items():
             self.speaker_rows[speaker] = self.speaker_rows.get(speaker, 0) + n
         columns.ids[start:end] = batch.ids
@@ -379,7 +383,8 @@ class _IndexWriter:
         columns, n = self.columns, self.n
         live = columns.live[:n]
         return CubeIndex(
-            dim=self.dim, revision=self.revision, ids=columns.ids[:n], row_of=RowMap(self.row_of, n, live),
+            dim=self.dim, revision=self.revision, ids=IdColumn(self.saved_ids, columns.ids[:n]),
+            row_of=RowMap(self.row_of, n, live),
             session_codes=columns.session_codes[:n], session_names=self.session_names,
             positions=columns.positions[:n], event_times=columns.event_times[:n], kinds=columns.kinds[:n],
             speakers=columns.speakers[:n], states=columns.states[:n], live=live, active=columns.active[:n],
@@ -402,7 +407,7 @@ def _saved_copy_of(index: CubeIndex, cube_id: str, embedder: str, last_seq: int,
     last_live = n > 0 and bool(index.live[n - 1])
     return SavedIndex(
         cube_id=cube_id, embedder=embedder, dim=index.dim, last_seq=last_seq, removal_seq=removal_seq,
-        revision=revision, last_id=str(index.ids[n - 1]) if last_live else None, ids=index.ids[rows].tolist(),
+        revision=revision, last_id=str(index.ids[n - 1]) if last_live else None, ids=SavedIds.of(index.ids.take(rows)),
         vectors=index.vectors, vector_rows=None if len(rows) == n else rows, session_codes=session_codes,
         positions=index.positions[rows], event_times=index.event_times[rows], kind_codes=kind_codes,
         speaker_codes=speaker_codes, state_codes=state_codes, tag_codes=tag_codes,

@@ -105,8 +105,10 @@ def rank(index: CubeIndex, store: Store, cube_id: str, query: str, query_vector:
     lexical_rows: list[int] = []
     bm25_scores: list[float] = []
     if lexical is not None:
-        found = [(row, lexical_score) for memory_id, lexical_score in lexical.result()
-                 if (row := index.row_of.get(memory_id)) is not None and mask[row]]
+        scored = lexical.result()
+        rows = index.row_of.get_all([memory_id for memory_id, _ in scored])
+        found = [(row, lexical_score) for row, (_, lexical_score) in zip(rows, scored)
+                 if row is not None and mask[row]]
         # Equal BM25 scores (short turns sharing one query word) come back from the store in an order
         # that depends on its storage layout (random memory ids): the earlier row goes first, so that the
         # same memories searched twice rank the same.

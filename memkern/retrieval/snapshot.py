@@ -12,9 +12,10 @@ removes the whole directory.
 Layout of a cube's directory (``Store.index_cache``)::
 
     current.json          which generation is complete, the feed position and the small tables
-    <generation>/ids.json memory id of each row, in row order
-    <generation>/*.npy    one array per column (vectors: rows x dim float32, then spare rows),
-                          read with ``allow_pickle=False`` and memory-mapped
+    <generation>/*.npy    one array per column (vectors: rows x dim float32, then spare rows) and
+                          the four of the memory ids (``memkern.retrieval.ids.SavedIds``: their
+                          bytes, ends, sorted hashes and rows), read with ``allow_pickle=False``
+                          and memory-mapped
     <generation>/ann.usearch  the approximate dense index over the first ``ann_rows`` rows, when
                           every row it covered was live (``memkern.retrieval.ann``); optional
     <generation>/part-<name>.json  a value derived from the copy's rows and saved with it, such as
@@ -49,13 +50,13 @@ from typing import Any
 import numpy as np
 
 from memkern.files import atomic_file
+from memkern.retrieval.ids import SavedIds
 
 log = logging.getLogger(__name__)
 
-#: Version of the layout; a directory written in another one is ignored.
-FORMAT = 1
+#: Version of the layout; a directory written in another one is ignored (2: ids in arrays, not JSON).
+FORMAT = 2
 POINTER = "current.json"
-IDS = "ids.json"
 ANN = "ann.usearch"
 #: Rows copied per step when writing vectors (bounds the memory a save takes beside the index).
 WRITE_CHUNK = 65_536
@@ -88,7 +89,7 @@ class SavedIndex:
     revision: int
     #: Memory id of the row with seq ``last_seq``, if that row is live: checked against the store.
     last_id: str | None
-    ids: list[str]
+    ids: SavedIds
     #: At least ``len(self)`` rows; in a copy read from files, the rows past them are spare room to append to.
     vectors: np.ndarray
     session_codes: np.ndarray
@@ -145,7 +146,8 @@ def write(directory: Path, saved: SavedIndex, save_graph: Callable[[Path], bool]
     generation = f"g{saved.removal_seq}-{saved.last_seq}-{secrets.token_hex(4)}"
     target = directory / generation
     target.mkdir()
-    _write_json(target / IDS, saved.ids)
+    for name in SavedIds.ARRAYS:
+        _write_array(target / f"id_{name}.npy", getattr(saved.ids, name))
     vectors = np.lib.format.open_memmap(target / "vectors.npy", mode="w+", dtype=np.float32,
                                         shape=(len(saved) + spare_rows(len(saved)), saved.dim))
     for start in range(0, len(saved), WRITE_CHUNK):
@@ -156,10 +158,7 @@ def write(directory: Path, saved: SavedIndex, save_graph: Callable[[Path], bool]
     del vectors
     _sync(target / "vectors.npy")
     for name, dtype in _COLUMNS.items():
-        with open(target / f"{name}.npy", "wb") as handle:
-            np.save(handle, np.ascontiguousarray(getattr(saved, name), dtype=dtype), allow_pickle=False)
-            handle.flush()
-            os.fsync(handle.fileno())
+        _write_array(target / f"{name}.npy", np.asarray(getattr(saved, name), dtype=dtype))
     ann_rows = 0
     if save_graph is not None and saved.ann_rows and save_graph(target / ANN):
         _sync(target / ANN)
@@ -212,9 +211,11 @@ def remove(directory: Path) -> None:
 
 def _columns(generation: Path, meta: dict[str, Any]) -> SavedIndex:
     rows, dim = int(meta["rows"]), int(meta["dim"])
-    ids = json.loads((generation / IDS).read_text(encoding="utf-8"))
-    if not isinstance(ids, list) or len(ids) != rows or (rows and set(map(type, ids)) != {str}):
-        raise ValueError(f"{IDS} does not hold {rows} ids")
+    ids = SavedIds(*(np.load(generation / f"id_{name}.npy", mmap_mode="r", allow_pickle=False)
+                     for name in SavedIds.ARRAYS))
+    if len(ids) != rows:
+        raise ValueError(f"the ids of {len(ids)} rows were saved, not {rows}")
+    ids.check()
     vectors = _vectors(generation / "vectors.npy", rows, dim)
     columns: dict[str, Any] = {name: _array(generation / f"{name}.npy", dtype, (rows,))
                                for name, dtype in _COLUMNS.items()}
@@ -283,9 +284,9 @@ def _remove_generations(directory: Path, keep: str | None) -> None:
             shutil.rmtree(entry, ignore_errors=True)
 
 
-def _write_json(path: Path, value: Any) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(value, handle, separators=(",", ":"))
+def _write_array(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as handle:
+        np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
         handle.flush()
         os.fsync(handle.fileno())
 
