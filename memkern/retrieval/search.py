@@ -106,8 +106,8 @@ def rank(index: CubeIndex, store: Store, cube_id: str, query: str, query_vector:
     bm25_scores: list[float] = []
     if lexical is not None:
         scored = lexical.result()
-        rows = index.row_of.get_all([memory_id for memory_id, _ in scored])
-        found = [(row, lexical_score) for row, (_, lexical_score) in zip(rows, scored)
+        hit_rows = index.row_of.get_all([memory_id for memory_id, _ in scored])
+        found = [(row, lexical_score) for row, (_, lexical_score) in zip(hit_rows, scored)
                  if row is not None and mask[row]]
         # Equal BM25 scores (short turns sharing one query word) come back from the store in an order
         # that depends on its storage layout (random memory ids): the earlier row goes first, so that the
