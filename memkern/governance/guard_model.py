@@ -114,9 +114,57 @@ def _codes(tokens: Sequence[str]) -> np.ndarray:
     return np.fromiter((zlib.crc32(token.encode("utf-8")) for token in tokens), dtype=np.uint64, count=len(tokens))
 
 
+def _crc32_table() -> np.ndarray:
+    """The byte table of zlib's CRC-32 (reflected polynomial 0xEDB88320)."""
+    table = np.arange(256, dtype=np.uint32)
+    for _ in range(8):
+        table = np.where(table & 1, (table >> 1) ^ np.uint32(0xEDB88320), table >> 1).astype(np.uint32)
+    return table
+
+
+_CRC_TABLE = _crc32_table()
+
+
+def _crc32_rows(data: np.ndarray) -> np.ndarray:
+    """``zlib.crc32`` of each column of a 2-D uint8 array (a string per column, so that each step
+    reads contiguous bytes), all at once: one table step per row."""
+    crc = np.full(data.shape[1], 0xFFFFFFFF, dtype=np.uint32)
+    for row in data:
+        crc = _CRC_TABLE[(crc ^ row) & 0xFF] ^ (crc >> 8)
+    return crc ^ np.uint32(0xFFFFFFFF)
+
+
+def _char_gram_codes(words: set[str], orders: Sequence[int]) -> list[np.ndarray]:
+    """For each order ``n``: ``_codes`` of the in-word character ``n``-grams (prefixed by ``n``) of
+    ``words`` padded as ``<word>``.
+
+    Hashing each gram in Python was most of the classifier's cost on long turns; ASCII words (nearly
+    all) are hashed together with numpy, the rest one gram at a time. Grams may repeat: the caller
+    keeps distinct buckets."""
+    ascii_words = [f"<{word}>" for word in words if word.isascii()]
+    others = [f"<{word}>" for word in words if not word.isascii()]
+    buffer = np.frombuffer("".join(ascii_words).encode("ascii"), dtype=np.uint8)
+    lengths = np.fromiter(map(len, ascii_words), dtype=np.int64, count=len(ascii_words))
+    ends = np.repeat(np.cumsum(lengths), lengths)
+    positions = np.arange(len(buffer))
+    out = []
+    for n in orders:
+        prefix = np.frombuffer(str(n).encode("ascii"), dtype=np.uint8)
+        starts = positions[positions + n <= ends]
+        grams = np.empty((len(prefix) + n, len(starts)), dtype=np.uint8)
+        grams[:len(prefix)] = prefix[:, None]
+        grams[len(prefix):] = buffer[np.arange(n)[:, None] + starts]
+        other_codes = _codes([f"{n}{w[i:i + n]}" for w in others for i in range(len(w) - n + 1)])
+        out.append(np.concatenate((_crc32_rows(grams).astype(np.uint64), other_codes)))
+    return out
+
+
 def _unit(buckets: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct ``buckets`` with equal values of total length ``scale``."""
-    keys = np.unique(buckets)
+    """The distinct ``buckets`` (sorted) with equal values of total length ``scale``.
+
+    Sorted and deduplicated by hand: ``np.unique`` took a hash-table path here that cost more."""
+    keys = np.sort(buckets)
+    keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))] if len(keys) else keys
     return keys, np.full(len(keys), scale / np.sqrt(max(1, len(keys))), dtype=np.float32)
 
 
@@ -133,10 +181,8 @@ def _hashed_block(text: str, reasons: Sequence[str], spec: FeatureSpec) -> tuple
         for offset in range(1, n):
             combined = combined * np.uint64(1_000_003) + codes[offset: len(codes) - n + 1 + offset]
         parts.append((combined + np.uint64(n)) & mask)
-    for n in spec.char_ngrams:
-        padded = [f"<{word}>" for word in set(words)]
-        grams = list({f"{n}{w[i:i + n]}" for w in padded for i in range(len(w) - n + 1)})
-        parts.append((_codes(grams) + np.uint64(n)) & mask)
+    for n, gram_codes in zip(spec.char_ngrams, _char_gram_codes(set(words), spec.char_ngrams)):
+        parts.append((gram_codes + np.uint64(n)) & mask)
     gram_keys, gram_values = _unit(np.concatenate(parts) if parts else np.zeros(0, np.uint64), spec.hashed_scale)
     rule_keys, rule_values = _unit(_codes(["rule:" + r for r in reasons] or ["rule:none"]) & mask, spec.rule_scale)
     keys = np.concatenate((gram_keys, rule_keys)).astype(np.int64) + EMBED_DIM
