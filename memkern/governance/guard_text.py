@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
+import itertools
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -46,13 +47,22 @@ _HIDDEN_MARKUP = re.compile(
 #: Every match of ``_HIDDEN_MARKUP`` holds one of these: a text without them is not searched.
 _MARKUP_MARKS = ("<", "=", "[")
 _BASE64 = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
+#: The run every ``_BASE64`` match holds, found twice as fast (no lookbehind tried at every character).
+_BASE64_HINT = re.compile(r"[A-Za-z0-9+/_-]{16}")
 _HEX = re.compile(r"(?<![0-9a-fA-F])(?:[0-9a-fA-F]{24,}|(?:[0-9a-fA-F]{2}[\s:]){11,}[0-9a-fA-F]{2})(?![0-9a-fA-F])")
 #: A piece of every ``_HEX`` match, found three times faster (no lookbehind tried at every
 #: character): a text without it holds no hex blob.
 _HEX_HINT = re.compile(r"[0-9a-fA-F]{2}(?:[0-9a-fA-F]{22}|[\s:][0-9a-fA-F]{2}[\s:][0-9a-fA-F]{2}[\s:][0-9a-fA-F]{2})")
 _SPACED = re.compile(r"(?<!\w)(?:\w[ .\-_*]){3,}\w(?!\w)")
+#: The middle of every ``_SPACED`` match ("a b c d" holds " b c "): it starts with one of five
+#: characters, so the engine jumps between them; a text without it has no letter spacing.
+_SPACED_HINT = re.compile(r"[ .\-_*]\w[ .\-_*]\w[ .\-_*]")
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
 _LEET_WORD = re.compile(r"(?<![\w@$])(?=[a-z0-9@$_]*[a-z])(?=[a-z0-9@$_]*[0-9@$])[a-z0-9@$_]{2,}(?![\w@$])")
+#: Where a letter and a digit (or @, $) meet, with only underscores between: every ``_LEET_WORD``
+#: match has such a place (the nearest letter to one of its digits). Written to start at the digit,
+#: the rarer character, so that the engine jumps between digits.
+_LEET_HINT = re.compile(r"[0-9@$](?:_*[a-z]|(?<=[a-z_][0-9@$]))")
 #: Frequent English words, and the words instructions are made of: used to cut letter-spaced runs
 #: back into words ("previousinstructions") and to recognise rot13 (its decoding is full of them).
 WORDS = frozenset("""
@@ -105,7 +115,9 @@ def _printable(raw: bytes) -> str | None:
 
 
 def _base64_texts(text: str) -> list[str]:
-    out = []
+    out: list[str] = []
+    if not _BASE64_HINT.search(text):
+        return out
     for match in _BASE64.finditer(text):
         blob = match.group().rstrip("=")
         for alphabet in (None, b"-_"):
@@ -137,11 +149,11 @@ def _hex_texts(text: str) -> list[str]:
 def _decoded_texts(plain: str) -> list[tuple[str, str]]:
     """``plain`` decoded from rot13, or read backwards, when the decoding reads far more like
     English than ``plain`` does (at least three words become instruction words)."""
-    words = [word.strip(_PUNCT) for word in plain.split()]
+    words = list(map(str.strip, plain.split(), itertools.repeat(_PUNCT)))
     out = []
-    if sum(1 for word in words if word in _ROT13_OF_WORDS) >= 3:
+    if sum(map(_ROT13_OF_WORDS.__contains__, words)) >= 3:
         out.append(("rot13", codecs.encode(plain, "rot13")))
-    if sum(1 for word in words if word in _REVERSED_WORDS) >= 3:
+    if sum(map(_REVERSED_WORDS.__contains__, words)) >= 3:
         out.append(("reversed", plain[::-1]))
     return out
 
@@ -153,17 +165,29 @@ _TAG_CHARS = re.compile("[\U000e0020-\U000e007e]")
 def _unhidden_texts(text: str) -> list[tuple[str, str]]:
     """Text made unreadable to people but not to models: right-to-left overrides (shown reversed)
     and Unicode tag characters (an invisible copy of ASCII)."""
+    if text.isascii():  # both are made of characters outside ASCII
+        return []
     out = [("bidi_reversed", m.group(1)[::-1]) for m in _BIDI_OVERRIDE.finditer(text) if m.group(1).strip()]
     if _TAG_CHARS.search(text):
         out.append(("tag_characters", _TAG_CHARS.sub(lambda m: chr(ord(m.group()) - 0xE0000), text)))
     return out
 
 
+_SPACE_RUN = re.compile(r"[ \t\r\f\v]+")
+#: A text holding none of these has no run of spaces to collapse (a single space stays as it is).
+_SPACE_RUN_MARKS = ("  ", "\t", "\r", "\f", "\v")
+
+
 def normalise(text: str) -> str:
-    """NFKC, hidden characters removed, homoglyphs folded to Latin, lower case, spaces collapsed."""
-    text = unicodedata.normalize("NFKC", text)
-    text = HIDDEN_CHARS.sub("", text).translate(HOMOGLYPHS)
-    return re.sub(r"[ \t\r\f\v]+", " ", text).lower()
+    """NFKC, hidden characters removed, homoglyphs folded to Latin, lower case, spaces collapsed.
+
+    An ASCII text is its own NFKC form and holds no hidden character or homoglyph; a text
+    without two spaces or a tab (...) in a row has no run to collapse: those steps are skipped."""
+    if not text.isascii():
+        text = HIDDEN_CHARS.sub("", unicodedata.normalize("NFKC", text)).translate(HOMOGLYPHS)
+    if any(map(text.__contains__, _SPACE_RUN_MARKS)):
+        text = _SPACE_RUN.sub(" ", text)
+    return text.lower()
 
 
 def _segment(run: str) -> str:
@@ -188,10 +212,13 @@ def _segment(run: str) -> str:
 
 def respell(plain: str) -> str:
     """``plain`` with letter spacing ("i g n o r e", "i.g.n.o.r.e"), words cut at line ends
-    ("in-\nstructions") and leetspeak ("1gn0r3") undone."""
-    joined = _SPACED.sub(lambda m: _segment(re.sub(r"[ .\-_*]", "", m.group())), _LINE_HYPHEN.sub("", plain))
+    ("in-\nstructions") and leetspeak ("1gn0r3") undone. Each rewrite runs only on a text holding
+    a piece every match of it holds (found faster than the match itself)."""
+    joined = _LINE_HYPHEN.sub("", plain) if "-\n" in plain else plain
+    if _SPACED_HINT.search(joined):
+        joined = _SPACED.sub(lambda m: _segment(re.sub(r"[ .\-_*]", "", m.group())), joined)
     joined = re.sub(r"(?<=\w) ([@.]) (?=\w)", r"\1", joined) if joined != plain else joined
-    return _LEET_WORD.sub(_unleet, joined)
+    return _LEET_WORD.sub(_unleet, joined) if _LEET_HINT.search(joined) else joined
 
 
 def _unleet(match: re.Match[str]) -> str:
@@ -205,6 +232,8 @@ def _unleet(match: re.Match[str]) -> str:
 
 def _hidden_inside_words(text: str) -> bool:
     """Invisible characters between letters, or any bidi/tag control (a lone U+200D joins emoji)."""
+    if text.isascii():  # every hidden character is outside ASCII
+        return False
     for match in HIDDEN_CHARS.finditer(text):
         ch, at = match.group(), match.start()
         if ch != "\u200d" and ch != "\ufeff":
