@@ -558,29 +558,31 @@ _SHORT = 400
 def _passages(text: str) -> list[tuple[str, set[str]]]:
     """``text`` cut into passages, each with its set of words (and ``<cjk>`` when it holds Chinese)."""
     chunks = [text] if len(text) <= _SHORT else _PASSAGE_BREAK.split(text)
+    chinese = _CJK.search(text) is not None  # a passage holds Chinese only if the text does
     out = []
     for chunk in chunks:
         words = set(_WORD.findall(chunk))
-        if _CJK.search(chunk):
+        if chinese and _CJK.search(chunk):
             words.add("<cjk>")
         out.append((chunk, words))
     return out
 
 
-#: For each trigger (or required) word, the frames it lets be tried; frames with neither are always
-#: tried. A text's words pick its candidate frames in one set intersection, instead of every frame
-#: checking its own.
-def _frames_by_trigger() -> dict[str, list[Frame]]:
-    by_word: dict[str, list[Frame]] = {}
-    for frame in FRAMES:
+def _frame_bits() -> dict[str, int]:
+    """For each trigger (or required) word, the frames it lets be tried, as bits of an int (bit
+    ``i``: ``FRAMES[i]``). A text's words pick its candidate frames in a few integer ors instead
+    of every frame checking its own words."""
+    bits: dict[str, int] = {}
+    for index, frame in enumerate(FRAMES):
         for word in frame.triggers or frame.words:
-            by_word.setdefault(word, []).append(frame)
-    return by_word
+            bits[word] = bits.get(word, 0) | 1 << index
+    return bits
 
 
-_TRIGGERED_BY = _frames_by_trigger()
-_TRIGGER_WORDS = frozenset(_TRIGGERED_BY)
-_ALWAYS_TRIED = [frame for frame in FRAMES if not frame.triggers and not frame.words]
+_FRAME_BITS = _frame_bits()
+_TRIGGER_WORDS = frozenset(_FRAME_BITS)
+#: Frames with neither triggers nor required words: always tried.
+_ALWAYS_TRIED = sum(1 << index for index, frame in enumerate(FRAMES) if not frame.triggers and not frame.words)
 
 
 def frames_in(text: str, skip: frozenset[str] = frozenset()) -> set[str]:
@@ -590,26 +592,28 @@ def frames_in(text: str, skip: frozenset[str] = frozenset()) -> set[str]:
     neither) are tried. A frame is searched on the passages holding its triggers, joined (every
     passage for a frame without triggers). Each distinct joined text is built once."""
     passages = _passages(text)
-    all_words: set[str] = set().union(*(words for _, words in passages))
-    candidates = {id(frame): frame for frame in _ALWAYS_TRIED}
-    for word in all_words & _TRIGGER_WORDS:
-        candidates.update((id(frame), frame) for frame in _TRIGGERED_BY[word])
-    # One passage (most turns): every candidate reads it as it is.
-    whole = passages[0][0] if len(passages) == 1 else None
-    joined: dict[tuple[int, ...], str] = {}
+    # Each trigger word of the text, with the passages holding it as bits of an int (bit i: passage i).
+    holding: dict[str, int] = {}
+    for index, (_, words) in enumerate(passages):
+        for word in words & _TRIGGER_WORDS:
+            holding[word] = holding.get(word, 0) | 1 << index
+    candidates = _ALWAYS_TRIED
+    for word in holding:
+        candidates |= _FRAME_BITS[word]
+    every = (1 << len(passages)) - 1
+    joined: dict[int, str] = {every: text if len(passages) == 1 else "\n".join(chunk for chunk, _ in passages)}
     found: set[str] = set()
-    for frame in candidates.values():
-        if frame.name in found or frame.name in skip:
+    for index, frame in enumerate(FRAMES):
+        if not candidates >> index & 1 or frame.name in found or frame.name in skip:
             continue
-        if whole is not None:
-            searched = whole
-        else:
-            chosen = tuple(i for i, (_, words) in enumerate(passages)
-                           if not frame.triggers or not frame.triggers.isdisjoint(words))
-            if chosen not in joined:
-                joined[chosen] = "\n".join(passages[i][0] for i in chosen)
-            searched = joined[chosen]
-        if frame.search.found_in(searched):
+        chosen = every
+        if frame.triggers and len(passages) > 1:
+            chosen = 0
+            for word in filter(holding.__contains__, frame.triggers):
+                chosen |= holding[word]
+        if chosen not in joined:
+            joined[chosen] = "\n".join(chunk for bit, (chunk, _) in enumerate(passages) if chosen >> bit & 1)
+        if frame.search.found_in(joined[chosen]):
             found.add(frame.name)
     return found
 
