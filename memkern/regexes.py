@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -246,8 +247,9 @@ def top_level_alternatives(pattern: re.Pattern[str]) -> list[re.Pattern[str]]:
 @dataclass(frozen=True)
 class FastSearch:
     """Whether ``pattern`` matches somewhere in a text, with every shortcut above: each
-    top-level alternative is tried only on a text holding one of its required literals, and
-    then by its existence pattern. Same answers as ``pattern.search(text) is not None``."""
+    top-level alternative is tried only on a text holding one of its required words (when the
+    caller knows the text's words) and one of its required literals, and then by its existence
+    pattern. Same answers as ``pattern.search(text) is not None``."""
 
     pattern: re.Pattern[str]
     #: (required literals, existence pattern) of each top-level alternative.
@@ -255,22 +257,31 @@ class FastSearch:
     #: Every alternative's literals together, looked for first when there are several
     #: alternatives and each has some: most texts hold none and are done with in one pass.
     literals: tuple[str, ...] = ()
+    #: Each alternative's required words (``required_words``; empty when it has none), in order.
+    words: tuple[frozenset[str], ...] = ()
 
     @classmethod
     def of(cls, pattern: re.Pattern[str]) -> FastSearch:
-        branches = tuple((required_literals(piece), existence_pattern(piece))
-                         for piece in top_level_alternatives(pattern))
+        pieces = top_level_alternatives(pattern)
+        branches = tuple((required_literals(piece), existence_pattern(piece)) for piece in pieces)
         together: tuple[str, ...] = ()
         if len(branches) > 1 and all(literals for literals, _ in branches):
             together = _shortest_first({literal for literals, _ in branches for literal in literals})
-        return cls(pattern, branches, together)
+        return cls(pattern, branches, together, tuple(required_words(piece) for piece in pieces))
 
-    def found_in(self, text: str) -> bool:
-        # ``any(map(text.__contains__, ...))``: the substring tests run without a Python frame each.
-        if self.literals and not any(map(text.__contains__, self.literals)):
+    def found_in(self, text: str, words: AbstractSet[str] | None = None) -> bool:
+        """Whether ``pattern`` matches in ``text``; ``words``, when given, holds every word of
+        ``text`` (a set lookup rules an alternative out before any substring test)."""
+        # The substring tests run in C (``filter``/``map`` over ``text.__contains__``); with several
+        # alternatives, each literal is looked for once and the alternatives ask the set found.
+        present = set(filter(text.__contains__, self.literals)) if self.literals else None
+        if present is not None and not present:
             return False
-        for literals, searcher in self.branches:
-            if literals and not any(map(text.__contains__, literals)):
+        for (literals, searcher), needed in zip(self.branches, self.words):
+            if words is not None and needed and needed.isdisjoint(words):
+                continue
+            if literals and (present.isdisjoint(literals) if present is not None
+                             else not any(map(text.__contains__, literals))):
                 continue
             if searcher.search(text) is not None:
                 return True

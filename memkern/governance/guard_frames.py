@@ -601,6 +601,8 @@ def frames_in(text: str, skip: frozenset[str] = frozenset()) -> set[str]:
     for word in holding:
         candidates |= _FRAME_BITS[word]
     every = (1 << len(passages)) - 1
+    # Every word of the text: a frame's alternatives none of whose required words it holds are not tried.
+    text_words = passages[0][1] if len(passages) == 1 else set().union(*(words for _, words in passages))
     joined: dict[int, str] = {every: text if len(passages) == 1 else "\n".join(chunk for chunk, _ in passages)}
     found: set[str] = set()
     for index, frame in enumerate(FRAMES):
@@ -613,7 +615,7 @@ def frames_in(text: str, skip: frozenset[str] = frozenset()) -> set[str]:
                 chosen |= holding[word]
         if chosen not in joined:
             joined[chosen] = "\n".join(chunk for bit, (chunk, _) in enumerate(passages) if chosen >> bit & 1)
-        if frame.search.found_in(joined[chosen]):
+        if frame.search.found_in(joined[chosen], text_words):
             found.add(frame.name)
     return found
 
