@@ -127,3 +127,11 @@ def test_required_words_are_words_of_every_text_a_frame_fires_on() -> None:
 ])
 def test_required_words_of_small_patterns(pattern: str, words: set[str]) -> None:
     assert required_words(re.compile(pattern)) == words
+
+
+def test_words_are_the_word_pattern_s() -> None:
+    """``_words`` (translate and split on ASCII texts) finds what ``_WORD`` finds."""
+    tricky = ["", "a_b __c_ 1x2y don't e-mail", "tab\tand\x1c\x1dcontrol\x0bchars", "café naïve 助手 ai", "x9_9y"]
+    for text in tricky + eval_texts():
+        for view in (text, text.lower()):
+            assert gf._words(view) == set(gf._WORD.findall(view)), view[:80]

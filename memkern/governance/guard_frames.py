@@ -547,6 +547,18 @@ def reported_quotes(text: str) -> list[re.Match[str]]:
 
 
 _WORD = re.compile(r"[^\W\d]+(?:_[^\W\d]+)*")
+#: Every ASCII character that is not a letter or "_" (what ``_WORD`` leaves between words), to a space.
+_ASCII_NON_WORD = str.maketrans({chr(code): " " for code in range(128) if not chr(code).isalpha() and chr(code) != "_"})
+
+
+def _words(chunk: str) -> set[str]:
+    """The words of ``chunk`` as ``_WORD`` finds them: in an ASCII text, its runs of letters and
+    underscores, found twice as fast by ``translate`` and ``split``."""
+    if chunk.isascii():
+        return set(chunk.translate(_ASCII_NON_WORD).split())
+    return set(_WORD.findall(chunk))
+
+
 _CJK = re.compile("[\u3400-\u9fff]")
 #: Where a long text is cut into passages: sentence ends and blank lines (not single newlines, which
 #: JSON and fake tool output span).
@@ -561,7 +573,7 @@ def _passages(text: str) -> list[tuple[str, set[str]]]:
     chinese = _CJK.search(text) is not None  # a passage holds Chinese only if the text does
     out = []
     for chunk in chunks:
-        words = set(_WORD.findall(chunk))
+        words = _words(chunk)
         if chinese and _CJK.search(chunk):
             words.add("<cjk>")
         out.append((chunk, words))
