@@ -254,11 +254,11 @@ class FastSearch:
     pattern: re.Pattern[str]
     #: (required literals, existence pattern) of each top-level alternative.
     branches: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...]
+    #: Each alternative's required words (``required_words``; empty when it has none), in order.
+    words: tuple[frozenset[str], ...]
     #: Every alternative's literals together, looked for first when there are several
     #: alternatives and each has some: most texts hold none and are done with in one pass.
     literals: tuple[str, ...] = ()
-    #: Each alternative's required words (``required_words``; empty when it has none), in order.
-    words: tuple[frozenset[str], ...] = ()
 
     @classmethod
     def of(cls, pattern: re.Pattern[str]) -> FastSearch:
@@ -267,11 +267,12 @@ class FastSearch:
         together: tuple[str, ...] = ()
         if len(branches) > 1 and all(literals for literals, _ in branches):
             together = _shortest_first({literal for literals, _ in branches for literal in literals})
-        return cls(pattern, branches, together, tuple(required_words(piece) for piece in pieces))
+        return cls(pattern, branches, tuple(required_words(piece) for piece in pieces), together)
 
     def found_in(self, text: str, words: AbstractSet[str] | None = None) -> bool:
-        """Whether ``pattern`` matches in ``text``; ``words``, when given, holds every word of
-        ``text`` (a set lookup rules an alternative out before any substring test)."""
+        """Whether ``pattern`` matches in ``text``. ``words``, when given, holds every word of
+        ``text`` (and may hold more), as ``required_words`` counts words: a set lookup then rules
+        an alternative out before any substring test."""
         # The substring tests run in C (``filter``/``map`` over ``text.__contains__``); with several
         # alternatives, each literal is looked for once and the alternatives ask the set found.
         present = set(filter(text.__contains__, self.literals)) if self.literals else None
