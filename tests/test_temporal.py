@@ -1,4 +1,5 @@
-"""Relative time expressions are resolved against the time a message was said, in any letter case."""
+"""Relative time expressions are resolved against the time a message was said, in any letter case; dates named
+outright are read as periods, a range of two dates as one."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import date, datetime
 
 import pytest
 
-from memkern.reader.temporal import resolve_dates
+from memkern.reader.temporal import mentioned_periods, resolve_dates
 from memkern.regexes import required_literals_ignoring_case
 
 SAID_AT = datetime(2023, 5, 10, 14, 0)  # a Wednesday
@@ -29,3 +30,18 @@ def test_expressions_are_resolved(text: str, expected: list[tuple[str, date, str
 def test_literals_of_a_case_insensitive_pattern_are_lower_case() -> None:
     pattern = re.compile(r"\b(Last|Next) (Week|Month)\b", re.I)
     assert required_literals_ignoring_case(pattern) == ("last week", "next week", "last month", "next month")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("between 1 May 2023 and 3 June 2023", [(date(2023, 5, 1), date(2023, 6, 3))]),
+    ("A trip from May 7, 2023 through May 9, 2023.", [(date(2023, 5, 7), date(2023, 5, 9))]),
+    ("from May 2022 to July 2022, then 2024-01-05", [(date(2022, 5, 1), date(2022, 7, 31)),
+                                                     (date(2024, 1, 5), date(2024, 1, 5))]),
+    # Two dates that are no range stay two periods, in text order.
+    ("On May 2022 and again on 2024-01-05", [(date(2022, 5, 1), date(2022, 5, 31)), (date(2024, 1, 5), date(2024, 1, 5))]),
+    ("between May 2023 and then on 5 June 2023", [(date(2023, 5, 1), date(2023, 5, 31)),
+                                                  (date(2023, 6, 5), date(2023, 6, 5))]),
+    ("from 2023-05-03 to 2023-05-01", [(date(2023, 5, 3), date(2023, 5, 3)), (date(2023, 5, 1), date(2023, 5, 1))]),
+])
+def test_dates_named_outright_and_ranges_of_them(text: str, expected: list[tuple[date, date]]) -> None:
+    assert mentioned_periods(text) == expected

@@ -138,30 +138,52 @@ def _month_number(name: str) -> int:
     return [m[:3] for m in _MONTHS].index(name.lower()[:3]) + 1
 
 
+#: What opens and what joins the two ends of a date range: "between A and B", "from A to B" ("until", "till",
+#: "through", a dash).
+_RANGE_OPEN = re.compile(r"\b(?:between|from)\s+$", re.I)
+_RANGE_JOIN = re.compile(r",?\s+(?:and|to|until|till|through)\s+|\s*[-\u2013]\s*", re.I)
+
+
 def mentioned_periods(text: str) -> list[tuple[date, date]]:
     """Calendar days or months that ``text`` names outright ("11 December, 2023", "May 2022"),
-    as inclusive ``(first, last)`` day ranges."""
-    periods: list[tuple[date, date]] = []
-    taken: list[range] = []
+    as inclusive ``(first, last)`` day ranges in text order.
+
+    A range of two of them ("between 1 May 2023 and 3 June 2023", "from May 2022 to July 2022") is one
+    period from the first day of its start to the last of its end: the time meant is the whole span,
+    and a reader taking the first period gets the range, not only its first day."""
+    found: list[tuple[range, date, date]] = []
     for pattern, kind in _ABSOLUTE:
         for match in pattern.finditer(text):
             span = range(match.start(), match.end())
-            if any(span.start < t.stop and t.start < span.stop for t in taken):
+            if any(span.start < t.stop and t.start < span.stop for t, _, _ in found):
                 continue
             try:
                 if kind == "iso":
                     day = date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
-                    periods.append((day, day))
+                    found.append((span, day, day))
                 elif kind == "day_month_year":
                     day = date(int(match.group(3)), _month_number(match.group(2)), int(match.group(1)))
-                    periods.append((day, day))
+                    found.append((span, day, day))
                 elif kind == "month_day_year":
                     day = date(int(match.group(3)), _month_number(match.group(1)), int(match.group(2)))
-                    periods.append((day, day))
+                    found.append((span, day, day))
                 else:
                     first = date(int(match.group(2)), _month_number(match.group(1)), 1)
-                    periods.append((first, _shift_months(first, 1) - timedelta(days=1)))
+                    found.append((span, first, _shift_months(first, 1) - timedelta(days=1)))
             except ValueError:  # "31 February": not a date, not a period
                 continue
-            taken.append(span)
+    found.sort(key=lambda item: item[0].start)
+    periods: list[tuple[date, date]] = []
+    i = 0
+    while i < len(found):
+        span, first, last = found[i]
+        if i + 1 < len(found):
+            end_span, _, end_last = found[i + 1]
+            if (_RANGE_OPEN.search(text, 0, span.start) and _RANGE_JOIN.fullmatch(text, span.stop, end_span.start)
+                    and first <= end_last):
+                periods.append((first, end_last))
+                i += 2
+                continue
+        periods.append((first, last))
+        i += 1
     return periods
