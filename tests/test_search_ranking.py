@@ -148,3 +148,28 @@ def test_derived_memories_are_not_short_turns(tmp_path: Path) -> None:
         penalised, plain = scores(SearchConfig(deep=False)), scores(SearchConfig(deep=False, short_weight=0.0))
         assert penalised["fact"] == plain["fact"]
         assert penalised["turn"] < plain["turn"]
+
+
+def test_the_reply_to_a_matching_question_shares_its_score(tmp_path: Path) -> None:
+    """A question that matches the query is answered in the next turn, which may share no word with the query:
+    the reply of another person gets half the question's own score, even when the text signals missed it; the
+    assistant's reply to a user's question does not."""
+    with MemOS(path=tmp_path / "a.db", llm=None) as mos:
+        cube = mos.create_cube("a", owner="ann")
+        said = [("Ann", "What did you paint at the lake last weekend?"), ("Bob", "A sunset over the water, in oils."),
+                ("Ann", "Lovely.")]
+        cube.add(messages=[{"role": "user", "name": name, "content": text, "time": f"2024-03-02T10:0{i}:00Z"}
+                           for i, (name, text) in enumerate(said)], session_id="s1", infer=False)
+        _add_session(cube, "s2", "2024-03-05", ["What did you paint at the lake?", "A sunset over the water."])
+        for n in range(5):
+            _add_session(cube, f"x{n}", f"2024-03-1{n}", [f"The weather report for day {n} says rain.", "Okay."])
+        query = "What did Bob paint at the lake?"
+
+        def neighbour(config: SearchConfig, session: str) -> float:
+            hits = cube.search(query, top_k=30, config=config)
+            return next(hit.parts.neighbour for hit in hits
+                        if hit.memory.provenance.session_id == session and "sunset" in hit.memory.text)
+
+        plain = SearchConfig(deep=False, answer_weight=0.0)
+        assert neighbour(SearchConfig(deep=False), "s1") > neighbour(plain, "s1")
+        assert neighbour(SearchConfig(deep=False), "s2") == neighbour(plain, "s2")  # the assistant's reply

@@ -36,6 +36,10 @@ class SearchConfig(BaseModel):
     #: A session's strength is the mean of its best ``session_top`` candidate scores.
     session_top: int = Field(3, ge=1)
     neighbour_weight: float = Field(0.5, ge=0)
+    #: For a question among the best candidates by their own score (a turn ending in "?"), the share of its score
+    #: the reply gets: the next turn, said by another person who is not the assistant, even one the text signals
+    #: missed (``memkern.retrieval.search._replies``). Reported in the ``neighbour`` part.
+    answer_weight: float = Field(0.5, ge=0)
     #: Bonus for memories said by a person the query names ("What did Caroline ..."), in
     #: units of a first-place rank: at 1.0 it counts as much as topping one signal.
     speaker_weight: float = Field(1.0, ge=0)

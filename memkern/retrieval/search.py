@@ -33,7 +33,7 @@ from memkern.retrieval.config import SearchConfig
 from memkern.retrieval.dense import dense_top
 from memkern.retrieval.index import CubeIndex
 from memkern.retrieval.text import query_terms
-from memkern.store.base import Store
+from memkern.store.base import MemoryText, Store
 
 _LEXICAL_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="memkern-lexical")
 
@@ -136,11 +136,24 @@ def rank(index: CubeIndex, store: Store, cube_id: str, query: str, query_vector:
     dense = place(dense_rows, config.dense_weight / (config.rrf_k + np.arange(1, len(dense_rows) + 1)))
     lexical_part = place(lexical_rows, config.lexical_weight / (config.rrf_k + np.arange(1, len(lexical_rows) + 1)))
     base = dense + lexical_part
+    texts: dict[str, MemoryText] = {}  # read once for the answer rule and the short-turn penalty
+    answer = np.zeros(n)
+    if config.answer_weight > 0:
+        replies, asked = _replies(store, cube_id, index, rows, base, mask, texts)
+        new = np.setdiff1d(replies, rows)
+        if len(new):  # a reply the text signals missed becomes a candidate with nothing of its own
+            slot_of.update((int(row), n + i) for i, row in enumerate(new))
+            rows = np.concatenate([rows, new])
+            n = len(rows)
+            dense, lexical_part, base, answer = (np.concatenate([part, np.zeros(len(new))])
+                                                 for part in (dense, lexical_part, base, answer))
+        np.maximum.at(answer, [slot_of[int(row)] for row in replies], asked)
     codes = index.session_codes[rows]
     session = config.session_weight * _session_strength(codes, base, config.session_top) \
         if config.session_weight > 0 else np.zeros(n)
-    neighbour = config.neighbour_weight * _best_neighbour(index, rows, base) \
-        if config.neighbour_weight > 0 else np.zeros(n)
+    neighbour = config.answer_weight * answer
+    if config.neighbour_weight > 0:
+        neighbour = neighbour + config.neighbour_weight * _best_neighbour(index, rows, base)
     first_place = 1.0 / (config.rrf_k + 1)
     speaker: np.ndarray = np.zeros(n)
     if mentioned and config.speaker_weight > 0:
@@ -153,7 +166,7 @@ def rank(index: CubeIndex, store: Store, cube_id: str, query: str, query_vector:
     total = base + session + neighbour + speaker + date
     if config.short_weight > 0:
         total = total - config.short_weight * first_place * _shortness(store, cube_id, index, rows, total,
-                                                                       config.short_words)
+                                                                       config.short_words, texts)
     recency = np.zeros(n)
     if config.recency_weight > 0:
         age_days = np.maximum(0.0, ((now or utcnow()).timestamp() - index.event_times[rows]) / 86400.0)
@@ -182,30 +195,78 @@ def rank(index: CubeIndex, store: Store, cube_id: str, query: str, query_vector:
     return ranked
 
 
-#: The best candidates whose length counts (``SearchConfig.short_weight``): the texts of these are read, about
-#: 0.4 ms for 30 on SQLite. On LoCoMo dev 50 or 100 change one question (session_any@5), 60 rows took 0.8 ms.
+#: The best candidates whose length counts (``SearchConfig.short_weight``), and those whose reply is lifted when
+#: they are questions (``SearchConfig.answer_weight``): the texts of these are read, about 0.4 ms for 30 on SQLite.
+#: On LoCoMo dev 50 or 100 change one question (session_any@5), 60 rows took 0.8 ms.
 SHORT_POOL = 30
 
 
+def _read_texts(store: Store, cube_id: str, index: CubeIndex, rows: np.ndarray, texts: dict[str, MemoryText]
+                ) -> None:
+    """Add to ``texts`` those of the ``rows`` it does not hold yet: one store read for what is missing."""
+    missing = [index.ids[row] for row in rows if index.ids[row] not in texts]
+    if missing:
+        texts.update(store.get_texts(cube_id, missing))
+
+
+def _best_turns(index: CubeIndex, rows: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Slots of the ``SHORT_POOL`` best candidates by ``scores`` that are turns, best first."""
+    best = np.argsort(-scores, kind="stable")[:SHORT_POOL]
+    return best[index.kinds[rows[best]] == MemoryKind.TURN.value]
+
+
 def _shortness(store: Store, cube_id: str, index: CubeIndex, rows: np.ndarray, total: np.ndarray,
-               words: int) -> np.ndarray:
+               words: int, texts: dict[str, MemoryText]) -> np.ndarray:
     """For each of the ``SHORT_POOL`` best candidates that is a turn, how far its text falls short of ``words``
     words: 1 for no words, down to 0 at ``words`` or more; 0 for every other candidate.
 
     Short turns rank high for being short, not for what they say: BM25 favours a short text matching one query
     word, and a few words' vector lies close to a question's (LoCoMo dev: evidence turns have a median of 30
     words, the wrong turns in the top 10 23, all turns 20)."""
-    best = np.argsort(-total, kind="stable")[:SHORT_POOL]
-    best = best[index.kinds[rows[best]] == MemoryKind.TURN.value]
+    best = _best_turns(index, rows, total)
     out = np.zeros(len(rows))
-    if len(best) == 0:
-        return out
-    texts = store.get_texts(cube_id, [index.ids[row] for row in rows[best]])
+    _read_texts(store, cube_id, index, rows[best], texts)
     for slot in best:
         memory = texts.get(index.ids[rows[slot]])
         if memory is not None:
             out[slot] = max(0.0, 1.0 - len(memory.text.split()) / words)
     return out
+
+
+#: A turn that asks: a question mark followed by nothing but punctuation, quotes or emoji ("Really?!", "How? :)").
+_ASKS = re.compile(r"\?[^\w?]*$")
+#: How many rows after a question its reply is looked for: a session's turns are written together, so the next
+#: turn is almost always the next row; one written apart (an edited turn) is not looked for.
+_REPLY_ROWS = 4
+
+
+def _replies(store: Store, cube_id: str, index: CubeIndex, rows: np.ndarray, base: np.ndarray, mask: np.ndarray,
+             texts: dict[str, MemoryText]) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of the replies to the questions among the ``SHORT_POOL`` best candidates by their own score, and
+    each question's base score.
+
+    A question that matches the query ("What did you paint last week?") is answered in the next turn ("A sunset
+    over the lake"), which may share no word with the query. The reply is the next turn of the session when
+    another person says it; the assistant's turns are left out, as what it answers is the user's question,
+    not something the user said or did."""
+    best = _best_turns(index, rows, base)
+    _read_texts(store, cube_id, index, rows[best], texts)
+    replies: list[int] = []
+    asked: list[float] = []
+    for slot in best:
+        row = int(rows[slot])
+        memory = texts.get(index.ids[row])
+        if memory is None or index.positions[row] < 0 or not _ASKS.search(memory.text):
+            continue
+        for after in range(row + 1, min(row + 1 + _REPLY_ROWS, len(index))):
+            if (index.session_codes[after] == index.session_codes[row]
+                    and index.positions[after] == index.positions[row] + 1 and mask[after]):
+                speaker = index.speakers[after]
+                if speaker and speaker != "assistant" and speaker != index.speakers[row]:
+                    replies.append(after)
+                    asked.append(float(base[slot]))
+                break
+    return np.asarray(replies, dtype=np.int64), np.asarray(asked)
 
 
 def _period_rows(index: CubeIndex, mask: np.ndarray, periods: list[tuple[date, date]]) -> np.ndarray:
