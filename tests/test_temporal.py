@@ -42,6 +42,12 @@ def test_literals_of_a_case_insensitive_pattern_are_lower_case() -> None:
     ("between May 2023 and then on 5 June 2023", [(date(2023, 5, 1), date(2023, 5, 31)),
                                                   (date(2023, 6, 5), date(2023, 6, 5))]),
     ("from 2023-05-03 to 2023-05-01", [(date(2023, 5, 3), date(2023, 5, 3)), (date(2023, 5, 1), date(2023, 5, 1))]),
+    # A start that leaves out what it shares with the end takes it from there.
+    ("Where was John between August 11 and August 15 2023?", [(date(2023, 8, 11), date(2023, 8, 15))]),
+    ("from 3 to 7 May 2023", [(date(2023, 5, 3), date(2023, 5, 7))]),
+    ("from May to July 2023", [(date(2023, 5, 1), date(2023, 7, 31))]),
+    ("from December 28 to January 3, 2024", [(date(2023, 12, 28), date(2024, 1, 3))]),
+    ("I went from 2 to 3 times on 7 May 2023", [(date(2023, 5, 7), date(2023, 5, 7))]),
 ])
 def test_dates_named_outright_and_ranges_of_them(text: str, expected: list[tuple[date, date]]) -> None:
     assert mentioned_periods(text) == expected

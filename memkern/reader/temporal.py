@@ -141,16 +141,21 @@ def _month_number(name: str) -> int:
 #: What opens and what joins the two ends of a date range: "between A and B", "from A to B" ("until", "till",
 #: "through", a dash).
 _RANGE_OPEN = re.compile(r"\b(?:between|from)\s+$", re.I)
-_RANGE_JOIN = re.compile(r",?\s+(?:and|to|until|till|through)\s+|\s*[-\u2013]\s*", re.I)
+_JOIN = r",?\s+(?:and|to|until|till|through)\s+|\s*[-\u2013]\s*"
+_RANGE_JOIN = re.compile(_JOIN, re.I)
+#: The start of a range that takes its year, or its month and year, from the end: "between August 11 and
+#: August 15, 2023", "from 3 to 7 May 2023", "from May to July 2023".
+_SHORT_START = re.compile(r"\b(?:between|from)\s+(?:" + _MONTH + r"\s+(\d{1,2})(?:st|nd|rd|th)?|(\d{1,2})(?:st|nd|rd|th)?"
+                          r"(?:\s+(?:of\s+)?" + _MONTH + r")?|" + _MONTH + r")(?:" + _JOIN + r")$", re.I)
 
 
 def mentioned_periods(text: str) -> list[tuple[date, date]]:
     """Calendar days or months that ``text`` names outright ("11 December, 2023", "May 2022"),
     as inclusive ``(first, last)`` day ranges in text order.
 
-    A range of two of them ("between 1 May 2023 and 3 June 2023", "from May 2022 to July 2022") is one
-    period from the first day of its start to the last of its end: the time meant is the whole span,
-    and a reader taking the first period gets the range, not only its first day."""
+    A range of two of them ("between 1 May 2023 and 3 June 2023", "from May 2022 to July 2022", "between
+    August 11 and August 15, 2023") is one period from the first day of its start to the last of its end: the
+    time meant is the whole span, and a reader taking the first period gets the range, not only its first day."""
     found: list[tuple[range, date, date]] = []
     for pattern, kind in _ABSOLUTE:
         for match in pattern.finditer(text):
@@ -184,6 +189,26 @@ def mentioned_periods(text: str) -> list[tuple[date, date]]:
                 periods.append((first, end_last))
                 i += 2
                 continue
-        periods.append((first, last))
+        periods.append((_short_start(text, span.start, first) or first, last))
         i += 1
     return periods
+
+
+def _short_start(text: str, end_at: int, end: date) -> date | None:
+    """The first day of a range whose start, written right before ``end_at``, leaves out what it shares with
+    the range's end ``end`` (its year, or its month and year); None when nothing such is written there. A
+    start with a month later in the year than the end is in the year before ("from December 28 to January 3,
+    2024")."""
+    match = _SHORT_START.search(text, 0, end_at)
+    if match is None:
+        return None
+    month_name = match.group(1) or match.group(4) or match.group(5)
+    month = _month_number(month_name) if month_name else end.month
+    day = int(match.group(2) or match.group(3) or 1)
+    try:
+        start = date(end.year, month, day)
+        if start <= end:
+            return start
+        return date(end.year - 1, month, day) if month_name else None  # "from 31 to 2 May": no range
+    except ValueError:
+        return None
