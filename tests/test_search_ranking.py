@@ -9,7 +9,7 @@ import memkern.retrieval.search as search_module
 from memkern import MemOS
 from memkern.mos import MemCube
 from memkern.retrieval.config import SearchConfig
-from memkern.retrieval.search import request_content
+from memkern.retrieval.search import asks_for_list, request_content
 
 
 def _add_session(cube: MemCube, session: str, day: str, texts: list[str]) -> None:
@@ -89,6 +89,15 @@ def test_a_list_question_gathers_the_best_turns_of_several_sessions(tmp_path: Pa
 
         assert {"club", "trip", "rain"} <= sessions(SearchConfig(deep=False))
         assert not {"club", "trip", "rain"} <= sessions(SearchConfig(deep=False, gather_weight=0.0))
+
+
+def test_a_count_is_gathered_like_a_list() -> None:
+    """"How many ...?" is answered by counting across sessions, on the deep path too, where the ranked query is
+    only the question's content ("tournaments has Nate won?")."""
+    assert asks_for_list("How many tournaments has Nate won?")
+    assert asks_for_list("How often do I go running?")
+    assert asks_for_list("What books have I read?")
+    assert not asks_for_list("What book did I read last?")
 
 
 def test_a_turn_two_after_a_matching_one_shares_its_evidence(tmp_path: Path, monkeypatch) -> None:

@@ -111,7 +111,8 @@ def deep_rank(store: Store, index: CubeIndex, cube_id: str, question: str, embed
     windows = spans(question, asked_at)
     query = content_query(without_spans(question) if windows else question)
     query_vector = embed(signal_text(query, config))
-    pool = rank(index, store, cube_id, query, query_vector, filters, config, max(POOL_FACTOR * top_k, MIN_POOL), now)
+    pool = rank(index, store, cube_id, query, query_vector, filters, config, max(POOL_FACTOR * top_k, MIN_POOL), now,
+                question)
     if not pool:
         return pool
     scored = {row: (score, parts) for row, score, parts in pool}

@@ -51,7 +51,8 @@ class SearchConfig(BaseModel):
     #: it matches every other request in the memory rather than what the user said they like or do
     #: (``memkern.retrieval.search.request_content``).
     drop_request_frame: bool = True
-    #: For a question asking for a list ("What books has John read?", ``memkern.retrieval.search.LIST_QUESTION``):
+    #: For a question asking for a list or a count ("What books has John read?", "How many times ...?",
+    #: ``memkern.retrieval.search.asks_for_list``):
     #: the third best turn of a session loses this much, in first places, the fourth twice as much, and so on,
     #: so that the best turns of other sessions come first (LoCoMo dev multi-hop turn_all@10 0.218 -> 0.246).
     gather_weight: float = Field(0.3, ge=0)

@@ -11,8 +11,8 @@ a question is the user; the assistant when the question refers to what it said).
 
 The form of the question counts as well: the text signals read a request for advice without
 its frame ("Can you recommend ...", :func:`request_content`), and a question asking for a
-list ("What books has John read?") gathers the best turns of several sessions before the
-third turn of any one. So does the length of a turn: of the best candidates, one of a few words
+list ("What books has John read?") or a count ("How many times ...?") gathers the best turns of several sessions
+before the third turn of any one. So does the length of a turn: of the best candidates, one of a few words
 ("Cool! What did it look like?") loses a little, since it ranks high for being short
 (:func:`_shortness`).
 """
@@ -65,9 +65,12 @@ def filter_mask(index: CubeIndex, filters: Filters) -> np.ndarray:
 
 
 def rank(index: CubeIndex, store: Store, cube_id: str, query: str, query_vector: np.ndarray,
-         filters: Filters, config: SearchConfig, top_k: int, now: datetime | None = None
-         ) -> list[tuple[int, float, ScoreParts]]:
+         filters: Filters, config: SearchConfig, top_k: int, now: datetime | None = None,
+         question: str | None = None) -> list[tuple[int, float, ScoreParts]]:
     """The ``top_k`` best rows of the index with their fused score and its parts.
+
+    ``question``: the question as asked, when ``query`` is only its content (``memkern.organize.deep``); its form
+    says whether the answer is a list gathered from several sessions (:func:`asks_for_list`).
 
     Scoring works on arrays over the few hundred candidate rows; ``ScoreParts`` are built
     only for the hits returned.
@@ -174,7 +177,7 @@ def rank(index: CubeIndex, store: Store, cube_id: str, query: str, query_vector:
         recency = config.recency_weight * total.max() * decay
         total = total + recency
 
-    if config.gather_weight > 0 and LIST_QUESTION.search(query):
+    if config.gather_weight > 0 and asks_for_list(question or query):
         # A list is gathered from several sessions: past the first few turns of a session, each further one
         # makes way for the best turns of other sessions.
         total = total - config.gather_weight * first_place * _beyond_first(codes, total, GATHER_FREE)
@@ -332,6 +335,16 @@ def _session_strength(codes: np.ndarray, base: np.ndarray, top: int) -> np.ndarr
 #: cities did Tim visit?", "What kind of activities does Maria do?"): its answer is spread over sessions.
 LIST_QUESTION = re.compile(r"^\s*(?:what|which)\s+(?:\w+\s+){0,2}?\w+s\s+(?:has|have|does|do|did|are|were)\b",
                            re.IGNORECASE)
+#: A question asking for a count ("How many tournaments has Nate won?", "How many times has he ..."): its answer
+#: is gathered like a list's.
+COUNT_QUESTION = re.compile(r"^\s*how\s+(?:many|often)\b", re.IGNORECASE)
+
+
+def asks_for_list(question: str) -> bool:
+    """Whether the answer to ``question`` is a list or a count, gathered from several sessions."""
+    return bool(LIST_QUESTION.search(question) or COUNT_QUESTION.search(question))
+
+
 #: The best turns of a session a list question keeps in place before the next ones make way
 #: (``SearchConfig.gather_weight``).
 GATHER_FREE = 2
