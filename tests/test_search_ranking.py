@@ -49,8 +49,9 @@ def test_a_request_for_advice_finds_what_the_user_said_they_do(tmp_path: Path) -
             sessions = [hit.memory.provenance.session_id for hit in hits]
             return sessions.index("field") if "field" in sessions else len(sessions)
 
-        assert rank_of_field(SearchConfig()) == 0
-        assert rank_of_field(SearchConfig(drop_request_frame=False)) > 0  # the other requests match the frame
+        # The other requests lose for asking too (``asking_weight``): left out, so the frame alone is measured.
+        assert rank_of_field(SearchConfig(asking_weight=0.0)) == 0
+        assert rank_of_field(SearchConfig(asking_weight=0.0, drop_request_frame=False)) > 0  # they match the frame
 
 
 def test_equal_lexical_scores_rank_the_earlier_memory_first(tmp_path: Path) -> None:
@@ -87,8 +88,9 @@ def test_a_list_question_gathers_the_best_turns_of_several_sessions(tmp_path: Pa
         def sessions(config: SearchConfig) -> set[str]:
             return {hit.memory.provenance.session_id for hit in cube.search(query, top_k=5, config=config)}
 
-        assert {"club", "trip", "rain"} <= sessions(SearchConfig(deep=False))
-        assert not {"club", "trip", "rain"} <= sessions(SearchConfig(deep=False, gather_weight=0.0))
+        # The club's questions lose for asking too (``asking_weight``): left out, so the gathering alone is measured.
+        assert {"club", "trip", "rain"} <= sessions(SearchConfig(deep=False, asking_weight=0.0))
+        assert not {"club", "trip", "rain"} <= sessions(SearchConfig(deep=False, asking_weight=0.0, gather_weight=0.0))
 
 
 def test_a_count_is_gathered_like_a_list() -> None:
@@ -182,3 +184,28 @@ def test_the_reply_to_a_matching_question_shares_its_score(tmp_path: Path) -> No
         plain = SearchConfig(deep=False, answer_weight=0.0)
         assert neighbour(SearchConfig(deep=False), "s1") > neighbour(plain, "s1")
         assert neighbour(SearchConfig(deep=False), "s2") == neighbour(plain, "s2")  # the assistant's reply
+
+
+def test_a_turn_that_asks_makes_way_for_one_that_tells(tmp_path: Path) -> None:
+    """A question matches the question searched for by its form and words, yet asks rather than tells: among the
+    best candidates a turn ending by asking another person loses for the share of it that asks. A user's question
+    to the assistant, where the user says what they want, does not."""
+    with MemOS(path=tmp_path / "q.db", llm=None) as mos:
+        cube = mos.create_cube("q", owner="ann")
+        cube.add(messages=[{"role": "user", "name": name, "content": text, "time": f"2024-03-01T10:0{i}:00Z"}
+                           for i, (name, text) in enumerate([("Bob", "Nice! What is your favourite movie?"),
+                                                             ("Ann", "Alien, I watched it again last week.")])],
+                 session_id="friends", infer=False)
+        _add_session(cube, "assistant", "2024-03-05", ["Which movie should I watch, given my favourite is Alien?",
+                                                       "Try Aliens, the sequel."])
+        for n in range(4):
+            _add_session(cube, f"x{n}", f"2024-03-1{n}", [f"I cooked pasta for dinner {n}.", "Yum."])
+
+        def scores(config: SearchConfig) -> dict[str, float]:  # by text without the speaker's name
+            return {hit.memory.text.split(": ", 1)[-1]: hit.score
+                    for hit in cube.search("What is Ann's favourite movie?", top_k=10, config=config)}
+
+        plain, asking = scores(SearchConfig(deep=False, asking_weight=0.0)), scores(SearchConfig(deep=False))
+        asked, mine = "Nice! What is your favourite movie?", "Which movie should I watch, given my favourite is Alien?"
+        assert asking[asked] < plain[asked]
+        assert asking[mine] == plain[mine]
