@@ -16,8 +16,9 @@ class SearchConfig(BaseModel):
     Fusion is reciprocal-rank (``weight / (rrf_k + rank)``), which needs no score
     calibration between BM25 and cosine. On top of it, a memory gains from the best
     candidates of its own session (conversations are about something for a while), from
-    its immediate neighbours (a question is often answered in the next turn) and from
-    being said by someone the query names; a turn of a few words loses a little.
+    its immediate neighbours (a question is often answered in the next turn), from being the
+    reply to a question that matches, and from being said by someone the query names; a turn
+    of a few words, or one that asks another person, loses a little.
 
     The defaults were tuned on the LoCoMo development split (``memkern bench locomo``);
     the tuning moved turn_any@10 from 0.66 (plain fusion) to about 0.83.
