@@ -22,6 +22,7 @@ probability with the rules' score; this module only scores.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -44,6 +45,8 @@ CARD_FILE = "classifier.json"
 #: Width of the embedding block at the start of the feature vector.
 EMBED_DIM = 256
 _WORD = re.compile(r"\w+", re.UNICODE)
+#: Characters of distinct words from which their n-grams are hashed with numpy rather than in Python.
+_NUMPY_FROM_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -138,9 +141,13 @@ def _char_gram_codes(words: set[str], orders: Sequence[int]) -> list[np.ndarray]
     """For each order ``n``: ``_codes`` of the in-word character ``n``-grams (prefixed by ``n``) of
     ``words`` padded as ``<word>``.
 
-    Hashing each gram in Python was most of the classifier's cost on long turns; ASCII words (nearly
-    all) are hashed together with numpy, the rest one gram at a time. Grams may repeat: the caller
-    keeps distinct buckets."""
+    Hashing each gram in Python was most of the classifier's cost on long turns; there the ASCII words
+    (nearly all) are hashed together with numpy, the rest one gram at a time. A short text's grams are
+    fewer than numpy's fixed cost per call is worth: they are all hashed in Python. Grams may repeat:
+    the caller keeps distinct buckets."""
+    if sum(map(len, words)) < _NUMPY_FROM_CHARS:
+        padded = [f"<{word}>" for word in words]
+        return [_codes([f"{n}{w[i:i + n]}" for w in padded for i in range(len(w) - n + 1)]) for n in orders]
     ascii_words = [f"<{word}>" for word in words if word.isascii()]
     others = [f"<{word}>" for word in words if not word.isascii()]
     buffer = np.frombuffer("".join(ascii_words).encode("ascii"), dtype=np.uint8)
@@ -189,10 +196,16 @@ def _hashed_block(text: str, reasons: Sequence[str], spec: FeatureSpec) -> tuple
     return keys, np.concatenate((gram_values, rule_values))
 
 
+@functools.cache
+def _bundled_embedder() -> StaticEmbedder:
+    """The bundled embedder, made once: making one resolves its folder's path, a cost per memory otherwise."""
+    return StaticEmbedder()
+
+
 def featurize(texts: Sequence[str], reasons: Sequence[Sequence[str]], spec: FeatureSpec,
               embedder: StaticEmbedder | None = None) -> SparseRows:
     """Feature rows of ``texts`` (each a ``model_text``) with the rules' ``reasons`` on each."""
-    model = embedder or StaticEmbedder()
+    model = embedder or _bundled_embedder()
     # A text or two (the write path) are embedded one by one: a batch call starts the tokenizer's threads.
     vectors = (model.embed(list(texts)) if len(texts) > 8 else
                np.concatenate([model.embed([text]) for text in texts] or [np.zeros((0, EMBED_DIM), np.float32)]))
@@ -232,12 +245,16 @@ class GuardClassifier:
 
 _lock = threading.Lock()
 _loaded: dict[str, GuardClassifier] = {}
+#: The key of the bundled classifier in ``_loaded``.
+_BUNDLED = ""
 
 
 def load_classifier(folder: Path | str | None = None) -> GuardClassifier:
     """The classifier in ``folder`` (default: the bundled one), read and verified once per process."""
+    if folder is None and _BUNDLED in _loaded:  # the write path's case: no path resolved per memory
+        return _loaded[_BUNDLED]
     path = Path(folder) if folder is not None else MODEL_DIR
-    key = str(path.resolve())
+    key = _BUNDLED if folder is None else str(path.resolve())
     with _lock:
         if key not in _loaded:
             _loaded[key] = _read(path)
