@@ -211,7 +211,7 @@ def remove(directory: Path) -> None:
 
 def _columns(generation: Path, meta: dict[str, Any]) -> SavedIndex:
     rows, dim = int(meta["rows"]), int(meta["dim"])
-    ids = SavedIds(*(np.load(generation / f"id_{name}.npy", mmap_mode="r", allow_pickle=False)
+    ids = SavedIds(*(np.load(generation / f"id_{name}.npy", mmap_mode="r", allow_pickle=False).view(np.ndarray)
                      for name in SavedIds.ARRAYS))
     if len(ids) != rows:
         raise ValueError(f"the ids of {len(ids)} rows were saved, not {rows}")
@@ -258,10 +258,12 @@ def _vectors(path: Path, rows: int, dim: int) -> np.ndarray:
 
 
 def _array(path: Path, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
+    """A column file mapped read-only, as a plain array view: indexing a ``np.memmap`` costs several
+    times more per call (each result is a memmap too), and a search indexes these per candidate."""
     array = np.load(path, mmap_mode="r", allow_pickle=False)
     if array.dtype != np.dtype(dtype) or array.shape != shape:
         raise ValueError(f"{path.name} holds {array.dtype} {array.shape}, not {np.dtype(dtype)} {shape}")
-    return array
+    return array.view(np.ndarray)
 
 
 def _pointer(directory: Path) -> dict[str, Any] | None:
