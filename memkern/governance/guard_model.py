@@ -128,7 +128,7 @@ def _crc32_table() -> np.ndarray:
 _CRC_TABLE = _crc32_table()
 
 
-def _crc32_rows(data: np.ndarray) -> np.ndarray:
+def _crc32_columns(data: np.ndarray) -> np.ndarray:
     """``zlib.crc32`` of each column of a 2-D uint8 array (a string per column, so that each step
     reads contiguous bytes), all at once: one table step per row."""
     crc = np.full(data.shape[1], 0xFFFFFFFF, dtype=np.uint32)
@@ -162,7 +162,7 @@ def _char_gram_codes(words: set[str], orders: Sequence[int]) -> list[np.ndarray]
         grams[:len(prefix)] = prefix[:, None]
         grams[len(prefix):] = buffer[np.arange(n)[:, None] + starts]
         other_codes = _codes([f"{n}{w[i:i + n]}" for w in others for i in range(len(w) - n + 1)])
-        out.append(np.concatenate((_crc32_rows(grams).astype(np.uint64), other_codes)))
+        out.append(np.concatenate((_crc32_columns(grams).astype(np.uint64), other_codes)))
     return out
 
 
