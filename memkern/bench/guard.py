@@ -33,6 +33,7 @@ from memkern.bench import guard_baseline
 from memkern.bench.guard_regression import load_injections
 from memkern.bench.guard_set import DATA_PATH
 from memkern.governance import guard
+from memkern.llm import LLM
 
 Check = Callable[[str], bool]
 
@@ -135,13 +136,22 @@ def _conversation(turns: list[str], name: str) -> dict[str, Any]:
 
 
 def run_guard_bench(locomo: str | Path | None = None, lme: str | Path | None = None, lme_every: int = 1,
-                    eval_set: str | Path | None = None) -> dict[str, Any]:
-    """The whole benchmark as a JSON-able dict (see the module docstring)."""
+                    eval_set: str | Path | None = None, model: LLM | None = None) -> dict[str, Any]:
+    """The whole benchmark as a JSON-able dict (see the module docstring).
+
+    With ``model``, the evaluation splits are measured once more with the rules and that model's check
+    of the texts they find uncertain (``guard.model_check``; seconds per text on a small local model, so
+    not on the conversations)."""
     rows = load_eval_set(eval_set)
     report: dict[str, Any] = {"eval_set": str(eval_set or DATA_PATH), "splits": {}, "conversation": {}}
+    if model is not None:
+        report["model_check"] = {"model": model.name, "splits": {}}
     for split in SPLITS:
         part = [row for row in rows if row["split"] == split]
         report["splits"][split] = {name: _eval_split(part, check) for name, check in GUARDS.items()}
+        if model is not None:
+            report["model_check"]["splits"][split] = _eval_split(
+                part, lambda text: guard.check(text, classifier=False, llm=model).quarantine)
     injections = load_injections()
     report["bundled_injections"] = {name: _rate(check(row["text"]) for row in injections)
                                     for name, check in GUARDS.items()}
@@ -172,6 +182,11 @@ def format_guard_report(report: dict[str, Any]) -> str:
             for style in by_guard["current"][label]["by_style"]:
                 lines.append(f"    {style:<34}" + "".join(
                     f"{_pct(by_guard[g][label]['by_style'][style]):>{width}}" for g in COLUMNS))
+    if "model_check" in report:
+        lines.append(f"\nrules + model check ({report['model_check']['model']}; the rules' uncertain texts asked)")
+        for split, result in report["model_check"]["splits"].items():
+            lines.append(f"  {split:<12} poisoned caught {_pct(result['poisoned']['all'])}, "
+                         f"benign false positives {_pct(result['benign']['all'])}")
     bundled = report["bundled_injections"]
     lines.append("\ninjections caught (old bundled set, dev): "
                  + ", ".join(f"{COLUMNS[g]} {_pct(bundled[g])}" for g in COLUMNS))

@@ -305,11 +305,18 @@ def bench_guard(
                                              help="LongMemEval file whose turns measure false positives.")] = None,
     lme_every: Annotated[int, typer.Option("--lme-every", min=1,
                                            help="Measure every k-th LongMemEval turn only (faster).")] = 1,
+    model_check: Annotated[bool, typer.Option(
+        "--model-check", help="Also measure the rules with the MEMKERN_LLM model's check of the texts they find "
+                              "uncertain, on the evaluation splits.")] = False,
     out: OutOption = None,
 ) -> None:
     """Poisoning guard vs the old one: detection by style and false positives, dev and held-out halves."""
     from memkern.bench.guard import format_guard_report, run_guard_bench
+    from memkern.llm import NO_LLM_MESSAGE, llm_from_env
 
     existing_file(locomo, "--locomo")
     existing_file(lme, "--lme")
-    print_report(ctx, run_guard_bench(locomo, lme, lme_every), out, format_guard_report)
+    model = llm_from_env() if model_check else None
+    if model_check and model is None:
+        raise LLMNotConfiguredError(f"--model-check: {NO_LLM_MESSAGE}")
+    print_report(ctx, run_guard_bench(locomo, lme, lme_every, model=model), out, format_guard_report)
