@@ -206,7 +206,7 @@ SHORT_POOL = 30
 def _read_texts(store: Store, cube_id: str, index: CubeIndex, rows: np.ndarray, texts: dict[str, MemoryText]
                 ) -> None:
     """Add to ``texts`` those of the ``rows`` it does not hold yet: one store read for what is missing."""
-    missing = [index.ids[row] for row in rows if index.ids[row] not in texts]
+    missing = [memory_id for memory_id in map(index.ids.__getitem__, rows) if memory_id not in texts]
     if missing:
         texts.update(store.get_texts(cube_id, missing))
 
