@@ -17,8 +17,9 @@ The copy follows the store's change feed (``Store.index_rows``) instead of reloa
   the two boolean masks (one byte per row), so a search running during a write never sees
   half of it. Lookups by id or by (session, position) may miss a row changed after the
   snapshot was taken, exactly as the store's lexical results, read later, may name it;
-- the store's row count is checked with a patch at most every ``VERIFY_EVERY_S`` seconds
-  (counting walks the whole cube, too much for every search after a write). A copy holding another number has missed something it cannot patch (another
+- the store's row count is checked with a patch at most every ``VERIFY_EVERY_S`` seconds (SQLite
+  keeps the count in the cube's row, but PostgreSQL counts by walking the whole cube, too much for
+  every search after a write). A copy holding another number has missed something it cannot patch (another
   process compacted, a migration, rows removed by a path that logs no removal): it is
   rebuilt in the background while it keeps serving, as it is when tombstones outnumber
   live rows.

@@ -44,6 +44,8 @@ FTS5_SECURE_DELETE = sqlite3.sqlite_version_info >= (3, 44, 0)
 #: Renders the statements shared with PostgreSQL (``memkern.store.sql``).
 _q = SQLITE.sql
 
+#: A cube's index rows, counted by the schema's triggers (``sqlite_schema``, 4 -> 5).
+_INDEX_COUNT = "SELECT indexed FROM cubes WHERE id = ?"
 #: Seconds a cube's share of the lexical index is reused after writes (``_cube_share``).
 _SHARE_TTL_S = 5.0
 #: Past this many rows in the lexical index, a query's terms that occur in more than
@@ -479,7 +481,8 @@ class SQLiteStore(GovernanceSQL, Store):
             try:
                 rows = self._db.execute(_q(sql.INDEX_FEED) + sql.limit_clause(SQLITE, limit),
                                         (cube_id, after_seq)).fetchall()
-                rows_in_cube = self._db.execute(_q(sql.INDEX_COUNT), (cube_id,)).fetchone()[0] if count else -1
+                counted = self._db.execute(_INDEX_COUNT, (cube_id,)).fetchone() if count else (-1,)
+                rows_in_cube = 0 if counted is None else counted[0]  # no cube: its revision query says so
                 revision = self._db.execute(_q(sql.CUBE_REVISION), (cube_id,)).fetchone()
                 removals = [] if removals_after is None else self._db.execute(
                     _q(sql.REMOVALS_AFTER), (cube_id, removals_after)).fetchall()
@@ -491,13 +494,14 @@ class SQLiteStore(GovernanceSQL, Store):
 
     def _cube_share(self, cube_id: str) -> float:
         """Fraction of the lexical index that belongs to the cube, cached until the file changes,
-        and then for up to ``_SHARE_TTL_S``: counting walks every index row (tens of ms at a
-        million), too much for every search after a write, and shares move slowly."""
+        and then for up to ``_SHARE_TTL_S``: the cubes' counts are one row each, but recounting
+        them drops the terms' shares (``_selective``), which take a full-text count each, and
+        shares move slowly."""
         with self._lock:
             key = (self._db.execute("PRAGMA data_version").fetchone()[0], self._commits)
             now = time.monotonic()
             if key != self._shares_key and (now - self._shares_at >= _SHARE_TTL_S or cube_id not in self._shares):
-                counts = self._db.execute("SELECT cube_id, count(*) FROM index_rows GROUP BY cube_id").fetchall()
+                counts = self._db.execute("SELECT id, indexed FROM cubes").fetchall()
                 total = sum(count for _, count in counts) or 1
                 self._shares = {cube: count / total for cube, count in counts}
                 self._shares_key, self._shares_at = key, now
