@@ -49,17 +49,21 @@ _INDEX_COUNT = "SELECT indexed FROM cubes WHERE id = ?"
 #: Seconds a cube's share of the lexical index is reused after writes (``_cube_share``).
 _SHARE_TTL_S = 5.0
 #: Past this many rows in the lexical index, a query's terms that occur in more than
-#: ``COMMON_TERM_SHARE`` of them are left out of its lexical query (the rarest term always stays).
-#: BM25 gives such a term little weight, yet scoring every row it matches is most of the query's
-#: time: at 100,000 synthetic turns a name in a third of them made one query 55 ms. The dense half
-#: still reads every word. Smaller indexes (a conversation, a LongMemEval haystack) are unchanged.
+#: ``COMMON_TERM_SHARE`` of them are left out of its lexical query, and a query of only such terms
+#: has no lexical half. BM25 gives such a term little weight, yet scoring every row it matches is
+#: most of the query's time: at 100,000 synthetic turns a name in a third of them made one query
+#: 55 ms, at a million "job" alone (in 5.7 % of the rows) 80-110 ms, to rank its rows by little more
+#: than their length. The dense half still reads every word. Smaller indexes (a conversation, a
+#: LongMemEval haystack) are unchanged.
 PRUNE_FROM_ROWS = 20_000
 COMMON_TERM_SHARE = 0.05
 #: Past ``PRUNE_FROM_ROWS``, the terms kept are also the rarest whose rows add up to at most this
-#: many (the rarest always stays). FTS5 scores every row a term matches (about a microsecond each
+#: many (the rarest always stays). FTS5 scores every row a term matches (1.4-2 microseconds each
 #: here): at a million turns a question of six words each in 1-4 % of the rows scored 140,000 rows
 #: (150-250 ms); the words left out are the query's most common ones, which BM25 weighs least.
-POSTINGS_BUDGET = 60_000
+#: 45,000 rather than 60,000 took the million-turn hybrid p95 from 110-127 to 83-84 ms with the same
+#: hits (``memkern bench scale``'s questions, at 100,000 and at a million turns).
+POSTINGS_BUDGET = 45_000
 
 
 def _cache_name(cube_id: str) -> str:
@@ -517,6 +521,8 @@ class SQLiteStore(GovernanceSQL, Store):
         # the result exact either way.
         share = self._cube_share(cube_id)
         terms = self._selective(terms)
+        if not terms:
+            return []
         if share < 0.5:
             rows = self._read(
                 "SELECT m.id, s.score FROM (SELECT rowid AS seq, -bm25(memory_fts, 0.0, 1.0, 0.5) AS score"
@@ -535,11 +541,11 @@ class SQLiteStore(GovernanceSQL, Store):
             )
         return [(mid, float(score)) for mid, score in rows]
 
-
     def _selective(self, terms: Sequence[str]) -> Sequence[str]:
-        """``terms`` without those common in a large index (see ``COMMON_TERM_SHARE`` and ``POSTINGS_BUDGET``)."""
+        """``terms`` without those common in a large index (see ``COMMON_TERM_SHARE`` and ``POSTINGS_BUDGET``);
+        none if every one is common."""
         total = self._index_rows
-        if len(terms) < 2 or total < PRUNE_FROM_ROWS:
+        if total < PRUNE_FROM_ROWS:
             return terms
         shares = {}
         for term in terms:
@@ -552,6 +558,8 @@ class SQLiteStore(GovernanceSQL, Store):
                 share = self._term_shares[term] = count / total
             shares[term] = share
         rarest_first = sorted(terms, key=shares.__getitem__)
+        if shares[rarest_first[0]] > COMMON_TERM_SHARE:
+            return []
         kept, rows = {rarest_first[0]}, shares[rarest_first[0]] * total
         for term in rarest_first[1:]:
             rows += shares[term] * total

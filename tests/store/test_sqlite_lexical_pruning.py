@@ -46,10 +46,18 @@ def test_common_terms_and_terms_past_the_budget_are_left_out(store, monkeypatch)
     monkeypatch.setattr(sqlite_store, "POSTINGS_BUDGET", 10)
     assert _kept(store, cube.id, ["often", "sometimes", "rare"]) == ["sometimes", "rare"]
 
-    # The rarest term stays even alone over the budget or the share.
+    # The rarest term stays even alone over the budget.
     monkeypatch.setattr(sqlite_store, "POSTINGS_BUDGET", 1)
     assert _kept(store, cube.id, ["often", "sometimes"]) == ["sometimes"]
     assert _kept(store, cube.id, ["everywhere", "nowhere"]) == ["nowhere"]
+
+
+def test_a_query_of_common_terms_only_has_no_lexical_half(store):
+    cube = store.create_cube(cube_info())
+    add(store, cube.id, _rows_about(cube.id, {"everywhere": 30, "rare": 2}))
+    assert _kept(store, cube.id, ["everywhere"]) == []
+    assert store.lexical_search(cube.id, ["everywhere"], 10) == []
+    assert [score > 0 for _, score in store.lexical_search(cube.id, ["everywhere", "rare"], 10)] == [True, True]
 
 
 def test_small_indexes_keep_every_term(tmp_path, monkeypatch):
