@@ -23,6 +23,8 @@ from memkern.store.dialect import Clause, Dialect
 
 #: The columns ``row_to_item`` reads, in its order.
 MEMORY_COLUMNS = "seq, state, valid_to, expired_at, access_count, last_accessed_at, body"
+#: The columns ``texts_by_id`` reads, in its order (``{text_fields}``: see ``memkern.store.dialect``).
+TEXT_COLUMNS = "id, state, speaker, {text_fields}"
 #: The columns ``row_to_operation`` reads, in its order.
 OPERATION_COLUMNS = "seq, at, op, cube_id, memory_id, version, actor, reason"
 #: The columns of ``memories`` that ``version_values`` gives, in its order.
@@ -130,17 +132,10 @@ def items_by_id(rows: Sequence[Sequence[Any]]) -> dict[str, MemoryItem]:
 
 
 def texts_by_id(rows: Sequence[Sequence[Any]]) -> dict[str, MemoryText]:
-    """``MEMORY_COLUMNS`` rows as :class:`MemoryText` by id: the body read as plain JSON, no model built."""
-    found: dict[str, MemoryText] = {}
-    for row in rows:
-        state, body = row[1], json.loads(row[-1])
-        metadata = body.get("metadata") or {}
-        role = metadata.get("role") if isinstance(metadata, dict) else None
-        said = body.get("event_time") or body.get("valid_from")
-        found[body["id"]] = MemoryText(id=body["id"], text=body["text"], speaker=(body.get("provenance") or {}).get("speaker"),
-                                       role=role if isinstance(role, str) else None, said_at=_from_body_time(said),
-                                       state=LifecycleState(state))
-    return found
+    """``TEXT_COLUMNS`` rows (:func:`current_texts_queries`) as :class:`MemoryText` by id: no model built."""
+    return {memory_id: MemoryText(id=memory_id, text=text, speaker=speaker, role=role, said_at=_from_body_time(said),
+                                  state=LifecycleState(state))
+            for memory_id, state, speaker, text, role, said in rows}
 
 
 def _from_body_time(value: str | None) -> datetime | None:
@@ -207,10 +202,11 @@ def last_position_query(dialect: Dialect, cube_id: str, session: str | None) -> 
     return dialect.sql(LAST_POSITION), [cube_id, session]
 
 
-def current_versions_queries(dialect: Dialect, cube_id: str, memory_ids: Sequence[str]
-                             ) -> list[tuple[str, list[Any]]]:
+def current_versions_queries(dialect: Dialect, cube_id: str, memory_ids: Sequence[str],
+                             columns: str = MEMORY_COLUMNS) -> list[tuple[str, list[Any]]]:
     """``get_memories``: the current versions of distinct ``memory_ids``, in as many
-    queries as the dialect's bound on a list's length needs.
+    queries as the dialect's bound on a list's length needs (``columns`` of each:
+    ``TEXT_COLUMNS`` for ``get_texts``).
 
     No ``ORDER BY`` here (:func:`items_by_id` orders by seq): with one, SQLite's planner picks the
     (cube_id, is_current, seq) index to skip the sort and scans every current row of the cube per
@@ -220,7 +216,7 @@ def current_versions_queries(dialect: Dialect, cube_id: str, memory_ids: Sequenc
     queries = []
     for start in range(0, len(ids), size):
         clause, values = dialect.one_of("id", ids[start:start + size])
-        query = dialect.sql(f"SELECT {MEMORY_COLUMNS} FROM memories WHERE cube_id = ? AND {{is_current}} AND ")
+        query = dialect.sql(f"SELECT {columns} FROM memories WHERE cube_id = ? AND {{is_current}} AND ")
         queries.append((query + clause, [cube_id, *values]))
     return queries
 

@@ -439,9 +439,9 @@ class SQLiteStore(GovernanceSQL, Store):
         return info
 
     # -- reads -------------------------------------------------------------------------------------
-    def _current_rows(self, cube_id: str, memory_ids: Sequence[str]) -> list[tuple]:
+    def _current_rows(self, cube_id: str, memory_ids: Sequence[str], columns: str = sql.MEMORY_COLUMNS) -> list[tuple]:
         rows: list[tuple] = []
-        for query, params in sql.current_versions_queries(SQLITE, cube_id, memory_ids):
+        for query, params in sql.current_versions_queries(SQLITE, cube_id, memory_ids, columns):
             rows += self._read(query, params)
         return rows
 
@@ -449,7 +449,7 @@ class SQLiteStore(GovernanceSQL, Store):
         return sql.items_by_id(self._current_rows(cube_id, memory_ids))
 
     def get_texts(self, cube_id: str, memory_ids: Sequence[str]) -> dict[str, MemoryText]:
-        return sql.texts_by_id(self._current_rows(cube_id, memory_ids))
+        return sql.texts_by_id(self._current_rows(cube_id, memory_ids, sql.TEXT_COLUMNS))
 
     def list_memories(self, cube_id: str, filters: Filters, limit: int | None = None,
                       offset: int = 0) -> list[MemoryItem]:

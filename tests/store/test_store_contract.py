@@ -188,6 +188,13 @@ def test_add_and_get_memories_round_trip(store, cube):
     assert store.get_texts(cube.id, [items[1].id])[items[1].id].state is LifecycleState.ARCHIVED
 
 
+def test_texts_read_only_a_string_role_and_fall_back_to_valid_from(store, cube):
+    item = fact(cube.id, "a fact known since T0").model_copy(update={"valid_from": T0, "metadata": {"role": 5}})
+    add(store, cube.id, [item])
+    said = store.get_texts(cube.id, [item.id])[item.id]
+    assert (said.text, said.role, said.said_at) == ("a fact known since T0", None, T0)
+
+
 def test_vector_count_mismatch_writes_nothing(store, cube):
     rev = store.cube_revision(cube.id)
     with pytest.raises(StoreError):

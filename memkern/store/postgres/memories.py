@@ -256,9 +256,9 @@ class PostgresMemories(PostgresDense):
         return info
 
     # -- reads -------------------------------------------------------------------------------------
-    def _current_rows(self, cube_id: str, memory_ids: Sequence[str]) -> list[tuple]:
+    def _current_rows(self, cube_id: str, memory_ids: Sequence[str], columns: str = sql.MEMORY_COLUMNS) -> list[tuple]:
         rows: list[tuple] = []
-        for query, values in sql.current_versions_queries(POSTGRES, cube_id, memory_ids):
+        for query, values in sql.current_versions_queries(POSTGRES, cube_id, memory_ids, columns):
             rows += self._read(query, values)
         return rows
 
@@ -266,7 +266,7 @@ class PostgresMemories(PostgresDense):
         return sql.items_by_id(self._current_rows(cube_id, memory_ids))
 
     def get_texts(self, cube_id: str, memory_ids: Sequence[str]) -> dict[str, MemoryText]:
-        return sql.texts_by_id(self._current_rows(cube_id, memory_ids))
+        return sql.texts_by_id(self._current_rows(cube_id, memory_ids, sql.TEXT_COLUMNS))
 
     def list_memories(self, cube_id: str, filters: Filters, limit: int | None = None,
                       offset: int = 0) -> list[MemoryItem]:
