@@ -1,5 +1,6 @@
 """Ranking details of hybrid search: requests for advice, ties between equal lexical scores, list questions,
-the turns around a candidate and short turns."""
+the turns around a candidate, short turns, turns about the person addressed, and questions about the first or
+latest of something."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import memkern.retrieval.search as search_module
 from memkern import MemOS
 from memkern.mos import MemCube
 from memkern.retrieval.config import SearchConfig
-from memkern.retrieval.search import asks_for_list, request_content
+from memkern.retrieval.search import asks_for_list, asks_for_order, request_content
 
 
 def _add_session(cube: MemCube, session: str, day: str, texts: list[str]) -> None:
@@ -209,3 +210,68 @@ def test_a_turn_that_asks_makes_way_for_one_that_tells(tmp_path: Path) -> None:
         asked, mine = "Nice! What is your favourite movie?", "Which movie should I watch, given my favourite is Alien?"
         assert asking[asked] < plain[asked]
         assert asking[mine] == plain[mine]
+
+
+def _add_said(cube: MemCube, session: str, day: str, said: list[tuple[str, str]]) -> None:
+    cube.add(messages=[{"role": "user", "name": name, "content": text, "time": f"{day}T10:0{i}:00Z"}
+                       for i, (name, text) in enumerate(said)], session_id=session, infer=False)
+
+
+def test_a_turn_about_the_person_addressed_makes_way_for_one_about_the_speaker(tmp_path: Path) -> None:
+    """A question about one person is answered by what they say of themselves: among the best candidates, their
+    turn to another person that speaks only of that person ("You ...", "your ...", no "I" or "my") loses a
+    little. Their turns about themselves, the other person's turns and an assistant's turns keep their place."""
+    with MemOS(path=tmp_path / "y.db", llm=None) as mos:
+        cube = mos.create_cube("y", owner="ann")
+        _add_said(cube, "praise", "2024-03-01", [("Ann", "Wow, your pottery class sounds fun! You must love it."),
+                                                 ("Bob", "Thanks, the pottery class is great.")])
+        _add_said(cube, "own", "2024-03-02", [("Ann", "I love my pottery class, we made bowls."),
+                                              ("Bob", "Bowls, nice!")])
+        _add_session(cube, "assistant", "2024-03-03", ["Is a pottery class worth it?",
+                                                       "Yes, you will love your pottery class."])
+        for n in range(4):
+            _add_session(cube, f"x{n}", f"2024-03-1{n}", [f"I cooked pasta for dinner {n}.", "Yum."])
+
+        def scores(config: SearchConfig) -> dict[str, float]:  # by text without the speaker's name
+            return {hit.memory.text.split(": ", 1)[-1]: hit.score
+                    for hit in cube.search("What does Ann love about her pottery class?", top_k=10, config=config)}
+
+        plain, about = scores(SearchConfig(deep=False, addressee_weight=0.0)), scores(SearchConfig(deep=False))
+        assert about["Wow, your pottery class sounds fun! You must love it."] < \
+            plain["Wow, your pottery class sounds fun! You must love it."]
+        for kept in ("I love my pottery class, we made bowls.", "Thanks, the pottery class is great.",
+                     "Yes, you will love your pottery class."):
+            assert about[kept] == plain[kept]
+
+
+def test_a_question_about_the_first_or_latest_reads_an_order_of_time() -> None:
+    assert asks_for_order("When did Nate get his first two turtles?") == -1
+    assert asks_for_order("Which trip was the earliest?") == -1
+    assert asks_for_order("What was the most recent book I read?") == 1
+    assert asks_for_order("What is my latest project?") == 1
+    # A rank ("first place") and a part of a period ("the first half of May") are not an order of time.
+    assert asks_for_order("What dance did Gina's team perform to win first place?") == 0
+    assert asks_for_order("Was the first half of September a good month for Nate?") == 0
+    assert asks_for_order("What does Nate do with his turtles?") == 0
+
+
+def test_the_first_of_something_is_found_where_it_happened(tmp_path: Path) -> None:
+    """"His first turtle" happened once, in the earliest session about it; later sessions mention it again, maybe
+    in more words: of the best sessions, the earlier ones gain, most of all the earliest, and for "the latest" the
+    later ones."""
+    with MemOS(path=tmp_path / "o.db", llm=None) as mos:
+        cube = mos.create_cube("o", owner="ann")
+        _add_said(cube, "got", "2024-01-05", [("Nate", "Today I got a turtle from the pet shop!"),
+                                              ("Jo", "Congrats!")])
+        _add_said(cube, "again", "2024-04-05", [("Nate", "My first turtle, my first pet turtle, loves lettuce."),
+                                                ("Jo", "Cute!")])
+        for n in range(4):
+            _add_session(cube, f"x{n}", f"2024-02-1{n}", [f"I cooked pasta for dinner {n}.", "Yum."])
+
+        def first_session(query: str, config: SearchConfig) -> str | None:
+            return cube.search(query, top_k=3, config=config)[0].memory.provenance.session_id
+
+        query = "When did Nate get his first turtle?"
+        assert first_session(query, SearchConfig(deep=False, order_weight=0.0)) == "again"
+        assert first_session(query, SearchConfig(deep=False)) == "got"
+        assert first_session("What did Nate say about his latest turtle?", SearchConfig(deep=False)) == "again"

@@ -22,7 +22,11 @@ themselves then there there's these they they'd they'll they're they've this tho
 until up very was wasn't we we'd we'll we're we've were weren't what what's when when's where where's which
 while who who's whom why why's with won't would wouldn't you you'd you'll you're you've your yours yourself
 yourselves s t d ll m re ve also just like really would kind sort much many one thing things get got
-""".split())
+""".split()) | frozenset(
+    # Hedges ("What would Caroline's political leaning likely be?", "What job might Maria pursue?") say how sure
+    # an answer is, not what it is about, and match every turn that hedges ("Maybe! That might be fun.").
+    # LoCoMo dev: session_any@5 +1 question, turn_any@10 and turn_all@10 -1 (another question).
+    "might likely probably possibly perhaps maybe".split())
 
 
 def query_terms(text: str, limit: int = 32) -> list[str]:
