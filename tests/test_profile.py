@@ -103,6 +103,29 @@ def test_a_deleted_turn_no_longer_states_the_current_value(tmp_path: Path) -> No
         assert hits[0].slot is not None and hits[0].slot.value == "Oslo" and hits[0].slot.current
 
 
+def test_a_slot_said_many_times_lifts_and_reads_only_the_hits_asked_for(tmp_path: Path, monkeypatch) -> None:
+    """A slot stated in many turns (a long-lived cube) puts its current and latest values first, reading no
+    more of its turns than the search returns."""
+    from memkern.store.sqlite import SQLiteStore
+
+    with MemOS(path=tmp_path / "m.db") as mos:
+        cube = mos.create_cube("m", owner="Bo")
+        cities = ["Oslo", "Bergen", "Lisbon", "Porto", "Madrid", "Seville", "Paris", "Lyon", "Berlin", "Vienna"]
+        _say(cube, *[("Bo", f"I now live in {city}.", f"2024-01-{day + 10:02d}") for day, city in enumerate(cities)])
+        asked: list[int] = []
+        original = SQLiteStore.get_memories
+
+        def counting(self, cube_id, memory_ids):  # type: ignore[no-untyped-def]
+            asked.append(len(memory_ids))
+            return original(self, cube_id, memory_ids)
+
+        monkeypatch.setattr(SQLiteStore, "get_memories", counting)
+        hits = cube.search("Where does Bo live?", top_k=3)
+        assert [hit.slot.value for hit in hits if hit.slot] == ["Vienna", "Berlin", "Lyon"]
+        assert hits[0].slot is not None and hits[0].slot.current
+        assert max(asked) <= 3
+
+
 def test_questions_about_events_ask_no_slot() -> None:
     assert asked_slot("When did John get his dog Max?") is None
     assert asked_slot("How long have Mel and her husband been married?") is None
