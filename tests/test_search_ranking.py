@@ -187,34 +187,38 @@ def test_the_reply_to_a_matching_question_shares_its_score(tmp_path: Path) -> No
         assert neighbour(SearchConfig(deep=False), "s2") == neighbour(plain, "s2")  # the assistant's reply
 
 
+def _add_said(cube: MemCube, session: str, day: str, said: list[tuple[str, str]]) -> None:
+    """One session of ``(speaker, text)`` turns, a minute apart."""
+    cube.add(messages=[{"role": "user", "name": name, "content": text, "time": f"{day}T10:0{i}:00Z"}
+                       for i, (name, text) in enumerate(said)], session_id=session, infer=False)
+
+
+def _scores_by_text(cube: MemCube, query: str, config: SearchConfig) -> dict[str, float]:
+    """Each of the 10 hits' score, by its text without the speaker's name."""
+    return {hit.memory.text.split(": ", 1)[-1]: hit.score for hit in cube.search(query, top_k=10, config=config)}
+
+
 def test_a_turn_that_asks_makes_way_for_one_that_tells(tmp_path: Path) -> None:
     """A question matches the question searched for by its form and words, yet asks rather than tells: among the
     best candidates a turn ending by asking another person loses for the share of it that asks. A user's question
     to the assistant, where the user says what they want, does not."""
     with MemOS(path=tmp_path / "q.db", llm=None) as mos:
         cube = mos.create_cube("q", owner="ann")
-        cube.add(messages=[{"role": "user", "name": name, "content": text, "time": f"2024-03-01T10:0{i}:00Z"}
-                           for i, (name, text) in enumerate([("Bob", "Nice! What is your favourite movie?"),
-                                                             ("Ann", "Alien, I watched it again last week.")])],
-                 session_id="friends", infer=False)
+        _add_said(cube, "friends", "2024-03-01", [("Bob", "Nice! What is your favourite movie?"),
+                                                  ("Ann", "Alien, I watched it again last week.")])
         _add_session(cube, "assistant", "2024-03-05", ["Which movie should I watch, given my favourite is Alien?",
                                                        "Try Aliens, the sequel."])
         for n in range(4):
             _add_session(cube, f"x{n}", f"2024-03-1{n}", [f"I cooked pasta for dinner {n}.", "Yum."])
 
-        def scores(config: SearchConfig) -> dict[str, float]:  # by text without the speaker's name
-            return {hit.memory.text.split(": ", 1)[-1]: hit.score
-                    for hit in cube.search("What is Ann's favourite movie?", top_k=10, config=config)}
-
-        plain, asking = scores(SearchConfig(deep=False, asking_weight=0.0)), scores(SearchConfig(deep=False))
+        query = "What is Ann's favourite movie?"
+        plain = _scores_by_text(cube, query, SearchConfig(deep=False, asking_weight=0.0))
+        asking = _scores_by_text(cube, query, SearchConfig(deep=False))
         asked, mine = "Nice! What is your favourite movie?", "Which movie should I watch, given my favourite is Alien?"
         assert asking[asked] < plain[asked]
         assert asking[mine] == plain[mine]
 
 
-def _add_said(cube: MemCube, session: str, day: str, said: list[tuple[str, str]]) -> None:
-    cube.add(messages=[{"role": "user", "name": name, "content": text, "time": f"{day}T10:0{i}:00Z"}
-                       for i, (name, text) in enumerate(said)], session_id=session, infer=False)
 
 
 def test_a_turn_about_the_person_addressed_makes_way_for_one_about_the_speaker(tmp_path: Path) -> None:
@@ -232,11 +236,9 @@ def test_a_turn_about_the_person_addressed_makes_way_for_one_about_the_speaker(t
         for n in range(4):
             _add_session(cube, f"x{n}", f"2024-03-1{n}", [f"I cooked pasta for dinner {n}.", "Yum."])
 
-        def scores(config: SearchConfig) -> dict[str, float]:  # by text without the speaker's name
-            return {hit.memory.text.split(": ", 1)[-1]: hit.score
-                    for hit in cube.search("What does Ann love about her pottery class?", top_k=10, config=config)}
-
-        plain, about = scores(SearchConfig(deep=False, addressee_weight=0.0)), scores(SearchConfig(deep=False))
+        query = "What does Ann love about her pottery class?"
+        plain = _scores_by_text(cube, query, SearchConfig(deep=False, addressee_weight=0.0))
+        about = _scores_by_text(cube, query, SearchConfig(deep=False))
         assert about["Wow, your pottery class sounds fun! You must love it."] < \
             plain["Wow, your pottery class sounds fun! You must love it."]
         for kept in ("I love my pottery class, we made bowls.", "Thanks, the pottery class is great.",
