@@ -18,6 +18,23 @@ def _add_session(cube: MemCube, session: str, day: str, texts: list[str]) -> Non
                        for i, text in enumerate(texts)], session_id=session, infer=False)
 
 
+def _add_said(cube: MemCube, session: str, day: str, said: list[tuple[str, str]]) -> None:
+    """One session of ``(speaker, text)`` turns, a minute apart."""
+    cube.add(messages=[{"role": "user", "name": name, "content": text, "time": f"{day}T10:0{i}:00Z"}
+                       for i, (name, text) in enumerate(said)], session_id=session, infer=False)
+
+
+def _add_fillers(cube: MemCube, days: str) -> None:
+    """Four sessions about something else, on days ``days`` + 0..3 ("2024-03-1": the 10th to the 13th)."""
+    for n in range(4):
+        _add_session(cube, f"x{n}", f"{days}{n}", [f"I cooked pasta for dinner {n}.", "Yum."])
+
+
+def _scores_by_text(cube: MemCube, query: str, config: SearchConfig) -> dict[str, float]:
+    """Each of the 10 hits' score, by its text without the speaker's name."""
+    return {hit.memory.text.split(": ", 1)[-1]: hit.score for hit in cube.search(query, top_k=10, config=config)}
+
+
 def test_request_content_drops_the_frame_of_a_request_for_advice() -> None:
     assert request_content("Can you recommend some recent publications or conferences that I might find "
                            "interesting?") == "recent publications or conferences ?"
@@ -82,8 +99,7 @@ def test_a_list_question_gathers_the_best_turns_of_several_sessions(tmp_path: Pa
             "The club loved the mystery novel, we read a book a month."])
         _add_session(cube, "trip", "2024-04-08", ["On the train I read Dune, a science fiction book.", "Great."])
         _add_session(cube, "rain", "2024-04-15", ["I read a history book about Rome at home.", "Nice."])
-        for n in range(4):
-            _add_session(cube, f"x{n}", f"2024-04-2{n}", [f"I cooked pasta for dinner {n}.", "Yum."])
+        _add_fillers(cube, "2024-04-2")
         query = "What books have I read?"
 
         def sessions(config: SearchConfig) -> set[str]:
@@ -137,8 +153,7 @@ def test_a_turn_of_a_few_words_makes_way_for_one_that_says_something(tmp_path: P
             "Last Friday I went to a counseling workshop and it was really enlightening: they talked about "
             "different therapeutic methods and how to make a safe space for people who need support.",
             "That sounds so worthwhile."])
-        for n in range(4):
-            _add_session(cube, f"x{n}", f"2024-03-1{n}", [f"I cooked pasta for dinner {n}.", "Yum."])
+        _add_fillers(cube, "2024-03-1")
 
         def first_session(config: SearchConfig) -> str | None:
             return cube.search("What workshop did I attend?", top_k=3, config=config)[0].memory.provenance.session_id
@@ -187,17 +202,6 @@ def test_the_reply_to_a_matching_question_shares_its_score(tmp_path: Path) -> No
         assert neighbour(SearchConfig(deep=False), "s2") == neighbour(plain, "s2")  # the assistant's reply
 
 
-def _add_said(cube: MemCube, session: str, day: str, said: list[tuple[str, str]]) -> None:
-    """One session of ``(speaker, text)`` turns, a minute apart."""
-    cube.add(messages=[{"role": "user", "name": name, "content": text, "time": f"{day}T10:0{i}:00Z"}
-                       for i, (name, text) in enumerate(said)], session_id=session, infer=False)
-
-
-def _scores_by_text(cube: MemCube, query: str, config: SearchConfig) -> dict[str, float]:
-    """Each of the 10 hits' score, by its text without the speaker's name."""
-    return {hit.memory.text.split(": ", 1)[-1]: hit.score for hit in cube.search(query, top_k=10, config=config)}
-
-
 def test_a_turn_that_asks_makes_way_for_one_that_tells(tmp_path: Path) -> None:
     """A question matches the question searched for by its form and words, yet asks rather than tells: among the
     best candidates a turn ending by asking another person loses for the share of it that asks. A user's question
@@ -208,8 +212,7 @@ def test_a_turn_that_asks_makes_way_for_one_that_tells(tmp_path: Path) -> None:
                                                   ("Ann", "Alien, I watched it again last week.")])
         _add_session(cube, "assistant", "2024-03-05", ["Which movie should I watch, given my favourite is Alien?",
                                                        "Try Aliens, the sequel."])
-        for n in range(4):
-            _add_session(cube, f"x{n}", f"2024-03-1{n}", [f"I cooked pasta for dinner {n}.", "Yum."])
+        _add_fillers(cube, "2024-03-1")
 
         query = "What is Ann's favourite movie?"
         plain = _scores_by_text(cube, query, SearchConfig(deep=False, asking_weight=0.0))
@@ -217,8 +220,6 @@ def test_a_turn_that_asks_makes_way_for_one_that_tells(tmp_path: Path) -> None:
         asked, mine = "Nice! What is your favourite movie?", "Which movie should I watch, given my favourite is Alien?"
         assert asking[asked] < plain[asked]
         assert asking[mine] == plain[mine]
-
-
 
 
 def test_a_turn_about_the_person_addressed_makes_way_for_one_about_the_speaker(tmp_path: Path) -> None:
@@ -233,8 +234,7 @@ def test_a_turn_about_the_person_addressed_makes_way_for_one_about_the_speaker(t
                                               ("Bob", "Bowls, nice!")])
         _add_session(cube, "assistant", "2024-03-03", ["Is a pottery class worth it?",
                                                        "Yes, you will love your pottery class."])
-        for n in range(4):
-            _add_session(cube, f"x{n}", f"2024-03-1{n}", [f"I cooked pasta for dinner {n}.", "Yum."])
+        _add_fillers(cube, "2024-03-1")
 
         query = "What does Ann love about her pottery class?"
         plain = _scores_by_text(cube, query, SearchConfig(deep=False, addressee_weight=0.0))
@@ -267,8 +267,7 @@ def test_the_first_of_something_is_found_where_it_happened(tmp_path: Path) -> No
                                               ("Jo", "Congrats!")])
         _add_said(cube, "again", "2024-04-05", [("Nate", "My first turtle, my first pet turtle, loves lettuce."),
                                                 ("Jo", "Cute!")])
-        for n in range(4):
-            _add_session(cube, f"x{n}", f"2024-02-1{n}", [f"I cooked pasta for dinner {n}.", "Yum."])
+        _add_fillers(cube, "2024-02-1")
 
         def first_session(query: str, config: SearchConfig) -> str | None:
             return cube.search(query, top_k=3, config=config)[0].memory.provenance.session_id
