@@ -132,7 +132,8 @@ def items_by_id(rows: Sequence[Sequence[Any]]) -> dict[str, MemoryItem]:
 
 
 def texts_by_id(rows: Sequence[Sequence[Any]]) -> dict[str, MemoryText]:
-    """``TEXT_COLUMNS`` rows (:func:`current_texts_queries`) as :class:`MemoryText` by id: no model built."""
+    """``TEXT_COLUMNS`` rows (:func:`current_versions_queries` with those columns) as :class:`MemoryText` by id:
+    the database read the body's fields, no model built."""
     return {memory_id: MemoryText(id=memory_id, text=text, speaker=speaker, role=role, said_at=_from_body_time(said),
                                   state=LifecycleState(state))
             for memory_id, state, speaker, text, role, said in rows}
