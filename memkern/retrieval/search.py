@@ -258,11 +258,14 @@ def _said_little(store: Store, cube_id: str, index: CubeIndex, rows: np.ndarray,
         if memory is None:
             continue
         out[slot] = config.short_weight * max(0.0, 1.0 - len(memory.text.split()) / config.short_words)
-        if config.asking_weight > 0 and _ASKS.search(memory.text) and _reply_row(index, row, mask) is not None:
-            out[slot] += config.asking_weight * _asking_share(memory.text)
-        if config.addressee_weight > 0 and asked_about is not None and index.speakers[row] == asked_about \
-                and _about_addressee(memory.text, asked_about) and _reply_row(index, row, mask) is not None:
-            out[slot] += config.addressee_weight
+        asks = config.asking_weight > 0 and _ASKS.search(memory.text) is not None
+        about_other = config.addressee_weight > 0 and asked_about is not None \
+            and index.speakers[row] == asked_about and _about_addressee(memory.text, asked_about)
+        if (asks or about_other) and _reply_row(index, row, mask) is not None:  # another person replies
+            if asks:
+                out[slot] += config.asking_weight * _asking_share(memory.text)
+            if about_other:
+                out[slot] += config.addressee_weight
     return out
 
 
