@@ -14,6 +14,7 @@ embedder      text -> vectors (``memkern.embed.base.Embedder``)
 llm           optional: extraction, decisions, chat (``memkern.llm.base.LLM``); ``None`` = zero-LLM
 indexes       in-memory search indexes per cube, following the store (``memkern.retrieval.index``)
 profiles      the zero-LLM profile per cube, following its index, saved with its copy (``memkern.organize.profile``)
+timelines     the session -> day -> week -> month tree per cube, following its index (``memkern.organize.timeline``)
 access        buffered read statistics (``memkern.lifecycle.access.AccessRecorder``)
 authorizer    what a user holds on a cube (``memkern.governance.access.Authorizer``)
 jobs          the durable job queue in the store's database (``memkern.store.base.JobQueue``)
@@ -35,6 +36,7 @@ from memkern.jobs import JobRegistry
 from memkern.lifecycle.access import AccessRecorder
 from memkern.models import AuditEntry, CubeInfo
 from memkern.organize.profile import ProfileCache
+from memkern.organize.timeline import TimelineCache
 from memkern.retrieval.index import IndexCache
 from memkern.store.base import Store
 
@@ -55,6 +57,7 @@ class Kernel:
         self.llm = llm
         self.indexes = IndexCache(store)
         self.profiles = ProfileCache(store, self.indexes)
+        self.timelines = TimelineCache()
         self.access = AccessRecorder(store)
         self.authorizer = Authorizer(store)
         self.job_registry = JobRegistry()

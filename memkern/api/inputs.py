@@ -16,6 +16,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, 
 
 from memkern.models import (
     Filters,
+    LinkKind,
     MemoryKind,
     Message,
     Permission,
@@ -45,6 +46,8 @@ MAX_MESSAGES_PER_ADD = 10_000
 MAX_TOP_K = 1_000
 #: Most memories one page of ``get_all`` holds.
 MAX_PAGE = 1_000
+#: Most links of one kind ``links`` returns.
+MAX_LINKS = 100
 #: Largest offset accepted when paging (SQLite integers are 64-bit; JSON numbers are exact to 2**53).
 MAX_OFFSET = 2**53
 
@@ -173,6 +176,11 @@ class GetAllInput(CubeInput):
 class ProfileInput(CubeInput):
     subject: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
         None, description="Only this subject's slots (a speaker's name, case-insensitive).")
+
+
+class LinksInput(MemoryInput):
+    kinds: list[LinkKind] | None = Field(None, description="Only links of these kinds (default: every kind).")
+    limit: Annotated[StrictInt, Field(ge=1, le=MAX_LINKS)] = Field(10, description="Most links of each kind.")
 
 
 class OperationsInput(CubeInput):

@@ -37,8 +37,10 @@ from memkern.models import (
     Grant,
     Hit,
     Job,
+    LinkKind,
     MemoryItem,
     MemoryKind,
+    MemoryLink,
     MemoryPage,
     Message,
     MigrateResult,
@@ -185,6 +187,13 @@ class CubeMethods:
     def history(self, memory_id: str) -> list[MemoryItem]:
         """Every version of a memory, oldest first, with its validity and recorded intervals."""
         return self._on_cube("history", memory_id=memory_id)
+
+    def links(self, memory_id: str, kinds: Sequence[LinkKind | str] | None = None, *,
+              limit: int = 10) -> list[MemoryLink]:
+        """The memories linked to one: the turns said before and after it, the facts read from it (or the turns
+        a fact was read from), the slot values it replaced or that replaced it, and the memories naming what
+        it names; at most ``limit`` of each kind, found without an LLM (``memkern.organize.links``)."""
+        return self._on_cube("links", memory_id=memory_id, kinds=kinds, limit=limit)
 
     def profile(self, subject: str | None = None) -> list[ProfileValue]:
         """What each subject's slots (residence, job, partner, pets, diet, likes) hold now and held before,

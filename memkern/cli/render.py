@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from memkern.models import CubeInfo, Hit, MemoryItem, Operation, ScoreParts
+from memkern.models import CubeInfo, Hit, MemoryItem, MemoryLink, Operation, ScoreParts
 
 #: Widest the CLI draws, even on a wider terminal: tables of long texts read badly beyond it.
 MAX_WIDTH = 120
@@ -173,6 +173,20 @@ def memories_table(items: Iterable[MemoryItem], text_limit: int = 160, title: st
     )
     for item in items:
         table.add_row(item.kind.value, where_cell(item), memory_cell(item, text_limit))
+    return table
+
+
+def links_table(links: Iterable[MemoryLink], text_limit: int = 160, title: str | None = None) -> Table:
+    table = _table(
+        ("link", {"no_wrap": True}),
+        ("via", {"overflow": "fold", "max_width": 24}),
+        ("time (UTC) / session / source", {"overflow": "fold", "max_width": 18}),
+        ("text / id", {"ratio": 1, "min_width": 24, "overflow": "fold"}),
+        title=title,
+    )
+    for link in links:
+        table.add_row(link.kind.value, Text(link.via or ""), where_cell(link.memory),
+                      memory_cell(link.memory, text_limit))
     return table
 
 

@@ -109,6 +109,14 @@ def _log(entries: list[Any], args: dict[str, Any], out: Console) -> None:
         out.print(render.operations_table(entries))
 
 
+@view("links")
+def _links(links: list[Any], args: dict[str, Any], out: Console) -> None:
+    if not links:
+        _say(out, f"no links from memory {args['memory_id']}")
+    else:
+        out.print(render.links_table(links, title=f"links of {args['memory_id']}"))
+
+
 @view("profile")
 def _profile(values: list[Any], args: dict[str, Any], out: Console) -> None:
     if not values:

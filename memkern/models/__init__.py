@@ -22,8 +22,10 @@ from memkern.models.memory import (
     Filters,
     Hit,
     LifecycleState,
+    LinkKind,
     MemoryItem,
     MemoryKind,
+    MemoryLink,
     Message,
     Operation,
     ProfileValue,
@@ -57,7 +59,7 @@ from memkern.models.results import (
 __all__ = [
     "MAX_TEXT_CHARS", "ActivationReport", "AdapterReport", "ParametricAnswer", "AddResult", "ApiKey", "ApiKeyInfo", "AuditEntry", "AuditResult", "ChatAnswer", "ChatUsage", "ComposeReport", "CubeFile", "CubeStats", "Deleted", "CubeInfo",
     "CubePolicy", "ExtractionBatch", "ExtractionReport", "FuseGroup", "FuseReport", "MemoryPage", "MigrateResult", "Filters", "Grant", "Hit", "Job", "JobStatus",
-    "LifecycleState", "MemoryItem", "MemoryKind", "Message", "Operation", "Permission", "Provenance",
+    "LifecycleState", "LinkKind", "MemoryItem", "MemoryKind", "MemoryLink", "Message", "Operation", "Permission", "Provenance",
     "ProfileValue", "RetentionReport", "Role", "SchedulerPolicy", "SchedulerStatus", "ScoreParts", "SlotNote", "UpdateDecision", "User",
     "as_utc", "epoch_to_dt", "parse_version_id", "utcnow",
 ]

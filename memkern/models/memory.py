@@ -196,6 +196,34 @@ class ProfileValue(SlotNote):
     sources: list[str] = Field(default_factory=list)
 
 
+class LinkKind(str, Enum):
+    """How one memory relates to another (``memkern.organize.links``)."""
+
+    #: The turn said just before it in the same conversation (the one it follows up).
+    FOLLOWS = "follows"
+    #: The turn said just after it in the same conversation (its follow-up or reply).
+    FOLLOWED_BY = "followed_by"
+    #: A turn a fact or event was extracted from (with an LLM: ``add(..., infer=True)``).
+    DERIVED_FROM = "derived_from"
+    #: A fact or event extracted from this turn.
+    SOURCE_OF = "source_of"
+    #: Names the same person, place or thing (``via`` says which).
+    SAME_ENTITY = "same_entity"
+    #: States an older value of a slot that this memory's value replaced ("I live in Paris" for "I moved to Lisbon").
+    UPDATES = "updates"
+    #: States a newer value of a slot, replacing this memory's value.
+    UPDATED_BY = "updated_by"
+
+
+class MemoryLink(BaseModel):
+    """One memory linked to the memory asked about, how, and through what."""
+
+    kind: LinkKind
+    memory: MemoryItem
+    #: The entity both name (``same_entity``) or the slot change (``updates``: "user residence: Paris -> Lisbon").
+    via: str | None = None
+
+
 class Hit(BaseModel):
     """One search result: the memory, its final score and the parts of that score."""
 

@@ -17,7 +17,6 @@ plain path.
 from __future__ import annotations
 
 import re
-from weakref import WeakKeyDictionary
 
 from memkern.kernel import Kernel
 from memkern.models import Filters, Hit, LifecycleState, Permission, ScoreParts, SlotNote
@@ -25,7 +24,6 @@ from memkern.ops.context import OpContext
 from memkern.ops.profile import profile_of
 from memkern.organize.deep import deep_rank, needs_deep
 from memkern.organize.profile import SlotValue, asked_slot, first_person
-from memkern.organize.timeline import TimelineCache
 from memkern.retrieval.config import SearchConfig, resolve_config
 from memkern.retrieval.index import CubeIndex
 from memkern.retrieval.search import filter_mask
@@ -33,8 +31,6 @@ from memkern.retrieval.search import search as hybrid_search
 
 #: Turns shown per slot value (its latest statements): "I live in Lisbon" said twenty times is one fact.
 SOURCES_PER_VALUE = 2
-#: Timelines per kernel, for the deep path (derived too, built on its first use).
-_TIMELINES: WeakKeyDictionary[Kernel, TimelineCache] = WeakKeyDictionary()
 
 
 def search(ctx: OpContext, query: str, top_k: int = 5, *, filters: Filters | None = None,
@@ -67,11 +63,8 @@ def find(ctx: OpContext, query: str, top_k: int, *, filters: Filters | None = No
 def _deep_search(kernel: Kernel, cube_id: str, index: CubeIndex, query: str, top_k: int, filters: Filters,
                  config: SearchConfig) -> list[Hit]:
     """The deep path (``memkern.organize.deep``): a larger hybrid pool, lifted by the cube's timeline."""
-    timelines = _TIMELINES.get(kernel)
-    if timelines is None:
-        timelines = _TIMELINES.setdefault(kernel, TimelineCache())
     ranked = deep_rank(kernel.store, index, cube_id, query, lambda text: kernel.embedder.embed([text])[0], filters,
-                       config, top_k, lambda: timelines.get(cube_id, index))
+                       config, top_k, lambda: kernel.timelines.get(cube_id, index))
     memories = kernel.store.get_memories(cube_id, [index.ids[row] for row, _, _ in ranked])
     return [Hit(memory=memories[index.ids[row]], score=score, parts=parts)
             for row, score, parts in ranked if index.ids[row] in memories]

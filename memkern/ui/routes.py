@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 
 #: Memories per timeline page, by default and at most (``get_all``'s own limit).
 PAGE_SIZE, MAX_PAGE_SIZE = 50, 1_000
+#: Linked memories of each kind shown on a memory's page.
+LINKS_PER_KIND = 5
 #: Slot values shown on the profile page.
 PROFILE_ROWS = 200
 #: Entries of the operation and audit logs shown by default.
@@ -322,8 +324,9 @@ def ui_router(mos: MemOS, *, auth: Literal["required", "off"] = "required", pref
         info, held = cube_of(viewer, cube)
         versions: list[MemoryItem] = viewer.call("history", cube=info.id, memory_id=memory_id)
         log = viewer.call("operations", cube=info.id, memory_id=memory_id, limit=LOG_LIMIT)
+        links = viewer.call("links", cube=info.id, memory_id=memory_id, limit=LINKS_PER_KIND)
         return render(request, "memory.html", viewer=viewer, cube=info, held=held, item=versions[-1],
-                      versions=versions, chart=views.version_chart(versions), log=log,
+                      versions=versions, chart=views.version_chart(versions), log=log, links=links,
                       sources=views.source_turn_ids(versions[-1]))
 
     @router.get("/cubes/{cube}/memories/{memory_id}/context")

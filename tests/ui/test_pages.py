@@ -263,3 +263,14 @@ def test_memkern_serve_mounts_the_ui_beside_the_api(world):
     assert client.post("/ui/signin", data={"key": world.keys["reader"]}, follow_redirects=False).status_code == 303
     assert "demo" in client.get("/ui/cubes").text
     assert not any(path.startswith("/ui") for path in client.get("/openapi.json").json()["paths"])
+
+
+def test_a_memory_page_lists_its_linked_memories(world):
+    client, _ = signed_in(world, "reader")
+    page = client.get(cube_url(world, f"/memories/{world.turn.id}")).text
+    section = page[page.index('id="h-links"'):page.index('id="h-log"')]
+    for kind, text in (("followed by", "Lovely! What breed is Biscuit?"), ("source of", "Caroline has a dog called"),
+                       ("same entity", "Biscuit is a beagle")):
+        assert re.search(rf"<td>{kind}</td>\s*<td><a [^>]*>[^<]*{re.escape(text)}", section), section
+    fact_page = client.get(cube_url(world, f"/memories/{world.fact.id}")).text
+    assert "<td>derived from</td>" in fact_page and f"/memories/{world.turn.id}\"" in fact_page

@@ -1,0 +1,162 @@
+"""Links between memories (A-MEM's linked notes), found when asked, without an LLM.
+
+A memory rarely answers alone: "Yes, twice!" means nothing without the question before it, a
+fact means more beside the turn it was read from, "I moved to Lisbon" closes "I live in Paris",
+and everything said about Melanie's pottery class is spread over months. ``links`` names
+those relations for one memory:
+
+==============  ===========================================================================
+follows         the turn said just before it in its conversation (from the index: session
+followed_by     and position), and the one said just after it
+derived_from    the turns a fact or event was extracted from (an LLM extraction records
+source_of       them: ``metadata.source_memory_ids``), and back from a turn to its facts
+updates         a slot value this memory's value replaced, and the value that replaced it
+updated_by      (the cube's profile, ``memkern.organize.profile``: bi-temporal, by rules)
+same_entity     other memories naming a person, place or thing this one names (its indexed
+                entities, looked up in the lexical index; ``via`` names the entity)
+==============  ===========================================================================
+
+Nothing is stored: every kind is read from what the cube already keeps (the index, the
+profile, the timeline, the lexical index), so a link cannot outlive an edit or a deletion,
+and a cube of a million memories pays for a link only when one is asked for. With an LLM
+configured the links get richer without a call here: its extraction writes the facts that
+``derived_from`` and ``source_of`` join to their turns, and its update decisions give them
+versions (``history``).
+
+Search does not expand along these links: measured on both dev splits, adding entity and
+session neighbours to the ranked pool changed no result (``memkern.organize.deep``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+
+from memkern.models import LinkKind, MemoryItem, MemoryKind
+from memkern.organize.profile import Profile
+from memkern.organize.timeline import Timeline
+from memkern.retrieval.index import CubeIndex
+from memkern.retrieval.text import query_terms
+from memkern.store.base import Store
+
+__all__ = ["Link", "memory_links"]
+
+#: (kind, linked memory id, via).
+Link = tuple[LinkKind, str, str | None]
+
+#: Entities of a memory looked up for ``same_entity``, rarest first (a speaker's own name is never one).
+ENTITIES_LOOKED_UP = 5
+#: Rows of a session read when a turn's facts are looked for (``source_of``); a longer session reads its newest.
+SESSION_ROWS_READ = 2_000
+
+
+def memory_links(store: Store, index: CubeIndex, cube_id: str, memory: MemoryItem, kinds: Sequence[LinkKind],
+                 limit: int, profile: Callable[[], Profile], timeline: Callable[[], Timeline]) -> list[Link]:
+    """The links of ``memory`` of each of ``kinds``, at most ``limit`` per kind, to active memories only.
+
+    ``profile`` and ``timeline`` give the cube's profile and timeline, read only for the kinds needing them."""
+    found: list[Link] = []
+    row = index.row_of.get(memory.id)
+    if LinkKind.FOLLOWS in kinds or LinkKind.FOLLOWED_BY in kinds:
+        found += _conversation(index, row, kinds)
+    if LinkKind.DERIVED_FROM in kinds:
+        sources = memory.metadata.get("source_memory_ids")
+        if isinstance(sources, list):
+            found += [(LinkKind.DERIVED_FROM, source, None) for source in sources[:limit]
+                      if isinstance(source, str) and _active(index, source)]
+    if LinkKind.SOURCE_OF in kinds and memory.kind is MemoryKind.TURN and row is not None:
+        found += _facts_of(store, index, cube_id, memory.id, row, timeline(), limit)
+    if LinkKind.UPDATES in kinds or LinkKind.UPDATED_BY in kinds:
+        found += _slot_changes(profile(), index, memory.id, kinds, limit)
+    if LinkKind.SAME_ENTITY in kinds:
+        found += _same_entity(store, index, cube_id, memory, limit)
+    distinct: dict[tuple[LinkKind, str], Link] = {}
+    for link in found:
+        if link[1] != memory.id:
+            distinct.setdefault((link[0], link[1]), link)
+    return list(distinct.values())
+
+
+def _active(index: CubeIndex, memory_id: str) -> bool:
+    row = index.row_of.get(memory_id)
+    return row is not None and bool(index.active[row])
+
+
+def _conversation(index: CubeIndex, row: int | None, kinds: Sequence[LinkKind]) -> list[Link]:
+    """The turns said just before and after the turn at ``row`` in its session (positions are per session)."""
+    if row is None or index.positions[row] < 0 or index.session_names[int(index.session_codes[row])] is None:
+        return []
+    code, position = index.session_codes[row], int(index.positions[row])
+    same = (index.session_codes == code) & index.active & (index.kinds == MemoryKind.TURN.value)
+    links: list[Link] = []
+    for kind, wanted in ((LinkKind.FOLLOWS, position - 1), (LinkKind.FOLLOWED_BY, position + 1)):
+        if kind in kinds and wanted >= 0:
+            rows = (same & (index.positions == wanted)).nonzero()[0]
+            links += [(kind, index.ids[int(r)], None) for r in rows[:1]]
+    return links
+
+
+def _facts_of(store: Store, index: CubeIndex, cube_id: str, memory_id: str, row: int, timeline: Timeline,
+              limit: int) -> list[Link]:
+    """The facts and events of the turn's session whose extraction names the turn as a source."""
+    code = int(index.session_codes[row])
+    rows = [r for r in timeline.live_rows(code, index.live)[-SESSION_ROWS_READ:]
+            if index.active[r] and index.kinds[r] != MemoryKind.TURN.value]
+    if not rows:
+        return []
+    derived = store.get_memories(cube_id, [index.ids[r] for r in rows])
+    links: list[Link] = [(LinkKind.SOURCE_OF, item.id, None) for item in derived.values()
+                         if memory_id in (item.metadata.get("source_memory_ids") or [])]
+    return links[:limit]
+
+
+def _slot_changes(profile: Profile, index: CubeIndex, memory_id: str, kinds: Sequence[LinkKind],
+                  limit: int) -> list[Link]:
+    """The turns stating the value before and after each slot value this memory states."""
+    links: list[Link] = []
+    for subject, slot in sorted(profile.slots()):
+        values = profile.history(subject, slot)
+        for at, value in enumerate(values):
+            if memory_id not in value.sources:
+                continue
+            if at > 0 and LinkKind.UPDATES in kinds:
+                older = values[at - 1]
+                if older.superseded_by == value.value:
+                    via = f"{subject} {slot}: {older.value} -> {value.value}"
+                    links += [(LinkKind.UPDATES, source, via) for source in older.sources[-limit:]
+                              if _active(index, source)]
+            if at + 1 < len(values) and value.superseded_by == values[at + 1].value and LinkKind.UPDATED_BY in kinds:
+                newer = values[at + 1]
+                via = f"{subject} {slot}: {value.value} -> {newer.value}"
+                links += [(LinkKind.UPDATED_BY, source, via) for source in newer.sources[:limit]
+                          if _active(index, source)]
+    return links
+
+
+def _same_entity(store: Store, index: CubeIndex, cube_id: str, memory: MemoryItem, limit: int) -> list[Link]:
+    """Memories naming one of this memory's entities, best lexical match first, rarest entity first.
+
+    A memory's entities are its capitalised words that do not open a sentence (``memkern.reader.entities``),
+    its speaker and the dates it names; the speaker (every turn they said) and dates (the timeline's) are not
+    entities to link by. A candidate names the entity when its text holds it as a word, capitalised as here
+    (so "Biscuit is a beagle" names the dog Biscuit, and "a biscuit" does not)."""
+    speaker = (memory.provenance.speaker or "").casefold()
+    names = [name for name in dict.fromkeys(memory.entities)
+             if name.casefold() != speaker and not any(ch.isdigit() for ch in name)]
+    candidates: list[tuple[int, str, list[str]]] = []
+    for name in names:
+        terms = query_terms(name)
+        if not terms:
+            continue
+        ids = [memory_id for memory_id, _ in store.lexical_search(cube_id, terms, 4 * limit + 1)
+               if memory_id != memory.id and _active(index, memory_id)]
+        candidates.append((len(ids), name, ids))
+    links: dict[str, Link] = {}
+    for _, name, ids in sorted(candidates)[:ENTITIES_LOOKED_UP]:
+        texts = store.get_texts(cube_id, [memory_id for memory_id in ids if memory_id not in links])
+        named = re.compile(rf"(?<!\w){re.escape(name)}(?!\w)")
+        for memory_id in ids:  # best lexical match first
+            found = texts.get(memory_id)
+            if found is not None and len(links) < limit and named.search(found.text):
+                links[memory_id] = (LinkKind.SAME_ENTITY, memory_id, name)
+    return list(links.values())
