@@ -15,6 +15,7 @@ llm           optional: extraction, decisions, chat (``memkern.llm.base.LLM``); 
 indexes       in-memory search indexes per cube, following the store (``memkern.retrieval.index``)
 profiles      the zero-LLM profile per cube, following its index, saved with its copy (``memkern.organize.profile``)
 timelines     the session -> day -> week -> month tree per cube, following its index (``memkern.organize.timeline``)
+summaries     an LLM's summaries of the tree's nodes, each with what it was written from (``memkern.organize.digest``)
 access        buffered read statistics (``memkern.lifecycle.access.AccessRecorder``)
 authorizer    what a user holds on a cube (``memkern.governance.access.Authorizer``)
 jobs          the durable job queue in the store's database (``memkern.store.base.JobQueue``)
@@ -35,6 +36,7 @@ from memkern.governance.access import Authorizer
 from memkern.jobs import JobRegistry
 from memkern.lifecycle.access import AccessRecorder
 from memkern.models import AuditEntry, CubeInfo
+from memkern.organize.digest import SummaryCache
 from memkern.organize.profile import ProfileCache
 from memkern.organize.timeline import TimelineCache
 from memkern.retrieval.index import IndexCache
@@ -58,6 +60,7 @@ class Kernel:
         self.indexes = IndexCache(store)
         self.profiles = ProfileCache(store, self.indexes)
         self.timelines = TimelineCache()
+        self.summaries = SummaryCache(store)
         self.access = AccessRecorder(store)
         self.authorizer = Authorizer(store)
         self.job_registry = JobRegistry()

@@ -224,3 +224,18 @@ def plain_messages(query: str, hits: Sequence[Hit]) -> list[dict[str, str]]:
     lines = [render_memory(n, hit.memory) for n, hit in enumerate(hits, start=1)]
     user = "Memories (most relevant first):\n" + "\n".join(lines) + f"\n\nQuestion: {query}\nAnswer:"
     return [{"role": "system", "content": PLAIN_PROMPT}, {"role": "user", "content": user}]
+
+
+# ------------------------------------------------------------------- timeline summaries
+
+SUMMARY_PROMPT = """You summarise part of a memory of past conversations, so that it can be recalled later.
+Write at most three sentences: who took part, what happened or was discussed, and any facts, plans, dates or decisions stated. Use only what is given; do not add anything. Reply with the summary only."""
+#: Longest answer asked for one summary.
+SUMMARY_MAX_TOKENS = 160
+
+
+def summary_messages(heading: str, lines: Sequence[str]) -> list[dict[str, str]]:
+    """The chat messages asking for a summary of ``lines`` (a session's memories, or the summaries of a
+    period's parts) under ``heading`` ("Conversation s4 on 2 May 2024", "The days of 2024-W18")."""
+    return [{"role": "system", "content": SUMMARY_PROMPT},
+            {"role": "user", "content": heading + ":\n" + "\n".join(lines) + "\n\nSummary:"}]

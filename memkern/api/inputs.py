@@ -10,7 +10,8 @@ the Python methods; ``cube`` is the cube an operation addresses (a name or an id
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from datetime import date
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, model_validator
 
@@ -181,6 +182,15 @@ class ProfileInput(CubeInput):
 class LinksInput(MemoryInput):
     kinds: list[LinkKind] | None = Field(None, description="Only links of these kinds (default: every kind).")
     limit: Annotated[StrictInt, Field(ge=1, le=MAX_LINKS)] = Field(10, description="Most links of each kind.")
+
+
+class TimelineInput(CubeInput):
+    level: Literal["session", "day", "week", "month"] = Field(
+        "month", description="The level of the tree to list: session, day, week or month.")
+    since: date | None = Field(None, description="Only nodes whose sessions started on or after this day.")
+    until: date | None = Field(None, description="Only nodes whose sessions started on or before this day.")
+    summarize: StrictBool = Field(False, description="Add the LLM's summary of each node (needs an LLM).")
+    limit: Annotated[StrictInt, Field(ge=1, le=MAX_PAGE)] = Field(100, description="Most nodes listed, oldest first.")
 
 
 class OperationsInput(CubeInput):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ from memkern.models import (
     RetentionReport,
     Role,
     SchedulerStatus,
+    TimelineNode,
     User,
 )
 from memkern.retrieval.config import SearchConfig
@@ -194,6 +195,13 @@ class CubeMethods:
         a fact was read from), the slot values it replaced or that replaced it, and the memories naming what
         it names; at most ``limit`` of each kind, found without an LLM (``memkern.organize.links``)."""
         return self._on_cube("links", memory_id=memory_id, kinds=kinds, limit=limit)
+
+    def timeline(self, level: str = "month", *, since: date | None = None, until: date | None = None,
+                 summarize: bool = False, limit: int = 100) -> list[TimelineNode]:
+        """The cube's sessions under days, ISO weeks and months: the nodes of ``level`` oldest first, each with
+        its sessions, memory count, most named entities and representative memories; with ``summarize`` (an
+        LLM configured) a summary of each, written from its parts' summaries and kept until they change."""
+        return self._on_cube("timeline", level=level, since=since, until=until, summarize=summarize, limit=limit)
 
     def profile(self, subject: str | None = None) -> list[ProfileValue]:
         """What each subject's slots (residence, job, partner, pets, diet, likes) hold now and held before,

@@ -59,6 +59,7 @@ from memkern.models import (
     ProfileValue,
     RetentionReport,
     SchedulerStatus,
+    TimelineNode,
     User,
 )
 from memkern.models import (
@@ -77,6 +78,7 @@ from memkern.ops import (
     portable,
     profile,
     search,
+    timeline,
     versions,
 )
 
@@ -132,6 +134,9 @@ _OPERATIONS: list[Operation] = [
     _cube_op("links", links.links, i.LinksInput, list[MemoryLink], _memory(READ),
              Http("GET", f"{MEMORY}/links"), Cli(("links",), ("cube", "memory_id")), mcp="read",
              positional=("memory_id", "kinds")),
+    _cube_op("timeline", timeline.timeline, i.TimelineInput, list[TimelineNode], _cube(READ),
+             Http("GET", f"{CUBE}/timeline"), Cli(("timeline",), ("cube",)), mcp="read", positional=("level",),
+             errors=LLM_ERRORS),
     _cube_op("profile", profile.profile, i.ProfileInput, list[ProfileValue], _cube(READ),
              Http("GET", f"{CUBE}/profile"), Cli(("profile",), ("cube",)), mcp="read", positional=("subject",)),
     _cube_op("operations", memories.operations, i.OperationsInput, list[LogEntry], _cube(READ),

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from memkern.models import CubeInfo, Hit, MemoryItem, MemoryLink, Operation, ScoreParts
+from memkern.models import CubeInfo, Hit, MemoryItem, MemoryLink, Operation, ScoreParts, TimelineNode
 
 #: Widest the CLI draws, even on a wider terminal: tables of long texts read badly beyond it.
 MAX_WIDTH = 120
@@ -187,6 +187,22 @@ def links_table(links: Iterable[MemoryLink], text_limit: int = 160, title: str |
     for link in links:
         table.add_row(link.kind.value, Text(link.via or ""), where_cell(link.memory),
                       memory_cell(link.memory, text_limit))
+    return table
+
+
+def timeline_table(nodes: Iterable[TimelineNode], text_limit: int = 200, title: str | None = None) -> Table:
+    table = _table(
+        ("period", {"no_wrap": True}),
+        ("sessions / memories", {"overflow": "fold", "max_width": 18}),
+        ("names", {"overflow": "fold", "max_width": 24}),
+        ("summary, else what it is mostly about", {"ratio": 1, "min_width": 24, "overflow": "fold"}),
+        title=title,
+    )
+    for node in nodes:
+        about = Text(node.summary) if node.summary else Text("\n".join(truncate(item.text, text_limit)
+                                                                     for item in node.representatives), style="dim")
+        table.add_row(Text(node.key), Text(f"{', '.join(node.sessions)}\n{node.memories} memories"),
+                      Text(", ".join(node.entities)), about)
     return table
 
 

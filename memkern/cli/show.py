@@ -117,6 +117,14 @@ def _links(links: list[Any], args: dict[str, Any], out: Console) -> None:
         out.print(render.links_table(links, title=f"links of {args['memory_id']}"))
 
 
+@view("timeline")
+def _timeline(nodes: list[Any], args: dict[str, Any], out: Console) -> None:
+    if not nodes:
+        _say(out, f"no sessions in {args['cube']!r} in that period")
+    else:
+        out.print(render.timeline_table(nodes, title=f"timeline of {args['cube']!r} by {args.get('level') or 'month'}"))
+
+
 @view("profile")
 def _profile(values: list[Any], args: dict[str, Any], out: Console) -> None:
     if not values:

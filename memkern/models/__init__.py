@@ -53,6 +53,7 @@ from memkern.models.results import (
     MemoryPage,
     MigrateResult,
     ParametricAnswer,
+    TimelineNode,
     UpdateDecision,
 )
 
@@ -60,6 +61,6 @@ __all__ = [
     "MAX_TEXT_CHARS", "ActivationReport", "AdapterReport", "ParametricAnswer", "AddResult", "ApiKey", "ApiKeyInfo", "AuditEntry", "AuditResult", "ChatAnswer", "ChatUsage", "ComposeReport", "CubeFile", "CubeStats", "Deleted", "CubeInfo",
     "CubePolicy", "ExtractionBatch", "ExtractionReport", "FuseGroup", "FuseReport", "MemoryPage", "MigrateResult", "Filters", "Grant", "Hit", "Job", "JobStatus",
     "LifecycleState", "LinkKind", "MemoryItem", "MemoryKind", "MemoryLink", "Message", "Operation", "Permission", "Provenance",
-    "ProfileValue", "RetentionReport", "Role", "SchedulerPolicy", "SchedulerStatus", "ScoreParts", "SlotNote", "UpdateDecision", "User",
+    "ProfileValue", "RetentionReport", "Role", "SchedulerPolicy", "SchedulerStatus", "ScoreParts", "SlotNote", "TimelineNode", "UpdateDecision", "User",
     "as_utc", "epoch_to_dt", "parse_version_id", "utcnow",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -138,6 +138,29 @@ class CubeStats(BaseModel):
     by_state: dict[str, int] = Field(default_factory=dict)
     #: Memories per session id (``""`` for memories of no session), largest first.
     by_session: dict[str, int] = Field(default_factory=dict)
+
+
+class TimelineNode(BaseModel):
+    """One node of a cube's timeline (session -> day -> week -> month): what it holds and what it is about."""
+
+    level: Literal["session", "day", "week", "month"]
+    #: The session id, ``2024-05-02``, ``2024-W18`` or ``2024-05`` (``undated`` for sessions without a time).
+    key: str
+    #: Earliest and latest time said among its memories.
+    start: datetime | None = None
+    end: datetime | None = None
+    #: Its sessions, oldest first, and how many active memories they hold.
+    sessions: list[str] = Field(default_factory=list)
+    memories: int = 0
+    #: The names said most often in it, most frequent first (speakers left out).
+    entities: list[str] = Field(default_factory=list)
+    #: Its representative memories: per session, the one nearest the session's mean (for a longer period,
+    #: that of each of its largest sessions).
+    representatives: list[MemoryItem] = Field(default_factory=list)
+    #: An LLM's summary when asked for (``summarize``), else ``None``.
+    summary: str | None = None
+    #: The model that wrote ``summary``.
+    summarized_by: str | None = None
 
 
 class Deleted(BaseModel):

@@ -8,21 +8,24 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["entities"]
+__all__ = ["CALENDAR_WORDS", "entities"]
 
 _NAME = re.compile(r"\b(?:Dr|Mr|Mrs|Ms|St)\.\s+[A-Z][\w'-]+|\b[A-Z][\w'&-]*[a-z][\w'&-]*(?:\s+[A-Z][\w'&-]+)*")
 _QUOTED = re.compile(r"[\"“']([A-Z][^\"”'\n]{2,60})[\"”']")
 #: Characters after which a capitalised word opens a sentence (checked on the text just before it).
 _OPENERS = '.!?:;\n"“('
 
+#: Days, months and their neighbours: capitalised, but time, which is the timeline's, not a name.
+CALENDAR_WORDS = frozenset("""
+monday tuesday wednesday thursday friday saturday sunday january february march april may june july august
+september october november december today tomorrow yesterday
+""".split())
 #: Capitalised words that are not names: openers of a longer capitalised run ("The Louvre", "What
-#: Sapiens"), days and months (time is the timeline's).
-_NOT_NAMES = frozenset("""
+#: Sapiens"), and the calendar's.
+_NOT_NAMES = CALENDAR_WORDS | frozenset("""
 i i'm i've i'd i'll hi hey hello thanks thank yes no ok okay oh well so also but and or the a an this that
 these those what when where which who why how can could would should will may might do does did is are was
 were have has had it its my your our their his her we you they he she there here please sure great
-monday tuesday wednesday thursday friday saturday sunday january february march april may june july august
-september october november december today tomorrow yesterday
 """.split())
 
 

@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 
 #: Memories per timeline page, by default and at most (``get_all``'s own limit).
 PAGE_SIZE, MAX_PAGE_SIZE = 50, 1_000
+#: Months of the cube's tree listed above its timeline.
+MONTHS_SHOWN = 120
 #: Linked memories of each kind shown on a memory's page.
 LINKS_PER_KIND = 5
 #: Slot values shown on the profile page.
@@ -299,8 +301,12 @@ def ui_router(mos: MemOS, *, auth: Literal["required", "off"] = "required", pref
         limit = max(1, min(limit, MAX_PAGE_SIZE))
         got = viewer.call("get_all", cube=info.id, filters=filters, limit=limit, offset=max(offset, 0))
         kept = views.filter_query(filters)
+        # The months of the cube's tree, as a way in, on the unfiltered first page only.
+        unfiltered = filters == Filters() and not offset
+        months = viewer.call("timeline", cube=info.id, level="month", limit=MONTHS_SHOWN) if unfiltered else []
         return render(request, "timeline.html", viewer=viewer, cube=info, held=held, page=got,
-                      groups=views.timeline(got.items), form=_params(request), kept={**kept, "limit": limit})
+                      groups=views.timeline(got.items), form=_params(request), kept={**kept, "limit": limit},
+                      months=[(month, views.month_bounds(month.key)) for month in months])
 
     # -- search -------------------------------------------------------------------------------------
     @router.get("/cubes/{cube}/search")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 
 from pydantic import ValidationError
 
@@ -120,6 +120,17 @@ class SessionGroup:
         """The earliest time of the session's memories on this page."""
         times = [m.event_time or m.recorded_at for r in self.rows for m in ([r.turn] if r.turn else []) + r.derived]
         return min(times) if times else None
+
+
+def month_bounds(key: str) -> dict[str, str] | None:
+    """The timeline's filter for a month of the tree (``2024-05``: since 1 May, until the end of 31 May);
+    ``None`` for the ``undated`` node."""
+    try:
+        first = date.fromisoformat(key + "-01")
+    except ValueError:
+        return None
+    following = date(first.year + first.month // 12, first.month % 12 + 1, 1)
+    return {"since": first.isoformat(), "until": f"{following - timedelta(days=1)}T23:59:59"}
 
 
 def source_turn_ids(item: MemoryItem) -> list[str]:

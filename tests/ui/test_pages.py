@@ -274,3 +274,12 @@ def test_a_memory_page_lists_its_linked_memories(world):
         assert re.search(rf"<td>{kind}</td>\s*<td><a [^>]*>[^<]*{re.escape(text)}", section), section
     fact_page = client.get(cube_url(world, f"/memories/{world.fact.id}")).text
     assert "<td>derived from</td>" in fact_page and f"/memories/{world.turn.id}\"" in fact_page
+
+
+def test_the_timeline_opens_with_the_months_of_the_tree(world):
+    client, _ = signed_in(world, "reader")
+    page = client.get(cube_url(world, "/timeline")).text
+    months = page.split('aria-label="Months"', 1)[1].split("</nav>", 1)[0]
+    assert "2024-05" in months and "in 2 sessions: Biscuit" in months
+    assert "since=2024-05-01" in months and "until=2024-05-31T23%3A59%3A59" in months
+    assert 'aria-label="Months"' not in client.get(cube_url(world, "/timeline?session=s2")).text
