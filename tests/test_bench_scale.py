@@ -19,5 +19,9 @@ def test_a_kept_store_is_reused_and_fresh_processes_are_timed(tmp_path):
     again = run_scale(items=300, queries=5, store_dir=tmp_path)
     assert again["reused_store"] and again["ingest_s"] == first["ingest_s"] and again["items"] == 300
     assert "store reused" in format_report(again) and "new process, warm" in format_report(again)
+    organisation = again["organisation"]
+    assert organisation["links_timed"] > 0 and organisation["links_per_memory"] > 0
+    assert set(organisation["timeline_ms"]) == {"month", "week", "day", "session"}
+    assert "links           p50" in format_report(again) and "timeline        100 nodes" in format_report(again)
     with pytest.raises(InvalidInputError, match="no complete ingestion"):
         run_scale(items=301, queries=5, store_dir=tmp_path)

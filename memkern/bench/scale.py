@@ -50,6 +50,9 @@ RECIPES_TIMED = ("hybrid", "lexical", "dense")
 #: recipe (timed first) measured p95 173 ms where later passes of the same questions measured 79-83 ms.
 WARMUP_QUESTIONS = 50
 TOP_K = 10
+#: Memories whose links are timed, and nodes of each timeline level listed, after the searches.
+LINKS_TIMED = 50
+TIMELINE_NODES = 100
 
 # ------------------------------------------------------------------------------------ vocabulary
 
@@ -435,6 +438,7 @@ def _timed_searches(path: Path, corpus: Corpus, embedder: Any, progress: Progres
         for question in corpus.warmup:  # one-off costs out of the timing (WARMUP_QUESTIONS)
             cube.search(question.text, top_k=TOP_K)
         searches: dict[str, dict[str, Any]] = {}
+        found: list[str] = []  # the best hit of each hybrid question, whose links are timed below
         for recipe in RECIPES_TIMED:
             label = f"search {recipe}"
             seconds: list[float] = []
@@ -447,6 +451,8 @@ def _timed_searches(path: Path, corpus: Corpus, embedder: Any, progress: Progres
                 seconds.append(time.perf_counter() - started)
                 if any(question.target in hit.memory.provenance.message_ids for hit in hits):
                     hits_at_k += 1
+                if recipe == "hybrid" and hits:
+                    found.append(hits[0].id)
                 if progress:
                     progress(label, position, len(corpus.questions))
             searches[recipe] = {
@@ -456,9 +462,11 @@ def _timed_searches(path: Path, corpus: Corpus, embedder: Any, progress: Progres
                 "search_ms_mean": round(sum(seconds) / len(seconds) * 1000, 2),
                 f"hit_at_{TOP_K}": round(hits_at_k / len(corpus.questions), 3),
             }
+        organisation = _timed_organisation(cube, found[:LINKS_TIMED])
         memory = resident_mb()
         hybrid = searches["hybrid"]
         return {
+            "organisation": organisation,
             "first_search_ms": round(first_search_s * 1000, 1),
             "approximate_index_wait_s": round(approximate_s, 1),
             "search_ms_p50": hybrid["search_ms_p50"],
@@ -469,6 +477,24 @@ def _timed_searches(path: Path, corpus: Corpus, embedder: Any, progress: Progres
             "embedder": mos.embedder.name,
             "dim": mos.embedder.dim,
         }
+
+
+def _timed_organisation(cube: Any, memory_ids: list[str]) -> dict[str, Any]:
+    """``links`` (every kind) of the best hit of the first questions, and the timeline at each level
+    (``memkern.organize``): what a look at how memories are organised costs at this size."""
+    seconds, linked = [], 0
+    for memory_id in memory_ids:
+        started = time.perf_counter()
+        linked += len(cube.links(memory_id))
+        seconds.append(time.perf_counter() - started)
+    timeline_ms = {}
+    for level in ("month", "week", "day", "session"):
+        started = time.perf_counter()
+        cube.timeline(level, limit=TIMELINE_NODES)
+        timeline_ms[level] = round((time.perf_counter() - started) * 1000, 1)
+    return {"links_ms_p50": _percentile_ms(seconds, 50), "links_ms_p95": _percentile_ms(seconds, 95),
+            "links_per_memory": round(linked / len(seconds), 1) if seconds else None,
+            "links_timed": len(seconds), "timeline_ms": timeline_ms, "timeline_nodes": TIMELINE_NODES}
 
 
 def _slot_question(corpus: Corpus) -> str:
@@ -561,6 +587,13 @@ def format_report(result: dict[str, Any]) -> str:
         lines.append(f"{recipe:<20}{timing['search_ms_p50']:>9.1f}{timing['search_ms_p95']:>9.1f}"
                      f"{timing['search_ms_max']:>9.1f}{timing['search_ms_mean']:>9.1f}"
                      f"{'-' if hit is None else f'{hit:.3f}':>9}")
+    organisation = result.get("organisation")
+    if organisation and organisation.get("links_timed"):
+        lines += ["", (f"links           p50 {organisation['links_ms_p50']:.1f} ms, p95 {organisation['links_ms_p95']:.1f} ms"
+                       f" ({organisation['links_per_memory']} links per memory, best hits of "
+                       f"{organisation['links_timed']} questions)"),
+                  (f"timeline        {organisation['timeline_nodes']} nodes: " + ", ".join(
+                      f"{level} {ms:,.1f} ms" for level, ms in organisation["timeline_ms"].items()))]
     return "\n".join(lines)
 
 
