@@ -180,6 +180,11 @@ def test_llm_decisions_add_update_invalidate_noop_and_hallucinated_target(tmp_pa
     assert gone.metadata["invalidated_by"]["message_ids"] == ["m2"]
     assert rex.id not in {h.id for h in cube.search("Alice dog Rex", top_k=10)}
     assert rex.id in {m.id for m in cube.get_all(filters={"state": "archived"})}
+    m2 = next(item for item in result.added if item.provenance.message_ids == ["m2"])  # the turn said
+    assert [(link.kind.value, link.memory.id) for link in cube.links(rex.id, ["contradicted_by"])] == [
+        ("contradicted_by", m2.id)]
+    m1 = next(item for item in result.added if item.provenance.message_ids == ["m1"])
+    assert m1.id in {link.memory.id for link in cube.links(paris.id, ["derived_from"])}  # v2 came from m1
 
     noop = by_fact["Bob really loves jazz music."]
     assert (noop.action, noop.target_id) == ("noop", jazz.id)

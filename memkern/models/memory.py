@@ -213,6 +213,8 @@ class LinkKind(str, Enum):
     UPDATES = "updates"
     #: States a newer value of a slot, replacing this memory's value.
     UPDATED_BY = "updated_by"
+    #: A turn that made an LLM's update decision invalidate this fact (``metadata.invalidated_by``).
+    CONTRADICTED_BY = "contradicted_by"
 
 
 class MemoryLink(BaseModel):

@@ -12,6 +12,8 @@ derived_from    the turns a fact or event was extracted from (an LLM extraction 
 source_of       them: ``metadata.source_memory_ids``), and back from a turn to its facts
 updates         a slot value this memory's value replaced, and the value that replaced it
 updated_by      (the cube's profile, ``memkern.organize.profile``: bi-temporal, by rules)
+contradicted_by the turns that made an LLM's update decision invalidate a fact (recorded then:
+                ``metadata.invalidated_by``)
 same_entity     other memories naming a person, place or thing this one names (its indexed
                 entities, looked up in the lexical index; ``via`` names the entity)
 ==============  ===========================================================================
@@ -21,7 +23,7 @@ profile, the timeline, the lexical index), so a link cannot outlive an edit or a
 and a cube of a million memories pays for a link only when one is asked for. With an LLM
 configured the links get richer without a call here: its extraction writes the facts that
 ``derived_from`` and ``source_of`` join to their turns, and its update decisions give them
-versions (``history``).
+versions (``history``) or invalidate them (``contradicted_by``).
 
 Search does not expand along these links: measured on both dev splits, adding entity and
 session neighbours to the ranked pool changed no result (``memkern.organize.deep``).
@@ -68,6 +70,12 @@ def memory_links(store: Store, index: CubeIndex, cube_id: str, memory: MemoryIte
         found += _facts_of(store, index, cube_id, memory.id, row, timeline(), limit)
     if LinkKind.UPDATES in kinds or LinkKind.UPDATED_BY in kinds:
         found += _slot_changes(profile(), index, memory.id, kinds, limit)
+    if LinkKind.CONTRADICTED_BY in kinds:
+        evidence = memory.metadata.get("invalidated_by")
+        sources = evidence.get("source_memory_ids") if isinstance(evidence, dict) else None
+        if isinstance(sources, list):
+            found += [(LinkKind.CONTRADICTED_BY, source, None) for source in sources[:limit]
+                      if isinstance(source, str) and _active(index, source)]
     if LinkKind.SAME_ENTITY in kinds:
         found += _same_entity(store, index, cube_id, memory, limit)
     distinct: dict[tuple[LinkKind, str], Link] = {}
