@@ -45,6 +45,8 @@ SAMPLES: dict[str, Sample] = {
     "history": _m("main"),
     "operations": lambda w, c, t: {"cube": c},
     "profile": lambda w, c, t: {"cube": c},
+    "links": _m("main"),
+    "timeline": lambda w, c, t: {"cube": c, "level": "day"},
     "update": lambda w, c, t: {**_m("main")(w, c, t), "text": "I went hiking in the Pyrenees"},
     "invalidate": _m("main"),
     "delete": _m("main"),
