@@ -129,7 +129,7 @@ def entities_of(node: Node, index: CubeIndex, store: Store, cube_id: str) -> lis
     texts = store.get_texts(cube_id, [index.ids[row] for row in rows])
     speakers = {found.speaker.casefold() for found in texts.values() if found.speaker}
     counts: Counter[str] = Counter()
-    for found in texts.values():
+    for found in (texts[index.ids[row]] for row in rows if index.ids[row] in texts):  # ties: first said first
         text = found.text
         if found.speaker and text.startswith(f"{found.speaker}: "):  # a turn's text opens with its speaker
             text = text[len(found.speaker) + 2:]
