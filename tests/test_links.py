@@ -134,3 +134,23 @@ def test_links_over_rest_and_the_cli(alice, mos: MemOS, tmp_path) -> None:
                                      "--kinds", "updates"])
     assert shown.exit_code == 0, shown.output
     assert [(x["kind"], x["via"]) for x in json.loads(shown.output)] == [("updates", "Alice residence: Paris -> Lisbon")]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_links_and_the_timeline_on_each_back_end(backend, tmp_path, embedder) -> None:
+    from store.conftest import make_store
+
+    mos = MemOS(store=make_store(backend, tmp_path), embedder=embedder)
+    try:
+        cube = mos.create_cube("both")
+        march = _say(cube, "s1", 0, [("Alice", "I live in Paris with my cat Miso."),
+                                     ("assistant", "How old is Miso?")])
+        may = _say(cube, "s2", 60, [("Alice", "I moved to Lisbon, and Miso loves the sun here.")])
+        links = {(link.kind.value, link.memory.id, link.via) for link in cube.links(may[0])}
+        assert links == {("same_entity", march[0], "Miso"), ("same_entity", march[1], "Miso"),
+                         ("updates", march[0], "Alice residence: Paris -> Lisbon")}
+        assert {(link.kind.value, link.memory.id) for link in cube.links(march[1])} >= {("follows", march[0])}
+        assert [(n.key, n.sessions, n.memories) for n in cube.timeline("month")] == [
+            ("2024-03", ["s1"], 2), ("2024-04", ["s2"], 1)]
+    finally:
+        mos.close()
