@@ -154,3 +154,12 @@ def test_links_and_the_timeline_on_each_back_end(backend, tmp_path, embedder) ->
             ("2024-03", ["s1"], 2), ("2024-04", ["s2"], 1)]
     finally:
         mos.close()
+
+
+def test_a_session_resumed_after_many_other_rows_still_links_its_turns(mos: MemOS) -> None:
+    cube = mos.create_cube("resumed")
+    first = _say(cube, "s1", 0, [("Alice", "Shall we plan the trip to Porto?")])
+    _say(cube, "s2", 1, [("Bob", f"Filler line number {n} about the weather.") for n in range(80)])
+    later = _say(cube, "s1", 2, [("Alice", "Yes: Porto in June.")])
+    assert _by_kind(cube.links(later[0], [LinkKind.FOLLOWS])) == {"follows": [(first[0], None)]}
+    assert _by_kind(cube.links(first[0], [LinkKind.FOLLOWED_BY])) == {"followed_by": [(later[0], None)]}

@@ -32,7 +32,7 @@ session neighbours to the ranked pool changed no result (``memkern.organize.deep
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from memkern.models import LinkKind, MemoryItem, MemoryKind
 from memkern.organize.profile import Profile
@@ -46,6 +46,8 @@ __all__ = ["Link", "memory_links"]
 #: (kind, linked memory id, via).
 Link = tuple[LinkKind, str, str | None]
 
+#: Rows on each side of a turn looked at first for the turns said before and after it.
+NEARBY_ROWS = 64
 #: Entities of a memory looked up for ``same_entity``, rarest first (a speaker's own name is never one).
 ENTITIES_LOOKED_UP = 5
 #: Rows of a session read when a turn's facts are looked for (``source_of``); a longer session reads its newest.
@@ -60,7 +62,7 @@ def memory_links(store: Store, index: CubeIndex, cube_id: str, memory: MemoryIte
     found: list[Link] = []
     row = index.row_of.get(memory.id)
     if LinkKind.FOLLOWS in kinds or LinkKind.FOLLOWED_BY in kinds:
-        found += _conversation(index, row, kinds)
+        found += _conversation(index, row, kinds, timeline)
     if LinkKind.DERIVED_FROM in kinds:
         sources = memory.metadata.get("source_memory_ids")
         if isinstance(sources, list):
@@ -90,18 +92,35 @@ def _active(index: CubeIndex, memory_id: str) -> bool:
     return row is not None and bool(index.active[row])
 
 
-def _conversation(index: CubeIndex, row: int | None, kinds: Sequence[LinkKind]) -> list[Link]:
-    """The turns said just before and after the turn at ``row`` in its session (positions are per session)."""
+def _conversation(index: CubeIndex, row: int | None, kinds: Sequence[LinkKind], timeline: Callable[[], Timeline]
+                  ) -> list[Link]:
+    """The turns said just before and after the turn at ``row`` in its session (positions are per session).
+
+    A session's turns are mostly written together, so the rows around ``row`` are looked at first; the
+    session's rows from the timeline only when a neighbour is not among them (a session resumed later)."""
     if row is None or index.positions[row] < 0 or index.session_names[int(index.session_codes[row])] is None:
         return []
-    code, position = index.session_codes[row], int(index.positions[row])
-    same = (index.session_codes == code) & index.active & (index.kinds == MemoryKind.TURN.value)
+    code, position = int(index.session_codes[row]), int(index.positions[row])
+    near = range(max(0, row - NEARBY_ROWS), min(len(index), row + NEARBY_ROWS + 1))
     links: list[Link] = []
     for kind, wanted in ((LinkKind.FOLLOWS, position - 1), (LinkKind.FOLLOWED_BY, position + 1)):
-        if kind in kinds and wanted >= 0:
-            rows = (same & (index.positions == wanted)).nonzero()[0]
-            links += [(kind, index.ids[int(r)], None) for r in rows[:1]]
+        if kind not in kinds or wanted < 0:
+            continue
+        found = _turn_at(index, near, code, wanted)
+        if found is None:
+            found = _turn_at(index, timeline().live_rows(code, index.live), code, wanted)
+        if found is not None:
+            links.append((kind, index.ids[found], None))
     return links
+
+
+def _turn_at(index: CubeIndex, rows: Iterable[int], code: int, position: int) -> int | None:
+    """The active turn of session ``code`` at ``position`` among ``rows``, if there."""
+    for row in rows:
+        if (index.positions[row] == position and index.session_codes[row] == code and index.active[row]
+                and index.kinds[row] == MemoryKind.TURN.value):
+            return row
+    return None
 
 
 def _facts_of(store: Store, index: CubeIndex, cube_id: str, memory_id: str, row: int, timeline: Timeline,
