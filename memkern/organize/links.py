@@ -48,7 +48,8 @@ Link = tuple[LinkKind, str, str | None]
 
 #: Rows on each side of a turn looked at first for the turns said before and after it.
 NEARBY_ROWS = 64
-#: Entities of a memory looked up for ``same_entity``, rarest first (a speaker's own name is never one).
+#: Names of a memory searched for ``same_entity`` (the first said), and of those the rarest linked by.
+NAMES_SEARCHED = 10
 ENTITIES_LOOKED_UP = 5
 #: Rows of a session read when a turn's facts are looked for (``source_of``); a longer session reads its newest.
 SESSION_ROWS_READ = 2_000
@@ -169,7 +170,7 @@ def _same_entity(store: Store, index: CubeIndex, cube_id: str, memory: MemoryIte
     (so "Biscuit is a beagle" names the dog Biscuit, and "a biscuit" does not)."""
     speaker = (memory.provenance.speaker or "").casefold()
     names = [name for name in dict.fromkeys(memory.entities)
-             if name.casefold() != speaker and not any(ch.isdigit() for ch in name)]
+             if name.casefold() != speaker and not any(ch.isdigit() for ch in name)][:NAMES_SEARCHED]
     candidates: list[tuple[int, str, list[str]]] = []
     for name in names:
         terms = query_terms(name)
