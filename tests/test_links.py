@@ -163,3 +163,15 @@ def test_a_session_resumed_after_many_other_rows_still_links_its_turns(mos: MemO
     later = _say(cube, "s1", 2, [("Alice", "Yes: Porto in June.")])
     assert _by_kind(cube.links(later[0], [LinkKind.FOLLOWS])) == {"follows": [(first[0], None)]}
     assert _by_kind(cube.links(first[0], [LinkKind.FOLLOWED_BY])) == {"followed_by": [(later[0], None)]}
+
+
+def test_another_conversation_about_the_same_day_and_name_is_the_same_event(mos: MemOS) -> None:
+    cube = mos.create_cube("event")
+    race = _say(cube, "s1", 10, [("Alice", "I ran the Lisbon half marathon this morning!"),
+                                 ("Alice", "Lisbon was so hot.")])
+    after = _say(cube, "s2", 11, [("Alice", "Yesterday's race in Lisbon left my legs sore.")])
+    _say(cube, "s3", 40, [("Alice", "I would love to run in Lisbon again.")])  # the name, another day
+    day = (T0 + timedelta(days=10)).strftime("%-d %B %Y")
+    assert _by_kind(cube.links(race[0], [LinkKind.SAME_EVENT])) == {"same_event": [(after[0], f"Lisbon, {day}")]}
+    back = cube.links(after[0], [LinkKind.SAME_EVENT])
+    assert {(link.memory.id, link.via) for link in back} == {(race[0], f"Lisbon, {day}"), (race[1], f"Lisbon, {day}")}

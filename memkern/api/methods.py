@@ -193,8 +193,9 @@ class CubeMethods:
               limit: int = 10) -> list[MemoryLink]:
         """The memories linked to one: the turns said before and after it, the facts read from it (or the turns
         a fact was read from), the slot values it replaced or that replaced it, the turns that made an LLM
-        invalidate it, and the memories naming what it names; at most ``limit`` of each kind, found without
-        an LLM call (``memkern.organize.links``)."""
+        invalidate it, the memories naming what it names, and those of other conversations naming it on the
+        same day (the same event); at most ``limit`` of each kind, found without an LLM call
+        (``memkern.organize.links``)."""
         return self._on_cube("links", memory_id=memory_id, kinds=kinds, limit=limit)
 
     def timeline(self, level: str = "month", *, since: date | None = None, until: date | None = None,

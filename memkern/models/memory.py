@@ -209,6 +209,8 @@ class LinkKind(str, Enum):
     SOURCE_OF = "source_of"
     #: Names the same person, place or thing (``via`` says which).
     SAME_ENTITY = "same_entity"
+    #: Another conversation's memory naming the same name and day (``via``: "Lisbon, 20 May 2024").
+    SAME_EVENT = "same_event"
     #: States an older value of a slot that this memory's value replaced ("I live in Paris" for "I moved to Lisbon").
     UPDATES = "updates"
     #: States a newer value of a slot, replacing this memory's value.

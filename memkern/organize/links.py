@@ -16,6 +16,9 @@ contradicted_by the turns that made an LLM's update decision invalidate a fact (
                 ``metadata.invalidated_by``)
 same_entity     other memories naming a person, place or thing this one names (its indexed
                 entities, looked up in the lexical index; ``via`` names the entity)
+same_event      memories of other conversations naming one of those names and a day this one
+                names or was said on ("I ran the Lisbon half marathon today"; the next day
+                "yesterday's Lisbon race was tough")
 ==============  ===========================================================================
 
 Nothing is stored: every kind is read from what the cube already keeps (the index, the
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
+from datetime import date
 
 from memkern.models import LinkKind, MemoryItem, MemoryKind
 from memkern.organize.profile import Profile
@@ -51,6 +55,8 @@ NEARBY_ROWS = 64
 #: Names of a memory searched for ``same_entity`` (the first said), and of those the rarest linked by.
 NAMES_SEARCHED = 10
 ENTITIES_LOOKED_UP = 5
+#: Memories naming each name looked at for ``same_event`` (best lexical match first).
+EVENT_POOL = 40
 #: Rows of a session read when a turn's facts are looked for (``source_of``); a longer session reads its newest.
 SESSION_ROWS_READ = 2_000
 
@@ -81,6 +87,8 @@ def memory_links(store: Store, index: CubeIndex, cube_id: str, memory: MemoryIte
                       if isinstance(source, str) and _active(index, source)]
     if LinkKind.SAME_ENTITY in kinds:
         found += _same_entity(store, index, cube_id, memory, limit)
+    if LinkKind.SAME_EVENT in kinds:
+        found += _same_event(store, index, cube_id, memory, limit)
     distinct: dict[tuple[LinkKind, str], Link] = {}
     for link in found:
         if link[1] != memory.id:
@@ -161,30 +169,75 @@ def _slot_changes(profile: Profile, index: CubeIndex, memory_id: str, kinds: Seq
     return links
 
 
-def _same_entity(store: Store, index: CubeIndex, cube_id: str, memory: MemoryItem, limit: int) -> list[Link]:
-    """Memories naming one of this memory's entities, best lexical match first, rarest entity first.
-
-    A memory's entities are its capitalised words that do not open a sentence (``memkern.reader.entities``),
-    its speaker and the dates it names; the speaker (every turn they said) and dates (the timeline's) are not
-    entities to link by. A candidate names the entity when its text holds it as a word, capitalised as here
-    (so "Biscuit is a beagle" names the dog Biscuit, and "a biscuit" does not)."""
+def _names(memory: MemoryItem) -> list[str]:
+    """The names a memory's links go by: its indexed entities (capitalised words that do not open a
+    sentence, ``memkern.reader.entities``) without its speaker (every turn they said) and the dates it
+    names (the timeline's), the first :data:`NAMES_SEARCHED` of them."""
     speaker = (memory.provenance.speaker or "").casefold()
-    names = [name for name in dict.fromkeys(memory.entities)
-             if name.casefold() != speaker and not any(ch.isdigit() for ch in name)][:NAMES_SEARCHED]
+    return [name for name in dict.fromkeys(memory.entities)
+            if name.casefold() != speaker and not any(ch.isdigit() for ch in name)][:NAMES_SEARCHED]
+
+
+def _naming(store: Store, index: CubeIndex, cube_id: str, memory: MemoryItem, names: list[str], per_name: int
+            ) -> list[tuple[str, list[str]]]:
+    """For the rarest :data:`ENTITIES_LOOKED_UP` of ``names``, the active memories whose text holds the name
+    as a word, capitalised as here ("Biscuit is a beagle" names the dog Biscuit, "a biscuit" does not),
+    best lexical match first, at most ``per_name`` looked at."""
     candidates: list[tuple[int, str, list[str]]] = []
     for name in names:
         terms = query_terms(name)
-        if not terms:
-            continue
-        ids = [memory_id for memory_id, _ in store.lexical_search(cube_id, terms, 4 * limit + 1)
-               if memory_id != memory.id and _active(index, memory_id)]
-        candidates.append((len(ids), name, ids))
+        if terms:
+            ids = [memory_id for memory_id, _ in store.lexical_search(cube_id, terms, per_name)
+                   if memory_id != memory.id and _active(index, memory_id)]
+            candidates.append((len(ids), name, ids))
+    rarest = sorted(candidates)[:ENTITIES_LOOKED_UP]
+    texts = store.get_texts(cube_id, list(dict.fromkeys(i for _, _, ids in rarest for i in ids)))
+    found = []
+    for _, name, ids in rarest:
+        word = re.compile(rf"(?<!\w){re.escape(name)}(?!\w)")
+        found.append((name, [i for i in ids if i in texts and word.search(texts[i].text)]))
+    return found
+
+
+def _same_entity(store: Store, index: CubeIndex, cube_id: str, memory: MemoryItem, limit: int) -> list[Link]:
+    """Memories naming one of this memory's names, rarest name first, best lexical match first."""
     links: dict[str, Link] = {}
-    for _, name, ids in sorted(candidates)[:ENTITIES_LOOKED_UP]:
-        texts = store.get_texts(cube_id, [memory_id for memory_id in ids if memory_id not in links])
-        named = re.compile(rf"(?<!\w){re.escape(name)}(?!\w)")
-        for memory_id in ids:  # best lexical match first
-            found = texts.get(memory_id)
-            if found is not None and len(links) < limit and named.search(found.text):
-                links[memory_id] = (LinkKind.SAME_ENTITY, memory_id, name)
+    for name, ids in _naming(store, index, cube_id, memory, _names(memory), 4 * limit + 1):
+        for memory_id in ids:
+            if len(links) < limit:
+                links.setdefault(memory_id, (LinkKind.SAME_ENTITY, memory_id, name))
+    return list(links.values())
+
+
+def _days(memory: MemoryItem) -> set[date]:
+    """The day a memory was said on and the days it names ("last Saturday": its resolved day)."""
+    days = {memory.event_time.date()} if memory.event_time is not None else set()
+    for found in memory.metadata.get("dates") or []:
+        if isinstance(found, dict) and found.get("granularity") == "day" and isinstance(found.get("date"), str):
+            try:
+                days.add(date.fromisoformat(found["date"]))
+            except ValueError:
+                continue
+    return days
+
+
+def _same_event(store: Store, index: CubeIndex, cube_id: str, memory: MemoryItem, limit: int) -> list[Link]:
+    """Memories of other conversations naming a name this one names and a day it names or was said on:
+    "I ran the Lisbon half marathon today" (20 May) and, the next day, "yesterday's Lisbon race was tough"."""
+    days, names = _days(memory), _names(memory)
+    if not days or not names:
+        return []
+    named = _naming(store, index, cube_id, memory, names, EVENT_POOL)
+    pool = list(dict.fromkeys(i for _, ids in named for i in ids))
+    items = store.get_memories(cube_id, pool)
+    session = memory.provenance.session_id
+    links: dict[str, Link] = {}
+    for name, ids in named:
+        for memory_id in ids:
+            item = items.get(memory_id)
+            if item is None or len(links) >= limit or (session is not None and item.provenance.session_id == session):
+                continue
+            shared = days & _days(item)
+            if shared:
+                links.setdefault(memory_id, (LinkKind.SAME_EVENT, memory_id, f"{name}, {min(shared):%-d %B %Y}"))
     return list(links.values())
