@@ -45,19 +45,19 @@ def timeline(ctx: OpContext, level: str = "month", since: date | None = None, un
         raise LLMNotConfiguredError("summarize=True needs an LLM: " + NO_LLM_MESSAGE)
     index = kernel.indexes.get(cube.id, cube.dim)
     tree = kernel.timelines.get(cube.id, index)
-    chosen = digest.nodes(tree, index, level, since, until)[:limit]
-    shown = {node.key: digest.representatives(node, index) for node in chosen}
+    chosen = digest.nodes(tree, index, level, since, until, limit)
+    shown = {node.key: digest.representatives(node, tree, index) for node in chosen}
     items = kernel.store.get_memories(cube.id, [index.ids[row] for rows in shown.values() for row in rows])
     writer = _Summariser(ctx, tree, index) if summarize else None
     found = []
     with llm_deadline() if writer is not None else nullcontext():
         for node in chosen:
             start, end = node.when()
-            summary, model = writer.summary(node.level, node.key, node.rows) if writer is not None else (None, None)
+            summary, model = writer.summary(node.level, node.key, node.sessions) if writer is not None else (None, None)
             found.append(TimelineNode(
                 level=node.level, key=node.key, start=start, end=end, memories=node.size,
                 sessions=[_session_name(index, code) for code in node.sessions],
-                entities=digest.entities_of(node, index, kernel.store, cube.id),
+                entities=digest.entities_of(node, tree, index, kernel.store, cube.id),
                 representatives=[items[index.ids[row]] for row in shown[node.key] if index.ids[row] in items],
                 summary=summary, summarized_by=model))
     return found
@@ -74,17 +74,17 @@ class _Summariser:
     def __init__(self, ctx: OpContext, tree: Timeline, index: CubeIndex) -> None:
         self.kernel, self.cube_id, self.tree, self.index = ctx.kernel, ctx.cube.id, tree, index
 
-    def summary(self, level: str, key: str, rows: dict[int, list[int]]) -> tuple[str, str]:
-        """(summary, model) of the node ``key`` of ``level`` whose sessions hold ``rows`` (code -> active rows)."""
+    def summary(self, level: str, key: str, sessions: list[int]) -> tuple[str, str]:
+        """(summary, model) of the node ``key`` of ``level`` holding ``sessions`` (codes, oldest first)."""
         if level == "session":
-            heading, lines = self._session_prompt(key, rows)
+            heading, lines = self._session_prompt(key, sessions[0])
         else:
             below = digest.LEVELS[digest.LEVELS.index(level) - 1]
-            parts: dict[str, dict[int, list[int]]] = {}
-            for code, session_rows in rows.items():
+            parts: dict[str, list[int]] = {}
+            for code in sessions:
                 part = digest.node_key(below, self.tree.sessions[code].day, _session_name(self.index, code))
-                parts.setdefault(part, {})[code] = session_rows
-            written = [(part, self.summary(below, part, part_rows)) for part, part_rows in parts.items()]
+                parts.setdefault(part, []).append(code)
+            written = [(part, self.summary(below, part, codes)) for part, codes in parts.items()]
             if len(written) == 1:
                 return written[0][1]
             heading = f"The {below}s of {key}, in order"
@@ -104,12 +104,12 @@ class _Summariser:
         self.kernel.summaries.put(self.cube_id, level, key, fingerprint, text, model)
         return text, model
 
-    def _session_prompt(self, key: str, rows: dict[int, list[int]]) -> tuple[str, list[str]]:
+    def _session_prompt(self, key: str, code: int) -> tuple[str, list[str]]:
         """A session's memories in the order written, each cut to :data:`MEMORY_CHARS`; a session longer
         than :data:`SESSION_CHARS` shows memories evenly spread over it and says how many it left out."""
-        ((code, session_rows),) = rows.items()
-        texts = self.kernel.store.get_texts(self.cube_id, [self.index.ids[row] for row in session_rows])
-        lines = [_cut(texts[self.index.ids[row]].text) for row in session_rows if self.index.ids[row] in texts]
+        rows = digest.session_rows(self.tree, self.index, code)
+        texts = self.kernel.store.get_texts(self.cube_id, [self.index.ids[row] for row in rows])
+        lines = [_cut(texts[self.index.ids[row]].text) for row in rows if self.index.ids[row] in texts]
         total = sum(len(line) + 1 for line in lines)
         if total > SESSION_CHARS:
             keep = max(1, len(lines) * SESSION_CHARS // total)

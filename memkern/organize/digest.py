@@ -32,12 +32,14 @@ from memkern.store.base import Store
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LEVELS", "Node", "SummaryCache", "entities_of", "node_key", "nodes", "representatives"]
+__all__ = ["LEVELS", "Node", "SummaryCache", "entities_of", "node_key", "nodes", "representatives", "session_rows"]
 
 #: The levels of the tree, leaves first.
 LEVELS = ("session", "day", "week", "month")
 #: Memories of a node read to find the names said most often in it (evenly spread over the node).
-ENTITY_SAMPLE = 400
+ENTITY_SAMPLE = 200
+#: Sessions of a node whose memories are sampled for its names (evenly spread over the node).
+SESSIONS_SAMPLED = 40
 #: Names listed per node.
 ENTITIES_SHOWN = 8
 #: Sessions of a day, week or month whose representatives stand for it, largest first.
@@ -46,18 +48,19 @@ REPRESENTED_SESSIONS = 3
 
 @dataclass
 class Node:
-    """One node of the tree as asked: its level, key, sessions (codes, oldest first) and their active rows."""
+    """One node of the tree as asked: its level, key, sessions (codes, oldest first) and their active memories."""
 
     level: str
     key: str
     sessions: list[int] = field(default_factory=list)
-    rows: dict[int, list[int]] = field(default_factory=dict)
+    #: Active memories per session.
+    sizes: dict[int, int] = field(default_factory=dict)
     start: float = math.inf
     end: float = -math.inf
 
     @property
     def size(self) -> int:
-        return sum(len(rows) for rows in self.rows.values())
+        return sum(self.sizes.values())
 
     def when(self) -> tuple[datetime | None, datetime | None]:
         if not math.isfinite(self.start):
@@ -79,37 +82,51 @@ def node_key(level: str, day: date | None, session: str) -> str:
     return f"{day.year}-{day.month:02d}"
 
 
-def nodes(timeline: Timeline, index: CubeIndex, level: str, since: date | None = None,
-          until: date | None = None) -> list[Node]:
-    """The nodes of ``level`` whose sessions started between ``since`` and ``until`` (inclusive; either open),
-    oldest first, each with its sessions' active rows; sessions with no active memory left are skipped.
-    Sessions without a time come last, under ``undated``, when no bound is given."""
+def session_rows(timeline: Timeline, index: CubeIndex, code: int) -> list[int]:
+    """The active rows of a session, in the order written."""
+    return [row for row in timeline.live_rows(code, index.live) if index.active[row]]
+
+
+def nodes(timeline: Timeline, index: CubeIndex, level: str, since: date | None = None, until: date | None = None,
+          limit: int | None = None) -> list[Node]:
+    """The first ``limit`` nodes of ``level`` whose sessions started between ``since`` and ``until`` (inclusive;
+    either open), oldest first; sessions with no active memory left are skipped. Sessions without a time come
+    last, under ``undated``, when no bound is given.
+
+    The active memories of every session are counted in one pass over the index (a million rows: a few
+    milliseconds), so listing the nodes reads no session's rows."""
     codes = timeline.sessions_between(since or date.min, until or date.max)
     if since is None and until is None:
         codes += sorted(timeline.undated)
+    counts = np.bincount(index.session_codes[index.active], minlength=len(index.session_names))
     found: dict[str, Node] = {}
     for code in codes:
-        session = timeline.sessions[code]
-        rows = [row for row in timeline.live_rows(code, index.live) if index.active[row]]
-        if not rows:
+        if code >= len(counts) or not counts[code]:
             continue
+        session = timeline.sessions[code]
         name = index.session_names[code] if code < len(index.session_names) else None
         key = node_key(level, session.day, name or "(no session)")
-        node = found.setdefault(key, Node(level, key))
+        node = found.get(key)
+        if node is None:
+            if limit is not None and len(found) == limit:
+                break  # sessions come in time order, so a node's sessions are together
+            node = found[key] = Node(level, key)
         node.sessions.append(code)
-        node.rows[code] = rows
+        node.sizes[code] = int(counts[code])
         if math.isfinite(session.start):
             node.start, node.end = min(node.start, session.start), max(node.end, session.end)
     return list(found.values())
 
 
-def representatives(node: Node, index: CubeIndex) -> list[int]:
+def representatives(node: Node, timeline: Timeline, index: CubeIndex) -> list[int]:
     """The row standing for each of the node's largest sessions: the memory nearest the session's mean vector
     said by someone other than the assistant (its first such memory where the index holds no vectors)."""
-    largest = sorted(node.sessions, key=lambda code: -len(node.rows[code]))[:REPRESENTED_SESSIONS]
+    largest = sorted(node.sessions, key=lambda code: -node.sizes[code])[:REPRESENTED_SESSIONS]
     chosen = []
     for code in sorted(largest, key=node.sessions.index):
-        rows = node.rows[code]
+        rows = session_rows(timeline, index, code)
+        if not rows:
+            continue
         # What people said, not the assistant's questions about it ("How do you like Paris?").
         said = [row for row in rows if index.speakers[row] != "assistant"] or rows
         if not index.holds_vectors or len(rows) < 3:
@@ -120,10 +137,13 @@ def representatives(node: Node, index: CubeIndex) -> list[int]:
     return chosen
 
 
-def entities_of(node: Node, index: CubeIndex, store: Store, cube_id: str) -> list[str]:
-    """The names said most often in the node's memories (at most :data:`ENTITY_SAMPLE` of them read, evenly
-    spread), speakers, days and months left out."""
-    rows = [row for code in node.sessions for row in node.rows[code]]
+def entities_of(node: Node, timeline: Timeline, index: CubeIndex, store: Store, cube_id: str) -> list[str]:
+    """The names said most often in the node's memories, speakers, days and months left out: at most
+    :data:`ENTITY_SAMPLE` memories read, from at most :data:`SESSIONS_SAMPLED` sessions, evenly spread."""
+    codes = node.sessions
+    if len(codes) > SESSIONS_SAMPLED:
+        codes = [codes[i] for i in dict.fromkeys(np.linspace(0, len(codes) - 1, SESSIONS_SAMPLED).astype(int).tolist())]
+    rows = [row for code in codes for row in session_rows(timeline, index, code)]
     if len(rows) > ENTITY_SAMPLE:
         rows = [rows[i] for i in np.linspace(0, len(rows) - 1, ENTITY_SAMPLE).astype(int)]
     texts = store.get_texts(cube_id, [index.ids[row] for row in rows])

@@ -78,17 +78,20 @@ def memory_links(store: Store, index: CubeIndex, cube_id: str, memory: MemoryIte
     if LinkKind.SOURCE_OF in kinds and memory.kind is MemoryKind.TURN and row is not None:
         found += _facts_of(store, index, cube_id, memory.id, row, timeline(), limit)
     if LinkKind.UPDATES in kinds or LinkKind.UPDATED_BY in kinds:
-        found += _slot_changes(profile(), index, memory.id, kinds, limit)
+        found += _slot_changes(profile(), index, memory, kinds, limit)
     if LinkKind.CONTRADICTED_BY in kinds:
         evidence = memory.metadata.get("invalidated_by")
         sources = evidence.get("source_memory_ids") if isinstance(evidence, dict) else None
         if isinstance(sources, list):
             found += [(LinkKind.CONTRADICTED_BY, source, None) for source in sources[:limit]
                       if isinstance(source, str) and _active(index, source)]
-    if LinkKind.SAME_ENTITY in kinds:
-        found += _same_entity(store, index, cube_id, memory, limit)
-    if LinkKind.SAME_EVENT in kinds:
-        found += _same_event(store, index, cube_id, memory, limit)
+    if LinkKind.SAME_ENTITY in kinds or LinkKind.SAME_EVENT in kinds:
+        names = _names(memory)
+        named = _naming(store, index, cube_id, memory, names, max(4 * limit + 1, EVENT_POOL)) if names else []
+        if LinkKind.SAME_ENTITY in kinds:
+            found += _same_entity(named, limit)
+        if LinkKind.SAME_EVENT in kinds:
+            found += _same_event(store, cube_id, memory, named, limit)
     distinct: dict[tuple[LinkKind, str], Link] = {}
     for link in found:
         if link[1] != memory.id:
@@ -146,11 +149,13 @@ def _facts_of(store: Store, index: CubeIndex, cube_id: str, memory_id: str, row:
     return links[:limit]
 
 
-def _slot_changes(profile: Profile, index: CubeIndex, memory_id: str, kinds: Sequence[LinkKind],
+def _slot_changes(profile: Profile, index: CubeIndex, memory: MemoryItem, kinds: Sequence[LinkKind],
                   limit: int) -> list[Link]:
-    """The turns stating the value before and after each slot value this memory states."""
+    """The turns stating the value before and after each slot value this memory states (the profile's
+    subject of a turn is its speaker: it reads first-person statements)."""
+    memory_id, speaker = memory.id, memory.provenance.speaker
     links: list[Link] = []
-    for subject, slot in sorted(profile.slots()):
+    for subject, slot in sorted(key for key in profile.slots() if key[0] == speaker):
         values = profile.history(subject, slot)
         for at, value in enumerate(values):
             if memory_id not in value.sources:
@@ -199,10 +204,10 @@ def _naming(store: Store, index: CubeIndex, cube_id: str, memory: MemoryItem, na
     return found
 
 
-def _same_entity(store: Store, index: CubeIndex, cube_id: str, memory: MemoryItem, limit: int) -> list[Link]:
+def _same_entity(named: list[tuple[str, list[str]]], limit: int) -> list[Link]:
     """Memories naming one of this memory's names, rarest name first, best lexical match first."""
     links: dict[str, Link] = {}
-    for name, ids in _naming(store, index, cube_id, memory, _names(memory), 4 * limit + 1):
+    for name, ids in named:
         for memory_id in ids:
             if len(links) < limit:
                 links.setdefault(memory_id, (LinkKind.SAME_ENTITY, memory_id, name))
@@ -221,19 +226,19 @@ def _days(memory: MemoryItem) -> set[date]:
     return days
 
 
-def _same_event(store: Store, index: CubeIndex, cube_id: str, memory: MemoryItem, limit: int) -> list[Link]:
+def _same_event(store: Store, cube_id: str, memory: MemoryItem, named: list[tuple[str, list[str]]],
+                limit: int) -> list[Link]:
     """Memories of other conversations naming a name this one names and a day it names or was said on:
     "I ran the Lisbon half marathon today" (20 May) and, the next day, "yesterday's Lisbon race was tough"."""
-    days, names = _days(memory), _names(memory)
-    if not days or not names:
+    days = _days(memory)
+    pool = list(dict.fromkeys(i for _, ids in named for i in ids[:EVENT_POOL]))
+    if not days or not pool:
         return []
-    named = _naming(store, index, cube_id, memory, names, EVENT_POOL)
-    pool = list(dict.fromkeys(i for _, ids in named for i in ids))
     items = store.get_memories(cube_id, pool)
     session = memory.provenance.session_id
     links: dict[str, Link] = {}
     for name, ids in named:
-        for memory_id in ids:
+        for memory_id in ids[:EVENT_POOL]:
             item = items.get(memory_id)
             if item is None or len(links) >= limit or (session is not None and item.provenance.session_id == session):
                 continue
