@@ -1,8 +1,10 @@
 """What the answer model is shown, per benchmark condition, so that conditions are compared in one run.
 
-* ``organised``: memkern's default search (deep path on where the query needs it; the profile's
-  current values first) and chat's organised context (``memkern.prompts.organised_context``:
-  current facts, then memories grouped by day and conversation, repeats dropped);
+* ``organised``: what chat shows: memkern's default search (deep path on where the query needs it;
+  the profile's current values first), the turns around the five best hits (their conversation
+  links), in chat's organised context (``memkern.prompts.organised_context``: current facts, then
+  memories grouped by day and conversation, repeats dropped);
+* ``unlinked``: the same without the conversation links (chat's context before 2026-12-07);
 * ``plain``: plain top-k, the usual retrieval-augmented baseline: the same search with the deep path
   off (``SearchConfig(deep=False)``), the hits in rank order with their dates, no profile marks,
   no grouping, no deduplication;
@@ -21,14 +23,14 @@ from typing import Any
 from memkern.bench.locomo_data import Conversation
 from memkern.errors import InvalidInputError
 from memkern.models import ChatAnswer
-from memkern.ops.chat import answer_from_hits, answer_from_messages
+from memkern.ops.chat import CONVERSATION, answer_from_hits, answer_from_messages, with_conversation_links
 from memkern.prompts import DEFAULT_MAX_TOKENS, PLAIN_PROMPT
 from memkern.retrieval.config import resolve_config
 
 __all__ = ["CONDITIONS", "DoesNotFit", "answer_in_condition", "conditions_report", "full_history_messages",
            "parse_conditions"]
 
-CONDITIONS = ("organised", "plain", "full")
+CONDITIONS = ("organised", "unlinked", "plain", "full")
 #: Tokens kept free beside the history for the instructions, the question and the answer.
 _ROOM = DEFAULT_MAX_TOKENS + 400
 #: Characters per token below which no tokenizer is needed to know a history is too long (English text
@@ -98,10 +100,12 @@ def answer_in_condition(condition: str, llm: Any, query: str, cube: Any, convers
     resolved = resolve_config(config)
     if condition == "plain":
         resolved = resolved.model_copy(update={"deep": False})
-    elif condition != "organised":
+    elif condition not in ("organised", "unlinked"):
         raise InvalidInputError(f"unknown condition {condition!r}; expected one of {', '.join(CONDITIONS)}")
     hits = cube.search(query, top_k=top_k, config=resolved, filters=filters)
-    return answer_from_hits(llm, query, hits, context=condition)
+    if condition == "organised":
+        hits = with_conversation_links(hits, lambda memory_id: cube.links(memory_id, CONVERSATION))
+    return answer_from_hits(llm, query, hits, context="plain" if condition == "plain" else "organised")
 
 
 def conditions_report(summaries: dict[str, dict[str, Any]] | None, *, score: str, key: str, groups: str,

@@ -28,8 +28,9 @@ bench_app = typer.Typer(help="Benchmarks: LoCoMo retrieval quality, ingest and s
 OutOption = Annotated[Path | None, typer.Option("--json", metavar="OUT", dir_okay=False,
                                                 help="Also write the result as JSON here.")]
 ConditionsOption = Annotated[str | None, typer.Option(metavar="C,C,...", help=(
-    "With --answer: answer in each condition, same model, same questions: organised (default search, organised "
-    "context), plain (top-k without the deep path, plain list), full (the whole history, where it fits)."))]
+    "With --answer: answer in each condition, same model, same questions: organised (what chat shows: default "
+    "search, the turns around the best hits, organised context), unlinked (the same without those turns), plain "
+    "(top-k without the deep path, plain list), full (the whole history, where it fits)."))]
 RecipeOption = Annotated[str | None, typer.Option(metavar="NAME", help="Search recipe: hybrid (default), lexical, "
                                                                        "dense or recent.")]
 

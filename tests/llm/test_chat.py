@@ -108,6 +108,18 @@ def test_chat_answers_from_the_memories_and_lists_them(memos: MemOS) -> None:
     json.loads(result.model_dump_json())
 
 
+def test_the_turns_around_the_best_hits_join_the_context(memos: MemOS) -> None:
+    cube = _fill(memos)
+    with FakeOpenAI(handler=_grounded) as server:
+        result = answer(cube, OpenAICompatibleLLM(server.base_url, "fake-model"), "What did Melanie paint?", top_k=1)
+        user = server.requests[0]["messages"][-1]["content"]
+    assert [hit.text for hit in result.hits] == ["Melanie: I painted a lake sunrise, painting helps me relax.",
+                                                 "Caroline: I went to an LGBTQ support group yesterday, it was inspiring."]
+    assert result.hits[0].score > 0 and result.hits[1].score == 0  # the turn said before it: not a search hit
+    for hit in result.hits:
+        assert hit.text in user
+
+
 def test_write_back_stores_the_exchange_as_two_turns(memos: MemOS) -> None:
     cube = _fill(memos)
     with FakeOpenAI(script=["Adoption agencies."]) as server:
@@ -182,7 +194,9 @@ def test_cli_chat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embedder: Any
         assert result.exit_code == 0, result.output
         payload = json.loads(result.output)
         assert "adoption agencies" in payload["answer"]
-        assert len(payload["hits"]) == 2 and payload["model"] == "fake-model"
+        searched, around = payload["hits"][:2], payload["hits"][2:]  # the 2 hits, then the turns around them
+        assert all(hit["score"] > 0 for hit in searched) and all(hit["score"] == 0 for hit in around)
+        assert payload["model"] == "fake-model"
         assert payload["session_id"] == "cli-chat" and len(payload["stored"]) == 2
         result = runner.invoke(app, ["--db", str(db), "chat", "friends", "What did Melanie say about painting?"])
         assert result.exit_code == 0, result.output
