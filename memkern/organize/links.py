@@ -5,21 +5,21 @@ fact means more beside the turn it was read from, "I moved to Lisbon" closes "I 
 and everything said about Melanie's pottery class is spread over months. ``links`` names
 those relations for one memory:
 
-==============  ===========================================================================
-follows         the turn said just before it in its conversation (from the index: session
-followed_by     and position), and the one said just after it
-derived_from    the turns a fact or event was extracted from (an LLM extraction records
-source_of       them: ``metadata.source_memory_ids``), and back from a turn to its facts
-updates         a slot value this memory's value replaced, and the value that replaced it
-updated_by      (the cube's profile, ``memkern.organize.profile``: bi-temporal, by rules)
-contradicted_by the turns that made an LLM's update decision invalidate a fact (recorded then:
-                ``metadata.invalidated_by``)
-same_entity     other memories naming a person, place or thing this one names (its indexed
-                entities, looked up in the lexical index; ``via`` names the entity)
-same_event      memories of other conversations naming one of those names and a day this one
-                names or was said on ("I ran the Lisbon half marathon today"; the next day
-                "yesterday's Lisbon race was tough")
-==============  ===========================================================================
+===============  ===========================================================================
+follows          the turn said just before it in its conversation (from the index: session
+followed_by      and position), and the one said just after it
+derived_from     the turns a fact or event was extracted from (an LLM extraction records
+source_of        them: ``metadata.source_memory_ids``), and back from a turn to its facts
+updates          a slot value this memory's value replaced, and the value that replaced it
+updated_by       (the cube's profile, ``memkern.organize.profile``: bi-temporal, by rules)
+contradicted_by  the turns that made an LLM's update decision invalidate a fact (recorded then:
+                 ``metadata.invalidated_by``)
+same_entity      other memories naming a person, place or thing this one names (its indexed
+                 entities, looked up in the lexical index; ``via`` names the entity)
+same_event       memories of other conversations naming one of those names and a day this one
+                 names or was said on ("I ran the Lisbon half marathon today"; the next day
+                 "yesterday's Lisbon race was tough")
+===============  ===========================================================================
 
 Nothing is stored: every kind is read from what the cube already keeps (the index, the
 profile, the timeline, the lexical index), so a link cannot outlive an edit or a deletion,
@@ -29,7 +29,9 @@ configured the links get richer without a call here: its extraction writes the f
 versions (``history``) or invalidate them (``contradicted_by``).
 
 Search does not expand along these links: measured on both dev splits, adding entity and
-session neighbours to the ranked pool changed no result (``memkern.organize.deep``).
+session neighbours to the ranked pool changed no result (``memkern.organize.deep``). Chat shows
+the model the turns around its best hits (``follows``, ``followed_by``; ``memkern.ops.chat``),
+which measured better answers.
 """
 
 from __future__ import annotations
