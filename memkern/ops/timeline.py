@@ -56,16 +56,11 @@ def timeline(ctx: OpContext, level: str = "month", since: date | None = None, un
             summary, model = writer.summary(node.level, node.key, node.sessions) if writer is not None else (None, None)
             found.append(TimelineNode(
                 level=node.level, key=node.key, start=start, end=end, memories=node.size,
-                sessions=[_session_name(index, code) for code in node.sessions],
+                sessions=[digest.session_name(index, code) for code in node.sessions],
                 entities=digest.entities_of(node, tree, index, kernel.store, cube.id),
                 representatives=[items[index.ids[row]] for row in shown[node.key] if index.ids[row] in items],
                 summary=summary, summarized_by=model))
     return found
-
-
-def _session_name(index: CubeIndex, code: int) -> str:
-    name = index.session_names[code] if code < len(index.session_names) else None
-    return name or "(no session)"
 
 
 class _Summariser:
@@ -82,7 +77,7 @@ class _Summariser:
             below = digest.LEVELS[digest.LEVELS.index(level) - 1]
             parts: dict[str, list[int]] = {}
             for code in sessions:
-                part = digest.node_key(below, self.tree.sessions[code].day, _session_name(self.index, code))
+                part = digest.node_key(below, self.tree.sessions[code].day, digest.session_name(self.index, code))
                 parts.setdefault(part, []).append(code)
             written = [(part, self.summary(below, part, codes)) for part, codes in parts.items()]
             if len(written) == 1:

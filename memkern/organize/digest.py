@@ -32,7 +32,7 @@ from memkern.store.base import Store
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LEVELS", "Node", "SummaryCache", "entities_of", "node_key", "nodes", "representatives", "session_rows"]
+__all__ = ["LEVELS", "Node", "SummaryCache", "entities_of", "node_key", "nodes", "representatives", "session_name", "session_rows"]
 
 #: The levels of the tree, leaves first.
 LEVELS = ("session", "day", "week", "month")
@@ -82,6 +82,12 @@ def node_key(level: str, day: date | None, session: str) -> str:
     return f"{day.year}-{day.month:02d}"
 
 
+def session_name(index: CubeIndex, code: int) -> str:
+    """The id of the session with index code ``code`` (``(no session)`` for memories of none)."""
+    name = index.session_names[code] if code < len(index.session_names) else None
+    return name or "(no session)"
+
+
 def session_rows(timeline: Timeline, index: CubeIndex, code: int) -> list[int]:
     """The active rows of a session, in the order written."""
     return [row for row in timeline.live_rows(code, index.live) if index.active[row]]
@@ -104,8 +110,7 @@ def nodes(timeline: Timeline, index: CubeIndex, level: str, since: date | None =
         if code >= len(counts) or not counts[code]:
             continue
         session = timeline.sessions[code]
-        name = index.session_names[code] if code < len(index.session_names) else None
-        key = node_key(level, session.day, name or "(no session)")
+        key = node_key(level, session.day, session_name(index, code))
         node = found.get(key)
         if node is None:
             if limit is not None and len(found) == limit:
