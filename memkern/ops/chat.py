@@ -89,19 +89,24 @@ def answer_from_messages(llm: Any, query: str, messages: list[dict[str, str]], h
 LINKED_HITS = 5
 #: The links that bring a hit's neighbours: the turns said just before and after it.
 CONVERSATION = (LinkKind.FOLLOWS, LinkKind.FOLLOWED_BY)
+#: Longest neighbour shown, in characters. The short turns are the ones that need their neighbours
+#: ("Yes, twice!"); LongMemEval's assistant answers of thousands of characters took a small model's
+#: prompt past its 4,096-token window on 7 of 20 questions when every neighbour was shown.
+NEIGHBOUR_CHARS = 500
 
 
 def with_conversation_links(hits: Sequence[Hit], links_of: Callable[[str], Sequence[MemoryLink]],
                             around: int = LINKED_HITS) -> list[Hit]:
     """``hits`` and, after them, the turns said just before and after each of the first ``around`` turns
-    among them (``links``: follows, followed_by), each once: "Yes, twice!" read with the question it answers."""
+    among them (``links``: follows, followed_by) that are at most :data:`NEIGHBOUR_CHARS` long, each once:
+    "Yes, twice!" read with the question it answers."""
     shown = {hit.id for hit in hits}
     added: list[Hit] = []
     for hit in hits[:around]:
         if hit.memory.kind is not MemoryKind.TURN:
             continue
         for link in links_of(hit.id):
-            if link.memory.id not in shown:
+            if link.memory.id not in shown and len(link.memory.text) <= NEIGHBOUR_CHARS:
                 shown.add(link.memory.id)
                 added.append(Hit(memory=link.memory, score=0.0, parts=ScoreParts()))
     return list(hits) + added

@@ -290,3 +290,17 @@ def test_run_locomo_with_llm_ingestion_and_a_question_limit(locomo_file: Path, t
     assert 0.0 <= quality["recall"] <= 1.0
     assert result["config"]["models"]["ingest_llm"] == "fake-model"
     assert "extraction" in format_report(result)
+
+
+def test_long_neighbours_stay_out_of_the_context() -> None:
+    from memkern.models import Hit, LinkKind, MemoryItem, MemoryLink, ScoreParts
+    from memkern.ops.chat import NEIGHBOUR_CHARS, with_conversation_links
+
+    def item(memory_id: str, text: str) -> MemoryItem:
+        return MemoryItem(id=memory_id, cube_id="c", owner="o", text=text)
+
+    hit = Hit(memory=item("h", "Bob: Yes, twice!"), score=1.0, parts=ScoreParts())
+    around = {"h": [MemoryLink(kind=LinkKind.FOLLOWS, memory=item("q", "Alice: Did you run the Lisbon race?")),
+                    MemoryLink(kind=LinkKind.FOLLOWED_BY, memory=item("long", "x" * (NEIGHBOUR_CHARS + 1)))]}
+    shown = with_conversation_links([hit], lambda memory_id: around[memory_id])
+    assert [h.id for h in shown] == ["h", "q"] and shown[1].score == 0
