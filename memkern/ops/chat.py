@@ -1,7 +1,7 @@
 """Answer a question from a cube's memories with an LLM.
 
-One call: the query is searched in the cube, the turns said just before and after each of the
-five best hits join them (their ``follows`` and ``followed_by`` links, ``memkern.organize.links``:
+One call: the query is searched in the cube, the short turns said just before and after each of
+the five best hits join them (their ``follows`` and ``followed_by`` links, ``memkern.organize.links``:
 "Yes, twice!" read with the question it answers), and all are listed in the prompt
 (``memkern.prompts.organised_context``: current slot values first, then grouped by conversation
 and day, the group of the best-ranked hit first, each in the order said, repeats dropped); the
@@ -9,8 +9,9 @@ model is told to answer from them only, or to say the information is not availab
 at all no model is asked: the answer is ``NOT_AVAILABLE``.
 
 The links are measured (``memkern bench locomo|longmemeval --answer --conditions
-organised,unlinked``, same model and questions; ``docs/llm.md``): LoCoMo F1 0.280 with them,
-0.262 without, 0.208 for plain top-k, at a third more prompt tokens. With ``write_back`` the question
+organised,unlinked,plain``, same model and questions; ``docs/llm.md``): LoCoMo F1 0.280 with them,
+0.262 without, 0.208 for plain top-k, at a third more prompt tokens; on LongMemEval, whose
+neighbours are mostly long answers left out, no difference (2 of 20 correct in each condition). With ``write_back`` the question
 and the answer are stored as two turns (``user`` and ``assistant``) in the given session,
 never mined for facts: the model's own answer is not evidence.
 """
