@@ -104,7 +104,7 @@ def answer_in_condition(condition: str, llm: Any, query: str, cube: Any, convers
         raise InvalidInputError(f"unknown condition {condition!r}; expected one of {', '.join(CONDITIONS)}")
     hits = cube.search(query, top_k=top_k, config=resolved, filters=filters)
     if condition == "organised":
-        hits = with_conversation_links(hits, lambda memory_id: cube.links(memory_id, CONVERSATION))
+        hits = with_conversation_links(hits, lambda memory: cube.links(memory.id, CONVERSATION))
     return answer_from_hits(llm, query, hits, context="plain" if condition == "plain" else "organised")
 
 

@@ -11,9 +11,10 @@ at all no model is asked: the answer is ``NOT_AVAILABLE``.
 The links are measured (``memkern bench locomo|longmemeval --answer --conditions
 organised,unlinked,plain``, same model and questions; ``docs/llm.md``): LoCoMo F1 0.280 with them,
 0.262 without, 0.208 for plain top-k, at a third more prompt tokens; on LongMemEval, whose
-neighbours are mostly long answers left out, no difference (2 of 20 correct in each condition). With ``write_back`` the question
-and the answer are stored as two turns (``user`` and ``assistant``) in the given session,
-never mined for facts: the model's own answer is not evidence.
+neighbours are mostly long answers left out, no difference (6 of 40 correct with and plain).
+
+With ``write_back`` the question and the answer are stored as two turns (``user`` and
+``assistant``) in the given session, never mined for facts: the model's own answer is not evidence.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from memkern.models import (
     Filters,
     Hit,
     LinkKind,
+    MemoryItem,
     MemoryKind,
     MemoryLink,
     Message,
@@ -96,7 +98,7 @@ CONVERSATION = (LinkKind.FOLLOWS, LinkKind.FOLLOWED_BY)
 NEIGHBOUR_CHARS = 500
 
 
-def with_conversation_links(hits: Sequence[Hit], links_of: Callable[[str], Sequence[MemoryLink]],
+def with_conversation_links(hits: Sequence[Hit], links_of: Callable[[MemoryItem], Sequence[MemoryLink]],
                             around: int = LINKED_HITS) -> list[Hit]:
     """``hits`` and, after them, the turns said just before and after each of the first ``around`` turns
     among them (``links``: follows, followed_by) that are at most :data:`NEIGHBOUR_CHARS` long, each once:
@@ -106,7 +108,7 @@ def with_conversation_links(hits: Sequence[Hit], links_of: Callable[[str], Seque
     for hit in hits[:around]:
         if hit.memory.kind is not MemoryKind.TURN:
             continue
-        for link in links_of(hit.id):
+        for link in links_of(hit.memory):
             if link.memory.id not in shown and len(link.memory.text) <= NEIGHBOUR_CHARS:
                 shown.add(link.memory.id)
                 added.append(Hit(memory=link.memory, score=0.0, parts=ScoreParts()))
@@ -135,7 +137,7 @@ def chat(ctx: OpContext, query: str, *, top_k: int = 8, write_back: bool = False
         raise LLMNotConfiguredError(NO_LLM_MESSAGE)
     asked_at = utcnow()
     found = search(ctx, query, top_k, filters=filters, config=config)
-    hits = with_conversation_links(found, lambda memory_id: links.links(ctx, memory_id, CONVERSATION))
+    hits = with_conversation_links(found, lambda memory: links.links_of(ctx, memory, CONVERSATION))
     result = None
     with llm_deadline():  # one deadline for the whole answer (memkern.llm.deadline)
         if use_activation is not False:

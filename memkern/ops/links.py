@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from memkern.models import LinkKind, MemoryLink
+from memkern.models import LinkKind, MemoryItem, MemoryLink
 from memkern.ops.context import OpContext
 from memkern.ops.profile import profile_of
 from memkern.ops.versions import current
@@ -16,8 +16,13 @@ def links(ctx: OpContext, memory_id: str, kinds: Sequence[LinkKind] | None = Non
           limit: int = 10) -> list[MemoryLink]:
     """The active memories linked to ``memory_id``, at most ``limit`` of each of ``kinds`` (all kinds when
     None), in the order of :class:`LinkKind`. Unknown id: ``NotFoundError``."""
+    return links_of(ctx, current(ctx, memory_id), kinds, limit)
+
+
+def links_of(ctx: OpContext, memory: MemoryItem, kinds: Sequence[LinkKind] | None = None,
+             limit: int = 10) -> list[MemoryLink]:
+    """:func:`links` of a memory already read (a search hit: chat), without reading it again."""
     kernel, cube = ctx.kernel, ctx.cube
-    memory = current(ctx, memory_id)
     index = kernel.indexes.get(cube.id, cube.dim)
     wanted = list(kinds) if kinds else list(LinkKind)
     found = memory_links(kernel.store, index, cube.id, memory, wanted, limit,

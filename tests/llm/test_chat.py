@@ -302,5 +302,5 @@ def test_long_neighbours_stay_out_of_the_context() -> None:
     hit = Hit(memory=item("h", "Bob: Yes, twice!"), score=1.0, parts=ScoreParts())
     around = {"h": [MemoryLink(kind=LinkKind.FOLLOWS, memory=item("q", "Alice: Did you run the Lisbon race?")),
                     MemoryLink(kind=LinkKind.FOLLOWED_BY, memory=item("long", "x" * (NEIGHBOUR_CHARS + 1)))]}
-    shown = with_conversation_links([hit], lambda memory_id: around[memory_id])
+    shown = with_conversation_links([hit], lambda memory: around[memory.id])
     assert [h.id for h in shown] == ["h", "q"] and shown[1].score == 0
