@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from memkern.models import Hit, MemoryItem, MemoryKind
+from memkern.models import Hit, MemoryItem, MemoryKind, Restatement
 
 #: The answer when the memories do not hold it (also what the model is told to say).
 NOT_AVAILABLE = "The information is not available in memory."
@@ -173,16 +173,21 @@ def _organised_line(number: int, item: MemoryItem) -> str:
     return f"[{number}] ({'; '.join(shown)}) {body}"
 
 
-def organised_context(hits: Sequence[Hit]) -> str:
-    """The compact organised context of ``hits``: current slot values first, then the memories grouped by
-    conversation and day, the group of the best-ranked hit first, each group in the order said; repeats dropped.
+def organised_context(hits: Sequence[Hit], restated: Sequence[Restatement] = ()) -> str:
+    """The compact organised context of ``hits``: current slot values and the latest of each restated quantity
+    first, then the memories grouped by conversation and day, the group of the best-ranked hit first, each group
+    in the order said; repeats dropped.
 
     Small and dated on purpose: a small model sees what holds now before the turns that said how
-    things were, and each hit beside the turns said around it."""
+    things were, and each hit beside the turns said around it. ``restated``
+    (``memkern.organize.restated``): quantities said again later with another value; the earlier
+    line says what was said later ("pre-approved for $350,000" [said later, on 30 November 2023: $400,000])."""
     hits = deduplicated(hits)
+    shown_ids = {hit.id for hit in hits}
+    restated = [r for r in restated if r.earlier_id in shown_ids and r.later_id in shown_ids]
     current = [hit for hit in hits if hit.slot is not None and hit.slot.current]
     lines: list[str] = []
-    if current:
+    if current or restated:
         lines.append("Current facts:")
         shown: set[tuple[str, str, str]] = set()
         for hit in current:
@@ -194,7 +199,19 @@ def organised_context(hits: Sequence[Hit]) -> str:
             shown.add(key)
             since = f" (since {_day(note.since.date())})" if note.since else ""
             lines.append(f"- {note.slot} of {note.subject}: {note.value}{since}")
+        for again in restated:
+            key = (again.later_id, again.later_value, "")
+            if key in shown:
+                continue
+            shown.add(key)
+            earlier = sorted({r.earlier_value for r in restated if (r.later_id, r.later_value) == key[:2]})
+            lines.append(f"- latest, said on {_day(again.later_said.date())}: \"{again.phrase}\" "
+                         f"(earlier: {', '.join(earlier)})")
         lines.append("")
+    later: dict[str, list[str]] = {}
+    for again in restated:
+        later.setdefault(again.earlier_id, []).append(
+            f" [said later, on {_day(again.later_said.date())}: {again.later_value}]")
     # One group per conversation on a day, in the order of its best-ranked hit: a small model leans on
     # what it reads first, and a hit's neighbours read better beside it than scattered by rank.
     groups: dict[tuple[date | None, str], list[Hit]] = {}
@@ -209,13 +226,14 @@ def organised_context(hits: Sequence[Hit]) -> str:
         for hit in group:
             number += 1
             marks = slot_note(hit) if hit.slot is not None and not hit.slot.current else ""
+            marks += "".join(dict.fromkeys(later.get(hit.id, [])))
             lines.append(_organised_line(number, hit.memory) + marks)
     return "\n".join(lines)
 
 
-def organised_messages(query: str, hits: Sequence[Hit]) -> list[dict[str, str]]:
+def organised_messages(query: str, hits: Sequence[Hit], restated: Sequence[Restatement] = ()) -> list[dict[str, str]]:
     """The chat messages for ``query`` over ``hits`` in the organised context (:func:`organised_context`)."""
-    user = "Memories:\n" + organised_context(hits) + f"\n\nQuestion: {query}\nAnswer:"
+    user = "Memories:\n" + organised_context(hits, restated) + f"\n\nQuestion: {query}\nAnswer:"
     return [{"role": "system", "content": ORGANISED_PROMPT}, {"role": "user", "content": user}]
 
 

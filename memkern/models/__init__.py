@@ -30,6 +30,7 @@ from memkern.models.memory import (
     Operation,
     ProfileValue,
     Provenance,
+    Restatement,
     ScoreParts,
     SlotNote,
     as_utc,
@@ -61,6 +62,6 @@ __all__ = [
     "MAX_TEXT_CHARS", "ActivationReport", "AdapterReport", "ParametricAnswer", "AddResult", "ApiKey", "ApiKeyInfo", "AuditEntry", "AuditResult", "ChatAnswer", "ChatUsage", "ComposeReport", "CubeFile", "CubeStats", "Deleted", "CubeInfo",
     "CubePolicy", "ExtractionBatch", "ExtractionReport", "FuseGroup", "FuseReport", "MemoryPage", "MigrateResult", "Filters", "Grant", "Hit", "Job", "JobStatus",
     "LifecycleState", "LinkKind", "MemoryItem", "MemoryKind", "MemoryLink", "Message", "Operation", "Permission", "Provenance",
-    "ProfileValue", "RetentionReport", "Role", "SchedulerPolicy", "SchedulerStatus", "ScoreParts", "SlotNote", "TimelineNode", "UpdateDecision", "User",
+    "ProfileValue", "Restatement", "RetentionReport", "Role", "SchedulerPolicy", "SchedulerStatus", "ScoreParts", "SlotNote", "TimelineNode", "UpdateDecision", "User",
     "as_utc", "epoch_to_dt", "parse_version_id", "utcnow",
 ]

@@ -189,6 +189,21 @@ class SlotNote(BaseModel):
     superseded_by: str | None = None
 
 
+class Restatement(BaseModel):
+    """A quantity a speaker stated and, on a later day, stated again with another value
+    (``memkern.organize.restated``): "pre-approved for $350,000", later "$400,000"."""
+
+    model_config = ConfigDict(frozen=True)
+
+    earlier_id: str
+    earlier_value: str
+    later_id: str
+    later_value: str
+    #: The later memory's words around its value ("I got pre-approved for $400,000 from Wells Fargo").
+    phrase: str
+    later_said: datetime
+
+
 class ProfileValue(SlotNote):
     """One value a subject's slot held (``memkern.organize.profile``), with the turns that said it."""
 

@@ -3,8 +3,9 @@
 One call: the query is searched in the cube, the short turns said just before and after each of
 the five best hits join them (their ``follows`` and ``followed_by`` links, ``memkern.organize.links``:
 "Yes, twice!" read with the question it answers), and all are listed in the prompt
-(``memkern.prompts.organised_context``: current slot values first, then grouped by conversation
-and day, the group of the best-ranked hit first, each in the order said, repeats dropped); the
+(``memkern.prompts.organised_context``: current slot values and the latest value of each quantity
+said again later first, ``memkern.organize.restated``; then grouped by conversation and day, the
+group of the best-ranked hit first, each in the order said, repeats dropped); the
 model is told to answer from them only, or to say the information is not available. With no hit
 at all no model is asked: the answer is ``NOT_AVAILABLE``.
 
@@ -43,6 +44,7 @@ from memkern.models import (
 from memkern.ops import links, memories
 from memkern.ops.context import OpContext
 from memkern.ops.search import search
+from memkern.organize.restated import restatements
 from memkern.prompts import (
     DEFAULT_MAX_TOKENS,
     NOT_AVAILABLE,
@@ -58,9 +60,14 @@ def model_name(llm: Any) -> str:
     return str(getattr(llm, "name", None) or getattr(llm, "model", None) or type(llm).__name__)
 
 
-#: How the hits are shown to the model: ``organised`` (chat's: current values first, grouped by conversation
-#: and day, deduplicated) or ``plain`` (rank order, no marks: the top-k baseline of the benchmarks).
-CONTEXTS = {"organised": (organised_messages, ORGANISED_PROMPT_SHA256), "plain": (plain_messages, PLAIN_PROMPT_SHA256)}
+def _organised(query: str, hits: Sequence[Hit]) -> list[dict[str, str]]:
+    return organised_messages(query, hits, restatements([hit.memory for hit in hits]))
+
+
+#: How the hits are shown to the model: ``organised`` (chat's: current values and the latest of each
+#: restated quantity first, grouped by conversation and day, deduplicated) or ``plain`` (rank order, no
+#: marks: the top-k baseline of the benchmarks).
+CONTEXTS = {"organised": (_organised, ORGANISED_PROMPT_SHA256), "plain": (plain_messages, PLAIN_PROMPT_SHA256)}
 
 
 def answer_from_hits(llm: Any, query: str, hits: Sequence[Hit], *, max_tokens: int = DEFAULT_MAX_TOKENS,
