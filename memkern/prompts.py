@@ -7,11 +7,13 @@ chat would send) and the benchmarks render memories the same way, byte for byte.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
 from memkern.models import Hit, MemoryItem, MemoryKind, Restatement
+from memkern.retrieval.text import STOPWORDS
 
 #: The answer when the memories do not hold it (also what the model is told to say).
 NOT_AVAILABLE = "The information is not available in memory."
@@ -63,10 +65,71 @@ def _said(item: MemoryItem) -> datetime | None:
     return item.event_time or item.valid_from
 
 
-def _body(item: MemoryItem) -> str:
-    """The memory's text, cut at :data:`MAX_MEMORY_CHARS`, with the dates its relative expressions resolve to."""
+#: Longest memory the organised context shows whole; a longer one is shown as an excerpt (:func:`excerpt`).
+EXCERPT_CHARS = 600
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+#: Words whose full stop does not end a sentence ("Dr. Arati Prabhakar").
+_ABBREVIATIONS = frozenset("dr mr mrs ms prof st sr jr vs etc e.g i.e no approx".split())
+
+
+def _sentences(text: str) -> list[str]:
+    pieces: list[str] = []
+    for piece in _SENTENCE_END.split(text):
+        last = pieces[-1].rsplit(None, 1)[-1].rstrip(".").lower() if pieces else ""
+        if pieces and pieces[-1].endswith(".") and last in _ABBREVIATIONS:
+            pieces[-1] += " " + piece
+        else:
+            pieces.append(piece)
+    return pieces
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def _stem(word: str) -> str:
+    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
+
+
+def question_words(query: str) -> frozenset[str]:
+    """The content words of a question (lower case, crudely singular), that an excerpt looks for."""
+    return frozenset(_stem(w) for w in _WORD.findall(query.lower()) if len(w) > 2 and w not in STOPWORDS)
+
+
+def excerpt(text: str, words: frozenset[str], limit: int = EXCERPT_CHARS) -> str:
+    """``text`` cut to about ``limit`` characters for a question about ``words``: its first sentence (what the
+    turn is about: usually the question asked), then the sentences naming the most of ``words``, in the
+    order said, ``[...]`` where sentences were left out. A text within ``limit`` is returned as it is.
+
+    Why: LongMemEval's assistant answers run to thousands of characters and the one sentence a question
+    needs ("the President's Chief Advisor for Science and Technology is Dr. Arati Prabhakar") is rarely in
+    the first few hundred; a small model reading the whole answer loses it among the rest."""
+    if len(text) <= limit:
+        return text
+    sentences = _sentences(text)
+    scores = [len(words & {_stem(w) for w in _WORD.findall(sentence.lower())}) for sentence in sentences]
+    kept, used = {0}, len(sentences[0])
+    for index in sorted(range(1, len(sentences)), key=lambda i: (-scores[i], i)):
+        if scores[index] == 0 or used >= limit:
+            break
+        if used + len(sentences[index]) <= limit + limit // 2:
+            kept.add(index)
+            used += len(sentences[index])
+    shown, previous = [], -1
+    for index in sorted(kept):
+        if index != previous + 1:
+            shown.append("[...]")
+        shown.append(sentences[index][:limit])
+        previous = index
+    if previous != len(sentences) - 1:
+        shown.append("[...]")
+    return " ".join(shown)
+
+
+def _body(item: MemoryItem, words: frozenset[str] | None = None) -> str:
+    """The memory's text, cut at :data:`MAX_MEMORY_CHARS` (or, given a question's ``words``, its :func:`excerpt`),
+    with the dates its relative expressions resolve to."""
     text = " ".join(item.text.split())
-    if len(text) > MAX_MEMORY_CHARS:
+    if words is not None:
+        text = excerpt(text, words)
+    elif len(text) > MAX_MEMORY_CHARS:
         text = text[:MAX_MEMORY_CHARS] + " [...]"
     dates = item.metadata.get("dates") if isinstance(item.metadata, Mapping) else None
     if isinstance(dates, list):
@@ -160,11 +223,11 @@ def deduplicated(hits: Sequence[Hit]) -> list[Hit]:
     return kept
 
 
-def _organised_line(number: int, item: MemoryItem) -> str:
+def _organised_line(number: int, item: MemoryItem, words: frozenset[str]) -> str:
     """``[n] (8 May 2023) Alice: ... ["yesterday" = 7 May 2023]``: the kind is shown for what is not a turn,
     the speaker when the text does not start with it. The date stays on the line although the day heads its
     group: a small model answering "when" copies the date next to the fact, or the heading if nothing else."""
-    when, body, speaker = _said(item), _body(item), item.provenance.speaker
+    when, body, speaker = _said(item), _body(item, words), item.provenance.speaker
     shown = [_day(when.date()) if when else "undated"]
     if item.kind is not MemoryKind.TURN:
         shown.append(item.kind.value if isinstance(item.kind, MemoryKind) else str(item.kind))
@@ -173,7 +236,7 @@ def _organised_line(number: int, item: MemoryItem) -> str:
     return f"[{number}] ({'; '.join(shown)}) {body}"
 
 
-def organised_context(hits: Sequence[Hit], restated: Sequence[Restatement] = ()) -> str:
+def organised_context(hits: Sequence[Hit], restated: Sequence[Restatement] = (), query: str = "") -> str:
     """The compact organised context of ``hits``: current slot values and the latest of each restated quantity
     first, then the memories grouped by conversation and day, the group of the best-ranked hit first, each group
     in the order said; repeats dropped.
@@ -181,7 +244,9 @@ def organised_context(hits: Sequence[Hit], restated: Sequence[Restatement] = ())
     Small and dated on purpose: a small model sees what holds now before the turns that said how
     things were, and each hit beside the turns said around it. ``restated``
     (``memkern.organize.restated``): quantities said again later with another value; the earlier
-    line says what was said later ("pre-approved for $350,000" [said later, on 30 November 2023: $400,000])."""
+    line says what was said later ("pre-approved for $350,000" [said later, on 30 November 2023: $400,000]).
+    A memory longer than :data:`EXCERPT_CHARS` is shown as its :func:`excerpt` for ``query``."""
+    words = question_words(query)
     hits = deduplicated(hits)
     shown_ids = {hit.id for hit in hits}
     restated = [r for r in restated if r.earlier_id in shown_ids and r.later_id in shown_ids]
@@ -227,13 +292,13 @@ def organised_context(hits: Sequence[Hit], restated: Sequence[Restatement] = ())
             number += 1
             marks = slot_note(hit) if hit.slot is not None and not hit.slot.current else ""
             marks += "".join(dict.fromkeys(later.get(hit.id, [])))
-            lines.append(_organised_line(number, hit.memory) + marks)
+            lines.append(_organised_line(number, hit.memory, words) + marks)
     return "\n".join(lines)
 
 
 def organised_messages(query: str, hits: Sequence[Hit], restated: Sequence[Restatement] = ()) -> list[dict[str, str]]:
     """The chat messages for ``query`` over ``hits`` in the organised context (:func:`organised_context`)."""
-    user = "Memories:\n" + organised_context(hits, restated) + f"\n\nQuestion: {query}\nAnswer:"
+    user = "Memories:\n" + organised_context(hits, restated, query) + f"\n\nQuestion: {query}\nAnswer:"
     return [{"role": "system", "content": ORGANISED_PROMPT}, {"role": "user", "content": user}]
 
 

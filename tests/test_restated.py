@@ -89,3 +89,20 @@ def test_values_keep_their_unit_and_range_and_a_long_sentence_is_cut_to_the_word
     long = "I finally did it " + "and it was long " * 20 + "after I read 220 pages of A Short History of Nearly Everything"
     (pages,) = quantities(long)
     assert pages.phrase == "was long after I read 220 pages of A Short History" and pages.words >= {"read", "page", "short"}
+
+
+def test_a_long_memory_is_shown_as_its_first_sentence_and_the_sentences_the_question_names() -> None:
+    from memkern.prompts import EXCERPT_CHARS, excerpt, question_words
+
+    filler = " ".join(f"Point {n} is about something else entirely." for n in range(40))
+    answer = ("Here is what I found. " + filler + " The President's Chief Advisor for Science and Technology is "
+              "Dr. Arati Prabhakar. " + filler)
+    words = question_words("Who is the President's Chief Advisor for Science and Technology?")
+    shown = excerpt(answer, words)
+    assert shown.startswith("Here is what I found. [...] The President's Chief Advisor for Science and Technology is "
+                            "Dr. Arati Prabhakar.") and shown.endswith("[...]") and len(shown) < EXCERPT_CHARS * 2
+    assert excerpt("Short enough.", words) == "Short enough."
+    assert excerpt(answer, frozenset()) == "Here is what I found. [...]"   # nothing named: the opening only
+    hit = Hit(memory=_memory("a", answer, 3, speaker="assistant"), score=1.0, parts=ScoreParts())
+    context = organised_context([hit], query="Who is the President's Chief Advisor for Science and Technology?")
+    assert "Dr. Arati Prabhakar" in context and "Point 39" not in context

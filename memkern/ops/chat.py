@@ -5,7 +5,8 @@ the five best hits join them (their ``follows`` and ``followed_by`` links, ``mem
 "Yes, twice!" read with the question it answers), and all are listed in the prompt
 (``memkern.prompts.organised_context``: current slot values and the latest value of each quantity
 said again later first, ``memkern.organize.restated``; then grouped by conversation and day, the
-group of the best-ranked hit first, each in the order said, repeats dropped); the
+group of the best-ranked hit first, each in the order said, repeats dropped, a long memory cut to the
+sentences the question names); the
 model is told to answer from them only, or to say the information is not available. With no hit
 at all no model is asked: the answer is ``NOT_AVAILABLE``.
 
