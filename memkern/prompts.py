@@ -236,16 +236,7 @@ def _organised_line(number: int, item: MemoryItem, words: frozenset[str]) -> str
     return f"[{number}] ({'; '.join(shown)}) {body}"
 
 
-def _before(day: date, today: date | None) -> str:
-    """``, 4 days before today`` for a day before ``today``; ``, today`` for today; else ``""``."""
-    if today is None or day > today:
-        return ""
-    days = (today - day).days
-    return ", today" if days == 0 else f", {days} day{'s' if days > 1 else ''} before today"
-
-
-def organised_context(hits: Sequence[Hit], restated: Sequence[Restatement] = (), query: str = "",
-                      today: date | None = None) -> str:
+def organised_context(hits: Sequence[Hit], restated: Sequence[Restatement] = (), query: str = "") -> str:
     """The compact organised context of ``hits``: current slot values and the latest of each restated quantity
     first, then the memories grouped by conversation and day, the group of the best-ranked hit first, each group
     in the order said; repeats dropped.
@@ -254,9 +245,7 @@ def organised_context(hits: Sequence[Hit], restated: Sequence[Restatement] = (),
     things were, and each hit beside the turns said around it. ``restated``
     (``memkern.organize.restated``): quantities said again later with another value; the earlier
     line says what was said later ("pre-approved for $350,000" [said later, on 30 November 2023: $400,000]).
-    A memory longer than :data:`EXCERPT_CHARS` is shown as its :func:`excerpt` for ``query``. Given the day
-    the question is asked (``today``), each day's heading says how many days before it that day was: a
-    small model answers "how many days ago" by copying, not by counting across a calendar."""
+    A memory longer than :data:`EXCERPT_CHARS` is shown as its :func:`excerpt` for ``query``."""
     words = question_words(query)
     hits = deduplicated(hits)
     shown_ids = {hit.id for hit in hits}
@@ -296,7 +285,7 @@ def organised_context(hits: Sequence[Hit], restated: Sequence[Restatement] = (),
         groups.setdefault((when.date() if when else None, hit.memory.provenance.session_id or ""), []).append(hit)
     number = 0
     for (day, session), group in groups.items():
-        heading = f"{_day(day)}, {day:%A}{_before(day, today)}" if day else "undated"
+        heading = f"{_day(day)}, {day:%A}" if day else "undated"
         lines.append(f"{heading}" + (f" (conversation {session})" if session else "") + ":")
         group.sort(key=_said_order)
         for hit in group:
@@ -307,13 +296,9 @@ def organised_context(hits: Sequence[Hit], restated: Sequence[Restatement] = (),
     return "\n".join(lines)
 
 
-def organised_messages(query: str, hits: Sequence[Hit], restated: Sequence[Restatement] = (),
-                       asked_at: datetime | None = None) -> list[dict[str, str]]:
-    """The chat messages for ``query`` over ``hits`` in the organised context (:func:`organised_context`),
-    headed by the day the question is asked (``asked_at``) when it is known."""
-    today = asked_at.date() if asked_at else None
-    heading = f"Today is {_day(today)}, {today:%A}.\n" if today else ""
-    user = heading + "Memories:\n" + organised_context(hits, restated, query, today) + f"\n\nQuestion: {query}\nAnswer:"
+def organised_messages(query: str, hits: Sequence[Hit], restated: Sequence[Restatement] = ()) -> list[dict[str, str]]:
+    """The chat messages for ``query`` over ``hits`` in the organised context (:func:`organised_context`)."""
+    user = "Memories:\n" + organised_context(hits, restated, query) + f"\n\nQuestion: {query}\nAnswer:"
     return [{"role": "system", "content": ORGANISED_PROMPT}, {"role": "user", "content": user}]
 
 

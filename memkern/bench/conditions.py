@@ -18,7 +18,6 @@ The same model, the same number of hits (``top_k``) and the same answer length c
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from memkern.bench.locomo_data import Conversation
@@ -89,13 +88,11 @@ def _check_fits(llm: Any, messages: list[dict[str, str]]) -> None:
 
 
 def answer_in_condition(condition: str, llm: Any, query: str, cube: Any, conversation: Conversation, *,
-                        top_k: int, config: Any = None, filters: Any = None,
-                        asked_at: datetime | None = None) -> ChatAnswer:
+                        top_k: int, config: Any = None, filters: Any = None) -> ChatAnswer:
     """Answer ``query`` from ``cube`` (or ``conversation``, for ``full``) in ``condition``.
 
     ``config``: the organised condition's search config (None: memkern's default); the plain condition
-    takes it with the deep path off. ``asked_at``: when the question is asked, which the organised context
-    says (``memkern.prompts.organised_messages``); the plain one shows the memories' dates only. Raises :class:`DoesNotFit` (full only) and ``LLMError``."""
+    takes it with the deep path off. Raises :class:`DoesNotFit` (full only) and ``LLMError``."""
     if condition == "full":
         messages = full_history_messages(query, conversation)
         _check_fits(llm, messages)
@@ -108,9 +105,7 @@ def answer_in_condition(condition: str, llm: Any, query: str, cube: Any, convers
     hits = cube.search(query, top_k=top_k, config=resolved, filters=filters)
     if condition == "organised":
         hits = with_conversation_links(hits, lambda memory: cube.links(memory.id, CONVERSATION))
-    if condition == "plain":
-        return answer_from_hits(llm, query, hits, context="plain")
-    return answer_from_hits(llm, query, hits, context="organised", asked_at=asked_at)
+    return answer_from_hits(llm, query, hits, context="plain" if condition == "plain" else "organised")
 
 
 def conditions_report(summaries: dict[str, dict[str, Any]] | None, *, score: str, key: str, groups: str,

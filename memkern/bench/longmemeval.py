@@ -267,7 +267,7 @@ class FreshStoreAdapter:
 
         filters = {"until": datetime.combine(self._asked_at.date(), dt_time.max)} if self._asked_at else None
         return answer_in_condition(condition, llm, question, self._cube, self._conversation, top_k=top_k,
-                                   config=self.search_config, filters=filters, asked_at=self._asked_at)
+                                   config=self.search_config, filters=filters)
 
     def set_question_date(self, asked_at: datetime | None) -> None:
         """The question is asked then: memories up to that time are searched, and "a week ago" counts from it."""

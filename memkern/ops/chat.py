@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from memkern.errors import InvalidInputError, LLMNotConfiguredError
+from memkern.errors import LLMNotConfiguredError
 from memkern.llm import NO_LLM_MESSAGE
 from memkern.llm.deadline import llm_deadline
 from memkern.memory import activation
@@ -61,25 +61,27 @@ def model_name(llm: Any) -> str:
     return str(getattr(llm, "name", None) or getattr(llm, "model", None) or type(llm).__name__)
 
 
+def _organised(query: str, hits: Sequence[Hit]) -> list[dict[str, str]]:
+    return organised_messages(query, hits, restatements([hit.memory for hit in hits]))
+
+
+#: How the hits are shown to the model: ``organised`` (chat's: current values and the latest of each
+#: restated quantity first, grouped by conversation and day, deduplicated) or ``plain`` (rank order, no
+#: marks: the top-k baseline of the benchmarks).
+CONTEXTS = {"organised": (_organised, ORGANISED_PROMPT_SHA256), "plain": (plain_messages, PLAIN_PROMPT_SHA256)}
+
+
 def answer_from_hits(llm: Any, query: str, hits: Sequence[Hit], *, max_tokens: int = DEFAULT_MAX_TOKENS,
-                     context: str = "organised", asked_at: datetime | None = None) -> ChatAnswer:
-    """Ask ``llm`` to answer ``query`` from ``hits`` (already retrieved), shown as ``context``: ``organised``
-    (chat's: current values and the latest of each restated quantity first, grouped by conversation and day,
-    deduplicated, long memories excerpted, each day said relative to ``asked_at`` when given) or ``plain``
-    (rank order, no marks: the top-k baseline of the benchmarks). Raises ``LLMError`` when the model cannot
-    answer. No hits: ``NOT_AVAILABLE``, without a call."""
-    if context not in ("organised", "plain"):
-        raise InvalidInputError(f"unknown context {context!r}: organised or plain")
+                     context: str = "organised") -> ChatAnswer:
+    """Ask ``llm`` to answer ``query`` from ``hits`` (already retrieved), shown as ``context`` (see
+    :data:`CONTEXTS`). Raises ``LLMError`` when the model cannot answer. No hits: ``NOT_AVAILABLE``,
+    without a call."""
+    messages_of, prompt_sha256 = CONTEXTS[context]
     hits = list(hits)
-    prompt_sha256 = ORGANISED_PROMPT_SHA256 if context == "organised" else PLAIN_PROMPT_SHA256
     if not hits:
         return ChatAnswer(query=query, answer=NOT_AVAILABLE, hits=[], model=model_name(llm),
                           usage=ChatUsage(), prompt_sha256=prompt_sha256)
-    if context == "organised":
-        messages = organised_messages(query, hits, restatements([hit.memory for hit in hits]), asked_at)
-    else:
-        messages = plain_messages(query, hits)
-    return answer_from_messages(llm, query, messages, hits, prompt_sha256, max_tokens=max_tokens)
+    return answer_from_messages(llm, query, messages_of(query, hits), hits, prompt_sha256, max_tokens=max_tokens)
 
 
 def answer_from_messages(llm: Any, query: str, messages: list[dict[str, str]], hits: Sequence[Hit],
@@ -150,7 +152,7 @@ def chat(ctx: OpContext, query: str, *, top_k: int = 8, write_back: bool = False
             result = activation.answer_with_activation(ctx, llm, query, hits, max_tokens=DEFAULT_MAX_TOKENS,
                                                        required=use_activation is True)
         if result is None:
-            result = answer_from_hits(llm, query, hits, asked_at=asked_at)
+            result = answer_from_hits(llm, query, hits)
     if write_back:
         session = session_id or default_session_id(asked_at)
         answered_at = max(utcnow(), asked_at)

@@ -118,11 +118,6 @@ def test_longmemeval_answers_are_scored_by_containment_without_a_judge(lme_file:
         llm = OpenAICompatibleLLM(server.base_url, "fake-model")
         result = run_longmemeval(lme_file, answer_llm=llm, answer_conditions=("organised", "plain"))
         assert len(server.requests) == 8                       # 4 questions x 2 conditions
-        users = [r["messages"][-1]["content"] for r in server.requests]
-    # The organised context is told the question's day and says each day from it; plain shows dates only.
-    organised = [u for u in users if u.startswith("Today is 1 June 2023, Thursday.\nMemories:\n")]
-    assert len(organised) == 4 and all("20 May 2023, Saturday, 12 days before today" in u for u in organised)
-    assert not any("before today" in u for u in users if u not in organised)
     assert set(result["qa"]) == {"organised", "plain"}
     for summary in result["qa"].values():
         overall = summary["types"]["overall"]

@@ -22,7 +22,7 @@ from memkern.prompts import NOT_AVAILABLE, ORGANISED_PROMPT_SHA256
 
 NO_LLM = "set MEMKERN_LLM=openai with MEMKERN_LLM_BASE_URL and MEMKERN_LLM_MODEL, or MEMKERN_LLM=local"
 _LINE = re.compile(r"^\[\d+\] (?:\((?P<meta>[^)]*)\) )?(?P<text>.*)$", re.MULTILINE)
-_DAY = re.compile(r"^(?P<day>\d+ \w+ \d{4}), \w+(?:, [^(]*)? \(conversation [^)]*\):$", re.MULTILINE)
+_DAY = re.compile(r"^(?P<day>\d+ \w+ \d{4}), \w+ \(conversation [^)]*\):$", re.MULTILINE)
 
 
 @pytest.fixture(autouse=True)
@@ -98,8 +98,7 @@ def test_chat_answers_from_the_memories_and_lists_them(memos: MemOS) -> None:
     assert "only from the memories" in system.lower() and NOT_AVAILABLE in system
     for hit in result.hits:
         assert hit.text in user
-    assert re.search(r"8 May 2023, Monday, \d+ days before today \(conversation session_1\):", user)
-    assert "Caroline: I went" in user and user.startswith("Today is ")   # the day asked, and each day said from it
+    assert "8 May 2023, Monday (conversation session_1):" in user and "Caroline: I went" in user
     assert '"yesterday" = 7 May 2023' in user                 # the resolved relative date
     assert "Question: Where did Caroline go for the support group?" in user
     # The best-ranked hit's group first (small models answer from what they read first).
