@@ -72,7 +72,11 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _ABBREVIATIONS = frozenset("dr mr mrs ms prof st sr jr vs etc e.g i.e no approx".split())
 
 
+_WORD = re.compile(r"[a-z0-9]+")
+
+
 def _sentences(text: str) -> list[str]:
+    """``text`` split after each full stop, question or exclamation mark, except an abbreviation's."""
     pieces: list[str] = []
     for piece in _SENTENCE_END.split(text):
         last = pieces[-1].rsplit(None, 1)[-1].rstrip(".").lower() if pieces else ""
@@ -81,7 +85,6 @@ def _sentences(text: str) -> list[str]:
         else:
             pieces.append(piece)
     return pieces
-_WORD = re.compile(r"[a-z0-9]+")
 
 
 def _stem(word: str) -> str:

@@ -25,7 +25,7 @@ from datetime import datetime
 from memkern.models import MemoryItem, Restatement
 from memkern.retrieval.text import STOPWORDS
 
-__all__ = ["quantities", "restatements"]
+__all__ = ["Quantity", "quantities", "restatements"]
 
 #: Content words within this many words of a quantity describe it ("pre-approved for _ from Wells Fargo").
 WINDOW = 5
@@ -61,7 +61,9 @@ _SENTENCE = re.compile(r"[.!?;:\n]+(?:\s|$)")
 
 
 @dataclass(frozen=True)
-class _Quantity:
+class Quantity:
+    """A number said in a text: as written, its value, the content words around it and the phrase it is in."""
+
     value: str
     amount: float
     words: frozenset[str]
@@ -88,7 +90,7 @@ def _amount(token: str) -> float | None:
     return amount
 
 
-def quantities(text: str) -> list[_Quantity]:
+def quantities(text: str) -> list[Quantity]:
     """The quantities of ``text``, each with the content words (stemmed) within :data:`WINDOW` words of it in
     its sentence. A number beside a month name is a date and one after a capitalised word part of a name."""
     found = []
@@ -113,7 +115,7 @@ def quantities(text: str) -> list[_Quantity]:
             if len(phrase) > PHRASE_CHARS:
                 start, end = near[0].start() if near else match.start(), near[-1].end() if near else match.end()
                 phrase = sentence[min(start, match.start()):max(end, match.end())].strip()
-            found.append(_Quantity(match.group(), amount, words, phrase))
+            found.append(Quantity(match.group(), amount, words, phrase))
     return found
 
 
@@ -139,7 +141,7 @@ def restatements(memories: Sequence[MemoryItem]) -> list[Restatement]:
     found: list[Restatement] = []
     for earlier, when, who in said:
         for old in counted[earlier.id]:
-            best: tuple[int, datetime, MemoryItem, _Quantity] | None = None
+            best: tuple[int, datetime, MemoryItem, Quantity] | None = None
             for later, later_when, later_who in said:
                 if later_who != who or later_when.date() <= when.date():
                     continue
