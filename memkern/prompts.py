@@ -9,11 +9,11 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from memkern.models import Hit, MemoryItem, MemoryKind, Restatement
-from memkern.retrieval.text import STOPWORDS
+from memkern.retrieval.text import STOPWORDS, singular
 
 #: The answer when the memories do not hold it (also what the model is told to say).
 NOT_AVAILABLE = "The information is not available in memory."
@@ -61,10 +61,6 @@ def _resolved(found: Mapping[str, Any]) -> str | None:
     return f'"{text}" = {period}'
 
 
-def _said(item: MemoryItem) -> datetime | None:
-    return item.event_time or item.valid_from
-
-
 #: Longest memory the organised context shows whole; a longer one is shown as an excerpt (:func:`excerpt`).
 EXCERPT_CHARS = 600
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -87,13 +83,9 @@ def _sentences(text: str) -> list[str]:
     return pieces
 
 
-def _stem(word: str) -> str:
-    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
-
-
 def question_words(query: str) -> frozenset[str]:
     """The content words of a question (lower case, crudely singular), that an excerpt looks for."""
-    return frozenset(_stem(w) for w in _WORD.findall(query.lower()) if len(w) > 2 and w not in STOPWORDS)
+    return frozenset(singular(w) for w in _WORD.findall(query.lower()) if len(w) > 2 and w not in STOPWORDS)
 
 
 def excerpt(text: str, words: frozenset[str], limit: int = EXCERPT_CHARS) -> str:
@@ -107,7 +99,7 @@ def excerpt(text: str, words: frozenset[str], limit: int = EXCERPT_CHARS) -> str
     if len(text) <= limit:
         return text
     sentences = _sentences(text)
-    scores = [len(words & {_stem(w) for w in _WORD.findall(sentence.lower())}) for sentence in sentences]
+    scores = [len(words & {singular(w) for w in _WORD.findall(sentence.lower())}) for sentence in sentences]
     kept, used = {0}, len(sentences[0])
     for index in sorted(range(1, len(sentences)), key=lambda i: (-scores[i], i)):
         if scores[index] == 0 or used >= limit:
@@ -144,7 +136,7 @@ def _body(item: MemoryItem, words: frozenset[str] | None = None) -> str:
 
 def render_memory(number: int, item: MemoryItem) -> str:
     """``[n] (8 May 2023, Monday; turn; said by Caroline) Caroline: ... [yesterday = 7 May 2023]``."""
-    when = _said(item)
+    when = item.said_at
     details = [f"{_day(when)}, {when:%A}" if when else "undated"]
     kind = item.kind.value if isinstance(item.kind, MemoryKind) else str(item.kind)
     details.append(kind)
@@ -162,7 +154,7 @@ def newest_first(hits: Sequence[Hit]) -> list[Hit]:
     order = {id(hit): rank for rank, hit in enumerate(hits)}
 
     def key(hit: Hit) -> tuple[int, float, int]:
-        when = _said(hit.memory)
+        when = hit.memory.said_at
         return (when is None, -when.timestamp() if when else 0.0, order[id(hit)])
 
     return sorted(hits, key=key)
@@ -208,7 +200,7 @@ def _dedup_key(item: MemoryItem) -> str:
 
 
 def _said_order(hit: Hit) -> tuple[bool, float]:
-    when = _said(hit.memory)
+    when = hit.memory.said_at
     return (when is None, when.timestamp() if when else 0.0)
 
 
@@ -230,7 +222,7 @@ def _organised_line(number: int, item: MemoryItem, words: frozenset[str]) -> str
     """``[n] (8 May 2023) Alice: ... ["yesterday" = 7 May 2023]``: the kind is shown for what is not a turn,
     the speaker when the text does not start with it. The date stays on the line although the day heads its
     group: a small model answering "when" copies the date next to the fact, or the heading if nothing else."""
-    when, body, speaker = _said(item), _body(item, words), item.provenance.speaker
+    when, body, speaker = item.said_at, _body(item, words), item.provenance.speaker
     shown = [_day(when.date()) if when else "undated"]
     if item.kind is not MemoryKind.TURN:
         shown.append(item.kind.value if isinstance(item.kind, MemoryKind) else str(item.kind))
@@ -284,7 +276,7 @@ def organised_context(hits: Sequence[Hit], restated: Sequence[Restatement] = (),
     # what it reads first, and a hit's neighbours read better beside it than scattered by rank.
     groups: dict[tuple[date | None, str], list[Hit]] = {}
     for hit in hits:
-        when = _said(hit.memory)
+        when = hit.memory.said_at
         groups.setdefault((when.date() if when else None, hit.memory.provenance.session_id or ""), []).append(hit)
     number = 0
     for (day, session), group in groups.items():

@@ -96,6 +96,11 @@ class MemoryItem(BaseModel):
     def version_id(self) -> str:
         return f"{self.id}@v{self.version}"
 
+    @property
+    def said_at(self) -> datetime | None:
+        """When it was said or happened: ``event_time``, else the start of its validity (``None``: undated)."""
+        return self.event_time or self.valid_from
+
 
 def parse_version_id(version_id: str) -> tuple[str, int]:
     """``"<memory id>@v<N>"`` (``MemoryItem.version_id``) as ``(memory id, N)``; ``ValueError`` otherwise."""

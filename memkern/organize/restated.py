@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from memkern.models import MemoryItem, Restatement
-from memkern.retrieval.text import STOPWORDS
+from memkern.retrieval.text import STOPWORDS, singular
 
 __all__ = ["Quantity", "quantities", "restatements"]
 
@@ -70,11 +70,6 @@ class Quantity:
     phrase: str
 
 
-def _stem(word: str) -> str:
-    word = word.lower()
-    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
-
-
 def _amount(token: str) -> float | None:
     """The number a token says, or None: ``$350,000`` -> 350000, ``four`` -> 4; a bare year is no quantity."""
     lowered = token.lower()
@@ -103,14 +98,14 @@ def quantities(text: str) -> list[Quantity]:
             near = tokens[max(0, i - WINDOW):i] + tokens[i + 1:i + 1 + WINDOW]
             if any(t.group().lower() in _MONTHS for t in tokens[max(0, i - 1):i + 2]):
                 continue
-            after = [_stem(t.group()) for t in tokens[i + 1:i + 3]]
+            after = [singular(t.group()) for t in tokens[i + 1:i + 3]]
             if len(after) == 2 and after[0] in _TIME_UNITS and after[1] in _RELATIVE:
                 continue
             if i > 0 and tokens[i - 1].group()[0].isupper() and tokens[i - 1].group().isalpha():
                 continue  # a name's number, not a quantity: "Fitbit Charge 3", "ProTactic 450"
-            words = frozenset(_stem(t.group()) for t in near
+            words = frozenset(singular(t.group()) for t in near
                               if t.group().isalpha() and len(t.group()) > 2 and t.group().lower() not in STOPWORDS
-                              and t.group().lower() not in _NUMBER_WORDS and _stem(t.group()) not in _GENERAL)
+                              and t.group().lower() not in _NUMBER_WORDS and singular(t.group()) not in _GENERAL)
             phrase = sentence.strip()
             if len(phrase) > PHRASE_CHARS:
                 start, end = near[0].start() if near else match.start(), near[-1].end() if near else match.end()
@@ -124,17 +119,13 @@ def _kind(value: str) -> tuple[bool, bool]:
     return value.startswith("$"), value.endswith("%")
 
 
-def _said(item: MemoryItem) -> datetime | None:
-    return item.event_time or item.valid_from
-
-
 def restatements(memories: Sequence[MemoryItem]) -> list[Restatement]:
     """Pairs of ``memories`` in which a speaker (not an assistant) states a quantity on one day and, on a
     later day, a different value of the same thing: per earlier quantity, the latest such later one that
     shares the most describing words. Order: as the earlier memories come."""
     said: list[tuple[MemoryItem, datetime, str]] = []
     for memory in memories:
-        when, who = _said(memory), (memory.provenance.speaker or "").lower()
+        when, who = memory.said_at, (memory.provenance.speaker or "").lower()
         if when is not None and who and who not in ASSISTANTS:
             said.append((memory, when, who))
     counted = {m.id: quantities(m.text) for m, _, _ in said}

@@ -29,6 +29,12 @@ yourselves s t d ll m re ve also just like really would kind sort much many one 
     "might likely probably possibly perhaps maybe".split())
 
 
+def singular(word: str) -> str:
+    """``word`` lower-cased, without a plural's final "s" (a crude stem: "videos" -> "video", "class" stays)."""
+    word = word.lower()
+    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
+
+
 def query_terms(text: str, limit: int = 32) -> list[str]:
     """Distinct lowercase content words of ``text``, in order, at most ``limit`` of them."""
     terms: dict[str, None] = {}

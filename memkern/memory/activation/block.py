@@ -43,7 +43,7 @@ def select_memories(items: Iterable[MemoryItem], now: datetime | None = None,
 
 
 def _when(item: MemoryItem) -> str:
-    when = item.event_time or item.valid_from
+    when = item.said_at
     return when.isoformat() if when else "~"
 
 
