@@ -259,13 +259,12 @@ def organised_context(hits: Sequence[Hit], restated: Sequence[Restatement] = (),
             shown.add(key)
             since = f" (since {_day(note.since.date())})" if note.since else ""
             lines.append(f"- {note.slot} of {note.subject}: {note.value}{since}")
+        latest: dict[tuple[str, str], list[Restatement]] = {}
         for again in restated:
-            key = (again.later_id, again.later_value, "")
-            if key in shown:
-                continue
-            shown.add(key)
-            earlier = sorted({r.earlier_value for r in restated if (r.later_id, r.later_value) == key[:2]})
-            lines.append(f"- latest, said on {_day(again.later_said.date())}: \"{again.phrase}\" "
+            latest.setdefault((again.later_id, again.later_value), []).append(again)
+        for pairs in latest.values():
+            earlier = sorted({r.earlier_value for r in pairs})
+            lines.append(f"- latest, said on {_day(pairs[0].later_said.date())}: \"{pairs[0].phrase}\" "
                          f"(earlier: {', '.join(earlier)})")
         lines.append("")
     later: dict[str, list[str]] = {}
