@@ -218,17 +218,27 @@ def deduplicated(hits: Sequence[Hit]) -> list[Hit]:
     return kept
 
 
-def _organised_line(number: int, item: MemoryItem, words: frozenset[str]) -> str:
+#: A question about time ("When...", "How long ago...", "Which came first..."): its context dates every line.
+ASKS_ABOUT_TIME = re.compile(
+    r"\b(?:when|date|dates|days?|weeks?|months?|years?|ago|first|last|before|after|since|until|how long|"
+    r"order|earliest|latest|recent|recently|yesterday|today|tomorrow|tonight|morning|evening|weekend)\b",
+    re.IGNORECASE)
+
+
+def _organised_line(number: int, item: MemoryItem, words: frozenset[str], dated: bool) -> str:
     """``[n] (8 May 2023) Alice: ... ["yesterday" = 7 May 2023]``: the kind is shown for what is not a turn,
-    the speaker when the text does not start with it. The date stays on the line although the day heads its
-    group: a small model answering "when" copies the date next to the fact, or the heading if nothing else."""
+    the speaker when the text does not start with it. For a question about time (``dated``) the date stays on
+    the line although the day heads its group: a small model answering "when" copies the date next to the
+    fact, or the heading if nothing else. For any other question it is left to the heading: asked "How much
+    did I spend on a designer handbag?" beside a line starting "(23 May 2023)", the bundled model answered
+    "23 May 2023"."""
     when, body, speaker = item.said_at, _body(item, words), item.provenance.speaker
-    shown = [_day(when.date()) if when else "undated"]
+    shown = [_day(when.date()) if when else "undated"] if dated else []
     if item.kind is not MemoryKind.TURN:
         shown.append(item.kind.value if isinstance(item.kind, MemoryKind) else str(item.kind))
     if speaker and not body.startswith(f"{speaker}:"):
         shown.append(f"said by {speaker}" if item.kind is MemoryKind.TURN else f"from {speaker}")
-    return f"[{number}] ({'; '.join(shown)}) {body}"
+    return f"[{number}] ({'; '.join(shown)}) {body}" if shown else f"[{number}] {body}"
 
 
 def organised_context(hits: Sequence[Hit], restated: Sequence[Restatement] = (), query: str = "") -> str:
@@ -242,6 +252,7 @@ def organised_context(hits: Sequence[Hit], restated: Sequence[Restatement] = (),
     line says what was said later ("pre-approved for $350,000" [said later, on 30 November 2023: $400,000]).
     A memory longer than :data:`EXCERPT_CHARS` is shown as its :func:`excerpt` for ``query``."""
     words = question_words(query)
+    dated = not query or ASKS_ABOUT_TIME.search(query) is not None
     hits = deduplicated(hits)
     shown_ids = {hit.id for hit in hits}
     restated = [r for r in restated if r.earlier_id in shown_ids and r.later_id in shown_ids]
@@ -286,7 +297,7 @@ def organised_context(hits: Sequence[Hit], restated: Sequence[Restatement] = (),
             number += 1
             marks = slot_note(hit) if hit.slot is not None and not hit.slot.current else ""
             marks += "".join(dict.fromkeys(later.get(hit.id, [])))
-            lines.append(_organised_line(number, hit.memory, words) + marks)
+            lines.append(_organised_line(number, hit.memory, words, dated) + marks)
     return "\n".join(lines)
 
 

@@ -57,6 +57,16 @@ def test_organised_context_is_dated_grouped_deduplicated_and_current_first(moved
     assert len(context) < len(plain)
 
 
+def test_lines_carry_their_date_only_for_a_question_about_time(moved: Any) -> None:
+    hits = moved.search("Where does Alice live?", top_k=10)
+    where = organised_context(hits, query="Where does Alice live?")
+    when = organised_context(hits, query="When did Alice move to Lisbon?")
+    assert "8 June 2023, Thursday (conversation s2):" in where and "(8 June 2023)" not in where
+    assert "] Alice: I moved to Lisbon." in where or "] I moved to Lisbon." in where
+    assert "(8 June 2023" in when                              # "when": the date beside the fact, to copy
+    assert "(8 June 2023" in organised_context(hits)           # no question: dated, as before
+
+
 def test_each_condition_shows_its_own_context_and_full_history_that_does_not_fit_is_not_sent(moved: Any) -> None:
     conversation = Conversation(sample_id="c", speakers=["Alice", "Bob"], questions=[], sessions=[
         Session(id="s1", index=1, time=None, turns=[Turn(dia_id="s1#0", speaker="Alice", text="I live in Paris.")])])
