@@ -382,7 +382,7 @@ def test_debug_shows_the_exception(env: Path, monkeypatch: pytest.MonkeyPatch) -
 
 def _memkern_command() -> list[str]:
     script = shutil.which("memkern")
-    return [script] if script else [sys.executable, "-m", "memkern.cli.main"]
+    return [script] if script else [sys.executable, "-m", "memkern"]
 
 
 def test_console_script_smoke(env: Path, tmp_path: Path) -> None:
@@ -482,3 +482,11 @@ def test_bench_locomo_wiring(env: Path, tmp_path: Path) -> None:
     assert result["config"]["ks"] == [1, 5]
     assert set(result) >= {"system", "baseline", "timing", "config"}
     assert json.loads(run("--json", "bench", "locomo", "--data", str(data), "--k", "1").stdout)["config"]["ks"] == [1]
+
+
+def test_python_dash_m_memkern_is_the_same_command_line(env: Path) -> None:
+    environ = {**os.environ, "MEMKERN_HOME": str(env)}
+    done = subprocess.run([sys.executable, "-m", "memkern", "--help"],
+                          check=False, capture_output=True, text=True, env=environ, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Usage: memkern" in done.stdout and "bench" in done.stdout

@@ -230,7 +230,7 @@ def test_streamable_http(tmp_path: Path, static_embedder_available: None) -> Non
     log = tmp_path / "server.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "memkern.cli.main", "mcp", "--transport", "http", "--host", "127.0.0.1",
+            [sys.executable, "-m", "memkern", "mcp", "--transport", "http", "--host", "127.0.0.1",
              "--port", str(port), "--db", str(db), "--no-auth"],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=server_env(tmp_path / "home"),
             cwd=str(tmp_path),

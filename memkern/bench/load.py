@@ -198,7 +198,7 @@ class _Servers:
 
         env = {key: value for key, value in os.environ.items() if not key.startswith("MEMKERN_LLM")}
         env.pop("MEMKERN_STORE", None)
-        cmd = [sys.executable, "-m", "memkern.cli.main", "serve", "--host", "127.0.0.1", "--port", str(node.port),
+        cmd = [sys.executable, "-m", "memkern", "serve", "--host", "127.0.0.1", "--port", str(node.port),
                "--store", self.store]
         node.starts += 1
         with node.log.open("ab") as log:

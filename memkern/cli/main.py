@@ -129,10 +129,3 @@ app.command()(servers.serve)
 app.command("mcp")(servers.mcp)
 app.add_typer(bench_app, name="bench")
 
-
-def main() -> None:  # pragma: no cover - the console script calls ``app`` directly
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

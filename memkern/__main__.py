@@ -1,0 +1,6 @@
+"""``python -m memkern``: the same command line as the ``memkern`` script, for an environment
+whose scripts directory is not on ``PATH``."""
+
+from memkern.cli.main import app
+
+app(prog_name="memkern")
