@@ -23,6 +23,7 @@ from memkern import MemOS  # noqa: E402
 from memkern.errors import InvalidInputError, LLMUnavailableError  # noqa: E402
 from memkern.llm.deadline import llm_deadline  # noqa: E402
 from memkern.llm.http import OpenAICompatibleLLM  # noqa: E402
+from memkern.scheduler import JobStatus, Scheduler, SchedulerPolicy  # noqa: E402
 
 #: Each request would wait this long for an answer; the deadline is far shorter.
 TIMEOUT_S = 20.0
@@ -81,6 +82,22 @@ def test_chat_fails_with_a_clear_error_at_the_deadline(tmp_path):
             cube.chat("Where does Alice live?", write_back=True)
         assert time.monotonic() - start < TIMEOUT_S
         assert len(cube.get_all().items) == 3  # nothing written, nothing lost
+
+
+def test_a_background_extraction_stops_at_the_deadline_and_is_retried(tmp_path):
+    with hanging() as server, MemOS(tmp_path / "s.db", embedder=main_embedder(), llm=slow_llm(server)) as mos:
+        mos._scheduler = Scheduler(mos.dispatcher, policy=SchedulerPolicy(backoff_base_s=60, backoff_jitter=0))
+        cube = mos.create_cube("c")
+        queued = cube.add(TURNS, session_id="s1", background=True)
+        assert len(queued.added) == 3 and len(queued.jobs) == 1
+        start = time.monotonic()
+        job = mos.scheduler.run_once(cube)
+        assert job is not None and time.monotonic() - start < TIMEOUT_S
+        job = mos.scheduler.get(queued.jobs[0])
+        assert job.status is JobStatus.PENDING and job.attempts == 1   # to be retried, after its backoff
+        assert "extraction timed out" in job.last_error and "MEMKERN_LLM_DEADLINE_S" in job.last_error
+        assert "the 3 turns stay stored and unmarked" in job.last_error
+        assert len(cube.get_all().items) == 3 and cube.get_all({"kind": "fact"}).items == []
 
 
 def test_a_bad_deadline_setting_is_refused(monkeypatch):

@@ -4,8 +4,10 @@ effect but before recording completion), it has its effect once.
 =========  ===================================================================================
 extract    LLM extraction over the cube's stored turns not yet extracted (or the turns named
            in ``payload["memory_ids"]``); turns are marked ``extracted`` after their facts are
-           applied. A re-run after a crash re-reads the unmarked turns; the update decisions
-           turn facts already written into NOOPs (same text), so nothing is stored twice.
+           applied. The extraction calls share one deadline (``MEMKERN_LLM_DEADLINE_S``);
+           past it the job applies nothing and is retried. A re-run after a crash re-reads
+           the unmarked turns; the update decisions turn facts already written into NOOPs
+           (same text), so nothing is stored twice.
 organize   fuse near-duplicate facts (``memkern.ops.compose.fuse_duplicates``: archived ones are
            not seen again), summarize sessions without an LLM (top keywords and key lines;
            the summary names its session and turn count and links its turns, and is only
@@ -38,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from memkern.errors import InvalidInputError, NotFoundError
 from memkern.jobs import JobRegistry
 from memkern.lifecycle.forgetting import CurveParams, memory_retention, plan_demotions
+from memkern.llm import deadline
 from memkern.memory import activation, parametric
 from memkern.models import Filters, LifecycleState, MemoryItem, MemoryKind, utcnow
 from memkern.ops import lifecycle, memories, versions
@@ -86,7 +89,13 @@ def extract(ctx: JobContext) -> dict[str, Any]:
         ctx.note("no turns left to extract")
         return {"turns": 0}
     ctx.check()
-    facts, report = extract_facts(llm, todo)
+    with deadline.llm_deadline():  # one deadline for the extraction calls, as in a foreground add
+        facts, report = extract_facts(llm, todo)
+        if deadline.passed():
+            # Part of the turns may be unread: apply nothing, leave them unmarked, and let the queue retry.
+            raise RuntimeError(f"extraction timed out: the LLM deadline of {deadline.configured_seconds():g} s "
+                               f"({deadline.ENV}) passed; the {len(todo)} turns stay stored and unmarked, and the "
+                               f"job is retried ({report.error})")
     ctx.check()
     result = apply_facts(ctx.op, facts, llm=llm, actor=f"llm:{getattr(llm, 'name', 'llm')}")
     if report.status == "fallback" and report.error and not facts:
