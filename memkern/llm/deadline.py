@@ -77,6 +77,12 @@ def passed() -> bool:
     return left is not None and left <= 0
 
 
+def timed_out_reason() -> str:
+    """How an operation that keeps what it stored says it ran out of time: "extraction timed out: the
+    LLM deadline of 120 s (MEMKERN_LLM_DEADLINE_S) passed" (a foreground add and the extract job)."""
+    return f"extraction timed out: the LLM deadline of {configured_seconds():g} s ({ENV}) passed"
+
+
 def exceeded(detail: str = "") -> LLMUnavailableError:
     """The error a call raises once the deadline has passed (``detail``: the last problem seen)."""
     deadline = _current.get()

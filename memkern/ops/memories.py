@@ -70,8 +70,7 @@ def add(ctx: OpContext, messages: Sequence[Message] | None = None, *, text: str 
                 with deadline.llm_deadline():  # extraction and decisions together (memkern.llm.deadline)
                     found, report = extract_facts(llm, turns)
                     if deadline.passed():
-                        report.error = (f"extraction timed out: the LLM deadline of {deadline.configured_seconds():g} s "
-                                        f"({deadline.ENV}) passed; the {len(turns)} turn{'s are' if len(turns) != 1 else ' is'} stored, "
+                        report.error = (f"{deadline.timed_out_reason()}; the {len(turns)} turn{'s are' if len(turns) != 1 else ' is'} stored, "
                                         f"{len(found)} facts were extracted before it ({report.error})")
                     result.extraction = report
                     if found:

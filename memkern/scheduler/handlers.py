@@ -93,9 +93,8 @@ def extract(ctx: JobContext) -> dict[str, Any]:
         facts, report = extract_facts(llm, todo)
         if deadline.passed():
             # Part of the turns may be unread: apply nothing, leave them unmarked, and let the queue retry.
-            raise RuntimeError(f"extraction timed out: the LLM deadline of {deadline.configured_seconds():g} s "
-                               f"({deadline.ENV}) passed; the {len(todo)} turns stay stored and unmarked, and the "
-                               f"job is retried ({report.error})")
+            raise RuntimeError(f"{deadline.timed_out_reason()}; the {len(todo)} turns stay stored and unmarked, "
+                               f"and the job is retried ({report.error})")
     ctx.check()
     result = apply_facts(ctx.op, facts, llm=llm, actor=f"llm:{getattr(llm, 'name', 'llm')}")
     if report.status == "fallback" and report.error and not facts:
