@@ -93,15 +93,15 @@ def _timed_stages(kernel: Any, timer: StageTimer) -> Iterator[None]:
     the kernel's embed and the store's add_memories (restored afterwards)."""
     from memkern.governance import guard, pii
 
-    saved = (guard.check, pii.find_pii)
-    guard.check = timer.wrap("guard", guard.check)
+    saved = (guard.check_many, pii.find_pii)
+    guard.check_many = timer.wrap("guard", guard.check_many)
     pii.find_pii = timer.wrap("pii", pii.find_pii)
     kernel.embed = timer.wrap("embed", kernel.embed)
     kernel.store.add_memories = timer.wrap("store", kernel.store.add_memories)
     try:
         yield
     finally:
-        guard.check, pii.find_pii = saved
+        guard.check_many, pii.find_pii = saved
         del kernel.embed
         del kernel.store.add_memories
 

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -262,29 +263,40 @@ def classifier_enabled() -> bool:
     return _switched_on(CLASSIFIER_ENV, CLASSIFIER_DEFAULT)
 
 
-def _apply_classifier(verdict: Verdict, found: list[tuple[Verdict, Views]]) -> Verdict:
-    """Add the classifier's finding to the rules' ``verdict``: it may quarantine, never release.
+def _apply_classifier(verdicts: list[Verdict], found: list[list[tuple[Verdict, Views]]]) -> None:
+    """Add the classifier's finding to each of the rules' ``verdicts`` (``found``: each text's windows):
+    it may quarantine, never release. Every window of every text is scored in one call, so that a
+    session's turns share the embedder's and numpy's fixed costs.
 
     It quarantines alone at a very high probability, or with the rules when they found the text
     uncertain; the thresholds come with the weights (``guard_model``)."""
     model = load_classifier()
-    probability = float(model.probabilities([model_text(seen) for _, seen in found],
-                                            [window.reasons for window, _ in found]).max())
-    verdict.classifier_probability = round(probability, 4)
-    if not verdict.quarantine and (probability >= model.alone_at
-                                   or (verdict.uncertain and probability >= model.with_rules_at)):
-        verdict.classifier_flagged = True
-        verdict.reasons.append(f"classifier:{probability:.3f}")
-    return verdict
+    scores = model.probabilities([model_text(seen) for windows in found for _, seen in windows],
+                                 [window.reasons for windows in found for window, _ in windows])
+    start = 0
+    for verdict, windows in zip(verdicts, found):
+        probability = float(scores[start:start + len(windows)].max())
+        start += len(windows)
+        verdict.classifier_probability = round(probability, 4)
+        if not verdict.quarantine and (probability >= model.alone_at
+                                       or (verdict.uncertain and probability >= model.with_rules_at)):
+            verdict.classifier_flagged = True
+            verdict.reasons.append(f"classifier:{probability:.3f}")
+
+
+def check_many(texts: Sequence[str], llm: LLM | None = None, classifier: bool | None = None) -> list[Verdict]:
+    """The guard's verdict on each memory text. With ``classifier`` (default: ``classifier_enabled()``)
+    the learned layer may add a quarantine; with ``llm``, a verdict still uncertain is checked by it."""
+    found = [readings(text) for text in texts]
+    verdicts = [max((window for window, _ in windows), key=lambda v: v.score) for windows in found]
+    if texts and (classifier if classifier is not None else classifier_enabled()):
+        _apply_classifier(verdicts, found)
+    if llm is not None:
+        verdicts = [model_check(verdict, text, llm) if verdict.uncertain and not verdict.quarantine else verdict
+                    for verdict, text in zip(verdicts, texts)]
+    return verdicts
 
 
 def check(text: str, llm: LLM | None = None, classifier: bool | None = None) -> Verdict:
-    """The guard's verdict on one memory text. With ``classifier`` (default: ``classifier_enabled()``)
-    the learned layer may add a quarantine; with ``llm``, a verdict still uncertain is checked by it."""
-    found = readings(text)
-    verdict = max((window for window, _ in found), key=lambda v: v.score)
-    if classifier if classifier is not None else classifier_enabled():
-        verdict = _apply_classifier(verdict, found)
-    if llm is not None and verdict.uncertain and not verdict.quarantine:
-        verdict = model_check(verdict, text, llm)
-    return verdict
+    """The guard's verdict on one memory text (``check_many`` of one)."""
+    return check_many([text], llm, classifier)[0]

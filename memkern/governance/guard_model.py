@@ -45,8 +45,6 @@ CARD_FILE = "classifier.json"
 #: Width of the embedding block at the start of the feature vector.
 EMBED_DIM = 256
 _WORD = re.compile(r"\w+", re.UNICODE)
-#: Characters of distinct words from which their n-grams are hashed with numpy rather than in Python.
-_NUMPY_FROM_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -117,53 +115,25 @@ def _codes(tokens: Sequence[str]) -> np.ndarray:
     return np.fromiter((zlib.crc32(token.encode("utf-8")) for token in tokens), dtype=np.uint64, count=len(tokens))
 
 
-def _crc32_table() -> np.ndarray:
-    """The byte table of zlib's CRC-32 (reflected polynomial 0xEDB88320)."""
-    table = np.arange(256, dtype=np.uint32)
-    for _ in range(8):
-        table = np.where(table & 1, (table >> 1) ^ np.uint32(0xEDB88320), table >> 1).astype(np.uint32)
-    return table
+@functools.lru_cache(maxsize=1 << 16)
+def _word_code(word: str) -> int:
+    """``zlib.crc32`` of a word, kept: conversation repeats a small vocabulary."""
+    return zlib.crc32(word.encode("utf-8"))
 
 
-_CRC_TABLE = _crc32_table()
+@functools.lru_cache(maxsize=1 << 15)
+def _word_buckets(word: str, orders: tuple[int, ...], hash_bits: int) -> np.ndarray:
+    """The hashed buckets of the in-word character n-grams of ``word`` (padded as ``<word>``, each
+    n-gram prefixed by its order ``n``, its code plus ``n``, masked to ``hash_bits``) for every order.
 
-
-def _crc32_columns(data: np.ndarray) -> np.ndarray:
-    """``zlib.crc32`` of each column of a 2-D uint8 array (a string per column, so that each step
-    reads contiguous bytes), all at once: one table step per row."""
-    crc = np.full(data.shape[1], 0xFFFFFFFF, dtype=np.uint32)
-    for row in data:
-        crc = _CRC_TABLE[(crc ^ row) & 0xFF] ^ (crc >> 8)
-    return crc ^ np.uint32(0xFFFFFFFF)
-
-
-def _char_gram_codes(words: set[str], orders: Sequence[int]) -> list[np.ndarray]:
-    """For each order ``n``: ``_codes`` of the in-word character ``n``-grams (prefixed by ``n``) of
-    ``words`` padded as ``<word>``.
-
-    Hashing each gram in Python was most of the classifier's cost on long turns; there the ASCII words
-    (nearly all) are hashed together with numpy, the rest one gram at a time. A short text's grams are
-    fewer than numpy's fixed cost per call is worth: they are all hashed in Python. Grams may repeat:
-    the caller keeps distinct buckets."""
-    if sum(map(len, words)) < _NUMPY_FROM_CHARS:
-        padded = [f"<{word}>" for word in words]
-        return [_codes([f"{n}{w[i:i + n]}" for w in padded for i in range(len(w) - n + 1)]) for n in orders]
-    ascii_words = [f"<{word}>" for word in words if word.isascii()]
-    others = [f"<{word}>" for word in words if not word.isascii()]
-    buffer = np.frombuffer("".join(ascii_words).encode("ascii"), dtype=np.uint8)
-    lengths = np.fromiter(map(len, ascii_words), dtype=np.int64, count=len(ascii_words))
-    ends = np.repeat(np.cumsum(lengths), lengths)
-    positions = np.arange(len(buffer))
-    out = []
-    for n in orders:
-        prefix = np.frombuffer(str(n).encode("ascii"), dtype=np.uint8)
-        starts = positions[positions + n <= ends]
-        grams = np.empty((len(prefix) + n, len(starts)), dtype=np.uint8)
-        grams[:len(prefix)] = prefix[:, None]
-        grams[len(prefix):] = buffer[np.arange(n)[:, None] + starts]
-        other_codes = _codes([f"{n}{w[i:i + n]}" for w in others for i in range(len(w) - n + 1)])
-        out.append(np.concatenate((_crc32_columns(grams).astype(np.uint64), other_codes)))
-    return out
+    Hashing each gram of each text was most of the classifier's cost; a word's grams never change, so
+    they are hashed once per process (bounded: the least recently used words are dropped)."""
+    padded = f"<{word}>"
+    mask = (1 << hash_bits) - 1
+    buckets = np.array([(zlib.crc32(f"{n}{padded[i:i + n]}".encode()) + n) & mask
+                        for n in orders for i in range(len(padded) - n + 1)], dtype=np.uint64)
+    buckets.setflags(write=False)
+    return buckets
 
 
 def _unit(buckets: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
@@ -181,15 +151,15 @@ def _hashed_block(text: str, reasons: Sequence[str], spec: FeatureSpec) -> tuple
     A word n-gram's code combines its words' crc32 codes with numpy; n-grams present count once."""
     mask = np.uint64((1 << spec.hash_bits) - 1)
     words = _WORD.findall(text)
-    codes = _codes(words)
+    codes = np.fromiter(map(_word_code, words), dtype=np.uint64, count=len(words))
     parts = []
     for n in spec.word_ngrams:
         combined = codes[: len(codes) - n + 1].copy()
         for offset in range(1, n):
             combined = combined * np.uint64(1_000_003) + codes[offset: len(codes) - n + 1 + offset]
         parts.append((combined + np.uint64(n)) & mask)
-    for n, gram_codes in zip(spec.char_ngrams, _char_gram_codes(set(words), spec.char_ngrams)):
-        parts.append((gram_codes + np.uint64(n)) & mask)
+    if spec.char_ngrams:
+        parts += [_word_buckets(word, spec.char_ngrams, spec.hash_bits) for word in set(words)]
     gram_keys, gram_values = _unit(np.concatenate(parts) if parts else np.zeros(0, np.uint64), spec.hashed_scale)
     rule_keys, rule_values = _unit(_codes(["rule:" + r for r in reasons] or ["rule:none"]) & mask, spec.rule_scale)
     keys = np.concatenate((gram_keys, rule_keys)).astype(np.int64) + EMBED_DIM

@@ -103,7 +103,7 @@ def _as_new_cube(ctx: OpContext, loaded: LoadedCube, name: str | None, owner: st
     rewrite: dict[str, object] = {"cube_id": new_id}
     if owner is not None:
         rewrite["owner"] = owner
-    versions = [apply_write_policy(policy, v.model_copy(update=rewrite)) for v in loaded.versions]
+    versions = apply_write_policy(policy, [v.model_copy(update=rewrite) for v in loaded.versions])
     current = [v for v in versions if v.expired_at is None]
     embedder = ctx.kernel.embedder
     if embedder.name != file_info.embedder or int(embedder.dim) != file_info.dim:

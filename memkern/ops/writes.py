@@ -10,6 +10,7 @@ so that no path can skip the policy.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from memkern.governance import guard, pii
@@ -21,34 +22,44 @@ if TYPE_CHECKING:
     from memkern.llm.base import LLM
 
 
-def apply_write_policy(policy: CubePolicy, item: MemoryItem, llm: LLM | None = None) -> MemoryItem:
-    """``item`` as the cube's policy lets it be stored: PII tagged or redacted, poison quarantined
-    (with ``llm``, texts the guard's rules find uncertain are also checked by the model)."""
-    changes: dict[str, Any] = {}
-    findings = pii.find_pii(item.text)
-    if findings:
-        tags = list(item.tags)
-        tags += [t for t in pii.pii_tags(findings) if t not in tags]
-        changes["tags"] = tags
-        if policy.redact_pii:
-            changes["text"] = pii.redact(item.text, findings)
-            changes["entities"] = find_entities(changes["text"], item.provenance.speaker)
-    # Any state but quarantined: an archived memory read from a cube file can be restored later.
-    if policy.guard and item.state is not LifecycleState.QUARANTINED:
-        verdict = guard.check(item.text, llm)
+def apply_write_policy(policy: CubePolicy, items: Sequence[MemoryItem], llm: LLM | None = None) -> list[MemoryItem]:
+    """``items`` as the cube's policy lets them be stored: PII tagged or redacted, poison quarantined
+    (with ``llm``, texts the guard's rules find uncertain are also checked by the model). The guard
+    reads them together (``guard.check_many``)."""
+    out = [_with_pii_policy(policy, item) for item in items]
+    # Any state but quarantined: an archived memory read from a cube file can be restored later. The
+    # guard reads the text as written, before any redaction (an address it would send data to counts).
+    checked = [index for index, item in enumerate(items)
+               if policy.guard and item.state is not LifecycleState.QUARANTINED]
+    verdicts = guard.check_many([items[index].text for index in checked], llm)
+    for index, verdict in zip(checked, verdicts):
         if verdict.quarantine:
-            changes["state"] = LifecycleState.QUARANTINED
-            changes["metadata"] = {**item.metadata, "quarantine_reasons": verdict.reasons}
+            metadata = {**out[index].metadata, "quarantine_reasons": verdict.reasons}
             if verdict.model_note is not None:
-                changes["metadata"]["quarantine_model_note"] = verdict.model_note
-    return item.model_copy(update=changes) if changes else item
+                metadata["quarantine_model_note"] = verdict.model_note
+            out[index] = out[index].model_copy(update={"state": LifecycleState.QUARANTINED, "metadata": metadata})
+    return out
+
+
+def _with_pii_policy(policy: CubePolicy, item: MemoryItem) -> MemoryItem:
+    """``item`` with the PII found in it tagged, and redacted when the policy says ``redact_pii``."""
+    findings = pii.find_pii(item.text)
+    if not findings:
+        return item
+    tags = list(item.tags)
+    tags += [t for t in pii.pii_tags(findings) if t not in tags]
+    changes: dict[str, Any] = {"tags": tags}
+    if policy.redact_pii:
+        changes["text"] = pii.redact(item.text, findings)
+        changes["entities"] = find_entities(changes["text"], item.provenance.speaker)
+    return item.model_copy(update=changes)
 
 
 def write_items(kernel: Kernel, info: CubeInfo, items: list[MemoryItem], actor: str | None) -> AddResult:
     """Store new memories (after the write policy); duplicates of stored ones are reported, not stored."""
     kernel.check_embedder(info)
     policy = CubePolicy.of(info.metadata)
-    items = [apply_write_policy(policy, item, _guard_model(kernel)) for item in items]
+    items = apply_write_policy(policy, items, _guard_model(kernel))
     vectors = kernel.embed([item.text for item in items])
     outcome = kernel.store.add_memories(info.id, items, vectors, actor)
     return AddResult(added=outcome.added, duplicates=list(outcome.duplicates.values()))
@@ -57,7 +68,7 @@ def write_items(kernel: Kernel, info: CubeInfo, items: list[MemoryItem], actor: 
 def write_version(kernel: Kernel, info: CubeInfo, item: MemoryItem, expected_version: int) -> MemoryItem:
     """Store a new version of a memory (after the write policy); ``ConflictError`` if it moved meanwhile."""
     kernel.check_embedder(info)
-    item = apply_write_policy(CubePolicy.of(info.metadata), item, _guard_model(kernel))
+    (item,) = apply_write_policy(CubePolicy.of(info.metadata), [item], _guard_model(kernel))
     vector = kernel.embed([item.text])[0]
     return kernel.store.update_memory(info.id, item, vector, expected_version)
 
