@@ -37,6 +37,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from memkern.reader.temporal import MONTH_NAMES
 from memkern.retrieval.ann import ANN_MIN_ROWS
 
 #: ``progress(label, done, total)``, like :mod:`memkern.bench.locomo`'s: labels are "ingest" and
@@ -183,8 +184,7 @@ TAILS = ["", "", "", "", " Anyway, how was your {weekday}?", " We should meet up
          " What about you, {other}?", " I still can't stop thinking about it.", " Remind me to tell you more.",
          " Let's talk about it over {food} sometime.", " Not bad for a {weekday}, right?"]
 ALLERGENS = ["peanuts", "shellfish", "gluten", "cats", "pollen", "dairy", "sesame", "kiwi", "almonds", "eggs"]
-MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-          "November", "December"]
+MONTHS = [name.capitalize() for name in MONTH_NAMES]
 WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
 

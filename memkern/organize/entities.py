@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from memkern.reader.temporal import MONTH_NAMES
+
 __all__ = ["CALENDAR_WORDS", "entities"]
 
 _NAME = re.compile(r"\b(?:Dr|Mr|Mrs|Ms|St)\.\s+[A-Z][\w'-]+|\b[A-Z][\w'&-]*[a-z][\w'&-]*(?:\s+[A-Z][\w'&-]+)*")
@@ -16,10 +18,8 @@ _QUOTED = re.compile(r"[\"“']([A-Z][^\"”'\n]{2,60})[\"”']")
 _OPENERS = '.!?:;\n"“('
 
 #: Days, months and their neighbours: capitalised, but time, which is the timeline's, not a name.
-CALENDAR_WORDS = frozenset("""
-monday tuesday wednesday thursday friday saturday sunday january february march april may june july august
-september october november december today tomorrow yesterday
-""".split())
+CALENDAR_WORDS = frozenset("monday tuesday wednesday thursday friday saturday sunday today tomorrow yesterday".split()
+                           + list(MONTH_NAMES))
 #: Capitalised words that are not names: openers of a longer capitalised run ("The Louvre", "What
 #: Sapiens"), and the calendar's.
 _NOT_NAMES = CALENDAR_WORDS | frozenset("""

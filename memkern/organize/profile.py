@@ -32,6 +32,7 @@ import numpy as np
 
 from memkern.models import LifecycleState, MemoryKind
 from memkern.organize.follow import IndexFollower
+from memkern.reader.temporal import MONTH_NAMES
 from memkern.retrieval.index import CubeIndex, IndexCache
 from memkern.store.base import MemoryText, Store
 
@@ -135,7 +136,7 @@ def statements(text: str) -> list[Statement]:
 
 _DAYS = r"(?:mon|tues|wednes|thurs|fri|satur|sun)day"
 _PERIODS = r"(?:week|weekend|month|year|summer|winter|spring|fall|autumn|night|" + _DAYS + ")"
-_MONTHS = r"(?:january|february|march|april|may|june|july|august|september|october|november|december)"
+_MONTHS = "(?:" + "|".join(MONTH_NAMES) + ")"
 #: When something became true, said after the value ("I moved to Lisbon last Saturday"): not part of the value.
 _TRAILING_TIME = re.compile(
     r"(?:\s+(?:now|again|too|anymore|these days|yesterday|today|tonight|recently|lately|soon|shortly|later"

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from memkern.models import MemoryItem, Restatement
+from memkern.reader.temporal import MONTH_NAMES
 from memkern.retrieval.text import STOPWORDS, singular
 
 __all__ = ["Quantity", "quantities", "restatements"]
@@ -42,8 +43,7 @@ _NUMBER_WORDS.update({"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seve
                       "ninety": 90, "hundred": 100, "dozen": 12})
 # "one" says "a" as often as it counts ("one of my friends", "the one I bought"): not a quantity here.
 del _NUMBER_WORDS["one"]
-_MONTHS = frozenset("january february march april may june july august september october november december "
-                    "jan feb mar apr jun jul aug sep sept oct nov dec".split())
+_MONTHS = frozenset(MONTH_NAMES) | {name[:3] for name in MONTH_NAMES} | {"sept"}
 #: Words too general to say what a quantity counts: time units (a duration or "2 weeks ago" counts time, not
 #: the thing said around it) and hedges.
 _GENERAL = frozenset("second minute hour day week month year time ago around about approximately roughly "

@@ -123,9 +123,10 @@ def resolve_dates(text: str, said_at: datetime | None) -> list[ResolvedDate]:
     return [item for _, item in sorted(found, key=lambda pair: pair[0])]
 
 
-_MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august", "september",
-           "october", "november", "december"]
-_MONTH = r"(" + "|".join(m for m in _MONTHS) + r"|" + "|".join(m[:3] for m in _MONTHS) + r")\.?"
+#: The months' names, lower case, in order: every module that recognises a month reads them here.
+MONTH_NAMES = ("january", "february", "march", "april", "may", "june", "july", "august", "september",
+               "october", "november", "december")
+_MONTH = r"(" + "|".join(MONTH_NAMES) + r"|" + "|".join(m[:3] for m in MONTH_NAMES) + r")\.?"
 _ABSOLUTE: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b"), "iso"),
     (re.compile(r"\b(\d{1,2})(?:st|nd|rd|th)? " + _MONTH + r",? (\d{4})\b", re.I), "day_month_year"),
@@ -135,7 +136,7 @@ _ABSOLUTE: list[tuple[re.Pattern[str], str]] = [
 
 
 def _month_number(name: str) -> int:
-    return [m[:3] for m in _MONTHS].index(name.lower()[:3]) + 1
+    return [m[:3] for m in MONTH_NAMES].index(name.lower()[:3]) + 1
 
 
 #: What opens and what joins the two ends of a date range: "between A and B", "from A to B" ("until", "till",
