@@ -146,6 +146,18 @@ def test_the_cached_hashing_gives_the_features_written_in_python(text):
         assert np.array_equal(rows.values[EMBED_DIM:], values)
 
 
+def test_only_word_length_runs_are_kept_in_the_gram_cache():
+    """A run of letters with no space (a hostile upload, a hash) is hashed but not kept: a cache of
+    32,768 such words of a thousand letters would hold a gigabyte."""
+    from memkern.governance import guard_model
+
+    spec = load_classifier().spec
+    guard_model._cached_grams.cache_clear()
+    featurize(["ordinary words " + "q" * 5_000], [[]], spec)
+    cached = guard_model._cached_grams.cache_info().currsize
+    assert cached == 2  # "ordinary" and "words"; the 5,000-letter run was not kept
+
+
 def test_texts_checked_together_get_the_verdicts_they_get_alone():
     """``check_many`` scores a session's windows in one classifier call: the same verdicts and
     probabilities as checking each text by itself."""

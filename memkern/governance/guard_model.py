@@ -121,19 +121,30 @@ def _word_code(word: str) -> int:
     return zlib.crc32(word.encode("utf-8"))
 
 
-@functools.lru_cache(maxsize=1 << 15)
-def _word_buckets(word: str, orders: tuple[int, ...], hash_bits: int) -> np.ndarray:
-    """The hashed buckets of the in-word character n-grams of ``word`` (padded as ``<word>``, each
-    n-gram prefixed by its order ``n``, its code plus ``n``, masked to ``hash_bits``) for every order.
+#: Longest word whose n-grams are kept: natural words are far shorter, and a run of thousands of
+#: letters with no space (hostile or not) would hold megabytes of buckets in the cache.
+_CACHED_WORD_CHARS = 40
 
-    Hashing each gram of each text was most of the classifier's cost; a word's grams never change, so
-    they are hashed once per process (bounded: the least recently used words are dropped)."""
+
+def _hashed_grams(word: str, orders: tuple[int, ...], hash_bits: int) -> np.ndarray:
+    """The hashed buckets of the in-word character n-grams of ``word`` (padded as ``<word>``, each
+    n-gram prefixed by its order ``n``, its code plus ``n``, masked to ``hash_bits``) for every order."""
     padded = f"<{word}>"
     mask = (1 << hash_bits) - 1
-    buckets = np.array([(zlib.crc32(f"{n}{padded[i:i + n]}".encode()) + n) & mask
-                        for n in orders for i in range(len(padded) - n + 1)], dtype=np.uint64)
-    buckets.setflags(write=False)
-    return buckets
+    return np.array([(zlib.crc32(f"{n}{padded[i:i + n]}".encode()) + n) & mask
+                     for n in orders for i in range(len(padded) - n + 1)], dtype=np.uint64)
+
+
+#: ``_hashed_grams`` kept per word: hashing each gram of each text was most of the classifier's cost,
+#: and a word's grams never change (bounded: the least recently used words are dropped).
+_cached_grams = functools.lru_cache(maxsize=1 << 15)(_hashed_grams)
+
+
+def _word_buckets(word: str, orders: tuple[int, ...], hash_bits: int) -> np.ndarray:
+    """``_hashed_grams`` of ``word``, from the cache unless the word is too long to keep."""
+    if len(word) > _CACHED_WORD_CHARS:
+        return _hashed_grams(word, orders, hash_bits)
+    return _cached_grams(word, orders, hash_bits)
 
 
 def _unit(buckets: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
