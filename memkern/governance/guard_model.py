@@ -115,15 +115,21 @@ def _codes(tokens: Sequence[str]) -> np.ndarray:
     return np.fromiter((zlib.crc32(token.encode("utf-8")) for token in tokens), dtype=np.uint64, count=len(tokens))
 
 
+#: Longest word kept in the caches below: natural words are far shorter, and a run of thousands of
+#: letters with no space (hostile or not) would hold megabytes per entry (its n-grams' buckets, or
+#: the word itself as the key).
+_CACHED_WORD_CHARS = 40
+
+
 @functools.lru_cache(maxsize=1 << 16)
-def _word_code(word: str) -> int:
-    """``zlib.crc32`` of a word, kept: conversation repeats a small vocabulary."""
+def _cached_code(word: str) -> int:
     return zlib.crc32(word.encode("utf-8"))
 
 
-#: Longest word whose n-grams are kept: natural words are far shorter, and a run of thousands of
-#: letters with no space (hostile or not) would hold megabytes of buckets in the cache.
-_CACHED_WORD_CHARS = 40
+def _word_code(word: str) -> int:
+    """``zlib.crc32`` of a word, kept for words up to ``_CACHED_WORD_CHARS``: conversation repeats a
+    small vocabulary."""
+    return _cached_code(word) if len(word) <= _CACHED_WORD_CHARS else zlib.crc32(word.encode("utf-8"))
 
 
 def _hashed_grams(word: str, orders: tuple[int, ...], hash_bits: int) -> np.ndarray:
