@@ -152,12 +152,10 @@ def test_only_word_length_runs_are_kept_in_the_gram_cache():
     from memkern.governance import guard_model
 
     spec = load_classifier().spec
-    guard_model._cached_grams.cache_clear()
-    guard_model._cached_code.cache_clear()
+    guard_model._cached_word_hashes.cache_clear()
     featurize(["ordinary words " + "q" * 5_000], [[]], spec)
     # "ordinary" and "words"; the 5,000-letter run was not kept, neither its grams nor as a key
-    assert guard_model._cached_grams.cache_info().currsize == 2
-    assert guard_model._cached_code.cache_info().currsize == 2
+    assert guard_model._cached_word_hashes.cache_info().currsize == 2
 
 
 def test_texts_checked_together_get_the_verdicts_they_get_alone():

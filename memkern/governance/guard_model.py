@@ -115,42 +115,33 @@ def _codes(tokens: Sequence[str]) -> np.ndarray:
     return np.fromiter((zlib.crc32(token.encode("utf-8")) for token in tokens), dtype=np.uint64, count=len(tokens))
 
 
-#: Longest word kept in the caches below: natural words are far shorter, and a run of thousands of
-#: letters with no space (hostile or not) would hold megabytes per entry (its n-grams' buckets, or
+#: Longest word kept in the cache below: natural words are far shorter, and a run of thousands of
+#: letters with no space (hostile or not) would hold megabytes per entry (its n-grams' buckets, and
 #: the word itself as the key).
 _CACHED_WORD_CHARS = 40
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def _cached_code(word: str) -> int:
-    return zlib.crc32(word.encode("utf-8"))
-
-
-def _word_code(word: str) -> int:
-    """``zlib.crc32`` of a word, kept for words up to ``_CACHED_WORD_CHARS``: conversation repeats a
-    small vocabulary."""
-    return _cached_code(word) if len(word) <= _CACHED_WORD_CHARS else zlib.crc32(word.encode("utf-8"))
-
-
-def _hashed_grams(word: str, orders: tuple[int, ...], hash_bits: int) -> np.ndarray:
-    """The hashed buckets of the in-word character n-grams of ``word`` (padded as ``<word>``, each
-    n-gram prefixed by its order ``n``, its code plus ``n``, masked to ``hash_bits``) for every order."""
+def _word_hashes(word: str, orders: tuple[int, ...], hash_bits: int) -> tuple[int, np.ndarray]:
+    """``zlib.crc32`` of ``word``, and the hashed buckets of its in-word character n-grams (padded as
+    ``<word>``, each n-gram prefixed by its order ``n``, its code plus ``n``, masked to ``hash_bits``)
+    for every order."""
     padded = f"<{word}>"
     mask = (1 << hash_bits) - 1
-    return np.array([(zlib.crc32(f"{n}{padded[i:i + n]}".encode()) + n) & mask
-                     for n in orders for i in range(len(padded) - n + 1)], dtype=np.uint64)
+    return zlib.crc32(word.encode("utf-8")), np.array(
+        [(zlib.crc32(f"{n}{padded[i:i + n]}".encode()) + n) & mask
+         for n in orders for i in range(len(padded) - n + 1)], dtype=np.uint64)
 
 
-#: ``_hashed_grams`` kept per word: hashing each gram of each text was most of the classifier's cost,
-#: and a word's grams never change (bounded: the least recently used words are dropped).
-_cached_grams = functools.lru_cache(maxsize=1 << 15)(_hashed_grams)
+#: ``_word_hashes`` kept per word: hashing each gram of each text was most of the classifier's cost,
+#: and a word's hashes never change (bounded: the least recently used words are dropped).
+_cached_word_hashes = functools.lru_cache(maxsize=1 << 15)(_word_hashes)
 
 
-def _word_buckets(word: str, orders: tuple[int, ...], hash_bits: int) -> np.ndarray:
-    """``_hashed_grams`` of ``word``, from the cache unless the word is too long to keep."""
+def _hashes_of(word: str, orders: tuple[int, ...], hash_bits: int) -> tuple[int, np.ndarray]:
+    """``_word_hashes`` of ``word``, from the cache unless the word is too long to keep."""
     if len(word) > _CACHED_WORD_CHARS:
-        return _hashed_grams(word, orders, hash_bits)
-    return _cached_grams(word, orders, hash_bits)
+        return _word_hashes(word, orders, hash_bits)
+    return _cached_word_hashes(word, orders, hash_bits)
 
 
 def _unit(buckets: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
@@ -168,15 +159,15 @@ def _hashed_block(text: str, reasons: Sequence[str], spec: FeatureSpec) -> tuple
     A word n-gram's code combines its words' crc32 codes with numpy; n-grams present count once."""
     mask = np.uint64((1 << spec.hash_bits) - 1)
     words = _WORD.findall(text)
-    codes = np.fromiter(map(_word_code, words), dtype=np.uint64, count=len(words))
+    hashes = {word: _hashes_of(word, spec.char_ngrams, spec.hash_bits) for word in set(words)}
+    codes = np.fromiter((hashes[word][0] for word in words), dtype=np.uint64, count=len(words))
     parts = []
     for n in spec.word_ngrams:
         combined = codes[: len(codes) - n + 1].copy()
         for offset in range(1, n):
             combined = combined * np.uint64(1_000_003) + codes[offset: len(codes) - n + 1 + offset]
         parts.append((combined + np.uint64(n)) & mask)
-    if spec.char_ngrams:
-        parts += [_word_buckets(word, spec.char_ngrams, spec.hash_bits) for word in set(words)]
+    parts += [buckets for _, buckets in hashes.values()]
     gram_keys, gram_values = _unit(np.concatenate(parts) if parts else np.zeros(0, np.uint64), spec.hashed_scale)
     rule_keys, rule_values = _unit(_codes(["rule:" + r for r in reasons] or ["rule:none"]) & mask, spec.rule_scale)
     keys = np.concatenate((gram_keys, rule_keys)).astype(np.int64) + EMBED_DIM
