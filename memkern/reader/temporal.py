@@ -135,8 +135,12 @@ _ABSOLUTE: list[tuple[re.Pattern[str], str]] = [
 ]
 
 
+#: Month number by the first three letters of its name ("sep" -> 9), as ``_MONTH`` matches names and abbreviations.
+_MONTH_NUMBER = {name[:3]: number for number, name in enumerate(MONTH_NAMES, start=1)}
+
+
 def _month_number(name: str) -> int:
-    return [m[:3] for m in MONTH_NAMES].index(name.lower()[:3]) + 1
+    return _MONTH_NUMBER[name.lower()[:3]]
 
 
 #: What opens and what joins the two ends of a date range: "between A and B", "from A to B" ("until", "till",
