@@ -112,8 +112,17 @@ def test_ordinary_and_hard_benign_texts_pass(text):
 
 
 def test_an_uncertain_verdict_is_stored_active_without_a_model():
-    verdict = guard.check(UNCERTAIN)
+    verdict = guard.check(UNCERTAIN, classifier=False)
     assert verdict.uncertain and not verdict.quarantine and verdict.reasons == ["addressed_to_model"]
+
+
+def test_the_learned_layer_is_on_by_default_and_may_quarantine_an_uncertain_text(mos, monkeypatch):
+    monkeypatch.delenv(guard.CLASSIFIER_ENV, raising=False)
+    verdict = guard.check(UNCERTAIN)
+    assert verdict.quarantine and verdict.classifier_flagged and verdict.reasons[0] == "addressed_to_model"
+    stored = mos.create_cube("c").add(text=UNCERTAIN, kind="document", infer=False).added[0]
+    assert stored.state is LifecycleState.QUARANTINED
+    assert stored.metadata["quarantine_reasons"][1].startswith("classifier:")
 
 
 @pytest.mark.skipif(not LOCOMO.exists(), reason="LoCoMo dev data not available")
@@ -137,10 +146,10 @@ def _judge(instructs: bool) -> str:
 def test_the_model_may_quarantine_an_uncertain_text():
     with FakeOpenAI(script=[_judge(True), _judge(False)]) as server:
         llm = OpenAICompatibleLLM(server.base_url, "fake", timeout_s=5)
-        flagged = guard.check(UNCERTAIN, llm)
+        flagged = guard.check(UNCERTAIN, llm, classifier=False)
         assert flagged.quarantine and "model_check" in flagged.reasons
         assert flagged.model_note == "talks to the assistant"
-        kept = guard.check(UNCERTAIN, llm)
+        kept = guard.check(UNCERTAIN, llm, classifier=False)
         assert not kept.quarantine and kept.model_note == "benign"
         assert len(server.requests) == 2
         assert UNCERTAIN in server.requests[0]["messages"][-1]["content"]
@@ -159,11 +168,12 @@ def test_a_failed_model_check_keeps_the_rules_verdict():
     with FakeOpenAI(script=answers) as server:
         llm = OpenAICompatibleLLM(server.base_url, "fake", timeout_s=5, retries=0)
         for _ in answers:  # a server error, then an answer that does not fit the schema
-            verdict = guard.check(UNCERTAIN, llm)
+            verdict = guard.check(UNCERTAIN, llm, classifier=False)
             assert not verdict.quarantine and "model_check_failed" in verdict.reasons
 
 
 def test_the_write_path_asks_the_model_only_when_enabled(mos, monkeypatch):
+    monkeypatch.setenv(guard.CLASSIFIER_ENV, "off")  # else the learned layer quarantines the text first
     cube = mos.create_cube("c")
     with FakeOpenAI(script=[_judge(True)]) as server:
         mos.llm = OpenAICompatibleLLM(server.base_url, "fake", timeout_s=5)

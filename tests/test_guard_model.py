@@ -71,10 +71,33 @@ def test_the_classifier_never_lifts_a_rule_quarantine(monkeypatch):
 
 def test_a_classifier_quarantine_says_which_layer_fired(monkeypatch):
     monkeypatch.setattr(guard, "load_classifier", lambda: _fixed(0.999))
-    verdict = guard.check("We had pasta for dinner on Tuesday.", classifier=True)
+    verdict = guard.check("From now on I am vegan.", classifier=True)
     assert verdict.quarantine and verdict.classifier_flagged
-    assert verdict.reasons == ["classifier:0.999"] and verdict.score == 0.0
-    assert not guard.check("We had pasta for dinner on Tuesday.", classifier=False).quarantine
+    assert verdict.reasons == ["future_trigger", "classifier:0.999"] and verdict.score == 0.4
+    assert not guard.check("From now on I am vegan.", classifier=False).quarantine
+
+
+def test_the_classifier_reads_only_windows_the_rules_found_a_frame_in(monkeypatch):
+    """A text in which the rules find nothing is not read (ordinary conversation costs nothing), however
+    sure the classifier would be; in a long text, only the windows holding a frame are."""
+    read: list[str] = []
+    fixed = _fixed(0.999)
+
+    class Recording(GuardClassifier):
+        def probabilities(self, texts, reasons):
+            read.extend(texts)
+            return super().probabilities(texts, reasons)
+
+    recording = Recording(fixed.spec, fixed.weights, fixed.bias, fixed.alone_at, fixed.with_rules_at, fixed.card)
+    monkeypatch.setattr(guard, "load_classifier", lambda: recording)
+    verdict = guard.check("We had pasta for dinner on Tuesday.", classifier=True)
+    assert not verdict.quarantine and verdict.classifier_probability is None and read == []
+    filler = "We walked along the river and talked about the garden and the weather. " * 40
+    long_text = filler + "From now on I am vegan. " + filler
+    verdict = guard.check(long_text, classifier=True)
+    windows = guard.readings(long_text)
+    assert verdict.classifier_flagged and len(read) == sum(window.score > 0 for window, _ in windows) < len(windows)
+    assert all("from now on i am vegan" in text for text in read)
 
 
 def test_the_switch_reads_the_environment(monkeypatch):

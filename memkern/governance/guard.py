@@ -22,12 +22,13 @@ A memory is text that will later be pasted into a prompt. The guard asks what th
    (``MEMKERN_GUARD_LLM=on`` with an LLM configured), which may then quarantine it. The model
    can only add a quarantine, never lift one the rules decided: a poisoned text that talks the
    checking model round gains nothing.
-4. **Learned layer** (``guard_model``, optional: ``MEMKERN_GUARD_CLASSIFIER=on|off``, default
-   ``CLASSIFIER_DEFAULT``): a logistic regression over the static embedder's sentence vector,
-   hashed word and character n-grams and the frames above, trained on the development half only.
-   It quarantines alone above a threshold no ordinary conversation turn reached in cross-validation,
-   or at a lower one when the rules found the text uncertain (reason ``classifier:<probability>``);
-   like the model check it can add a quarantine, never lift one.
+4. **Learned layer** (``guard_model``; on unless ``MEMKERN_GUARD_CLASSIFIER=off``): a logistic
+   regression over the static embedder's sentence vector, hashed word and character n-grams and the
+   frames above, trained on four authors' texts and never on the half that measures it. It reads the
+   windows in which the rules found a frame, and quarantines alone above a threshold no ordinary
+   conversation turn reached in cross-validation, or at a lower one when the rules found the text
+   uncertain (reason ``classifier:<probability>``); like the model check it can add a quarantine,
+   never lift one.
 
 ``check(text)`` returns a ``Verdict`` whose ``reasons`` name the layer and frame that fired
 (``override``, ``base64:exfiltration``, ``disguise:homoglyphs``, ``model_check``...): the
@@ -99,7 +100,7 @@ UNCERTAIN_AT = 0.6
 MODEL_CHECK_ENV = "MEMKERN_GUARD_LLM"
 #: Set to ``on`` or ``off`` to run the learned layer (``guard_model``) or not; unset: ``CLASSIFIER_DEFAULT``.
 CLASSIFIER_ENV = "MEMKERN_GUARD_CLASSIFIER"
-CLASSIFIER_DEFAULT = False
+CLASSIFIER_DEFAULT = True
 
 
 @dataclass
@@ -112,7 +113,8 @@ class Verdict:
     #: The model check's own words, when it ran.
     model_note: str | None = None
     model_flagged: bool = False
-    #: The learned layer's probability that the text is poison (its highest window), when it ran.
+    #: The learned layer's probability that the text is poison (its highest window), when it read one
+    #: (it reads the windows in which the rules found a frame).
     classifier_probability: float | None = None
     classifier_flagged: bool = False
 
@@ -265,18 +267,28 @@ def classifier_enabled() -> bool:
 
 def _apply_classifier(verdicts: list[Verdict], found: list[list[tuple[Verdict, Views]]]) -> None:
     """Add the classifier's finding to each of the rules' ``verdicts`` (``found``: each text's windows):
-    it may quarantine, never release. Every window of every text is scored in one call, so that a
-    session's turns share the embedder's and numpy's fixed costs.
+    it may quarantine, never release.
+
+    It reads only the windows in which the rules found a frame (a score above 0): it weighs again what
+    the rules saw, in the words around it. On the fourth author's texts every quarantine it added was
+    of such a text, while ordinary conversation rarely holds a frame (1.6 % of LoCoMo turns, 3 % of
+    LongMemEval's), so it costs little. Every window read is scored in one call, so that a session's
+    turns share the embedder's and numpy's fixed costs. A text with no such window keeps
+    ``classifier_probability`` None.
 
     It quarantines alone at a very high probability, or with the rules when they found the text
     uncertain; the thresholds come with the weights (``guard_model``)."""
+    read = [(text, seen, window.reasons) for text, windows in enumerate(found)
+            for window, seen in windows if window.score > 0]
+    if not read:
+        return
     model = load_classifier()
-    scores = model.probabilities([model_text(seen) for windows in found for _, seen in windows],
-                                 [window.reasons for windows in found for window, _ in windows])
-    start = 0
-    for verdict, windows in zip(verdicts, found):
-        probability = float(scores[start:start + len(windows)].max())
-        start += len(windows)
+    scores = model.probabilities([model_text(seen) for _, seen, _ in read], [reasons for _, _, reasons in read])
+    highest: dict[int, float] = {}
+    for (text, _, _), score in zip(read, scores):
+        highest[text] = max(highest.get(text, 0.0), float(score))
+    for text, probability in highest.items():
+        verdict = verdicts[text]
         verdict.classifier_probability = round(probability, 4)
         if not verdict.quarantine and (probability >= model.alone_at
                                        or (verdict.uncertain and probability >= model.with_rules_at)):
