@@ -36,3 +36,9 @@ def test_ingest_reports_turns_stages_and_the_guard_at_work(tmp_path):
     assert set(result["stage_seconds"]) == {*STAGES, "other"}
     assert result["stage_seconds"]["guard"] > 0
     assert "turns/s" in format_report(result)
+
+
+def test_ingest_says_whether_the_guard_read_with_its_learned_layer(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEMKERN_GUARD_CLASSIFIER", "off")
+    result = run_ingest(_lme_file(tmp_path), workdir=tmp_path)
+    assert result["guard_classifier"] is False and "learned layer off" in format_report(result)

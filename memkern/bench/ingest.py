@@ -110,6 +110,7 @@ def run_ingest(data_path: str | Path, max_turns: int | None = 3000, progress: Pr
                *, workdir: str | Path | None = None) -> dict[str, Any]:
     """Ingest the sessions of ``data_path`` (up to ``max_turns`` turns); returns a JSON-ready dict."""
     from memkern import __version__
+    from memkern.governance import guard
     from memkern.mos import MemOS
 
     kind, sessions = load_sessions(data_path, max_turns)
@@ -139,6 +140,7 @@ def run_ingest(data_path: str | Path, max_turns: int | None = 3000, progress: Pr
         "benchmark": "ingest", "memkern_version": __version__, "data": str(data_path), "format": kind,
         "cubes": len({s.cube for s in sessions}), "sessions": len(sessions), "turns": total_turns,
         "mean_turn_chars": round(total_chars / max(1, total_turns), 1), "quarantined": quarantined,
+        "guard_classifier": guard.classifier_enabled(),
         "seconds": round(elapsed, 3), "turns_per_s": round(total_turns / elapsed, 1) if elapsed else None,
         "stage_seconds": stages,
         "stage_share": {name: round(seconds / elapsed, 3) if elapsed else None for name, seconds in stages.items()},
@@ -148,8 +150,8 @@ def run_ingest(data_path: str | Path, max_turns: int | None = 3000, progress: Pr
 def format_report(result: dict[str, Any]) -> str:
     lines = [f"memkern bench ingest ({result['format']}, {result['data']})",
              f"{result['turns']} turns in {result['sessions']} sessions, {result['cubes']} cubes, "
-             f"{result['mean_turn_chars']} characters per turn; write policy on (PII, guard): "
-             f"{result['quarantined']} quarantined",
+             f"{result['mean_turn_chars']} characters per turn; write policy on (PII, guard, its learned layer "
+             f"{'on' if result['guard_classifier'] else 'off'}): {result['quarantined']} quarantined",
              f"{result['seconds']} s: {result['turns_per_s']} turns/s", "", "stage    seconds  share"]
     for name, seconds in result["stage_seconds"].items():
         lines.append(f"{name:<8} {seconds:>7.3f}  {result['stage_share'][name]:>5.1%}")
