@@ -205,8 +205,13 @@ def choose_thresholds(rows: Rows, window_p: np.ndarray) -> dict[str, float]:
     training benign texts. Its catch rate alone is what settings are compared by: the rules were written
     from every training round, so their catches on a left-out round say nothing about unseen phrasings.
     ``with_rules``: the lowest threshold at which the texts the rules find uncertain may be quarantined
-    with no conversation turn flagged and the combined guard within ``MAX_BENIGN_FP``."""
-    p, label, conversation = per_group(rows, window_p)
+    with no conversation turn flagged and the combined guard within ``MAX_BENIGN_FP``.
+
+    Only windows in which the rules found a frame count, as the guard reads no other (``guard._apply_classifier``):
+    a text with none is never flagged. (The shipped thresholds, chosen over every window on 2026-12-06, come out
+    the same this way: every out-of-fold catch and the highest-scoring ordinary turn were framed windows.)"""
+    framed = np.fromiter(map(bool, rows.reasons), dtype=bool, count=len(rows.reasons))
+    p, label, conversation = per_group(rows, np.where(framed, window_p, -1.0))
     poisoned, benign = (label == 1) & ~conversation, (label == 0) & ~conversation
     grid = np.round(np.linspace(0.5, 0.995, 100), 4)
     conversation_top = float(p[conversation].max()) if conversation.any() else 0.0
