@@ -18,8 +18,8 @@ A memory is text that will later be pasted into a prompt. The guard asks what th
    nothing when the text is a discussion of attacks or prompts.
 3. **Score**: each frame has a weight (most are harmless alone: "from now on I'm vegan"); a
    disguise that hid a frame adds to it. At ``QUARANTINE_AT`` the memory is quarantined; between
-   ``UNCERTAIN_AT`` and that it is *uncertain*: stored active, unless a model check is enabled
-   (``MEMKERN_GUARD_LLM=on`` with an LLM configured), which may then quarantine it. The model
+   ``UNCERTAIN_AT`` and that it is *uncertain*: stored active, unless the learned layer (4) or a
+   model check (``MEMKERN_GUARD_LLM=on`` with an LLM configured) quarantines it. The model
    can only add a quarantine, never lift one the rules decided: a poisoned text that talks the
    checking model round gains nothing.
 4. **Learned layer** (``guard_model``; on unless ``MEMKERN_GUARD_CLASSIFIER=off``): a logistic
