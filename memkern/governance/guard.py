@@ -24,11 +24,11 @@ A memory is text that will later be pasted into a prompt. The guard asks what th
    checking model round gains nothing.
 4. **Learned layer** (``guard_model``; on unless ``MEMKERN_GUARD_CLASSIFIER=off``): a logistic
    regression over the static embedder's sentence vector, hashed word and character n-grams and the
-   frames above, trained on four authors' texts and never on the half that measures it. It reads the
-   windows in which the rules found a frame, and quarantines alone above a threshold no ordinary
-   conversation turn reached in cross-validation, or at a lower one when the rules found the text
-   uncertain (reason ``classifier:<probability>``); like the model check it can add a quarantine,
-   never lift one.
+   frames above, trained on three authors' texts and never on the fourth's, which measures it. It
+   reads the windows in which the rules found a frame, and quarantines alone above a threshold no
+   ordinary conversation turn reached in cross-validation, or at a lower one when the rules found
+   the text uncertain (reason ``classifier:<probability>``); like the model check it can add a
+   quarantine, never lift one.
 
 ``check(text)`` returns a ``Verdict`` whose ``reasons`` name the layer and frame that fired
 (``override``, ``base64:exfiltration``, ``disguise:homoglyphs``, ``model_check``...): the
