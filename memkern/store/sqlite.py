@@ -19,6 +19,7 @@ except ImportError:  # elsewhere, Python's own SQLite (erasure then merges the w
     import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -419,11 +420,12 @@ class SQLiteStore(GovernanceSQL, Store):
     def record_access(self, cube_id: str, memory_ids: Sequence[str], at: datetime) -> None:
         if not memory_ids:
             return
+        # One update per memory, counted as often as it was read (a batch repeats the ids searched often).
         with self._write() as db:
             db.executemany(
-                "UPDATE memories SET access_count = access_count + 1, last_accessed_at = ?"
+                "UPDATE memories SET access_count = access_count + ?, last_accessed_at = ?"
                 " WHERE cube_id=? AND id=? AND is_current=1",
-                [(at.isoformat(), cube_id, memory_id) for memory_id in memory_ids],
+                [(n, at.isoformat(), cube_id, memory_id) for memory_id, n in Counter(memory_ids).items()],
             )
 
     def import_cube(self, info: CubeInfo, versions: Sequence[MemoryItem], vectors: np.ndarray,
