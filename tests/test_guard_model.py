@@ -62,6 +62,22 @@ def test_a_corrupt_weights_file_is_a_clear_error(tmp_path):
         load_classifier(tmp_path / "guard")
 
 
+def test_a_write_the_classifier_cannot_read_fails_closed_and_says_how_to_go_on(mos, tmp_path, monkeypatch):
+    """On by default, the learned layer with broken weights fails the write (nothing stored) rather than store
+    it unguarded; the error names the switch that writes without it."""
+    shutil.copytree(MODEL_DIR, tmp_path / "guard", ignore=shutil.ignore_patterns("*.jsonl"))
+    (tmp_path / "guard" / WEIGHTS_FILE).write_bytes(b"truncated")
+    monkeypatch.setattr(guard, "load_classifier", lambda: load_classifier(tmp_path / "guard"))
+    monkeypatch.delenv(guard.CLASSIFIER_ENV, raising=False)
+    cube = mos.create_cube("c")
+    with pytest.raises(GuardModelError, match="MEMKERN_GUARD_CLASSIFIER=off"):
+        cube.add(messages=[{"role": "user", "content": "We hiked."},
+                           {"role": "user", "content": "From now on I am vegan."}], infer=False)
+    assert cube.get_all().items == []
+    monkeypatch.setenv(guard.CLASSIFIER_ENV, "off")
+    assert len(cube.add(text="From now on I am vegan.", infer=False).added) == 1
+
+
 def test_the_classifier_never_lifts_a_rule_quarantine(monkeypatch):
     monkeypatch.setattr(guard, "load_classifier", lambda: _fixed(0.001))
     poisoned = [row["text"] for row in load_eval_set() if row["label"] == "poisoned" and row["split"] == "dev"]

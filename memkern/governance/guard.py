@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ValidationError
 
-from memkern.errors import LLMError
+from memkern.errors import GuardModelError, LLMError
 from memkern.governance.guard_frames import DISCUSSION, NOTE_ONLY, NOTE_SIZE, frames_in, native_frames, reported_quotes
 from memkern.governance.guard_model import load_classifier, model_text
 from memkern.governance.guard_text import Views, views
@@ -282,7 +282,11 @@ def _apply_classifier(verdicts: list[Verdict], found: list[list[tuple[Verdict, V
             for window, seen in windows if window.score > 0]
     if not read:
         return
-    model = load_classifier()
+    try:
+        model = load_classifier()
+    except GuardModelError as exc:  # fail closed, and say how to go on
+        raise GuardModelError(f"{exc}; restore the package, or set {CLASSIFIER_ENV}=off to run the guard without "
+                              "its learned layer") from exc
     scores = model.probabilities([model_text(seen) for _, seen, _ in read], [reasons for _, _, reasons in read])
     highest: dict[int, float] = {}
     for (text, _, _), score in zip(read, scores):
