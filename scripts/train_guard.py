@@ -85,6 +85,7 @@ class Rows:
 
     texts: list[str]  # model_text of the window
     reasons: list[list[str]]  # the rules' reasons on the window
+    framed: np.ndarray  # bool: the guard's learned layer reads the window (``guard.classifier_reads``)
     labels: np.ndarray  # 1 poisoned, 0 benign
     fold: np.ndarray  # cross-validation fold
     group: np.ndarray  # the eval row or conversation turn the window came from (scores are max per group)
@@ -97,6 +98,7 @@ def collect(lme: Path) -> tuple[Rows, dict[str, int]]:
     """The training rows: eval rows of ``TRAIN_SPLITS``, then even-question LongMemEval turns the rules do not quarantine."""
     texts: list[str] = []
     reasons: list[list[str]] = []
+    framed: list[bool] = []
     labels: list[int] = []
     folds: list[int] = []
     groups: list[int] = []
@@ -114,6 +116,7 @@ def collect(lme: Path) -> tuple[Rows, dict[str, int]]:
         for verdict, seen in found:
             texts.append(model_text(seen))
             reasons.append(list(verdict.reasons))
+            framed.append(guard.classifier_reads(verdict))
             labels.append(label)
             folds.append(fold)
             groups.append(group)
@@ -135,7 +138,7 @@ def collect(lme: Path) -> tuple[Rows, dict[str, int]]:
             counts["conversation_turns"] += 1
             counts["conversation_windows"] += len(found)
             add(found, 0, fold, True)
-    rows = Rows(texts, reasons, np.array(labels, np.float32), np.array(folds), np.array(groups),
+    rows = Rows(texts, reasons, np.array(framed), np.array(labels, np.float32), np.array(folds), np.array(groups),
                 np.array(conversation), np.array(uncertain), np.array(quarantined))
     return rows, counts
 
@@ -207,11 +210,10 @@ def choose_thresholds(rows: Rows, window_p: np.ndarray) -> dict[str, float]:
     ``with_rules``: the lowest threshold at which the texts the rules find uncertain may be quarantined
     with no conversation turn flagged and the combined guard within ``MAX_BENIGN_FP``.
 
-    Only windows in which the rules found a frame count, as the guard reads no other (``guard._apply_classifier``):
+    Only windows in which the rules found a frame count, as the guard reads no other (``guard.classifier_reads``):
     a text with none is never flagged. (The shipped thresholds, chosen over every window on 2026-12-06, come out
     the same this way: every out-of-fold catch and the highest-scoring ordinary turn were framed windows.)"""
-    framed = np.fromiter(map(bool, rows.reasons), dtype=bool, count=len(rows.reasons))
-    p, label, conversation = per_group(rows, np.where(framed, window_p, -1.0))
+    p, label, conversation = per_group(rows, np.where(rows.framed, window_p, -1.0))
     poisoned, benign = (label == 1) & ~conversation, (label == 0) & ~conversation
     grid = np.round(np.linspace(0.5, 0.995, 100), 4)
     conversation_top = float(p[conversation].max()) if conversation.any() else 0.0

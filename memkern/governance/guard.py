@@ -265,6 +265,11 @@ def classifier_enabled() -> bool:
     return _switched_on(CLASSIFIER_ENV, CLASSIFIER_DEFAULT)
 
 
+def classifier_reads(window: Verdict) -> bool:
+    """Whether the learned layer reads a window with this rule verdict: the rules found a frame in it."""
+    return window.score > 0
+
+
 def _apply_classifier(verdicts: list[Verdict], found: list[list[tuple[Verdict, Views]]]) -> None:
     """Add the classifier's finding to each of the rules' ``verdicts`` (``found``: each text's windows):
     it may quarantine, never release.
@@ -279,7 +284,7 @@ def _apply_classifier(verdicts: list[Verdict], found: list[list[tuple[Verdict, V
     It quarantines alone at a very high probability, or with the rules when they found the text
     uncertain; the thresholds come with the weights (``guard_model``)."""
     read = [(text, seen, window.reasons) for text, windows in enumerate(found)
-            for window, seen in windows if window.score > 0]
+            for window, seen in windows if classifier_reads(window)]
     if not read:
         return
     try:

@@ -14,8 +14,9 @@ texts nobody wrote rules from. Its features, all computed without a language mod
 The weights are trained by ``scripts/train_guard.py`` (numpy only) on the evaluation set's splits
 by the first three authors (dev, heldout, holdout2, holdout3) and ordinary LongMemEval turns of
 even-index questions, never on holdout4 (the fourth author's half, which measures it), and ship
-as ``memkern/data/guard/classifier.safetensors`` with ``classifier.json`` beside it: the file's sha256, the feature settings, the decision thresholds (chosen by cross-validation on the
-training data) and the training provenance. They are read once per process, on first use, and
+as ``memkern/data/guard/classifier.safetensors`` with ``classifier.json`` beside it: the file's
+sha256, the feature settings, the decision thresholds (chosen by cross-validation on the training
+data) and the training provenance. They are read once per process, on first use, and
 a missing or altered file raises ``GuardModelError``. ``memkern.governance.guard`` combines the
 probability with the rules' score; this module only scores.
 """
