@@ -1,4 +1,5 @@
-"""The per-cube count of index rows the SQLite schema keeps by triggers (migration 4 -> 5).
+"""The per-cube count of index rows the SQLite store keeps (migrations 4 -> 5 and 5 -> 6): added
+rows counted once per write transaction, removed ones by a trigger.
 
 A search index checks its copy against this count; it must equal a real count after every kind
 of write and after an older store is upgraded in place.
@@ -8,6 +9,9 @@ from __future__ import annotations
 
 import sqlite3
 
+import pytest
+
+from memkern.errors import ConflictError
 from memkern.models import LifecycleState
 from memkern.store.sqlite import SQLiteStore, _split_sql
 from memkern.store.sqlite_schema import MIGRATIONS
@@ -34,8 +38,16 @@ def test_the_count_follows_every_kind_of_write(tmp_path):
         store.delete_memory(a.id, items[2].id)
         assert store.index_rows(a.id, 0).count == 5
         assert _counts(path) == {a.id: (5, 5), b.id: (1, 1)}
+        clash = fact(a.id, "same id, other text").model_copy(update={"id": items[3].id})
+        with pytest.raises(ConflictError):  # rolled back after writing an index row: nothing counted
+            store.add_memories(a.id, [fact(a.id, "fresh"), clash], unit_vectors(2))
+        store.set_state(a.id, items[1].id, LifecycleState.ACTIVE)
+        versions, vectors = store.export_versions(a.id)
+        copy = cube_info("copy")
+        store.import_cube(copy, [v.model_copy(update={"cube_id": copy.id}) for v in versions], vectors)
+        assert _counts(path) == {a.id: (5, 5), b.id: (1, 1), copy.id: (5, 5)}
         store.delete_cube(a.id)
-        assert _counts(path) == {b.id: (1, 1)}
+        assert _counts(path) == {b.id: (1, 1), copy.id: (5, 5)}
     finally:
         store.close()
 
