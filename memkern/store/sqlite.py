@@ -50,7 +50,7 @@ FTS5_SECURE_DELETE = sqlite3.sqlite_version_info >= (3, 44, 0)
 #: Renders the statements shared with PostgreSQL (``memkern.store.sql``).
 _q = SQLITE.sql
 
-#: A cube's index rows: counted as they are written (``SQLiteStore._add_index_row``) and as they go
+#: A cube's index rows: counted as they are written (``SQLiteStore._add_index_rows``) and as they go
 #: (the schema's trigger, ``sqlite_schema``).
 _INDEX_COUNT = "SELECT indexed FROM cubes WHERE id = ?"
 #: Seconds a cube's share of the lexical index is reused after writes (``_cube_share``).
@@ -292,32 +292,31 @@ class SQLiteStore(GovernanceSQL, Store):
     def _bump(db: sqlite3.Connection, cube_id: str) -> None:
         db.execute(_q(sql.BUMP_REVISION), (cube_id,))
 
-    def _insert_version(self, db: sqlite3.Connection, item: MemoryItem, vector: np.ndarray | None) -> int | None:
-        """Write one version; returns its seq, or None when a current duplicate exists."""
-        is_current = item.expired_at is None
+    @staticmethod
+    def _insert_version(db: sqlite3.Connection, item: MemoryItem) -> int | None:
+        """Write one version (its index rows are ``_index``'s); returns its seq, or None when a current
+        duplicate exists."""
         cursor = db.execute(
             f"INSERT INTO memories({VERSION_COLUMNS}, body) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
             " ON CONFLICT DO NOTHING",
             (*sql.version_values(item), item.model_dump_json()),
         )
-        if cursor.rowcount == 0:
-            return None
-        seq = int(cursor.lastrowid)
-        if is_current and vector is not None:
-            self._index(db, seq, item, vector)
-        return seq
+        return None if cursor.rowcount == 0 else int(cursor.lastrowid)
 
-    def _add_index_row(self, db: sqlite3.Connection, seq: int, cube_id: str, vector: bytes) -> None:
-        """The one way an index row is written: counted for the cube's ``indexed`` (see ``_write``)."""
-        db.execute(_q(sql.INSERT_INDEX_ROW), (seq, cube_id, vector))
-        self._index_rows_added[cube_id] += 1
+    def _add_index_rows(self, db: sqlite3.Connection, rows: Sequence[tuple[int, str, bytes]]) -> None:
+        """The one way index rows (seq, cube id, vector) are written: counted for each cube's ``indexed``
+        (see ``_write``)."""
+        db.executemany(_q(sql.INSERT_INDEX_ROW), rows)
+        self._index_rows_added.update(cube_id for _, cube_id, _ in rows)
 
-    def _index(self, db: sqlite3.Connection, seq: int, item: MemoryItem, vector: np.ndarray) -> None:
-        self._add_index_row(db, seq, item.cube_id, np.asarray(vector, dtype=np.float32).tobytes())
-        db.execute(
-            "INSERT INTO memory_fts(rowid, cube, text, entities) VALUES (?,?,?,?)",
-            (seq, item.cube_id, item.text, " ".join(item.entities)),
-        )
+    def _index(self, db: sqlite3.Connection, written: Sequence[tuple[int, MemoryItem, np.ndarray | None]]) -> None:
+        """Make the current versions among ``written`` (seq, version, vector) searchable: their vectors
+        and their words, a statement each for the whole write."""
+        current = [(seq, item, vector) for seq, item, vector in written if item.expired_at is None and vector is not None]
+        self._add_index_rows(db, [(seq, item.cube_id, np.asarray(vector, dtype=np.float32).tobytes())
+                                  for seq, item, vector in current])
+        db.executemany("INSERT INTO memory_fts(rowid, cube, text, entities) VALUES (?,?,?,?)",
+                       [(seq, item.cube_id, item.text, " ".join(item.entities)) for seq, item, _ in current])
 
     @staticmethod
     def _unindex(db: sqlite3.Connection, seq: int) -> None:
@@ -379,15 +378,21 @@ class SQLiteStore(GovernanceSQL, Store):
         with self._write() as db:
             self._require_cube(db, cube_id)
             last_position: dict[str | None, int] = {}
+            written: list[tuple[int, MemoryItem, np.ndarray]] = []
             for index, (item, vector) in enumerate(zip(items, vectors)):
                 item = self._place_turn(db, cube_id, item, last_position)
-                if self._insert_version(db, item, vector) is None:
+                seq = self._insert_version(db, item)
+                if seq is None:
                     duplicates[index] = self._duplicate_of(db, item)
                     continue  # a duplicate takes no position: the session stays numbered 0, 1, 2, ...
                 sql.advance_position(item, last_position)
+                written.append((seq, item, vector))
                 added.append(item)
-                self._log(db, cube_id, "add", item.id, item.version, actor)
             if added:
+                self._index(db, written)
+                at = utcnow().isoformat()
+                db.executemany(_q(sql.LOG_OPERATION),
+                               [(at, cube_id, item.id, item.version, "add", actor, None) for item in added])
                 self._bump(db, cube_id)
         return AddOutcome(added=added, duplicates=duplicates)
 
@@ -419,8 +424,10 @@ class SQLiteStore(GovernanceSQL, Store):
                 (new_version.recorded_at.isoformat(), valid_to, seq),
             )
             self._unindex(db, seq)
-            if self._insert_version(db, new_version, vector) is None:
+            new_seq = self._insert_version(db, new_version)
+            if new_seq is None:
                 raise sql.update_duplicates(new_version)
+            self._index(db, [(new_seq, new_version, vector)])
             self._log(db, cube_id, "update", new_version.id, new_version.version,
                       new_version.changed_by, new_version.change_reason)
             self._bump(db, cube_id)
@@ -436,7 +443,7 @@ class SQLiteStore(GovernanceSQL, Store):
             vector = db.execute("SELECT vector FROM index_rows WHERE memory_seq=?", (seq,)).fetchone()
             if vector is not None:
                 db.execute(_q(sql.DELETE_INDEX_ROW), (seq,))
-                self._add_index_row(db, seq, cube_id, vector[0])
+                self._add_index_rows(db, [(seq, cube_id, vector[0])])
             self._log(db, cube_id, state.value, memory_id, None, actor, reason)
             self._bump(db, cube_id)
             return row_to_item(self._current(db, cube_id, memory_id))
@@ -473,9 +480,13 @@ class SQLiteStore(GovernanceSQL, Store):
         vector_of = sql.import_vectors(versions, vectors)
         with self._write() as db:
             self._insert_cube(db, info)
+            written = []
             for item in versions:
-                if self._insert_version(db, item, vector_of(item)) is None:
+                seq = self._insert_version(db, item)
+                if seq is None:
                     raise sql.import_duplicates(item)
+                written.append((seq, item, vector_of(item)))
+            self._index(db, written)
             self._log(db, info.id, "import", actor=actor, reason=f"{len(versions)} versions")
             self._bump(db, info.id)
         return info

@@ -191,7 +191,7 @@ MIGRATIONS: list[str] = [
     END;
     """,
     # 5 -> 6: index rows added are counted once per write transaction by the store
-    # (``SQLiteStore._add_index_row``, the one place that writes them): the per-row trigger was 8 %
+    # (``SQLiteStore._add_index_rows``, the one place that writes them): the per-row trigger was 8 %
     # of the time of ingesting LoCoMo. Removals keep their trigger: cascades delete rows too.
     """
     DROP TRIGGER index_rows_counted;
