@@ -110,7 +110,7 @@ def resolve_dates(text: str, said_at: datetime | None) -> list[ResolvedDate]:
     taken: list[range] = []
     lowered = text.lower()
     for (pattern, kind), literals in zip(_PATTERNS, _LITERALS):
-        if literals and not any(literal in lowered for literal in literals):
+        if literals and not any(map(lowered.__contains__, literals)):  # substring tests in C
             continue
         for match in pattern.finditer(text):
             span = range(match.start(), match.end())
