@@ -47,7 +47,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,7 @@ from memkern.errors import NotFoundError, StoreError
 from memkern.retrieval import snapshot as saved_files
 from memkern.retrieval.ann import DenseAnn
 from memkern.retrieval.ids import IdColumn, RowLookup, SavedIds
+from memkern.retrieval.row_texts import RowTexts
 from memkern.retrieval.snapshot import SavedIndex
 from memkern.store.base import IndexBatch, Store
 
@@ -139,6 +140,8 @@ class CubeIndex:
     live_count: int
     #: The writer's approximate dense index (``memkern.retrieval.ann``), shared by its snapshots.
     ann: DenseAnn | None = None
+    #: Texts of rows that ranking read (``memkern.retrieval.row_texts``), shared by the writer's snapshots.
+    texts: RowTexts = field(default_factory=RowTexts)
 
     def __len__(self) -> int:
         return len(self.live)
@@ -246,6 +249,7 @@ class _IndexWriter:
         self.holds_vectors = holds_vectors
         self.columns = _Columns(dim if self.holds_vectors else 0, max(capacity, _MIN_CAPACITY))
         self.ann = DenseAnn(dim)
+        self.texts = RowTexts()
         self.n = 0
         self.live_count = 0
         self.tags: list[tuple[str, ...]] = []
@@ -324,6 +328,7 @@ class _IndexWriter:
             columns.live[row] = columns.active[row] = False
             self.live_count -= 1
             self.row_of.forget(self._id_of(row), row)
+            self.texts.forget((row,))
             speaker = columns.speakers[row]
             if speaker:
                 self.speaker_rows[speaker] -= 1
@@ -391,6 +396,7 @@ class _IndexWriter:
             speakers=columns.speakers[:n], states=columns.states[:n], live=live, active=columns.active[:n],
             tags=self.tags, vectors=columns.vectors[:n],
             speakers_present=frozenset(self.speaker_rows), live_count=self.live_count, ann=self.ann,
+            texts=self.texts,
         )
 
 

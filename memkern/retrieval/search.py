@@ -212,10 +212,16 @@ SHORT_POOL = 30
 
 def _read_texts(store: Store, cube_id: str, index: CubeIndex, rows: np.ndarray, texts: dict[str, MemoryText]
                 ) -> None:
-    """Add to ``texts`` those of the ``rows`` it does not hold yet: one store read for what is missing."""
-    missing = [memory_id for memory_id in map(index.ids.__getitem__, rows) if memory_id not in texts]
+    """Add to ``texts`` those of the ``rows`` it does not hold yet: from the index's kept texts
+    (``memkern.retrieval.row_texts``), then one store read for what is missing, kept for later searches."""
+    wanted = [row for row in map(int, rows) if index.ids[row] not in texts]
+    kept = index.texts.found(wanted)
+    texts.update((text.id, text) for text in kept.values())
+    missing = {index.ids[row]: row for row in wanted if row not in kept}
     if missing:
-        texts.update(store.get_texts(cube_id, missing))
+        read = store.get_texts(cube_id, list(missing))
+        texts.update(read)
+        index.texts.keep({missing[memory_id]: text for memory_id, text in read.items()})
 
 
 def _best_turns(index: CubeIndex, rows: np.ndarray, scores: np.ndarray) -> np.ndarray:
