@@ -19,8 +19,10 @@ def test_kept_texts_are_found_and_the_oldest_go_past_the_limit():
 
 
 def test_a_tombstoned_row_is_dropped_and_never_kept_again():
-    texts = RowTexts()
+    live = {1: True, 2: True}
+    texts = RowTexts(live.__getitem__)
     texts.keep({1: _text("a", "one"), 2: _text("b", "two")})
+    live[1] = False  # the writer marks the row dead, then forgets it
     texts.forget([1])
     texts.keep({1: _text("a", "one, read by a search that started before the delete")})
     assert list(texts.found([1, 2])) == [2]

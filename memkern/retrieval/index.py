@@ -249,7 +249,7 @@ class _IndexWriter:
         self.holds_vectors = holds_vectors
         self.columns = _Columns(dim if self.holds_vectors else 0, max(capacity, _MIN_CAPACITY))
         self.ann = DenseAnn(dim)
-        self.texts = RowTexts()
+        self.texts = RowTexts(lambda row: bool(self.columns.live[row]))
         self.n = 0
         self.live_count = 0
         self.tags: list[tuple[str, ...]] = []
@@ -328,12 +328,12 @@ class _IndexWriter:
             columns.live[row] = columns.active[row] = False
             self.live_count -= 1
             self.row_of.forget(self._id_of(row), row)
-            self.texts.forget((row,))
             speaker = columns.speakers[row]
             if speaker:
                 self.speaker_rows[speaker] -= 1
                 if not self.speaker_rows[speaker]:
                     del self.speaker_rows[speaker]
+        self.texts.forget(rows)  # once the rows are marked dead, which ``RowTexts.keep`` checks
 
     def _id_of(self, row: int) -> str:
         saved = self.saved_ids

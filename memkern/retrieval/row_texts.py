@@ -14,7 +14,7 @@ here, and a search that read it just before cannot put it back.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from itertools import islice
 
 from memkern.store.base import MemoryText
@@ -24,12 +24,14 @@ LIMIT = 4096
 
 
 class RowTexts:
-    """Row -> ``MemoryText`` for one index writer and all its snapshots (thread-safe)."""
+    """Row -> ``MemoryText`` for one index writer and all its snapshots (thread-safe).
 
-    def __init__(self, limit: int = LIMIT) -> None:
+    ``is_live(row)``: whether the writer still holds the row live; the writer marks a row dead
+    before it calls ``forget`` on it. None: every row is (an index no writer follows)."""
+
+    def __init__(self, is_live: Callable[[int], bool] | None = None, limit: int = LIMIT) -> None:
         self._texts: dict[int, MemoryText] = {}
-        #: Rows tombstoned: never kept again (row numbers are not reused within a writer).
-        self._gone: set[int] = set()
+        self._is_live = is_live
         self._lock = threading.Lock()
         self._limit = limit
 
@@ -39,18 +41,18 @@ class RowTexts:
         return {row: text for row in rows if (text := get(row)) is not None}
 
     def keep(self, texts: Mapping[int, MemoryText]) -> None:
-        """Keep these rows' texts, except rows tombstoned meanwhile."""
+        """Keep these rows' texts, except rows tombstoned meanwhile (checked under the lock ``forget``
+        takes, so that a row is either dropped by ``forget`` or never kept)."""
         with self._lock:
             for row, text in texts.items():
-                if row not in self._gone:
+                if self._is_live is None or self._is_live(row):
                     self._texts[row] = text
             over = len(self._texts) - self._limit
             for row in list(islice(self._texts, over)) if over > 0 else ():
                 del self._texts[row]
 
     def forget(self, rows: Iterable[int]) -> None:
-        """Drop tombstoned rows, now and for good."""
+        """Drop the texts of rows just tombstoned."""
         with self._lock:
             for row in rows:
-                self._gone.add(row)
                 self._texts.pop(row, None)
