@@ -5,7 +5,11 @@
 ids are waiting, when ``flush_after_s`` passed since the last write, before the
 scheduler plans a promotion or demotion, and when the ``MemOS`` closes. A read therefore
 costs a dictionary update, not a write transaction. Counts buffered by a process that
-crashes are lost; that only makes a memory look a little colder than it was.
+crashes are lost, and the store commits them without waiting for the disk (a power cut may
+lose the last batch: ``Store.record_access``); that only makes a memory look a little colder
+than it was. Written on the read path by the search that crosses the threshold, they cost
+that search no fsync. Written in a background thread instead, they cost the next searches
+more (their Python holds the GIL): measured and not done.
 
 Internal reads (the update decisions looking for candidates, an update reading the
 version it replaces) are not recalls: operations read the store directly for them

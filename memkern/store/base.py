@@ -184,7 +184,11 @@ class Store(ABC):
 
     @abstractmethod
     def record_access(self, cube_id: str, memory_ids: Sequence[str], at: datetime) -> None:
-        """Count a read of these memories (drives reinforcement and archiving)."""
+        """Count a read of these memories (drives reinforcement and archiving).
+
+        Statistics, not memories: a back end may commit them without waiting for the disk (a power
+        cut may lose the last counts, as a crash loses those still buffered in memory), so that a
+        search that flushes them does not wait for an fsync."""
 
     @abstractmethod
     def import_cube(self, info: CubeInfo, versions: Sequence[MemoryItem], vectors: np.ndarray,

@@ -183,12 +183,20 @@ class SQLiteStore(GovernanceSQL, Store):
 
     # -- plumbing ----------------------------------------------------------------------------------
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, taken with the write lock so that it cannot fail half way."""
+    def _write(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken with the write lock so that it cannot fail half way.
+
+        ``durable=False`` commits without waiting for the disk (``synchronous=NORMAL`` for this
+        transaction): still atomic and never corrupting, but a power cut may take it back. Only for
+        what may be lost, as the store's access statistics may (``record_access``)."""
         with self._lock:
+            if not durable:
+                self._db.execute("PRAGMA synchronous=NORMAL")
             try:
                 self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
+                if not durable:
+                    self._db.execute("PRAGMA synchronous=FULL")
                 raise StoreError(f"the store at {self.path} is locked by another writer: {exc}") from exc
             try:
                 yield self._db
@@ -202,6 +210,8 @@ class SQLiteStore(GovernanceSQL, Store):
                 self._commits += 1
             finally:
                 self._index_rows_added.clear()
+                if not durable:
+                    self._db.execute("PRAGMA synchronous=FULL")
 
     def _read(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
         """Rows of one read, as of the last commit, without waiting for a write in progress."""
@@ -468,7 +478,8 @@ class SQLiteStore(GovernanceSQL, Store):
         if not memory_ids:
             return
         # One update per memory, counted as often as it was read (a batch repeats the ids searched often).
-        with self._write() as db:
+        # Statistics, written on the read path: committed without an fsync (``Store.record_access``).
+        with self._write(durable=False) as db:
             db.executemany(
                 "UPDATE memories SET access_count = access_count + ?, last_accessed_at = ?"
                 " WHERE cube_id=? AND id=? AND is_current=1",

@@ -63,3 +63,24 @@ def test_an_in_memory_store_reads_its_own_writes():
         assert store.get_texts(cube.id, [added.id])[added.id].text == "kept in memory"
     finally:
         store.close()
+
+
+def test_access_counts_commit_without_an_fsync_and_every_other_write_with_one(store):
+    """``record_access`` runs on the read path: its transaction is committed with ``synchronous=NORMAL``
+    (no fsync); the connection is back to ``FULL`` for the next write, which is durable as before."""
+    cube = store.create_cube(cube_info("c"))
+    first = add(store, cube.id, [fact(cube.id, "the blue bicycle")]).added[0]
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    try:
+        store.record_access(cube.id, [first.id, first.id], first.recorded_at)
+        add(store, cube.id, [fact(cube.id, "the red kite")])
+    finally:
+        store._db.set_trace_callback(None)
+    begins = [i for i, statement in enumerate(statements) if statement.startswith("BEGIN")]
+    assert len(begins) == 2
+    assert statements[begins[0] - 1] == "PRAGMA synchronous=NORMAL"
+    assert "PRAGMA synchronous=FULL" in statements[begins[0]:begins[1]]
+    assert "PRAGMA synchronous=NORMAL" not in statements[begins[1]:]
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert store.get_memories(cube.id, [first.id])[first.id].access_count == 2

@@ -227,6 +227,9 @@ class PostgresMemories(PostgresDense):
         if not memory_ids:
             return
         with self._tx() as cur:
+            # Statistics, written on the read path: committed without waiting for the WAL flush
+            # (``Store.record_access``; a crash may lose them, never corrupt anything).
+            cur.execute("SET LOCAL synchronous_commit TO OFF")
             # Lock the rows in one order first, so that concurrent readers cannot deadlock;
             # then one statement, each id counted as often as it was read.
             cur.execute(
