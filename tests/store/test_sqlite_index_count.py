@@ -7,21 +7,28 @@ of write and after an older store is upgraded in place.
 
 from __future__ import annotations
 
-import sqlite3
+from contextlib import closing
 
 import pytest
 
 from memkern.errors import ConflictError
 from memkern.models import LifecycleState
-from memkern.store.sqlite import SQLiteStore, _split_sql
+from memkern.store.sqlite import SQLiteStore, _split_sql, sqlite3
 from memkern.store.sqlite_schema import MIGRATIONS
 
 from .test_store_contract import add, cube_info, fact, next_version, unit_vectors
 
 
+def _connect(path):
+    """A connection through the SQLite library the store uses: two copies of SQLite in one process
+    must not open one file, since closing a file in one drops the other's POSIX locks (a closing
+    connection of the other library then checkpoints and deletes the WAL the store still writes to)."""
+    return sqlite3.connect(path)
+
+
 def _counts(path) -> dict[str, tuple[int, int]]:
     """Per cube: (the kept count, a real count of its index rows)."""
-    with sqlite3.connect(path) as db:
+    with closing(_connect(path)) as db:
         return {cube: (kept, real) for cube, kept, real in db.execute(
             "SELECT id, indexed, (SELECT count(*) FROM index_rows r WHERE r.cube_id = cubes.id) FROM cubes")}
 
@@ -54,7 +61,7 @@ def test_the_count_follows_every_kind_of_write(tmp_path):
 
 def test_an_older_store_is_counted_when_upgraded(tmp_path):
     path = tmp_path / "old.db"
-    with sqlite3.connect(path) as db:  # a store as schema version 4 left it, with two cubes' rows
+    with closing(_connect(path)) as db, db:  # a store as schema version 4 left it, with two cubes' rows
         for migration in MIGRATIONS[:4]:
             for statement in _split_sql(migration):
                 db.execute(statement)
