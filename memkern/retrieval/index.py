@@ -140,8 +140,8 @@ class CubeIndex:
     live_count: int
     #: The writer's approximate dense index (``memkern.retrieval.ann``), shared by its snapshots.
     ann: DenseAnn | None = None
-    #: Texts of rows that ranking read (``memkern.retrieval.row_texts``), shared by the writer's snapshots.
-    texts: RowTexts = field(default_factory=RowTexts)
+    #: What ranking worked out from rows' texts (``memkern.retrieval.row_texts``), shared by the writer's snapshots.
+    texts: RowTexts[Any] = field(default_factory=RowTexts)
 
     def __len__(self) -> int:
         return len(self.live)
@@ -249,7 +249,7 @@ class _IndexWriter:
         self.holds_vectors = holds_vectors
         self.columns = _Columns(dim if self.holds_vectors else 0, max(capacity, _MIN_CAPACITY))
         self.ann = DenseAnn(dim)
-        self.texts = RowTexts(lambda row: bool(self.columns.live[row]))
+        self.texts: RowTexts[Any] = RowTexts(lambda row: bool(self.columns.live[row]))
         self.n = 0
         self.live_count = 0
         self.tags: list[tuple[str, ...]] = []

@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
 import numpy as np
@@ -35,7 +36,7 @@ from memkern.retrieval.config import SearchConfig
 from memkern.retrieval.dense import dense_top
 from memkern.retrieval.index import CubeIndex
 from memkern.retrieval.text import query_terms
-from memkern.store.base import MemoryText, Store
+from memkern.store.base import Store
 
 _LEXICAL_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="memkern-lexical")
 
@@ -141,10 +142,10 @@ def rank(index: CubeIndex, store: Store, cube_id: str, query: str, query_vector:
     dense = place(dense_rows, config.dense_weight / (config.rrf_k + np.arange(1, len(dense_rows) + 1)))
     lexical_part = place(lexical_rows, config.lexical_weight / (config.rrf_k + np.arange(1, len(lexical_rows) + 1)))
     base = dense + lexical_part
-    texts: dict[str, MemoryText] = {}  # read once for the answer rule and the short-turn penalty
+    turns: dict[int, _Turn] = {}  # read once for the answer rule and the short-turn penalty
     answer = np.zeros(n)
     if config.answer_weight > 0:
-        replies, asked = _replies(store, cube_id, index, rows, base, mask, texts)
+        replies, asked = _replies(store, cube_id, index, rows, base, mask, turns)
         new = np.setdiff1d(replies, rows)
         if len(new):  # a reply the text signals missed becomes a candidate with nothing of its own
             slot_of.update((int(row), n + i) for i, row in enumerate(new))
@@ -170,7 +171,7 @@ def rank(index: CubeIndex, store: Store, cube_id: str, query: str, query_vector:
         date = np.maximum(date, specific * config.date_weight * first_place * np.isin(rows, relative))
     total = base + session + neighbour + speaker + date
     if config.short_weight > 0 or config.asking_weight > 0 or config.addressee_weight > 0:
-        total = total - first_place * _said_little(store, cube_id, index, rows, total, mask, config, texts,
+        total = total - first_place * _said_little(store, cube_id, index, rows, total, mask, config, turns,
                                                    mentioned)
     if config.order_weight > 0 and (order := asks_for_order(question or query)):
         lift = config.order_weight * first_place * _in_time_order(index, rows, codes, total, latest=order > 0)
@@ -210,18 +211,36 @@ def rank(index: CubeIndex, store: Store, cube_id: str, query: str, query_vector:
 SHORT_POOL = 30
 
 
-def _read_texts(store: Store, cube_id: str, index: CubeIndex, rows: np.ndarray, texts: dict[str, MemoryText]
-                ) -> None:
-    """Add to ``texts`` those of the ``rows`` it does not hold yet: from the index's kept texts
-    (``memkern.retrieval.row_texts``), then one store read for what is missing, kept for later searches."""
-    wanted = [row for row in map(int, rows) if index.ids[row] not in texts]
-    kept = index.texts.found(wanted)
-    texts.update((text.id, text) for text in kept.values())
-    missing = {index.ids[row]: row for row in wanted if row not in kept}
+@dataclass(frozen=True)
+class _Turn:
+    """What ranking reads in a turn among its best candidates (:func:`_said_little`, :func:`_replies`): worked
+    out once per index row and kept with the index (``memkern.retrieval.row_texts``), without the text."""
+
+    words: int
+    #: It ends by asking (``_ASKS``), and the share of its words in sentences that ask (:func:`_asking_share`).
+    asks: bool
+    asking_share: float
+    #: Its speaker speaks in it only of the person addressed (:func:`_about_addressee`).
+    of_addressee: bool
+
+
+def _turn(text: str, speaker: str | None) -> _Turn:
+    asks = _ASKS.search(text) is not None
+    return _Turn(words=len(text.split()), asks=asks, asking_share=_asking_share(text) if asks else 0.0,
+                 of_addressee=bool(speaker) and _about_addressee(text, str(speaker)))
+
+
+def _read_turns(store: Store, cube_id: str, index: CubeIndex, rows: np.ndarray, turns: dict[int, _Turn]) -> None:
+    """Add to ``turns`` those of the ``rows`` it does not hold yet: what the index keeps of them, then one store
+    read of the others' texts, worked out and kept for later searches."""
+    wanted = [row for row in map(int, rows) if row not in turns]
+    turns.update(index.texts.found(wanted))
+    missing = {index.ids[row]: row for row in wanted if row not in turns}
     if missing:
-        read = store.get_texts(cube_id, list(missing))
-        texts.update(read)
-        index.texts.keep({missing[memory_id]: text for memory_id, text in read.items()})
+        read = {missing[memory_id]: _turn(memory.text, index.speakers[missing[memory_id]])
+                for memory_id, memory in store.get_texts(cube_id, list(missing)).items()}
+        turns.update(read)
+        index.texts.keep(read)
 
 
 def _best_turns(index: CubeIndex, rows: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -231,7 +250,7 @@ def _best_turns(index: CubeIndex, rows: np.ndarray, scores: np.ndarray) -> np.nd
 
 
 def _said_little(store: Store, cube_id: str, index: CubeIndex, rows: np.ndarray, total: np.ndarray,
-                 mask: np.ndarray, config: SearchConfig, texts: dict[str, MemoryText],
+                 mask: np.ndarray, config: SearchConfig, turns: dict[int, _Turn],
                  mentioned: set[str]) -> np.ndarray:
     """For each of the ``SHORT_POOL`` best candidates that is a turn, the first places it loses for saying little:
     ``config.short_weight`` times how far its text falls short of ``config.short_words`` words (1 for no words,
@@ -256,20 +275,20 @@ def _said_little(store: Store, cube_id: str, index: CubeIndex, rows: np.ndarray,
     address someone by role and keep their place."""
     best = _best_turns(index, rows, total)
     out = np.zeros(len(rows))
-    _read_texts(store, cube_id, index, rows[best], texts)
+    _read_turns(store, cube_id, index, rows[best], turns)
     asked_about = next(iter(mentioned)) if len(mentioned) == 1 else None
     for slot in best:
         row = int(rows[slot])
-        memory = texts.get(index.ids[row])
-        if memory is None:
+        turn = turns.get(row)
+        if turn is None:
             continue
-        out[slot] = config.short_weight * max(0.0, 1.0 - len(memory.text.split()) / config.short_words)
-        asks = config.asking_weight > 0 and _ASKS.search(memory.text) is not None
+        out[slot] = config.short_weight * max(0.0, 1.0 - turn.words / config.short_words)
+        asks = config.asking_weight > 0 and turn.asks
         about_other = config.addressee_weight > 0 and asked_about is not None \
-            and index.speakers[row] == asked_about and _about_addressee(memory.text, asked_about)
+            and index.speakers[row] == asked_about and turn.of_addressee
         if (asks or about_other) and _reply_row(index, row, mask) is not None:  # another person replies
             if asks:
-                out[slot] += config.asking_weight * _asking_share(memory.text)
+                out[slot] += config.asking_weight * turn.asking_share
             if about_other:
                 out[slot] += config.addressee_weight
     return out
@@ -306,7 +325,7 @@ def _asking_share(text: str) -> float:
 
 
 def _replies(store: Store, cube_id: str, index: CubeIndex, rows: np.ndarray, base: np.ndarray, mask: np.ndarray,
-             texts: dict[str, MemoryText]) -> tuple[np.ndarray, np.ndarray]:
+             turns: dict[int, _Turn]) -> tuple[np.ndarray, np.ndarray]:
     """The rows of the replies to the questions among the ``SHORT_POOL`` best candidates by their own score, and
     each question's base score.
 
@@ -315,13 +334,13 @@ def _replies(store: Store, cube_id: str, index: CubeIndex, rows: np.ndarray, bas
     another person says it; the assistant's turns are left out, as what it answers is the user's question,
     not something the user said or did."""
     best = _best_turns(index, rows, base)
-    _read_texts(store, cube_id, index, rows[best], texts)
+    _read_turns(store, cube_id, index, rows[best], turns)
     replies: list[int] = []
     asked: list[float] = []
     for slot in best:
         row = int(rows[slot])
-        memory = texts.get(index.ids[row])
-        if memory is None or not _ASKS.search(memory.text):
+        turn = turns.get(row)
+        if turn is None or not turn.asks:
             continue
         reply = _reply_row(index, row, mask)
         if reply is not None:
