@@ -225,6 +225,7 @@ class _Turn:
 
 
 def _turn(text: str, speaker: str | None) -> _Turn:
+    """What ranking reads in ``text``, a turn said by ``speaker``."""
     asks = _ASKS.search(text) is not None
     return _Turn(words=len(text.split()), asks=asks, asking_share=_asking_share(text) if asks else 0.0,
                  of_addressee=bool(speaker) and _about_addressee(text, str(speaker)))
