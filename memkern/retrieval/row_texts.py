@@ -22,7 +22,7 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
-#: Rows one index keeps this for: a few LoCoMo conversations, or a long agent session's hot set.
+#: Rows one index keeps values for: a few LoCoMo conversations, or a long agent session's hot set.
 LIMIT = 4096
 
 
@@ -44,7 +44,7 @@ class RowTexts(Generic[T]):
         return {row: value for row in rows if (value := get(row)) is not None}
 
     def keep(self, values: Mapping[int, T]) -> None:
-        """Keep this for these rows, except rows tombstoned meanwhile (checked under the lock ``forget``
+        """Keep each row's value, except for rows tombstoned meanwhile (checked under the lock ``forget``
         takes, so that a row is either dropped by ``forget`` or never kept)."""
         with self._lock:
             for row, value in values.items():
