@@ -128,15 +128,17 @@ def rank(index: CubeIndex, store: Store, cube_id: str, query: str, query_vector:
     # A relative period ("a week ago") is fuzzier than a named date: it only lifts what the text found.
     relative = _period_rows(index, mask, relative_periods(query, now or filters.until or utcnow())) \
         if config.date_weight > 0 else no_rows
-    rows = np.unique(np.concatenate([dense_rows, np.asarray(lexical_rows, dtype=np.int64), dated]))
+    # The candidates, sorted: a candidate's slot in the arrays below is its place in this order (replies the
+    # text signals missed are added after them).
+    candidates = rows = np.unique(np.concatenate([dense_rows, np.asarray(lexical_rows, dtype=np.int64), dated]))
     if len(rows) == 0:
         return []
-    slot_of = {int(row): i for i, row in enumerate(rows)}
     n = len(rows)
 
     def place(values_rows: Sequence[int] | np.ndarray, values: np.ndarray | float) -> np.ndarray:
+        """An array over the candidates holding ``values`` at the slots of ``values_rows`` (all in ``candidates``)."""
         out = np.zeros(n)
-        out[[slot_of[int(r)] for r in values_rows]] = values
+        out[np.searchsorted(candidates, np.asarray(values_rows, dtype=np.int64))] = values
         return out
 
     dense = place(dense_rows, config.dense_weight / (config.rrf_k + np.arange(1, len(dense_rows) + 1)))
@@ -146,14 +148,15 @@ def rank(index: CubeIndex, store: Store, cube_id: str, query: str, query_vector:
     answer = np.zeros(n)
     if config.answer_weight > 0:
         replies, asked = _replies(store, cube_id, index, rows, base, mask, turns)
-        new = np.setdiff1d(replies, rows)
+        new = np.setdiff1d(replies, candidates)  # sorted
         if len(new):  # a reply the text signals missed becomes a candidate with nothing of its own
-            slot_of.update((int(row), n + i) for i, row in enumerate(new))
-            rows = np.concatenate([rows, new])
+            rows = np.concatenate([candidates, new])
             n = len(rows)
             dense, lexical_part, base, answer = (np.concatenate([part, np.zeros(len(new))])
                                                  for part in (dense, lexical_part, base, answer))
-        np.maximum.at(answer, [slot_of[int(row)] for row in replies], asked)
+        slots = np.where(np.isin(replies, candidates), np.searchsorted(candidates, replies),
+                         len(candidates) + np.searchsorted(new, replies))
+        np.maximum.at(answer, slots, asked)
     codes = index.session_codes[rows]
     session = config.session_weight * _session_strength(codes, base, config.session_top) \
         if config.session_weight > 0 else np.zeros(n)
@@ -195,7 +198,7 @@ def rank(index: CubeIndex, store: Store, cube_id: str, query: str, query_vector:
     ranked = []
     for i in np.argsort(-total, kind="stable")[:top_k]:
         row = int(rows[i])
-        ranked.append((row, float(total[i]), ScoreParts(
+        ranked.append((row, float(total[i]), ScoreParts.model_construct(  # floats computed here: nothing to check
             lexical=float(lexical_part[i]), dense=float(dense[i]), session=float(session[i]),
             neighbour=float(neighbour[i]), speaker=float(speaker[i]), date=float(date[i]),
             recency=float(recency[i]),
