@@ -189,14 +189,10 @@ class SQLiteStore(GovernanceSQL, Store):
         ``durable=False`` commits without waiting for the disk (``synchronous=NORMAL`` for this
         transaction): still atomic and never corrupting, but a power cut may take it back. Only for
         what may be lost, as the store's access statistics may (``record_access``)."""
-        with self._lock:
-            if not durable:
-                self._db.execute("PRAGMA synchronous=NORMAL")
+        with self._lock, self._synchronous(durable):
             try:
                 self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
-                if not durable:
-                    self._db.execute("PRAGMA synchronous=FULL")
                 raise StoreError(f"the store at {self.path} is locked by another writer: {exc}") from exc
             try:
                 yield self._db
@@ -210,8 +206,18 @@ class SQLiteStore(GovernanceSQL, Store):
                 self._commits += 1
             finally:
                 self._index_rows_added.clear()
-                if not durable:
-                    self._db.execute("PRAGMA synchronous=FULL")
+
+    @contextmanager
+    def _synchronous(self, durable: bool) -> Iterator[None]:
+        """A block of the writing connection: at ``synchronous=NORMAL`` unless ``durable``, then ``FULL`` again."""
+        if durable:
+            yield
+            return
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            yield
+        finally:
+            self._db.execute("PRAGMA synchronous=FULL")
 
     def _read(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
         """Rows of one read, as of the last commit, without waiting for a write in progress."""
