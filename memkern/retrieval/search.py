@@ -209,7 +209,8 @@ def rank(index: CubeIndex, store: Store, cube_id: str, query: str, query_vector:
 
 
 #: The best candidates whose length and questions count (``SearchConfig.short_weight``, ``asking_weight``), and
-#: those whose reply is lifted when they are questions (``SearchConfig.answer_weight``): the texts of these are read, about 0.4 ms for 30 on SQLite.
+#: those whose reply is lifted when they are questions (``SearchConfig.answer_weight``): the texts of these are read,
+#: about 0.4 ms for 30 on SQLite, once per index row (``_read_turns``).
 #: On LoCoMo dev 50 or 100 change one question (session_any@5), 60 rows took 0.8 ms.
 SHORT_POOL = 30
 
