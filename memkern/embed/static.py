@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from memkern.embed.ascii_tokens import AsciiTokens
 from memkern.errors import EmbedderError
 
 DEFAULT_MODEL_NAME = "minilm-l6-static-256"
@@ -33,8 +34,10 @@ DEFAULT_MAX_TOKENS = 512
 _CHARS_PER_TOKEN_BOUND = 16
 # Texts per tokenizer call / gather: bounds the temporary (tokens x dim) array for huge inputs.
 _CHUNK = 1024
-# Texts of similar length summed together (see _embed_chunk).
+# Texts of similar length summed together (see _embed_chunk): at most this many, the longest at most twice
+# the shortest unless all are this short.
 _GROUP = 32
+_NARROW = 16
 
 __all__ = ["DEFAULT_MODEL_NAME", "DEFAULT_MODEL_PATH", "StaticEmbedder"]
 
@@ -57,6 +60,7 @@ class _Model:
     matrix: np.ndarray  # float32, (vocab + 1, dim), last row all zeros (padding), read-only
     tokenizer: Any  # tokenizers.Tokenizer; never mutated after loading, so safe to share between threads
     max_chars: int
+    tokens: AsciiTokens  # the tokenizer's ids, found faster on plain ASCII text
 
 
 _lock = threading.Lock()
@@ -164,7 +168,8 @@ def _load_model(path: Path, cfg: _Config) -> _Model:
         raise EmbedderError(
             f"static embedder: tokenizer vocabulary ({vocab}) is larger than the embedding matrix ({stored.shape[0]})"
         )
-    return _Model(cfg, matrix, tokenizer, cfg.max_tokens * _CHARS_PER_TOKEN_BOUND)
+    return _Model(cfg, matrix, tokenizer, cfg.max_tokens * _CHARS_PER_TOKEN_BOUND,
+                  AsciiTokens(tokenizer, cfg.max_tokens))
 
 
 class StaticEmbedder:
@@ -222,12 +227,7 @@ class StaticEmbedder:
 def _embed_chunk(model: _Model, batch: list[str], out: np.ndarray) -> None:
     """Write the unit-norm mean token vectors of ``batch`` into ``out`` (pre-zeroed, len(batch) rows)."""
     n = len(batch)
-    tok = model.tokenizer
-    if n == 1:
-        ids_per_text = [tok.encode(batch[0], add_special_tokens=False).ids]
-    else:
-        encode_batch = getattr(tok, "encode_batch_fast", tok.encode_batch)  # _fast (tokenizers>=0.21) skips offsets
-        ids_per_text = [e.ids for e in encode_batch(batch, add_special_tokens=False)]
+    ids_per_text = model.tokens.ids(batch)
 
     lengths = np.fromiter(map(len, ids_per_text), dtype=np.int64, count=n)
     total = int(lengths.sum())
@@ -246,15 +246,20 @@ def _embed_chunk(model: _Model, batch: list[str], out: np.ndarray) -> None:
 
     # Sum, not mean: the mean's 1/len factor disappears in the L2 normalisation below. Texts are summed in groups
     # of similar length, each padded with the all-zero last row of the matrix: one gather + one dense sum per
-    # group, several times faster than np.add.reduceat over a ragged (tokens x dim) array.
+    # group, several times faster than np.add.reduceat over a ragged (tokens x dim) array. A group ends where a
+    # text is over twice as long as its shortest, so that padding at most doubles the rows gathered: a session's
+    # few texts range from a word to 512 tokens.
     matrix = model.matrix
     pad_row = matrix.shape[0] - 1
     starts = np.cumsum(lengths) - lengths
     order = np.argsort(lengths, kind="stable")
+    ascending = lengths[order]
     sums = np.zeros((n, matrix.shape[1]), dtype=np.float32)
-    for g in range(0, n, _GROUP):
-        sel = order[g : g + _GROUP]
-        sel_len = lengths[sel]
+    g = 0
+    while g < n:
+        widest = max(2 * int(ascending[g]), _NARROW)
+        end = g + int(np.searchsorted(ascending[g : g + _GROUP], widest, side="right"))
+        sel, sel_len, g = order[g:end], ascending[g:end], end
         width = int(sel_len[-1])  # sorted ascending, so the last is the longest
         if width == 0:
             continue

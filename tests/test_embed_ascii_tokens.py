@@ -1,0 +1,126 @@
+"""The static embedder's shortcut for plain ASCII text gives the tokenizer's own ids, and its
+vectors are each text's normalised sum of token vectors, however a batch is grouped."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tokenizers")
+
+from memkern.embed import ascii_tokens  # noqa: E402
+from memkern.embed.ascii_tokens import AsciiTokens  # noqa: E402
+from memkern.embed.static import StaticEmbedder  # noqa: E402
+
+LOCOMO = Path("/work/shared/data/locomo/locomo-dev.json")
+LME = Path("/work/shared/data/longmemeval/lme-dev.json")
+
+EDGE_CASES = [
+    "", " ", "\t\r\n", "Hello, World!", "don't stop-believing_now", "3.14 and 1,000,000 (approx.)",
+    "a\x0bb", "a\x7fb", "a\x00b", "vertical\x0ctab", "x [UNK] y", "[PAD]", "[unk] is lower case",
+    "café", "naïve — “quoted” ‘text’", "大学 is Chinese", "emoji 💰 here", "a" * 99, "b" * 100, "c" * 101,
+    "word " + "z" * 150 + " end", "!!!???...", "~`@#$%^&*()_+-={}[]|\\:;\"'<>,./", "MiXeD CaSe WoRdS",
+    "tokenization antidisestablishmentarianism", " ".join(["long"] * 700), "x" * 9000,
+]
+
+
+@pytest.fixture(scope="module")
+def embedder() -> StaticEmbedder:
+    return StaticEmbedder()
+
+
+def _reference(embedder: StaticEmbedder, texts: list[str]) -> list[list[int]]:
+    """The tokenizer's own ids (what the embedder read before the shortcut)."""
+    tokenizer = embedder._model.tokenizer
+    return [encoding.ids for encoding in tokenizer.encode_batch(texts, add_special_tokens=False)]
+
+
+def _fresh(embedder: StaticEmbedder) -> AsciiTokens:
+    model = embedder._model
+    return AsciiTokens(model.tokenizer, model.config.max_tokens)
+
+
+def test_edge_cases_get_the_tokenizers_ids(embedder: StaticEmbedder) -> None:
+    tokens = _fresh(embedder)
+    assert tokens.ids(EDGE_CASES) == _reference(embedder, EDGE_CASES)
+    assert [tokens.ids([text])[0] for text in EDGE_CASES] == _reference(embedder, EDGE_CASES)
+    assert len(tokens.ids([" ".join(["long"] * 700)])[0]) == embedder._model.config.max_tokens
+
+
+def _dev_turns() -> list[str]:
+    texts: list[str] = []
+    if LOCOMO.exists():
+        for sample in json.loads(LOCOMO.read_text()):
+            conversation = sample["conversation"]
+            texts += [turn["text"] for key, session in conversation.items()
+                      if key.startswith("session_") and isinstance(session, list) for turn in session]
+    if LME.exists():
+        lme = json.loads(LME.read_text())
+        texts += [turn["content"] for item in lme[::4] for session in item["haystack_sessions"] for turn in session]
+    return texts
+
+
+@pytest.mark.skipif(not (LOCOMO.exists() or LME.exists()), reason="LoCoMo and LongMemEval dev data not available")
+def test_dev_turns_get_the_tokenizers_ids(embedder: StaticEmbedder) -> None:
+    texts = [text[:embedder._model.max_chars] for text in _dev_turns()]
+    assert len(texts) > 1000
+    assert _fresh(embedder).ids(texts) == _reference(embedder, texts)
+
+
+def test_a_full_table_is_emptied_and_the_ids_stay_right(embedder: StaticEmbedder,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ascii_tokens, "CACHE_SIZE", 8)
+    tokens = _fresh(embedder)
+    texts = ["one two three four five", "six seven eight nine ten eleven", "one two twelve", "a b c d e f g h i j k"]
+    assert tokens.ids(texts) == _reference(embedder, texts)
+    assert len(tokens._known) <= 11  # emptied when full; a text's own pieces are always kept for it
+
+
+def test_threads_reading_new_pieces_at_once_get_the_same_ids(embedder: StaticEmbedder,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ascii_tokens, "CACHE_SIZE", 64)  # the table is emptied while other threads read it
+    tokens = _fresh(embedder)
+    texts = [f"thread {n} writes word{n} and shared words like memory, kernel and cube" for n in range(200)]
+    expected = _reference(embedder, texts)
+    wrong: list[int] = []
+
+    def read(offset: int) -> None:
+        for position in range(offset, len(texts), 4):
+            if tokens.ids([texts[position]])[0] != expected[position]:
+                wrong.append(position)
+
+    workers = [threading.Thread(target=read, args=(n,)) for n in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert wrong == []
+
+
+def test_each_vector_is_its_texts_normalised_sum_however_the_batch_is_grouped(embedder: StaticEmbedder) -> None:
+    # Lengths from one token to past the cut, in one batch: the sums are grouped by length.
+    texts = ["hi", "a short one", " ".join(["medium"] * 40), " ".join(["long words here"] * 300), "hello world",
+             "x" * 300, "[UNK] only", " ".join(map(str, range(90)))]
+    model = embedder._model
+    vectors = embedder.embed(texts)
+    for text, vector, ids in zip(texts, vectors, _reference(embedder, texts)):
+        kept = [i for i in ids if i != model.config.unk_token_id]
+        expected = model.matrix[kept].sum(axis=0) if kept else np.zeros(embedder.dim, np.float32)
+        norm = np.linalg.norm(expected)
+        assert np.allclose(vector, expected / norm if norm else expected, atol=1e-6), text[:40]
+
+
+def test_a_tokenizer_of_another_kind_reads_every_text_itself(embedder: StaticEmbedder) -> None:
+    from tokenizers import Tokenizer
+
+    config = json.loads(embedder._model.tokenizer.to_str())
+    config["normalizer"]["lowercase"] = False  # "Hello" and "hello" are no longer one piece
+    tokenizer = Tokenizer.from_str(json.dumps(config))
+    tokens = AsciiTokens(tokenizer, 512)
+    texts = ["Hello there", "hello there"]
+    assert tokens.ids(texts) == [e.ids for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
+    assert tokens._known == {}
