@@ -3,4 +3,5 @@ whose scripts directory is not on ``PATH``."""
 
 from memkern.cli.main import app
 
-app(prog_name="memkern")
+if __name__ == "__main__":
+    app(prog_name="memkern")
