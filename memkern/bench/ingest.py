@@ -76,6 +76,8 @@ class StageTimer:
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+        #: Writes the guard read, and those of which its helper process read a part (``guard_helper``).
+        self.writes = self.shared_writes = 0
 
     def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def timed(*args: Any, **kwargs: Any) -> Any:
@@ -91,17 +93,26 @@ class StageTimer:
 def _timed_stages(kernel: Any, timer: StageTimer) -> Iterator[None]:
     """The write path's stages timed while ingesting: the guard and PII modules' entry points,
     the kernel's embed and the store's add_memories (restored afterwards)."""
-    from memkern.governance import guard, pii
+    from memkern.governance import guard_helper, pii
 
-    saved = (guard.check_many, pii.find_pii)
-    guard.check_many = timer.wrap("guard", guard.check_many)
+    saved = (guard_helper.start, guard_helper.GuardRun.verdicts, pii.find_pii)
+    start = guard_helper.start
+
+    def counted_start(texts: Any, classifier: bool) -> guard_helper.GuardRun:
+        run = start(texts, classifier)
+        timer.writes += 1
+        timer.shared_writes += run.shared > 0
+        return run
+
+    guard_helper.start = timer.wrap("guard", counted_start)
+    guard_helper.GuardRun.verdicts = timer.wrap("guard", guard_helper.GuardRun.verdicts)  # type: ignore[method-assign]
     pii.find_pii = timer.wrap("pii", pii.find_pii)
     kernel.embed = timer.wrap("embed", kernel.embed)
     kernel.store.add_memories = timer.wrap("store", kernel.store.add_memories)
     try:
         yield
     finally:
-        guard.check_many, pii.find_pii = saved
+        guard_helper.start, guard_helper.GuardRun.verdicts, pii.find_pii = saved  # type: ignore[method-assign]
         del kernel.embed
         del kernel.store.add_memories
 
@@ -141,6 +152,7 @@ def run_ingest(data_path: str | Path, max_turns: int | None = 3000, progress: Pr
         "cubes": len({s.cube for s in sessions}), "sessions": len(sessions), "turns": total_turns,
         "mean_turn_chars": round(total_chars / max(1, total_turns), 1), "quarantined": quarantined,
         "guard_classifier": guard.classifier_enabled(),
+        "guard_helper_writes": [timer.shared_writes, timer.writes],
         "seconds": round(elapsed, 3), "turns_per_s": round(total_turns / elapsed, 1) if elapsed else None,
         "stage_seconds": stages,
         "stage_share": {name: round(seconds / elapsed, 3) if elapsed else None for name, seconds in stages.items()},
@@ -152,6 +164,8 @@ def format_report(result: dict[str, Any]) -> str:
              f"{result['turns']} turns in {result['sessions']} sessions, {result['cubes']} cubes, "
              f"{result['mean_turn_chars']} characters per turn; write policy on (PII, guard, its learned layer "
              f"{'on' if result['guard_classifier'] else 'off'}): {result['quarantined']} quarantined",
+             "the guard's helper process read part of {} of {} writes (the guard stage is the time this process "
+             "spent on the guard, its part and any wait)".format(*result["guard_helper_writes"]),
              f"{result['seconds']} s: {result['turns_per_s']} turns/s", "", "stage    seconds  share"]
     for name, seconds in result["stage_seconds"].items():
         lines.append(f"{name:<8} {seconds:>7.3f}  {result['stage_share'][name]:>5.1%}")

@@ -312,10 +312,16 @@ def check_many(texts: Sequence[str], llm: LLM | None = None, classifier: bool | 
     verdicts = [max((window for window, _ in windows), key=lambda v: v.score) for windows in found]
     if texts and (classifier if classifier is not None else classifier_enabled()):
         _apply_classifier(verdicts, found)
-    if llm is not None:
-        verdicts = [model_check(verdict, text, llm) if verdict.uncertain and not verdict.quarantine else verdict
-                    for verdict, text in zip(verdicts, texts)]
-    return verdicts
+    return model_checks(verdicts, texts, llm)
+
+
+def model_checks(verdicts: list[Verdict], texts: Sequence[str], llm: LLM | None) -> list[Verdict]:
+    """``verdicts`` (the rules' and learned layer's, one per text), each still uncertain and not
+    quarantined checked by ``llm`` when there is one."""
+    if llm is None:
+        return verdicts
+    return [model_check(verdict, text, llm) if verdict.uncertain and not verdict.quarantine else verdict
+            for verdict, text in zip(verdicts, texts)]
 
 
 def check(text: str, llm: LLM | None = None, classifier: bool | None = None) -> Verdict:

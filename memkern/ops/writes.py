@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from memkern.governance import guard, pii
+from memkern.governance import guard, guard_helper, pii
 from memkern.kernel import Kernel
 from memkern.models import AddResult, CubeInfo, CubePolicy, LifecycleState, MemoryItem
 from memkern.reader.entities import find_entities
@@ -22,23 +22,43 @@ if TYPE_CHECKING:
     from memkern.llm.base import LLM
 
 
+class _PolicyRun:
+    """The write policy on a batch of items, begun: PII handled, the guard reading (possibly in a
+    helper process, ``guard_helper``) while the caller embeds. ``items()`` finishes it."""
+
+    def __init__(self, policy: CubePolicy, items: Sequence[MemoryItem], llm: LLM | None) -> None:
+        self.redacted = [_with_pii_policy(policy, item) for item in items]
+        # Any state but quarantined: an archived memory read from a cube file can be restored later. The
+        # guard reads the text as written, before any redaction (an address it would send data to counts).
+        self._checked = [index for index, item in enumerate(items)
+                         if policy.guard and item.state is not LifecycleState.QUARANTINED]
+        self._texts = [items[index].text for index in self._checked]
+        self._llm = llm
+        self._guard = guard_helper.start(self._texts, guard.classifier_enabled()) if self._texts else None
+
+    def abandon(self) -> None:
+        """Free the guard's helper process when the write failed before ``items()``."""
+        if self._guard is not None:
+            self._guard.abandon()
+
+    def items(self) -> list[MemoryItem]:
+        out = list(self.redacted)
+        if self._guard is None:
+            return out
+        verdicts = guard.model_checks(self._guard.verdicts(), self._texts, self._llm)
+        for index, verdict in zip(self._checked, verdicts):
+            if verdict.quarantine:
+                metadata = {**out[index].metadata, "quarantine_reasons": verdict.reasons}
+                if verdict.model_note is not None:
+                    metadata["quarantine_model_note"] = verdict.model_note
+                out[index] = out[index].model_copy(update={"state": LifecycleState.QUARANTINED, "metadata": metadata})
+        return out
+
+
 def apply_write_policy(policy: CubePolicy, items: Sequence[MemoryItem], llm: LLM | None = None) -> list[MemoryItem]:
     """``items`` as the cube's policy lets them be stored: PII tagged or redacted, poison quarantined
-    (with ``llm``, texts the guard's rules find uncertain are also checked by the model). The guard
-    reads them together (``guard.check_many``)."""
-    out = [_with_pii_policy(policy, item) for item in items]
-    # Any state but quarantined: an archived memory read from a cube file can be restored later. The
-    # guard reads the text as written, before any redaction (an address it would send data to counts).
-    checked = [index for index, item in enumerate(items)
-               if policy.guard and item.state is not LifecycleState.QUARANTINED]
-    verdicts = guard.check_many([items[index].text for index in checked], llm)
-    for index, verdict in zip(checked, verdicts):
-        if verdict.quarantine:
-            metadata = {**out[index].metadata, "quarantine_reasons": verdict.reasons}
-            if verdict.model_note is not None:
-                metadata["quarantine_model_note"] = verdict.model_note
-            out[index] = out[index].model_copy(update={"state": LifecycleState.QUARANTINED, "metadata": metadata})
-    return out
+    (with ``llm``, texts the guard's rules find uncertain are also checked by the model)."""
+    return _PolicyRun(policy, items, llm).items()
 
 
 def _with_pii_policy(policy: CubePolicy, item: MemoryItem) -> MemoryItem:
@@ -59,8 +79,14 @@ def write_items(kernel: Kernel, info: CubeInfo, items: list[MemoryItem], actor: 
     """Store new memories (after the write policy); duplicates of stored ones are reported, not stored."""
     kernel.check_embedder(info)
     policy = CubePolicy.of(info.metadata)
-    items = apply_write_policy(policy, items, _guard_model(kernel))
-    vectors = kernel.embed([item.text for item in items])
+    run = _PolicyRun(policy, items, _guard_model(kernel))
+    # Embedded while the guard reads: a quarantined memory is stored with its vector, never searched.
+    try:
+        vectors = kernel.embed([item.text for item in run.redacted])
+    except BaseException:
+        run.abandon()
+        raise
+    items = run.items()
     outcome = kernel.store.add_memories(info.id, items, vectors, actor)
     return AddResult(added=outcome.added, duplicates=list(outcome.duplicates.values()))
 

@@ -1,0 +1,169 @@
+"""The guard's helper process reads part of a large write: same verdicts as reading it here, and a
+helper that fails, dies or is turned off costs speed, never a verdict or a write."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from memkern.bench.guard import load_eval_set
+from memkern.governance import guard, guard_helper
+from memkern.mos import MemOS
+
+
+@pytest.fixture(autouse=True)
+def helper_on(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv(guard_helper.HELPER_ENV, "on")
+    monkeypatch.setattr(guard_helper, "_failed_at", float("-inf"))
+    yield
+    with guard_helper._lock:
+        helper, guard_helper._helper = guard_helper._helper, None
+    if helper is not None:
+        helper.stop()
+
+
+def _ready_helper() -> guard_helper._Helper:
+    """Start the helper and wait until it has loaded the guard (then leave it free)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        helper = guard_helper._available()
+        if helper is not None:
+            helper.busy.release()
+            return helper
+        time.sleep(0.05)
+    raise AssertionError("the guard's helper did not start")
+
+
+def _writes() -> list[list[str]]:
+    """Batches of at least ``SHARED_FROM`` characters mixing poison and hard benign texts, long and short."""
+    rows = [row["text"] for row in load_eval_set()][::7][:240]
+    filler = "We talked about the weather, the garden and the new bakery on the corner. " * 60
+    batches = [[filler] + rows[start:start + 20] + [filler] for start in range(0, len(rows), 20)]
+    assert all(sum(map(len, batch)) >= guard_helper.SHARED_FROM for batch in batches)
+    return batches
+
+
+def _as_data(verdicts: list[guard.Verdict]) -> list[tuple]:
+    return [(v.score, v.reasons, v.classifier_probability, v.classifier_flagged, v.quarantine) for v in verdicts]
+
+
+def test_a_write_read_in_part_by_the_helper_gets_the_verdicts_read_here():
+    _ready_helper()
+    for texts in _writes():
+        run = guard_helper.start(texts, True)
+        assert run.shared > 0  # the helper read the first part
+        assert _as_data(run.verdicts()) == _as_data(guard.check_many(texts, classifier=True))
+    run = guard_helper.start(_writes()[0], False)
+    assert run.shared > 0
+    assert _as_data(run.verdicts()) == _as_data(guard.check_many(_writes()[0], classifier=False))
+
+
+def test_a_small_write_and_a_write_while_the_helper_is_busy_are_read_here():
+    _ready_helper()
+    assert guard_helper.start(["short", "texts"], True).shared == 0
+    first = guard_helper.start(_writes()[0], True)
+    second = guard_helper.start(_writes()[1], True)  # the helper is held by the first write
+    assert first.shared > 0 and second.shared == 0
+    assert _as_data(second.verdicts()) == _as_data(guard.check_many(_writes()[1], classifier=True))
+    assert _as_data(first.verdicts()) == _as_data(guard.check_many(_writes()[0], classifier=True))
+
+
+def test_a_helper_that_dies_mid_write_costs_nothing_but_time_and_is_replaced(monkeypatch: pytest.MonkeyPatch):
+    helper = _ready_helper()
+    texts = _writes()[2]
+    run = guard_helper.start(texts, True)
+    assert run.shared > 0
+    helper.process.kill()
+    assert _as_data(run.verdicts()) == _as_data(guard.check_many(texts, classifier=True))
+    assert guard_helper._helper is None  # retired; none is started again at once
+    assert guard_helper._available() is None and guard_helper._helper is None
+    monkeypatch.setattr(guard_helper, "_failed_at", float("-inf"))
+    assert _ready_helper() is not helper
+
+
+def test_a_helper_answering_late_is_stopped_and_its_part_read_here(monkeypatch: pytest.MonkeyPatch):
+    helper = _ready_helper()
+    monkeypatch.setattr(guard_helper, "LATE_AFTER", 0.0)
+    texts = _writes()[3]
+    run = guard_helper.start(texts, True)
+    assert run.shared > 0
+    assert _as_data(run.verdicts()) == _as_data(guard.check_many(texts, classifier=True))
+    assert helper.process.poll() is not None
+
+
+def test_a_write_whose_embedding_fails_frees_the_helper(tmp_path, monkeypatch: pytest.MonkeyPatch):
+    with MemOS(tmp_path / "m.db", llm=None) as mos:
+        cube = mos.create_cube("c")
+        _ready_helper()
+        texts = _writes()[0]
+
+        def broken(_texts):
+            raise RuntimeError("embedder down")
+
+        monkeypatch.setattr(mos.kernel, "embed", broken)
+        with pytest.raises(RuntimeError, match="embedder down"):
+            cube.add(messages=[{"role": "user", "content": text} for text in texts], infer=False)
+        assert cube.get_all().items == []
+        monkeypatch.undo()
+        monkeypatch.setenv(guard_helper.HELPER_ENV, "on")
+        run = guard_helper.start(texts, True)
+        assert run.shared > 0  # free again
+        run.verdicts()
+        result = cube.add(messages=[{"role": "user", "content": text} for text in _writes()[1]], infer=False)
+        quarantined = {item.text for item in cube.get_all({"state": "quarantined"}, limit=500).items}
+        active = {item.text for item in cube.get_all(limit=500).items}
+    assert len(result.added) == len(quarantined) + len(active) == len(set(_writes()[1]))
+    stored = sorted(quarantined | active)
+    assert quarantined == {text for text, verdict in zip(stored, guard.check_many(stored)) if verdict.quarantine}
+
+
+def test_an_answer_to_another_request_is_never_taken_for_this_one():
+    helper = _ready_helper()
+    assert helper.process.stdin is not None
+    guard_helper._write_frame(helper.process.stdin, {"request": 999, "texts": ["stray"], "classifier": True})
+    texts = _writes()[4]
+    run = guard_helper.start(texts, True)
+    assert run.shared > 0
+    assert _as_data(run.verdicts()) == _as_data(guard.check_many(texts, classifier=True))
+    assert helper.process.poll() is not None  # stopped: its answers were out of step
+
+
+def test_a_failure_reading_this_part_frees_the_helper_in_step(monkeypatch: pytest.MonkeyPatch):
+    _ready_helper()
+    run = guard_helper.start(_writes()[5], True)
+    assert run.shared > 0
+
+    def failing(texts, classifier):
+        raise RuntimeError("weights unreadable")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(guard_helper, "check_many", failing)
+        with pytest.raises(RuntimeError, match="weights unreadable"):
+            run.verdicts()
+    texts = _writes()[6]
+    run = guard_helper.start(texts, True)
+    assert run.shared > 0  # free, and its answer to the failed write was read and dropped
+    assert _as_data(run.verdicts()) == _as_data(guard.check_many(texts, classifier=True))
+    assert guard_helper._helper is not None and guard_helper._helper.process.poll() is None
+
+
+def test_a_forked_child_leaves_the_parents_helper_alone():
+    helper = _ready_helper()
+    child = os.fork()
+    if child == 0:  # the child: no helper of its own yet, and the parent's pipes closed
+        os._exit(0 if guard_helper._helper is None else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    texts = _writes()[7]
+    run = guard_helper.start(texts, True)
+    assert run.shared > 0 and guard_helper._helper is helper
+    assert _as_data(run.verdicts()) == _as_data(guard.check_many(texts, classifier=True))
+
+
+def test_off_starts_no_helper(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv(guard_helper.HELPER_ENV, "off")
+    run = guard_helper.start(_writes()[0], True)
+    assert run.shared == 0 and guard_helper._helper is None
+    assert _as_data(run.verdicts()) == _as_data(guard.check_many(_writes()[0], classifier=True))
