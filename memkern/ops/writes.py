@@ -2,10 +2,11 @@
 
 Before a memory reaches the store it gets the cube's write policy: PII found in it is
 tagged (and redacted when the cube's policy says ``redact_pii``), and text the poisoning
-guard flags is stored quarantined (never searched until a cube admin releases it). Then
-it is embedded and written in one store transaction. ``add``, ``update``, extraction,
-compose, migrate, chat's write-back and loading a cube file all call these two functions,
-so that no path can skip the policy.
+guard flags is stored quarantined (never searched until a cube admin releases it). It is
+embedded while the guard reads it (part of a large write in the guard's helper process), and
+written in one store transaction. ``add``, ``update``, extraction, compose, migrate, chat's
+write-back and loading a cube file all call these two functions, so that no path can skip the
+policy.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ class _PolicyRun:
     helper process, ``guard_helper``) while the caller embeds. ``items()`` finishes it."""
 
     def __init__(self, policy: CubePolicy, items: Sequence[MemoryItem], llm: LLM | None) -> None:
-        self.redacted = [_with_pii_policy(policy, item) for item in items]
+        #: The items with their PII tagged (and redacted if the policy says so): what is embedded and stored.
+        self.prepared = [_with_pii_policy(policy, item) for item in items]
         # Any state but quarantined: an archived memory read from a cube file can be restored later. The
         # guard reads the text as written, before any redaction (an address it would send data to counts).
         self._checked = [index for index, item in enumerate(items)
@@ -42,7 +44,7 @@ class _PolicyRun:
             self._guard.abandon()
 
     def items(self) -> list[MemoryItem]:
-        out = list(self.redacted)
+        out = list(self.prepared)
         if self._guard is None:
             return out
         verdicts = guard.model_checks(self._guard.verdicts(), self._texts, self._llm)
@@ -82,7 +84,7 @@ def write_items(kernel: Kernel, info: CubeInfo, items: list[MemoryItem], actor: 
     run = _PolicyRun(policy, items, _guard_model(kernel))
     # Embedded while the guard reads: a quarantined memory is stored with its vector, never searched.
     try:
-        vectors = kernel.embed([item.text for item in run.redacted])
+        vectors = kernel.embed([item.text for item in run.prepared])
     except BaseException:
         run.abandon()
         raise
