@@ -14,7 +14,7 @@ length-prefixed JSON over its standard input and output: no pickling, no re-impo
 caller's ``__main__``, no fork of a threaded process. It starts on the first large write and is
 used once it has loaded the guard, so no write waits for it to start. One write uses it at a
 time (a concurrent write reads alone). If it fails, answers late or dies, its part is read here
-and a new helper starts on a later write: the verdicts are the same, only slower. It ends when
+and a new helper starts on a large write a minute later: the verdicts are the same, only slower. It ends when
 its standard input closes (this process exits). ``MEMKERN_GUARD_HELPER=off`` turns it off; it is
 on by default on a POSIX machine with two cores or more (it needs ``select`` on pipes: never elsewhere).
 """
