@@ -33,6 +33,9 @@ _PIECE = re.compile(r"[a-z0-9]+|[^a-z0-9\s]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 #: Distinct pieces whose ids are remembered (a conversation uses tens of thousands).
 CACHE_SIZE = 1 << 17
+#: Longer pieces are not remembered, so that a hostile run of letters cannot fill memory (WordPiece
+#: reads any piece over 100 characters as the unknown token anyway).
+LONGEST_KEPT = 100
 
 
 def _reads_like_bert(config: dict[str, Any]) -> bool:
@@ -69,13 +72,14 @@ class AsciiTokens:
         except KeyError:  # a piece not seen yet (or the table was emptied meanwhile)
             pass
         with self._lock:
-            new = set(pieces).difference(self._known)
-            if len(self._known) + len(new) > CACHE_SIZE:
-                self._known.clear()
-                new = set(pieces)
-            encode = self._tokenizer.encode
-            self._known.update((piece, tuple(encode(piece, add_special_tokens=False).ids)) for piece in new)
-            return list(chain.from_iterable(map(self._known.__getitem__, pieces)))[:self._max_tokens]
+            known, encode = self._known, self._tokenizer.encode
+            found = {piece: known[piece] if piece in known else tuple(encode(piece, add_special_tokens=False).ids)
+                     for piece in set(pieces)}
+            new = {piece: ids for piece, ids in found.items() if piece not in known and len(piece) <= LONGEST_KEPT}
+            if len(known) + len(new) > CACHE_SIZE:
+                known.clear()
+            known.update(new)
+        return list(chain.from_iterable(map(found.__getitem__, pieces)))[:self._max_tokens]
 
     def ids(self, texts: Sequence[str]) -> list[list[int]]:
         out: list[list[int]] = []
