@@ -106,7 +106,7 @@ class _Helper:
         #: Requests sent so far; an answer names the request it answers.
         self.requests = 0
         #: Characters per second of the guard here and in the helper, and of the caller's work between
-        #: ``start`` and ``verdicts`` (its embedding), learnt from earlier writes.
+        #: ``start`` and ``verdicts`` (the write path's PII rules and embedding), learnt from earlier writes.
         self.local_speed = self.helper_speed = self.caller_speed = 0.0
 
     def usable(self) -> bool:

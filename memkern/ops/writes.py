@@ -24,19 +24,24 @@ if TYPE_CHECKING:
 
 
 class _PolicyRun:
-    """The write policy on a batch of items, begun: PII handled, the guard reading (possibly in a
-    helper process, ``guard_helper``) while the caller embeds. ``items()`` finishes it."""
+    """The write policy on a batch of items, begun: the guard reading (possibly in a helper process,
+    ``guard_helper``) while PII is handled here and the caller embeds. ``items()`` finishes it."""
 
     def __init__(self, policy: CubePolicy, items: Sequence[MemoryItem], llm: LLM | None) -> None:
-        #: The items with their PII tagged (and redacted if the policy says so): what is embedded and stored.
-        self.prepared = [_with_pii_policy(policy, item) for item in items]
         # Any state but quarantined: an archived memory read from a cube file can be restored later. The
-        # guard reads the text as written, before any redaction (an address it would send data to counts).
+        # guard reads the text as written, before any redaction (an address it would send data to counts),
+        # so it starts first.
         self._checked = [index for index, item in enumerate(items)
                          if policy.guard and item.state is not LifecycleState.QUARANTINED]
         self._texts = [items[index].text for index in self._checked]
         self._llm = llm
         self._guard = guard_helper.start(self._texts, guard.classifier_enabled()) if self._texts else None
+        try:
+            #: The items with their PII tagged (and redacted if the policy says so): what is embedded and stored.
+            self.prepared = [_with_pii_policy(policy, item) for item in items]
+        except BaseException:
+            self.abandon()
+            raise
 
     def abandon(self) -> None:
         """Free the guard's helper process when the write failed before ``items()``."""
