@@ -5,6 +5,8 @@ releases. ``MemOS`` and ``MemCube`` are the Python surface of the operation tabl
 (``memkern.api.table``); ``memkern.client.MemkernClient`` is the same surface over HTTP.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from memkern.errors import (
     AuthenticationError,
     ConflictError,
@@ -61,9 +63,11 @@ from memkern.models import (
     UpdateDecision,
     User,
 )
-from memkern.mos import MemCube, MemOS
 from memkern.retrieval.config import RECIPES, SearchConfig
 from memkern.version import __version__
+
+if TYPE_CHECKING:
+    from memkern.mos import MemCube, MemOS
 
 __all__ = [
     "RECIPES", "ActivationReport", "AdapterReport", "AddResult", "ApiKeyInfo", "AuditEntry", "AuditResult",
@@ -75,3 +79,18 @@ __all__ = [
     "Permission", "PermissionDeniedError", "ProfileValue", "Provenance", "RetentionReport", "Role", "SchedulerStatus", "ScoreParts",
     "SearchConfig", "StoreError", "UpdateDecision", "User", "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``MemOS`` and ``MemCube``, imported on first use: they bring every operation with them, and a
+    process that needs only the models, the errors or one module (the guard's helper process, a
+    client) should not pay for that."""
+    if name in ("MemOS", "MemCube"):
+        from memkern import mos
+
+        return getattr(mos, name)
+    raise AttributeError(f"module 'memkern' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), "MemOS", "MemCube"})
