@@ -193,7 +193,8 @@ def _retire(helper: _Helper) -> None:
 
 def _share(helper: _Helper) -> float:
     """The part of a write's characters to send so that the helper and this process finish together:
-    the helper reads share s while this process embeds everything and reads the rest."""
+    the helper reads share s while the write path handles PII and embeds everything, and then this
+    process reads the rest."""
     if not (helper.local_speed and helper.helper_speed and helper.caller_speed):
         return 0.5
     here = 1 / helper.caller_speed + 1 / helper.local_speed  # seconds per character if all were read here
@@ -257,10 +258,11 @@ class GuardRun:
             self.abandon()
             raise
         mine_ended = time.perf_counter()
+        helper = self._helper
         theirs = self._collect()
-        if theirs is None:
+        if theirs is None or helper is None:
             return check_many(self._texts[:self._sent], classifier=self._classifier) + mine
-        verdicts, (helper, seconds) = theirs
+        verdicts, seconds = theirs
         sent_chars = sum(map(len, self._texts[:self._sent]))
         total_chars = sum(map(len, self._texts))
         if seconds > 0 and mine_ended > mine_began > self._began:
@@ -269,8 +271,8 @@ class GuardRun:
             helper.caller_speed = _learn(helper.caller_speed, total_chars / (mine_began - self._began))
         return verdicts + mine
 
-    def _collect(self) -> tuple[list[Verdict], tuple[_Helper, float]] | None:
-        """The helper's verdicts on the part sent, itself and its seconds of work; None if it failed, answered
+    def _collect(self) -> tuple[list[Verdict], float] | None:
+        """The helper's verdicts on the part sent and its seconds of work; None if it failed, answered
         something else or is late (then it is stopped). The helper is free again either way."""
         helper, self._helper = self._helper, None
         if helper is None:
@@ -283,7 +285,7 @@ class GuardRun:
                     or len(answer["verdicts"]) != self._sent):
                 answer = None
             else:
-                return [Verdict(**found) for found in answer["verdicts"]], (helper, float(answer["seconds"]))
+                return [Verdict(**found) for found in answer["verdicts"]], float(answer["seconds"])
         except (OSError, ValueError, TypeError):
             answer = None
         finally:
