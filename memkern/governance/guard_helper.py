@@ -307,6 +307,7 @@ def start(texts: Sequence[str], classifier: bool) -> GuardRun:
 def _serve() -> None:
     """The helper's loop: load the guard, say so, then answer each request until the input closes."""
     read, write = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # the pipe carries frames only: anything printed goes where stderr goes
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal is the caller's; this ends with its pipe
     # A damaged learned layer fails here too: then each request answers its error, and the caller reads alone.
     with contextlib.suppress(Exception):
