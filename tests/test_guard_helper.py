@@ -85,6 +85,10 @@ def test_a_helper_that_dies_mid_write_costs_nothing_but_time_and_is_replaced(mon
 
 def test_a_helper_answering_late_is_stopped_and_its_part_read_here(monkeypatch: pytest.MonkeyPatch):
     helper = _ready_helper()
+    assert helper.process.stdin is not None
+    # Keep the helper busy for about a second first, so that its answer cannot be there at once.
+    busy = ["We talked about the weather, the garden and the new bakery. " * 200] * 80
+    guard_helper._write_frame(helper.process.stdin, {"request": 999, "texts": busy, "classifier": True})
     monkeypatch.setattr(guard_helper, "LATE_AFTER", 0.0)
     texts = _writes()[3]
     run = guard_helper.start(texts, True)
