@@ -8,6 +8,7 @@ the extraction report) says what happened.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -98,6 +99,37 @@ def test_a_background_extraction_stops_at_the_deadline_and_is_retried(tmp_path):
         assert "extraction timed out" in job.last_error and "MEMKERN_LLM_DEADLINE_S" in job.last_error
         assert "the 3 turns stay stored and unmarked" in job.last_error
         assert len(cube.get_all().items) == 3 and cube.get_all({"kind": "fact"}).items == []
+
+
+def test_a_backlog_longer_than_the_deadline_keeps_what_was_read_and_hands_on_the_rest(tmp_path):
+    """45 turns are read in three windows; the model answers the first and hangs on the others. The job
+    keeps the first window's facts, marks its 15 turns, and queues a job for the other 30 instead of
+    being retried from the start (which, on a backlog too long for one deadline, never ends)."""
+    turns = [{"role": "user", "name": "Alice", "content": "I work as a nurse in Lisbon."}]
+    turns += [{"role": "user", "name": "Alice", "content": f"Day {n}: the weather was fine and I walked {n} km."}
+              for n in range(1, 45)]
+    answer = json.dumps({"facts": [{"text": "Alice works as a nurse in Lisbon.", "kind": "fact", "subject": "Alice",
+                                    "time_expression": None, "date": None, "confidence": 0.9, "source_turns": [1]}]})
+    with FakeOpenAI(script=[answer], handler=lambda request: {"delay": 120, "then": "too late"}) as server, \
+            MemOS(tmp_path / "s.db", embedder=main_embedder(), llm=slow_llm(server)) as mos:
+        mos._scheduler = Scheduler(mos.dispatcher, policy=SchedulerPolicy(backoff_base_s=60, backoff_jitter=0))
+        cube = mos.create_cube("c")
+        queued = cube.add(turns, session_id="s1", background=True)
+        assert len(queued.added) == 45 and len(queued.jobs) == 1
+        start = time.monotonic()
+        mos.scheduler.run_once(cube)
+        assert time.monotonic() - start < TIMEOUT_S
+        first = mos.scheduler.get(queued.jobs[0])
+        assert first.status is JobStatus.DONE
+        assert first.result["turns"] == 15 and first.result["unread"] == 30
+        assert [f.text for f in cube.get_all({"kind": "fact"}).items] == ["Alice works as a nurse in Lisbon."]
+        rest = mos.scheduler.get(first.result["continued_in"])
+        assert rest.status is JobStatus.PENDING and len(rest.payload["memory_ids"]) == 30
+        assert set(rest.payload["memory_ids"]) == {m.id for m in queued.added[15:]}
+        mos.scheduler.run_once(cube)  # the model still hangs: nothing read, so this one is retried as before
+        rest = mos.scheduler.get(rest.id)
+        assert rest.status is JobStatus.PENDING and rest.attempts == 1
+        assert "the 30 turns stay stored and unmarked" in rest.last_error
 
 
 def test_a_bad_deadline_setting_is_refused(monkeypatch):

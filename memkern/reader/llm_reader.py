@@ -546,18 +546,26 @@ def checked_handles(fact: ExtractedFact, turn_words: Sequence[set[str]]) -> tupl
 
 
 def extract_facts(llm: Any, turns: Sequence[MemoryItem], *, window: int = MAX_WINDOW,
-                  max_tokens: int = 2048) -> tuple[list[NewFact], ExtractionReport]:
+                  max_tokens: int = 2048, stop: Callable[[], bool] | None = None
+                  ) -> tuple[list[NewFact], ExtractionReport]:
     """Facts derived from stored ``turns`` (one call per window), and a report of how it went.
 
     Never raises for anything the model does: bad answers are repaired, retried once,
     then given up on for that window. If the model cannot be reached at all, the
     remaining windows are skipped rather than each waiting for the same failure.
+
+    ``stop`` (the extract job passes its deadline's ``passed``) is asked before each window and
+    when its answer is back: once it says True, that window and the rest are left unread. They
+    are not in the report, so ``report.turns`` counts the leading turns read, and no fact comes
+    from a window the model may have been cut off in.
     """
     model = str(getattr(llm, "name", "llm"))
     report = ExtractionReport(model=model)
     facts: list[NewFact] = []
     unreachable: str | None = None
     for turns_window in _windows(turns, max(1, window)):
+        if stop is not None and stop():
+            break
         batch = ExtractionBatch(turns=len(turns_window))
         if unreachable is not None:
             batch.status, batch.error = "fallback", f"skipped: {unreachable}"
@@ -566,6 +574,8 @@ def extract_facts(llm: Any, turns: Sequence[MemoryItem], *, window: int = MAX_WI
         budget = min(max_tokens, 256 + TOKENS_PER_TURN * len(turns_window))
         answer = ask_json(llm, extraction_messages(turns_window), schema=EXTRACTION_SCHEMA,
                           parse=_parse_extraction, operation="extract", max_tokens=budget)
+        if stop is not None and stop():
+            break
         batch.llm_calls, batch.status, batch.error = answer.calls, answer.status, answer.error
         if answer.unreachable:
             unreachable = answer.error

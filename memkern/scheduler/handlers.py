@@ -90,20 +90,29 @@ def extract(ctx: JobContext) -> dict[str, Any]:
         return {"turns": 0}
     ctx.check()
     with deadline.llm_deadline():  # one deadline for the extraction calls, as in a foreground add
-        facts, report = extract_facts(llm, todo)
-        if deadline.passed():
-            # Part of the turns may be unread: apply nothing, leave them unmarked, and let the queue retry.
-            raise RuntimeError(f"{deadline.timed_out_reason()}; the {len(todo)} turns stay stored and unmarked, "
-                               f"and the job is retried ({report.error})")
+        # Windows are read in order until the deadline: those read count, the rest are left for later.
+        facts, report = extract_facts(llm, todo, stop=deadline.passed)
+    read, unread = todo[:report.turns], todo[report.turns:]
+    if not read:
+        # Not even one window within the deadline: apply nothing, leave the turns unmarked, and let the queue retry.
+        raise RuntimeError(f"{deadline.timed_out_reason()}; the {len(todo)} turns stay stored and unmarked, "
+                           f"and the job is retried")
     ctx.check()
     result = apply_facts(ctx.op, facts, llm=llm, actor=f"llm:{getattr(llm, 'name', 'llm')}")
     if report.status == "fallback" and report.error and not facts:
         # Nothing usable came back (the model was unreachable): leave the turns unmarked and retry.
         raise RuntimeError(f"extraction fell back: {report.error}")
-    ctx.queue.mark(cube.id, EXTRACTED, [t.id for t in todo], ctx.job.id)
-    return {"turns": len(todo), "extraction": report.model_dump(mode="json", exclude={"batches"}),
-            "added": [m.id for m in result.added], "updated": [m.id for m in result.updated],
-            "decisions": Counter(d.action for d in result.decisions)}
+    ctx.queue.mark(cube.id, EXTRACTED, [t.id for t in read], ctx.job.id)
+    done_report = {"turns": len(read), "extraction": report.model_dump(mode="json", exclude={"batches"}),
+                   "added": [m.id for m in result.added], "updated": [m.id for m in result.updated],
+                   "decisions": Counter(d.action for d in result.decisions)}
+    if unread:
+        # A backlog longer than one deadline still advances: what was read is kept, and a new job takes the rest.
+        rest = ctx.op.kernel.jobs.enqueue("extract", cube.id, {**ctx.payload, "memory_ids": [t.id for t in unread]})
+        ctx.note(f"{deadline.timed_out_reason()} after {len(read)} of {len(todo)} turns; job {rest.id} "
+                 f"extracts the other {len(unread)}")
+        done_report.update(unread=len(unread), continued_in=rest.id)
+    return done_report
 
 
 # -- organize --------------------------------------------------------------------------------------
