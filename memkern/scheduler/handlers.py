@@ -103,7 +103,7 @@ def extract(ctx: JobContext) -> dict[str, Any]:
         # Nothing usable came back (the model was unreachable): leave the turns unmarked and retry.
         raise RuntimeError(f"extraction fell back: {report.error}")
     ctx.queue.mark(cube.id, EXTRACTED, [t.id for t in read], ctx.job.id)
-    done_report = {"turns": len(read), "extraction": report.model_dump(mode="json", exclude={"batches"}),
+    outcome = {"turns": len(read), "extraction": report.model_dump(mode="json", exclude={"batches"}),
                    "added": [m.id for m in result.added], "updated": [m.id for m in result.updated],
                    "decisions": Counter(d.action for d in result.decisions)}
     if unread:
@@ -111,8 +111,8 @@ def extract(ctx: JobContext) -> dict[str, Any]:
         rest = ctx.op.kernel.jobs.enqueue("extract", cube.id, {**ctx.payload, "memory_ids": [t.id for t in unread]})
         ctx.note(f"{deadline.timed_out_reason()} after {len(read)} of {len(todo)} turns; job {rest.id} "
                  f"extracts the other {len(unread)}")
-        done_report.update(unread=len(unread), continued_in=rest.id)
-    return done_report
+        outcome.update(unread=len(unread), continued_in=rest.id)
+    return outcome
 
 
 # -- organize --------------------------------------------------------------------------------------
