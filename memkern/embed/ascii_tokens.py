@@ -33,6 +33,10 @@ _PIECE = re.compile(r"[a-z0-9]+|[^a-z0-9\s]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 #: Distinct pieces whose ids are remembered (a conversation uses tens of thousands).
 CACHE_SIZE = 1 << 17
+#: Up to this many texts the shortcut cannot read are encoded one by one: a batch call starts the
+#: tokenizer's threads, which costs more than it saves on a few texts (the guard's learned layer
+#: embeds a window or two per write).
+FEW = 8
 #: Longer pieces are not remembered, so that a hostile run of letters cannot fill memory (WordPiece
 #: reads any piece over 100 characters as the unknown token anyway).
 LONGEST_KEPT = 100
@@ -90,9 +94,10 @@ class AsciiTokens:
             else:
                 out.append([])
                 other.append(position)
-        if len(other) == 1:
-            out[other[0]] = self._tokenizer.encode(texts[other[0]], add_special_tokens=False).ids
-        elif other:
+        if len(other) <= FEW:
+            for position in other:
+                out[position] = self._tokenizer.encode(texts[position], add_special_tokens=False).ids
+        else:
             encode_batch = getattr(self._tokenizer, "encode_batch_fast", self._tokenizer.encode_batch)
             for position, encoding in zip(other, encode_batch([texts[p] for p in other], add_special_tokens=False)):
                 out[position] = encoding.ids

@@ -185,9 +185,7 @@ def featurize(texts: Sequence[str], reasons: Sequence[Sequence[str]], spec: Feat
               embedder: StaticEmbedder | None = None) -> SparseRows:
     """Feature rows of ``texts`` (each a ``model_text``) with the rules' ``reasons`` on each."""
     model = embedder or _bundled_embedder()
-    # A text or two (the write path) are embedded one by one: a batch call starts the tokenizer's threads.
-    vectors = (model.embed(list(texts)) if len(texts) > 8 else
-               np.concatenate([model.embed([text]) for text in texts] or [np.zeros((0, EMBED_DIM), np.float32)]))
+    vectors = model.embed(list(texts))
     vectors *= spec.embed_scale
     dense_index = np.arange(EMBED_DIM, dtype=np.int64)
     indices: list[np.ndarray] = []
