@@ -4,7 +4,6 @@ helper that fails, dies or is turned off costs speed, never a verdict or a write
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
@@ -26,14 +25,17 @@ def helper_on(monkeypatch: pytest.MonkeyPatch):
 
 def _ready_helper() -> guard_helper._Helper:
     """Start the helper and wait until it has loaded the guard (then leave it free)."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        helper = guard_helper._available()
-        if helper is not None:
-            helper.busy.release()
-            return helper
-        time.sleep(0.05)
-    raise AssertionError("the guard's helper did not start")
+    assert guard_helper.prepare(wait=60), "the guard's helper did not start"
+    assert guard_helper._helper is not None
+    return guard_helper._helper
+
+
+def test_prepare_starts_one_helper_and_says_when_it_is_ready():
+    assert guard_helper.prepare() is False  # started now, not ready yet
+    first = guard_helper._helper
+    assert first is not None
+    assert guard_helper.prepare(wait=60) is True
+    assert guard_helper._helper is first  # the same process, not a second one
 
 
 def _writes() -> list[list[str]]:

@@ -11,8 +11,9 @@ on its text alone (``tests/test_guard_helper.py``).
 
 The helper is ``python -m memkern.governance.guard_helper``, a plain child process speaking
 length-prefixed JSON over its standard input and output: no pickling, no re-import of the
-caller's ``__main__``, no fork of a threaded process. It starts on the first large write and is
-used once it has loaded the guard, so no write waits for it to start. One write uses it at a
+caller's ``__main__``, no fork of a threaded process. It starts on the first large write (or
+earlier, by ``prepare()``: a server starts it with itself) and is used once it has loaded the
+guard, so no write waits for it to start. One write uses it at a
 time (a concurrent write reads alone). If it fails, answers late or dies, its part is read here
 and a new helper starts on a large write a minute later: the verdicts are the same, only slower. It ends when
 its standard input closes (this process exits). ``MEMKERN_GUARD_HELPER=off`` turns it off; it is
@@ -41,13 +42,15 @@ from memkern.governance.guard import Verdict, check_many
 #: Set to ``off`` to read every write in this process.
 HELPER_ENV = "MEMKERN_GUARD_HELPER"
 #: A write of fewer characters is read here alone: handing part of it over would cost more than it saves.
-SHARED_FROM = 8_000
+#: (From 8,000 to 2,000: LongMemEval ingestion 780-832 -> 856-899 turns/s, LoCoMo's unchanged or faster.)
+SHARED_FROM = 2_000
 #: Seconds the helper may take beyond this process's own part before its part is read here instead.
 LATE_AFTER = 30.0
 _FRAME = struct.Struct(">I")
 
 
-def _enabled() -> bool:
+def enabled() -> bool:
+    """Whether the helper is used: ``MEMKERN_GUARD_HELPER`` (on/off), else on with two cores or more."""
     value = os.environ.get(HELPER_ENV, "").strip().lower()
     if os.name != "posix":  # the helper's pipes are waited on with select()
         return False
@@ -137,31 +140,58 @@ _helper: _Helper | None = None
 _failed_at = float("-inf")
 
 
-def _available() -> _Helper | None:
-    """The helper when it is ready and free (then held: ``busy`` is acquired); else None, starting
-    one when there is none or the last one died."""
+def _running() -> tuple[_Helper | None, bool]:
+    """The helper process (None when it is off or failed less than ``RESTART_AFTER`` ago), and
+    whether it was started just now; one is started when there is none or the last one died."""
     global _helper, _failed_at
-    if not _enabled():
-        return None
+    if not enabled():
+        return None, False
     with _lock:
         if _helper is not None and _helper.process.poll() is not None:  # it died (or never started)
             _helper.stop()
             _helper, _failed_at = None, time.monotonic()
-        if _helper is None:
-            if time.monotonic() - _failed_at < RESTART_AFTER:
-                return None
-            try:
-                _helper = _Helper()
-            except (OSError, ValueError):  # no interpreter to start (an embedded Python)
-                return None
-            return None
-        helper = _helper
+        if _helper is not None:
+            return _helper, False
+        if time.monotonic() - _failed_at < RESTART_AFTER:
+            return None, False
+        try:
+            _helper = _Helper()
+        except (OSError, ValueError):  # no interpreter to start (an embedded Python)
+            return None, False
+        return _helper, True
+
+
+def _available() -> _Helper | None:
+    """The helper when it is ready and free (then held: ``busy`` is acquired); else None, starting
+    one when there is none or the last one died (a write does not wait for it to start)."""
+    helper, started = _running()
+    if helper is None or started:
+        return None
     if not helper.busy.acquire(blocking=False):
         return None
     if helper.usable():
         return helper
     helper.busy.release()
     return None
+
+
+def prepare(wait: float = 0.0) -> bool:
+    """Start the helper now (when it is on and none runs), so that the first large write need not
+    read alone while it starts; with ``wait``, wait up to that many seconds for it to be ready.
+    Whether it is ready. A server calls this at start-up, the ingestion benchmark in its warm-up."""
+    helper, _ = _running()
+    deadline = time.monotonic() + wait
+    while helper is not None:
+        if helper.busy.acquire(blocking=False):  # ``usable()`` reads the pipe: not while a write does
+            try:
+                if helper.usable():
+                    return True
+            finally:
+                helper.busy.release()
+        if helper.process.poll() is not None or time.monotonic() >= deadline:
+            break
+        time.sleep(0.02)
+    return False
 
 
 def _forget_in_child() -> None:

@@ -22,6 +22,7 @@ from fastapi.openapi.utils import get_openapi
 
 from memkern.api.table import OPERATIONS
 from memkern.errors import InvalidInputError
+from memkern.governance import guard_helper
 from memkern.mos import MemOS
 from memkern.server import openapi, problems
 from memkern.server.auth import Auth, check_auth_mode, check_exposure
@@ -56,6 +57,7 @@ def create_app(mos: MemOS | None = None, *, auth: Auth = "required", max_body_by
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        guard_helper.prepare()  # started with the server, not by the first large write (which would read alone)
         try:
             yield
         finally:
