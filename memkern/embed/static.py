@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from memkern.embed.ascii_tokens import AsciiTokens
+from memkern.embed.word_tokens import WordTokens
 from memkern.errors import EmbedderError
 
 DEFAULT_MODEL_NAME = "minilm-l6-static-256"
@@ -60,7 +60,7 @@ class _Model:
     matrix: np.ndarray  # float32, (vocab + 1, dim), last row all zeros (padding), read-only
     tokenizer: Any  # tokenizers.Tokenizer; never mutated after loading, so safe to share between threads
     max_chars: int
-    tokens: AsciiTokens  # the tokenizer's ids, found faster on plain ASCII text
+    tokens: WordTokens  # the tokenizer's ids, found faster word by word
 
 
 _lock = threading.Lock()
@@ -169,7 +169,7 @@ def _load_model(path: Path, cfg: _Config) -> _Model:
             f"static embedder: tokenizer vocabulary ({vocab}) is larger than the embedding matrix ({stored.shape[0]})"
         )
     return _Model(cfg, matrix, tokenizer, cfg.max_tokens * _CHARS_PER_TOKEN_BOUND,
-                  AsciiTokens(tokenizer, cfg.max_tokens))
+                  WordTokens(tokenizer, cfg.max_tokens))
 
 
 class StaticEmbedder:

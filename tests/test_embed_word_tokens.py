@@ -1,5 +1,5 @@
-"""The static embedder's shortcut for plain ASCII text gives the tokenizer's own ids, and its
-vectors are each text's normalised sum of token vectors, however a batch is grouped."""
+"""The static embedder's word-by-word reading gives the tokenizer's own ids, and its vectors are
+each text's normalised sum of token vectors, however a batch is grouped."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 
 pytest.importorskip("tokenizers")
 
-from memkern.embed import ascii_tokens  # noqa: E402
-from memkern.embed.ascii_tokens import AsciiTokens  # noqa: E402
+from memkern.embed import word_tokens  # noqa: E402
 from memkern.embed.static import StaticEmbedder  # noqa: E402
+from memkern.embed.word_tokens import WordTokens  # noqa: E402
 
 LOCOMO = Path("/work/shared/data/locomo/locomo-dev.json")
 LME = Path("/work/shared/data/longmemeval/lme-dev.json")
@@ -25,6 +25,13 @@ EDGE_CASES = [
     "café", "naïve — “quoted” ‘text’", "大学 is Chinese", "emoji 💰 here", "a" * 99, "b" * 100, "c" * 101,
     "word " + "z" * 150 + " end", "!!!???...", "~`@#$%^&*()_+-={}[]|\\:;\"'<>,./", "MiXeD CaSe WoRdS",
     "tokenization antidisestablishmentarianism", " ".join(["long"] * 700), "x" * 9000,
+    # Not plain ASCII: read word by word, each word as the normaliser sees it.
+    "a\x1cb c\x85d e\u200bf g\ufeffh", "a\u2028b\u2029c\xa0d\u3000e\u202ff\u205fg\u1680h\u2003i",
+    "Ünïcödé ÀÉÎÕÜ straße İstanbul ǅ ﬁne", "e\u0301 \u0301e combining\u0301 \u0301", "日本語のテキストと中文混在 text",
+    "한국어 문장입니다", "Привет, мир! Ελληνικά", "مرحبا بالعالم", "👍🏽 👨‍👩‍👧 ❤️ 25°C ½ ™ №",
+    "curly “quotes” and ‘single’ — dash – en … ellipsis", "mixed café[UNK]x", "\ufffd replacement \ufffd",
+    "tab\tnew\nline\rcr é", "é" * 150, "é " * 700, "x\x00y é", "\u00a0leading and trailing\u3000",
+    "ﾊﾝｶｸ full-width ＡＢＣ１２３", "\U000e0041 tag chars \U000e007f", "a\u200db emoji\u200djoiner",
 ]
 
 
@@ -39,9 +46,9 @@ def _reference(embedder: StaticEmbedder, texts: list[str]) -> list[list[int]]:
     return [encoding.ids for encoding in tokenizer.encode_batch(texts, add_special_tokens=False)]
 
 
-def _fresh(embedder: StaticEmbedder) -> AsciiTokens:
+def _fresh(embedder: StaticEmbedder) -> WordTokens:
     model = embedder._model
-    return AsciiTokens(model.tokenizer, model.config.max_tokens)
+    return WordTokens(model.tokenizer, model.config.max_tokens)
 
 
 def test_edge_cases_get_the_tokenizers_ids(embedder: StaticEmbedder) -> None:
@@ -49,7 +56,15 @@ def test_edge_cases_get_the_tokenizers_ids(embedder: StaticEmbedder) -> None:
     assert tokens.ids(EDGE_CASES) == _reference(embedder, EDGE_CASES)
     assert [tokens.ids([text])[0] for text in EDGE_CASES] == _reference(embedder, EDGE_CASES)
     assert len(tokens.ids([" ".join(["long"] * 700)])[0]) == embedder._model.config.max_tokens
-    assert max(map(len, tokens._known)) <= ascii_tokens.LONGEST_KEPT  # "x" * 9000 and the like are not kept
+    assert max(map(len, tokens._known)) <= word_tokens.LONGEST_KEPT  # "x" * 9000 and the like are not kept
+
+
+def test_words_not_plain_ascii_are_remembered_whole(embedder: StaticEmbedder) -> None:
+    tokens = _fresh(embedder)
+    text = "naïve café owners said “bonjour” twice"
+    assert tokens.ids([text]) == _reference(embedder, [text])
+    assert {"naïve", "café", "“bonjour”", "owners", "said"} <= set(tokens._known)
+    assert tokens.ids(["café " * 3]) == _reference(embedder, ["café " * 3])
 
 
 def _dev_turns() -> list[str]:
@@ -72,9 +87,18 @@ def test_dev_turns_get_the_tokenizers_ids(embedder: StaticEmbedder) -> None:
     assert _fresh(embedder).ids(texts) == _reference(embedder, texts)
 
 
+@pytest.mark.skipif(not LME.exists(), reason="LongMemEval dev data not available")
+def test_every_longmemeval_turn_not_plain_ascii_gets_the_tokenizers_ids(embedder: StaticEmbedder) -> None:
+    lme = json.loads(LME.read_text())
+    texts = sorted({turn["content"][:embedder._model.max_chars] for item in lme for session in item["haystack_sessions"]
+                    for turn in session if not turn["content"].isascii()})
+    assert len(texts) > 1000
+    assert _fresh(embedder).ids(texts) == _reference(embedder, texts)
+
+
 def test_a_full_table_is_emptied_and_the_ids_stay_right(embedder: StaticEmbedder,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ascii_tokens, "CACHE_SIZE", 8)
+    monkeypatch.setattr(word_tokens, "CACHE_SIZE", 8)
     tokens = _fresh(embedder)
     texts = ["one two three four five", "six seven eight nine ten eleven", "one two twelve", "a b c d e f g h i j k"]
     assert tokens.ids(texts) == _reference(embedder, texts)
@@ -83,7 +107,7 @@ def test_a_full_table_is_emptied_and_the_ids_stay_right(embedder: StaticEmbedder
 
 def test_threads_reading_new_pieces_at_once_get_the_same_ids(embedder: StaticEmbedder,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ascii_tokens, "CACHE_SIZE", 64)  # the table is emptied while other threads read it
+    monkeypatch.setattr(word_tokens, "CACHE_SIZE", 64)  # the table is emptied while other threads read it
     tokens = _fresh(embedder)
     texts = [f"thread {n} writes word{n} and shared words like memory, kernel and cube" for n in range(200)]
     expected = _reference(embedder, texts)
@@ -124,7 +148,7 @@ def test_a_tokenizer_of_another_kind_reads_every_text_itself(embedder: StaticEmb
     config = json.loads(embedder._model.tokenizer.to_str())
     config["normalizer"]["lowercase"] = False  # "Hello" and "hello" are no longer one piece
     tokenizer = Tokenizer.from_str(json.dumps(config))
-    tokens = AsciiTokens(tokenizer, 512)
+    tokens = WordTokens(tokenizer, 512)
     texts = ["Hello there", "hello there"]
     assert tokens.ids(texts) == [e.ids for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
     assert tokens._known == {}
