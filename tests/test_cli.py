@@ -166,6 +166,41 @@ def test_add_messages_json_list_then_jsonl_with_sessions(env: Path, tmp_path: Pa
     assert "added 0 memories" in human and "4 already stored" in human
 
 
+def test_a_file_of_sessions_is_read_ahead_by_the_guard_with_the_same_verdicts(
+        env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from memkern.bench.guard import load_eval_set
+    from memkern.governance import guard, guard_helper
+
+    monkeypatch.setenv(guard_helper.HELPER_ENV, "on")
+    assert guard_helper.prepare(wait=60)
+    taken = []
+    start = guard_helper.start
+    monkeypatch.setattr(guard_helper, "start", lambda texts, classifier: taken.append(start(texts, classifier))
+                        or taken[-1])
+    make_cube()
+    chat = " We talked about the weather, the garden and the new bakery on the corner." * 3
+    texts = [row["text"] + chat for row in load_eval_set()][::13][:60]  # sessions of 12 long enough to share
+    messages = [{"role": "user", "content": text, "session_id": f"s{n // 12}"} for n, text in enumerate(texts)]
+    path = tmp_path / "sessions.json"
+    path.write_text(json.dumps(messages), encoding="utf-8")
+    result = run_json("add", "notes", "--messages", str(path))
+    turns = [f"user: {text.strip()}" for text in texts]
+    assert {m["text"] for m in result["added"] if m["state"] == "quarantined"} == {
+        turn for turn, verdict in zip(turns, guard.check_many(turns)) if verdict.quarantine}
+    assert len(taken) == 5 and all(run.read_ahead for run in taken)
+    assert guard_helper._helper is not None and guard_helper._helper.ahead == []
+
+
+def test_a_file_with_a_bad_session_adds_nothing(env: Path, tmp_path: Path) -> None:
+    make_cube()
+    messages = [{"role": "user", "content": "first", "session_id": "s1"},
+                {"role": "user", "content": "second", "session_id": "  "}]
+    path = tmp_path / "bad-session.json"
+    path.write_text(json.dumps(messages), encoding="utf-8")
+    assert_clean_error(run("add", "notes", "--messages", str(path), code=1), "session_id")
+    assert run_json("list", "notes")["items"] == []
+
+
 def test_add_big_import_is_batched(env: Path, tmp_path: Path) -> None:
     make_cube()
     messages = [{"role": "user", "name": "Dan", "content": f"note number {i} about topic {i % 37}",

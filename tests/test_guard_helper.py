@@ -4,6 +4,8 @@ helper that fails, dies or is turned off costs speed, never a verdict or a write
 from __future__ import annotations
 
 import os
+import signal
+import time
 
 import pytest
 
@@ -55,19 +57,19 @@ def test_a_write_read_in_part_by_the_helper_gets_the_verdicts_read_here():
     _ready_helper()
     for texts in _writes():
         run = guard_helper.start(texts, True)
-        assert run.shared > 0  # the helper read the first part
+        assert run.shared  
         assert _as_data(run.verdicts()) == _as_data(guard.check_many(texts, classifier=True))
     run = guard_helper.start(_writes()[0], False)
-    assert run.shared > 0
+    assert run.shared
     assert _as_data(run.verdicts()) == _as_data(guard.check_many(_writes()[0], classifier=False))
 
 
 def test_a_small_write_and_a_write_while_the_helper_is_busy_are_read_here():
     _ready_helper()
-    assert guard_helper.start(["short", "texts"], True).shared == 0
+    assert not guard_helper.start(["short", "texts"], True).shared
     first = guard_helper.start(_writes()[0], True)
     second = guard_helper.start(_writes()[1], True)  # the helper is held by the first write
-    assert first.shared > 0 and second.shared == 0
+    assert first.shared and not second.shared
     assert _as_data(second.verdicts()) == _as_data(guard.check_many(_writes()[1], classifier=True))
     assert _as_data(first.verdicts()) == _as_data(guard.check_many(_writes()[0], classifier=True))
 
@@ -76,7 +78,7 @@ def test_a_helper_that_dies_mid_write_costs_nothing_but_time_and_is_replaced(mon
     helper = _ready_helper()
     texts = _writes()[2]
     run = guard_helper.start(texts, True)
-    assert run.shared > 0
+    assert run.shared
     helper.process.kill()
     assert _as_data(run.verdicts()) == _as_data(guard.check_many(texts, classifier=True))
     assert guard_helper._helper is None  # retired; none is started again at once
@@ -85,18 +87,27 @@ def test_a_helper_that_dies_mid_write_costs_nothing_but_time_and_is_replaced(mon
     assert _ready_helper() is not helper
 
 
-def test_a_helper_answering_late_is_stopped_and_its_part_read_here(monkeypatch: pytest.MonkeyPatch):
+def test_a_stuck_helper_is_stopped_and_its_part_read_here(monkeypatch: pytest.MonkeyPatch):
     helper = _ready_helper()
-    assert helper.process.stdin is not None
-    # Keep the helper busy for about a second first, so that its answer cannot be there at once.
-    busy = ["We talked about the weather, the garden and the new bakery. " * 200] * 80
-    guard_helper._write_frame(helper.process.stdin, {"request": 999, "texts": busy, "classifier": True})
+    os.kill(helper.process.pid, signal.SIGSTOP)  # alive, but reads and answers nothing
     monkeypatch.setattr(guard_helper, "LATE_AFTER", 0.0)
     texts = _writes()[3]
     run = guard_helper.start(texts, True)
-    assert run.shared > 0
+    assert run.shared
     assert _as_data(run.verdicts()) == _as_data(guard.check_many(texts, classifier=True))
-    assert helper.process.poll() is not None
+    assert run.helped == 0
+    assert helper.process.poll() is not None and guard_helper._helper is None
+
+
+def test_a_helper_that_stopped_reading_never_blocks_a_write(monkeypatch: pytest.MonkeyPatch):
+    helper = _ready_helper()
+    os.kill(helper.process.pid, signal.SIGSTOP)
+    monkeypatch.setattr(guard_helper, "LATE_AFTER", 0.2)
+    texts = ["We talked about the weather, the garden and the new bakery. " * 2000] * 4  # more than a pipe holds
+    run = guard_helper.start(texts, True)
+    assert not run.shared  # the texts could not be handed over in time: read here, helper stopped
+    assert helper.process.poll() is not None and guard_helper._helper is None
+    assert _as_data(run.verdicts()) == _as_data(guard.check_many(texts, classifier=True))
 
 
 def test_a_write_whose_embedding_fails_frees_the_helper(tmp_path, monkeypatch: pytest.MonkeyPatch):
@@ -115,7 +126,7 @@ def test_a_write_whose_embedding_fails_frees_the_helper(tmp_path, monkeypatch: p
         monkeypatch.undo()
         monkeypatch.setenv(guard_helper.HELPER_ENV, "on")
         run = guard_helper.start(texts, True)
-        assert run.shared > 0  # free again
+        assert run.shared  # free again
         run.verdicts()
         result = cube.add(messages=[{"role": "user", "content": text} for text in _writes()[1]], infer=False)
         quarantined = {item.text for item in cube.get_all({"state": "quarantined"}, limit=500).items}
@@ -127,19 +138,28 @@ def test_a_write_whose_embedding_fails_frees_the_helper(tmp_path, monkeypatch: p
 
 def test_an_answer_to_another_request_is_never_taken_for_this_one():
     helper = _ready_helper()
-    assert helper.process.stdin is not None
-    guard_helper._write_frame(helper.process.stdin, {"request": 999, "texts": ["stray"], "classifier": True})
+    guard_helper._send_frame(helper.requests_fd, {"request": 999, "texts": ["stray"] * 3, "classifier": True},
+                             time.monotonic() + 5)
     texts = _writes()[4]
     run = guard_helper.start(texts, True)
-    assert run.shared > 0
+    assert run.shared
     assert _as_data(run.verdicts()) == _as_data(guard.check_many(texts, classifier=True))
-    assert helper.process.poll() is not None  # stopped: its answers were out of step
+    assert guard_helper._helper is helper and helper.process.poll() is None  # its answers to 999 were skipped
+
+
+def test_the_helper_reads_from_the_first_text_while_the_caller_works():
+    _ready_helper()
+    texts = _writes()[1] * 3
+    run = guard_helper.start(texts, True)
+    time.sleep(0.5)  # the caller embeds meanwhile
+    assert _as_data(run.verdicts()) == _as_data(guard.check_many(texts, classifier=True))
+    assert 0 < run.helped <= len(texts)
 
 
 def test_a_failure_reading_this_part_frees_the_helper_in_step(monkeypatch: pytest.MonkeyPatch):
     _ready_helper()
     run = guard_helper.start(_writes()[5], True)
-    assert run.shared > 0
+    assert run.shared
 
     def failing(texts, classifier):
         raise RuntimeError("weights unreadable")
@@ -150,7 +170,7 @@ def test_a_failure_reading_this_part_frees_the_helper_in_step(monkeypatch: pytes
             run.verdicts()
     texts = _writes()[6]
     run = guard_helper.start(texts, True)
-    assert run.shared > 0  # free, and its answer to the failed write was read and dropped
+    assert run.shared  # free, and its answer to the failed write was read and dropped
     assert _as_data(run.verdicts()) == _as_data(guard.check_many(texts, classifier=True))
     assert guard_helper._helper is not None and guard_helper._helper.process.poll() is None
 
@@ -164,12 +184,95 @@ def test_a_forked_child_leaves_the_parents_helper_alone():
     assert os.waitstatus_to_exitcode(status) == 0
     texts = _writes()[7]
     run = guard_helper.start(texts, True)
-    assert run.shared > 0 and guard_helper._helper is helper
+    assert run.shared and guard_helper._helper is helper
     assert _as_data(run.verdicts()) == _as_data(guard.check_many(texts, classifier=True))
 
 
 def test_off_starts_no_helper(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv(guard_helper.HELPER_ENV, "off")
     run = guard_helper.start(_writes()[0], True)
-    assert run.shared == 0 and guard_helper._helper is None
+    assert not run.shared and guard_helper._helper is None
     assert _as_data(run.verdicts()) == _as_data(guard.check_many(_writes()[0], classifier=True))
+
+
+def _free() -> bool:
+    """Whether another thread could take the helper now."""
+    helper = guard_helper._helper
+    assert helper is not None
+    if not helper.busy.acquire(blocking=False):
+        return False
+    helper.busy.release()
+    return True
+
+
+def test_texts_read_ahead_are_taken_by_their_write_with_the_same_verdicts():
+    _ready_helper()
+    first, second, third = _writes()[0], _writes()[1], _writes()[2]
+    guard_helper.read_ahead(first, True)
+    guard_helper.read_ahead(second, True)  # the one after: read once the first is met
+    run = guard_helper.start(first, True)
+    assert run.shared and run.read_ahead
+    assert _as_data(run.verdicts()) == _as_data(guard.check_many(first, classifier=True))
+    assert not _free()  # held on for the second write
+    time.sleep(0.3)  # the helper reads the second meanwhile (its answers may already have been read)
+    guard_helper.read_ahead(third, True)
+    run = guard_helper.start(second, True)
+    assert run.read_ahead
+    assert _as_data(run.verdicts()) == _as_data(guard.check_many(second, classifier=True))
+    assert run.helped > 0
+    run = guard_helper.start(third, True)
+    assert run.read_ahead
+    assert _as_data(run.verdicts()) == _as_data(guard.check_many(third, classifier=True))
+    assert _free()  # nothing more read ahead: let go
+
+
+def test_a_write_not_read_ahead_drops_what_was_and_still_gets_its_verdicts():
+    helper = _ready_helper()
+    guard_helper.read_ahead(_writes()[3], True)
+    texts = _writes()[4]
+    run = guard_helper.start(texts, True)
+    assert run.shared and not run.read_ahead
+    assert _as_data(run.verdicts()) == _as_data(guard.check_many(texts, classifier=True))
+    assert _free() and helper.ahead == [] and helper.stash == {}
+    small = guard_helper.start(["short", "texts"], True)  # after a read-ahead too: dropped, read here
+    assert not small.shared
+
+
+def test_a_read_ahead_whose_write_never_comes_frees_the_helper_for_others(monkeypatch: pytest.MonkeyPatch):
+    import threading
+
+    helper = _ready_helper()
+    reader = threading.Thread(target=guard_helper.read_ahead, args=(_writes()[5], True))
+    reader.start()
+    reader.join()
+    assert not _free()
+    texts = _writes()[6]
+    assert not guard_helper.start(texts, True).shared  # still held for that thread's write
+    monkeypatch.setattr(guard_helper, "AHEAD_FOR", 0.0)
+    run = guard_helper.start(texts, True)
+    assert run.shared and not run.read_ahead and guard_helper._helper is helper
+    assert _as_data(run.verdicts()) == _as_data(guard.check_many(texts, classifier=True))
+    assert _free()
+
+
+def test_an_add_takes_its_turns_read_ahead_and_a_failed_one_lets_the_helper_go(tmp_path, monkeypatch):
+    with MemOS(tmp_path / "m.db", llm=None) as mos:
+        cube = mos.create_cube("c")
+        helper = _ready_helper()
+        texts = _writes()[7]
+        messages = [{"role": "user", "content": text} for text in texts]
+        guard_helper.read_ahead([f"user: {text.strip()}" for text in texts], True)  # the turns' texts
+        sent = helper.requests
+        result = cube.add(messages=messages, infer=False)
+        assert helper.requests == sent  # no request of its own: it took the one read ahead
+        assert len(result.added) == len(set(texts)) and _free()
+
+        def broken(_texts):
+            raise RuntimeError("embedder down")
+
+        monkeypatch.setattr(mos.kernel, "embed", broken)
+        texts = _writes()[8]
+        guard_helper.read_ahead([f"user: {text.strip()}" for text in texts], True)
+        with pytest.raises(RuntimeError, match="embedder down"):
+            cube.add(messages=[{"role": "user", "content": text} for text in texts], infer=False)
+        assert _free() and helper.ahead == []

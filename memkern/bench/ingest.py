@@ -4,7 +4,10 @@ Reads a LoCoMo file (a list of conversations) or a LongMemEval file (a list of q
 with a haystack of sessions; a session shared by several questions is ingested once) and adds
 every session with one ``cube.add`` (``infer=False``: no model), one cube per conversation or
 question, in a temporary SQLite store with the bundled embedder. The cube's default policy
-applies: PII tagged and the poisoning guard run on every turn, as on any write.
+applies: PII tagged and the poisoning guard run on every turn, as on any write. As ``memkern add
+--messages FILE`` does, each next session's turns are read ahead by the guard's helper process
+while the current one is added (``memkern.ops.writes.read_turns_ahead``); ``read_ahead=False``
+(``--no-read-ahead``) measures successive adds alone.
 
 It reports turns per second and the share of the time spent in each stage of the write path
 (PII detection, the guard, the embedder, the store transaction; the rest is the reader, the
@@ -78,8 +81,9 @@ class StageTimer:
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = dict.fromkeys(STAGES, 0.0)
-        #: Writes the guard read, and those of which its helper process read a part (``guard_helper``).
-        self.writes = self.shared_writes = 0
+        #: Writes the guard read, those of which its helper process read a part (``guard_helper``), and
+        #: those whose texts it had been given ahead.
+        self.writes = self.shared_writes = self.ahead_writes = 0
 
     def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def timed(*args: Any, **kwargs: Any) -> Any:
@@ -103,7 +107,8 @@ def _timed_stages(kernel: Any, timer: StageTimer) -> Iterator[None]:
     def counted_start(texts: Any, classifier: bool) -> guard_helper.GuardRun:
         run = start(texts, classifier)
         timer.writes += 1
-        timer.shared_writes += run.shared > 0
+        timer.shared_writes += run.shared
+        timer.ahead_writes += run.read_ahead
         return run
 
     guard_helper.start = timer.wrap("guard", counted_start)
@@ -120,11 +125,12 @@ def _timed_stages(kernel: Any, timer: StageTimer) -> Iterator[None]:
 
 
 def run_ingest(data_path: str | Path, max_turns: int | None = 3000, progress: ProgressCallback | None = None,
-               *, workdir: str | Path | None = None) -> dict[str, Any]:
+               *, workdir: str | Path | None = None, read_ahead: bool = True) -> dict[str, Any]:
     """Ingest the sessions of ``data_path`` (up to ``max_turns`` turns); returns a JSON-ready dict."""
     from memkern import __version__
     from memkern.governance import guard, guard_helper
     from memkern.mos import MemOS
+    from memkern.ops.writes import read_turns_ahead
 
     kind, sessions = load_sessions(data_path, max_turns)
     total_turns = sum(len(s.messages) for s in sessions)
@@ -139,7 +145,10 @@ def run_ingest(data_path: str | Path, max_turns: int | None = 3000, progress: Pr
         helper_ready = guard_helper.prepare(wait=HELPER_WAIT)
         with _timed_stages(mos.kernel, timer):
             started = time.perf_counter()
-            for session in sessions:
+            for index, session in enumerate(sessions):
+                if read_ahead:  # as ``memkern add --messages FILE``: this session's and the next one's turns
+                    for coming in sessions[index:index + 2]:
+                        read_turns_ahead(coming.messages)
                 if session.cube not in cubes:
                     cubes[session.cube] = mos.create_cube(f"c{len(cubes)}", owner="bench")
                 result = cubes[session.cube].add(messages=session.messages, session_id=session.session_id,
@@ -157,7 +166,8 @@ def run_ingest(data_path: str | Path, max_turns: int | None = 3000, progress: Pr
         "mean_turn_chars": round(total_chars / max(1, total_turns), 1), "quarantined": quarantined,
         "guard_classifier": guard.classifier_enabled(),
         "guard_helper": "ready" if helper_ready else "on, not ready" if guard_helper.enabled() else "off",
-        "guard_helper_writes": [timer.shared_writes, timer.writes],
+        "guard_helper_writes": [timer.shared_writes, timer.writes], "read_ahead": read_ahead,
+        "read_ahead_writes": timer.ahead_writes,
         "seconds": round(elapsed, 3), "turns_per_s": round(total_turns / elapsed, 1) if elapsed else None,
         "stage_seconds": stages,
         "stage_share": {name: round(seconds / elapsed, 3) if elapsed else None for name, seconds in stages.items()},
@@ -169,9 +179,10 @@ def format_report(result: dict[str, Any]) -> str:
              f"{result['turns']} turns in {result['sessions']} sessions, {result['cubes']} cubes, "
              f"{result['mean_turn_chars']} characters per turn; write policy on (PII, guard, its learned layer "
              f"{'on' if result['guard_classifier'] else 'off'}): {result['quarantined']} quarantined",
-             "the guard's helper process ({} after the warm-up) read part of {} of {} writes (the guard stage is "
-             "the time this process spent on the guard, its part and any wait)".format(
-                 result["guard_helper"], *result["guard_helper_writes"]),
+             "the guard's helper process ({} after the warm-up) read part of {} of {} writes, {} of them read "
+             "ahead{} (the guard stage is the time this process spent on the guard: its part and taking the "
+             "helper's verdicts)".format(result["guard_helper"], *result["guard_helper_writes"],
+                                         result["read_ahead_writes"], "" if result["read_ahead"] else " (off)"),
              f"{result['seconds']} s: {result['turns_per_s']} turns/s", "", "stage    seconds  share"]
     for name, seconds in result["stage_seconds"].items():
         lines.append(f"{name:<8} {seconds:>7.3f}  {result['stage_share'][name]:>5.1%}")

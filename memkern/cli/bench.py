@@ -169,6 +169,9 @@ def bench_ingest(
     data: Annotated[Path, typer.Option(metavar="PATH", help="A LoCoMo or LongMemEval JSON file.", dir_okay=False)],
     max_turns: Annotated[int, typer.Option(metavar="N", min=1, help="Stop after the session that reaches N turns.")]
     = 3000,
+    read_ahead: Annotated[bool, typer.Option(help="Read each next session's turns ahead in the guard's helper, as "
+                                             "`memkern add --messages FILE` does (off: successive adds alone).")]
+    = True,
     out: OutOption = None,
 ) -> None:
     """Zero-LLM ingestion speed with the write policy on (PII, guard), and the share of each stage."""
@@ -176,7 +179,7 @@ def bench_ingest(
 
     existing_file(data, "--data")
     with progress_bar() as progress:
-        result = run_ingest(data, max_turns=max_turns, progress=labelled_tasks(progress))
+        result = run_ingest(data, max_turns=max_turns, progress=labelled_tasks(progress), read_ahead=read_ahead)
     print_report(ctx, result, out, format_report)
 
 

@@ -44,19 +44,28 @@ def combine(into: AddResult, result: AddResult) -> None:
     merge_report(into.extraction, result.extraction)
 
 
-def add_messages(add: Callable[[dict[str, Any]], AddResult], args: dict[str, Any]) -> AddResult:
-    """Add the messages of the file ``args["messages"]`` names, in chunks; ``add(args)`` runs one call."""
+def add_messages(add: Callable[[dict[str, Any]], AddResult], args: dict[str, Any],
+                 read_ahead: Callable[[list[dict[str, Any]]], None] | None = None) -> AddResult:
+    """Add the messages of the file ``args["messages"]`` names, in chunks; ``add(args)`` runs one call.
+    ``read_ahead(messages)``, when given, is told the current and the next chunk before the current
+    one is added (``memkern.ops.writes.read_turns_ahead``: the guard reads the next meanwhile)."""
     raw, source_name = read_source(args["messages"], "messages file", "--messages")
     messages = parse_messages(raw, source_name)
-    chunks = batches(messages, args.get("session_id"))
+    chunks = list(batches(messages, args.get("session_id")))  # every chunk checked before the first is added
     combined = AddResult()
-    if len(messages) <= BATCH:
-        for session_id, chunk in chunks:
+
+    def add_all(advance: Callable[[int], None]) -> None:
+        for index, (session_id, chunk) in enumerate(chunks):
+            if read_ahead is not None:  # this chunk (if not read ahead yet) and the next
+                for _, coming in chunks[index:index + 2]:
+                    read_ahead(coming)
             combine(combined, add({**args, "messages": chunk, "session_id": session_id}))
+            advance(len(chunk))
+
+    if len(messages) <= BATCH:
+        add_all(lambda _: None)
         return combined
     with progress_bar() as progress:
         task = progress.add_task(f"adding to {args['cube']}", total=len(messages))
-        for session_id, chunk in chunks:
-            combine(combined, add({**args, "messages": chunk, "session_id": session_id}))
-            progress.advance(task, len(chunk))
+        add_all(lambda done: progress.advance(task, done))
     return combined

@@ -27,6 +27,7 @@ from memkern.cli.show import show
 from memkern.cli.state import DbOption, JsonFlag, StoreOption, emit_json, open_mos, state_of
 from memkern.errors import LLMNotConfiguredError
 from memkern.llm import NO_LLM_MESSAGE
+from memkern.ops.writes import read_turns_ahead
 
 #: The command groups (``memkern cube ...``) and their help; a group not named here gets a plain one.
 GROUPS: dict[str, str] = {
@@ -80,7 +81,8 @@ def run(op: Operation, ctx: typer.Context, values: dict[str, Any]) -> None:
             return mos.dispatcher.call(mos.user, op.name, arguments)
 
         from_file = any(kind_of(op.input.model_fields[name]) == "messages" for name in args)
-        result = ingest.add_messages(call, args) if from_file else call(args)
+        ahead = read_turns_ahead if op.name == "add" else None
+        result = ingest.add_messages(call, args, ahead) if from_file else call(args)
     if state.json:
         emit_json(result)
     else:

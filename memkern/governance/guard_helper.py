@@ -3,23 +3,23 @@
 The guard is pure Python (regular expressions and a small model), so it holds the interpreter's
 lock and threads cannot share its work. On long texts it costs more than embedding and storing
 together (LongMemEval's turns: half of ingestion). So on a write of at least ``SHARED_FROM``
-characters, ``start(texts)`` sends the first part of the texts to a helper process and returns
-at once; the write path embeds meanwhile, and ``GuardRun.verdicts()`` reads the rest here, then
-collects the helper's verdicts. The part sent is chosen so that both finish together, from the
-speeds measured on earlier writes. Which process reads a text changes nothing: a verdict depends
-on its text alone (``tests/test_guard_helper.py``).
+characters, ``start(texts)`` hands the texts to a helper process and returns at once. The helper
+reads them one by one from the first, sending each verdict back as it goes, while the write path
+embeds. ``GuardRun.verdicts()`` then reads from the last text backwards, telling the helper where
+it has got to, until the two meet: neither waits for a share guessed in advance, and at most one
+text is read twice. Which process reads a text changes nothing: a verdict depends on its text
+alone (``tests/test_guard_helper.py``).
 
 The helper is ``python -m memkern.governance.guard_helper``, a plain child process speaking
 length-prefixed JSON over its standard input and output: no pickling, no re-import of the
 caller's ``__main__``, no fork of a threaded process. It starts on the first large write (or
 earlier, by ``prepare()``: a server starts it with itself) and is used once it has loaded the
-guard, so no write waits for it to start. One write uses it at a
-time (a concurrent write reads alone). If it fails, answers late or dies, its part is read here
-and a new helper starts on a large write a minute later: the verdicts are the same, only slower. It ends when
-its standard input closes (this process exits). ``MEMKERN_GUARD_HELPER=off`` turns it off; it is
-on by default on a POSIX machine with two cores or more (it needs ``select`` on pipes: never elsewhere).
+guard, so no write waits for it to start. One write uses it at a time (a concurrent write reads
+alone). If it fails, falls silent or dies, what it has not read is read here and a new helper
+starts on a large write a minute later: the verdicts are the same, only slower. It ends when its
+standard input closes (this process exits). ``MEMKERN_GUARD_HELPER=off`` turns it off; it is on
+by default on a POSIX machine with two cores or more (it needs ``select`` on pipes: never elsewhere).
 """
-
 from __future__ import annotations
 
 import contextlib
@@ -32,8 +32,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import asdict
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -44,7 +45,7 @@ HELPER_ENV = "MEMKERN_GUARD_HELPER"
 #: A write of fewer characters is read here alone: handing part of it over would cost more than it saves.
 #: (From 8,000 to 2,000: LongMemEval ingestion 780-832 -> 856-899 turns/s, LoCoMo's unchanged or faster.)
 SHARED_FROM = 2_000
-#: Seconds the helper may take beyond this process's own part before its part is read here instead.
+#: Seconds the helper may be silent (no verdict, pipe full) before what it has not read is read here.
 LATE_AFTER = 30.0
 _FRAME = struct.Struct(">I")
 
@@ -60,9 +61,24 @@ def enabled() -> bool:
 
 
 def _write_frame(stream: IO[bytes], payload: dict[str, Any]) -> None:
+    """One frame to ``stream``, blocking: how the helper answers."""
     body = json.dumps(payload).encode("utf-8")
     stream.write(_FRAME.pack(len(body)) + body)
     stream.flush()
+
+
+def _send_frame(fd: int, payload: dict[str, Any], deadline: float) -> bool:
+    """One frame to the non-blocking ``fd``; False if the pipe stayed full past ``deadline`` (a
+    ``time.monotonic()``): a helper that stopped reading never blocks a write."""
+    body = json.dumps(payload).encode("utf-8")
+    data = memoryview(_FRAME.pack(len(body)) + body)
+    while data:
+        try:
+            data = data[os.write(fd, data):]
+        except BlockingIOError:
+            if not select.select([], [fd], [], max(0.0, deadline - time.monotonic()))[1]:
+                return False
+    return True
 
 
 def _read_exactly(fd: int, size: int, deadline: float | None) -> bytes | None:
@@ -95,7 +111,7 @@ def _read_frame(fd: int, deadline: float | None) -> dict[str, Any] | None:
 
 
 class _Helper:
-    """The helper process and what this process has measured of both."""
+    """The helper process, who holds it, and what it has been asked to read ahead."""
 
     def __init__(self) -> None:
         root = str(Path(__file__).resolve().parents[2])  # the folder holding this memkern, first on the helper's path
@@ -103,27 +119,34 @@ class _Helper:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "memkern.governance.guard_helper"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, close_fds=True)
+        assert self.process.stdin is not None and self.process.stdout is not None
+        #: Frames are written here with ``_send_frame`` (never through ``process.stdin``'s buffer) and
+        #: read there with ``_read_frame``.
+        self.requests_fd, self.answers_fd = self.process.stdin.fileno(), self.process.stdout.fileno()
+        os.set_blocking(self.requests_fd, False)
         self.ready = False
-        #: Held by the one write using the helper, from sending its part to reading the answer.
+        #: Held by the thread using the helper (``owner``): for one write, from sending its texts to
+        #: its last verdict, and on from one write to the next while texts are read ahead for it.
         self.busy = threading.Lock()
+        self.owner: int | None = None
+        #: Whether a write is collecting verdicts now.
+        self.active = False
+        #: Requests sent for writes still to come (``read_ahead``), oldest first.
+        self.ahead: list[_Ahead] = []
+        #: Answers to those requests read while another request's were collected, in order.
+        self.stash: dict[int, list[dict[str, Any]]] = {}
         #: Requests sent so far; an answer names the request it answers.
         self.requests = 0
-        #: Characters per second of the guard here and in the helper, and of the caller's work between
-        #: ``start`` and ``verdicts`` (the write path's PII rules and embedding), learnt from earlier writes.
-        self.local_speed = self.helper_speed = self.caller_speed = 0.0
 
     def usable(self) -> bool:
         """Whether the helper has loaded the guard and still runs (checked without waiting)."""
         if self.process.poll() is not None:
             return False
-        if not self.ready:
-            assert self.process.stdout is not None
-            fd = self.process.stdout.fileno()
-            if select.select([fd], [], [], 0)[0]:
-                try:
-                    self.ready = _read_frame(fd, time.monotonic() + 5.0) == {"ready": True}
-                except ValueError:
-                    self.ready = False
+        if not self.ready and select.select([self.answers_fd], [], [], 0)[0]:
+            try:
+                self.ready = _read_frame(self.answers_fd, time.monotonic() + 5.0) == {"ready": True}
+            except ValueError:
+                self.ready = False
         return self.ready
 
     def stop(self) -> None:
@@ -132,8 +155,23 @@ class _Helper:
         self.process.wait()
 
 
+@dataclass
+class _Ahead:
+    """A request sent before its write: the texts the caller said its next write will hold."""
+
+    request: int
+    texts: list[str]
+    classifier: bool
+    sent_at: float  # time.monotonic()
+
+
 #: Seconds after a helper failed before another is started.
 RESTART_AFTER = 60.0
+#: Writes read ahead at most (the next one, and the one after it while the next is being added).
+MAX_AHEAD = 2
+#: Seconds after which texts read ahead for a write that never came no longer keep the helper from
+#: other threads' writes.
+AHEAD_FOR = 5.0
 
 _lock = threading.Lock()
 _helper: _Helper | None = None
@@ -161,18 +199,74 @@ def _running() -> tuple[_Helper | None, bool]:
         return _helper, True
 
 
+def _held() -> _Helper | None:
+    """The helper, when this thread holds it (texts read ahead for its next write)."""
+    helper = _helper
+    return helper if helper is not None and helper.owner == threading.get_ident() else None
+
+
 def _available() -> _Helper | None:
-    """The helper when it is ready and free (then held: ``busy`` is acquired); else None, starting
-    one when there is none or the last one died (a write does not wait for it to start)."""
+    """The helper when it is ready and free (then held by this thread); else None, starting one when
+    there is none or the last one died (a write does not wait for it to start). Texts read ahead
+    for a write that has not come for ``AHEAD_FOR`` seconds are dropped to free it."""
     helper, started = _running()
     if helper is None or started:
         return None
     if not helper.busy.acquire(blocking=False):
-        return None
+        with _lock:
+            stale = (helper.ahead and not helper.active
+                     and time.monotonic() - helper.ahead[-1].sent_at > AHEAD_FOR)
+            if not stale:
+                return None
+            helper.owner = threading.get_ident()  # taken over as held: the lock passes to this thread
+        _drop_ahead(helper)
+    helper.owner = threading.get_ident()
     if helper.usable():
         return helper
-    helper.busy.release()
+    _let_go(helper)
     return None
+
+
+def _let_go(helper: _Helper) -> None:
+    """Free the helper held by this thread, unless texts are read ahead for its next write."""
+    helper.active = False
+    if helper.ahead and helper.process.poll() is None:
+        return
+    helper.ahead, helper.stash, helper.owner = [], {}, None
+    helper.busy.release()
+
+
+def _drop_ahead(helper: _Helper, keep_from: int | None = None) -> None:
+    """Tell the helper to stop reading ahead for writes that will not come: every request read ahead,
+    or those sent before ``keep_from``."""
+    dropped = [ahead for ahead in helper.ahead if keep_from is None or ahead.request < keep_from]
+    helper.ahead = [ahead for ahead in helper.ahead if ahead not in dropped]
+    for ahead in dropped:
+        helper.stash.pop(ahead.request, None)
+        with contextlib.suppress(OSError):
+            _send_frame(helper.requests_fd, {"request": ahead.request, "stop_before": 0},
+                        time.monotonic() + LATE_AFTER)
+
+
+def _send_request(helper: _Helper, texts: list[str], classifier: bool) -> tuple[int, float] | None:
+    """Hand ``texts`` to the held helper: the request's number and when it was sent; None if that
+    failed (then the helper is retired and let go)."""
+    helper.requests += 1
+    request, sent_at = helper.requests, time.monotonic()
+    try:
+        sent = _send_frame(helper.requests_fd, {"request": request, "texts": texts, "classifier": classifier},
+                           sent_at + LATE_AFTER)
+    except OSError:
+        sent = False
+    if sent:
+        return request, sent_at
+    _retire(helper)
+    _let_go(helper)
+    return None
+
+
+def _worth_sharing(texts: Sequence[str]) -> bool:
+    return len(texts) > 1 and sum(map(len, texts)) >= SHARED_FROM
 
 
 def prepare(wait: float = 0.0) -> bool:
@@ -192,6 +286,26 @@ def prepare(wait: float = 0.0) -> bool:
             break
         time.sleep(0.02)
     return False
+
+
+def read_ahead(texts: Sequence[str], classifier: bool) -> None:
+    """Say that this thread's next write (or the one after it) will hold ``texts``, as the guard reads
+    them (the memories' texts): the helper starts reading them now, while this process finishes the
+    write before. A bulk import calls it for the current and the next session before adding the
+    current one (texts already read ahead are not sent twice), so that the helper reads the next
+    while this process embeds and stores the current. The verdicts are the same; a large write whose
+    texts were not read ahead drops what was."""
+    texts = list(texts)
+    if not _worth_sharing(texts):
+        return
+    helper = _held() or _available()
+    if helper is None or any(a.texts == texts and a.classifier == classifier for a in helper.ahead):
+        return
+    if len(helper.ahead) >= MAX_AHEAD:
+        _drop_ahead(helper, keep_from=helper.ahead[1].request)
+    sent = _send_request(helper, texts, classifier)  # on failure the helper is retired and let go
+    if sent is not None:
+        helper.ahead.append(_Ahead(sent[0], texts, classifier, sent[1]))
 
 
 def _forget_in_child() -> None:
@@ -221,18 +335,8 @@ def _retire(helper: _Helper) -> None:
     helper.stop()
 
 
-def _share(helper: _Helper) -> float:
-    """The part of a write's characters to send so that the helper and this process finish together:
-    the helper reads share s while the write path handles PII and embeds everything, and then this
-    process reads the rest."""
-    if not (helper.local_speed and helper.helper_speed and helper.caller_speed):
-        return 0.5
-    here = 1 / helper.caller_speed + 1 / helper.local_speed  # seconds per character if all were read here
-    return min(0.9, max(0.1, here / (1 / helper.helper_speed + 1 / helper.local_speed)))
-
-
-def _learn(old: float, new: float) -> float:
-    return new if not old else 0.8 * old + 0.2 * new
+class _Silent(Exception):
+    """The helper failed, fell silent or answered out of step: what it has not read is read here."""
 
 
 class GuardRun:
@@ -242,91 +346,137 @@ class GuardRun:
     def __init__(self, texts: Sequence[str], classifier: bool) -> None:
         self._texts = list(texts)
         self._classifier = classifier
-        self._sent = 0  # texts sent to the helper: the first ones
-        self._request = 0  # the number of the request that sent them
-        self._began = 0.0  # when, by time.perf_counter()
+        self._request = 0  # the number of the request that handed the texts over
+        self._sent_at = 0.0  # when, by time.monotonic()
         self._helper: _Helper | None = None
-        total = sum(map(len, self._texts))
-        helper = _available() if total >= SHARED_FROM and len(self._texts) > 1 else None
+        #: Whether the helper takes part in this write (else this process reads every text).
+        self.shared = False
+        #: Whether the helper had been given the texts before the write began (``read_ahead``).
+        self.read_ahead = False
+        #: How many of the verdicts are the helper's (known once ``verdicts()`` returns).
+        self.helped = 0
+        helper = _held()
+        if helper is not None and not helper.active:  # (when active, this thread's other write is using it)
+            match = next((ahead for ahead in helper.ahead
+                          if ahead.texts == self._texts and ahead.classifier == classifier), None)
+            if match is not None:
+                _drop_ahead(helper, keep_from=match.request)
+                helper.ahead.remove(match)
+                self._take(helper, match.request, match.sent_at)
+                self.read_ahead = True
+                return
+            if not _worth_sharing(self._texts):
+                return  # read here; what was read ahead stays for the writes it was read for
+            _drop_ahead(helper)
+        elif _worth_sharing(self._texts):
+            helper = _available()
+        else:
+            helper = None
         if helper is None:
             return
-        goal, size = _share(helper) * total, 0
-        while self._sent < len(self._texts) - 1 and size + len(self._texts[self._sent]) / 2 <= goal:
-            size += len(self._texts[self._sent])
-            self._sent += 1
-        if self._sent == 0:
-            helper.busy.release()
-            return
-        try:
-            assert helper.process.stdin is not None
-            helper.requests += 1
-            self._request = helper.requests
-            _write_frame(helper.process.stdin, {"request": self._request, "texts": self._texts[:self._sent],
-                                                "classifier": classifier})
-        except OSError:
-            helper.busy.release()
-            _retire(helper)
-            self._sent = 0
-            return
-        self._helper = helper
-        self._began = time.perf_counter()
+        sent = _send_request(helper, self._texts, classifier)
+        if sent is not None:
+            self._take(helper, *sent)
 
-    @property
-    def shared(self) -> int:
-        """How many texts the helper reads (the first ones); 0 when this process reads them all."""
-        return self._sent
+    def _take(self, helper: _Helper, request: int, sent_at: float) -> None:
+        self._helper, self._request, self._sent_at, self.shared = helper, request, sent_at, True
+        helper.active = True
 
     def verdicts(self) -> list[Verdict]:
-        """Every text's verdict, in order: the part not sent is read here, then the helper's is collected
-        (or read here too, if the helper fails or is late)."""
-        if self._helper is None:
-            return check_many(self._texts, classifier=self._classifier)
-        mine_began = time.perf_counter()
-        try:
-            mine = check_many(self._texts[self._sent:], classifier=self._classifier)
-        except BaseException:
-            self.abandon()
-            raise
-        mine_ended = time.perf_counter()
-        helper = self._helper
-        theirs = self._collect()
-        if theirs is None or helper is None:
-            return check_many(self._texts[:self._sent], classifier=self._classifier) + mine
-        verdicts, seconds = theirs
-        sent_chars = sum(map(len, self._texts[:self._sent]))
-        total_chars = sum(map(len, self._texts))
-        if seconds > 0 and mine_ended > mine_began > self._began:
-            helper.helper_speed = _learn(helper.helper_speed, sent_chars / seconds)
-            helper.local_speed = _learn(helper.local_speed, (total_chars - sent_chars) / (mine_ended - mine_began))
-            helper.caller_speed = _learn(helper.caller_speed, total_chars / (mine_began - self._began))
-        return verdicts + mine
-
-    def _collect(self) -> tuple[list[Verdict], float] | None:
-        """The helper's verdicts on the part sent and its seconds of work; None if it failed, answered
-        something else or is late (then it is stopped). The helper is free again either way."""
+        """Every text's verdict, in order: read here from the last text backwards and by the helper
+        from the first, until the two meet (or here alone, if the helper fails or falls silent)."""
         helper, self._helper = self._helper, None
         if helper is None:
-            return None
-        answer: dict[str, Any] | None = None
+            return check_many(self._texts, classifier=self._classifier)
+        found: list[Verdict | None] = [None] * len(self._texts)
         try:
-            assert helper.process.stdout is not None
-            answer = _read_frame(helper.process.stdout.fileno(), time.monotonic() + LATE_AFTER)
-            if (answer is None or answer.get("request") != self._request or not isinstance(answer.get("verdicts"), list)
-                    or len(answer["verdicts"]) != self._sent):
-                answer = None
-            else:
-                return [Verdict(**found) for found in answer["verdicts"]], float(answer["seconds"])
-        except (OSError, ValueError, TypeError):
-            answer = None
+            self._read_with(helper, found)
+        except _Silent:
+            _retire(helper)
+        except BaseException:
+            with contextlib.suppress(_Silent):
+                self._tell(helper, 0)
+            raise
         finally:
-            helper.busy.release()
+            _let_go(helper)
+        missing = [index for index, verdict in enumerate(found) if verdict is None]
+        for index, verdict in zip(missing, check_many([self._texts[i] for i in missing], classifier=self._classifier)):
+            found[index] = verdict
+        return [verdict for verdict in found if verdict is not None]
+
+    def _read_with(self, helper: _Helper, found: list[Verdict | None]) -> None:
+        """Fill ``found``: texts read here from the last backwards, the helper's verdicts taken as they
+        come, until the two meet. This process never waits for the helper: the text the helper is
+        reading when they meet is read here too."""
+        reached = 0  # the helper has read the texts before this one (it reads them in order)
+        claimed = len(found)  # the texts from this one on are read here
+        while True:
+            reached = self._collect(helper, found, reached)
+            if claimed <= reached:
+                break
+            claimed -= 1
+            self._tell(helper, claimed)
+            found[claimed] = check_many([self._texts[claimed]], classifier=self._classifier)[0]
+        if reached == 0 and time.monotonic() - self._sent_at > LATE_AFTER:
+            raise _Silent("it read nothing of this write")  # stuck: retired, so that later writes do not wait on it
+
+    def _tell(self, helper: _Helper, stop_before: int) -> None:
+        """Tell the helper to start no text of this request from ``stop_before`` on (they are read here)."""
+        try:
+            told = _send_frame(helper.requests_fd, {"request": self._request, "stop_before": stop_before},
+                               time.monotonic() + LATE_AFTER)
+        except OSError:
+            told = False
+        if not told:
+            raise _Silent("it stopped reading")
+
+    def _answers(self, helper: _Helper) -> Iterator[dict[str, Any]]:
+        """The helper's answers to this request that have arrived, in order, without waiting: those
+        read earlier by another write first. Answers to a request read ahead are kept for its write;
+        others (a text it was reading when told to stop) are skipped."""
+        yield from helper.stash.pop(self._request, [])
+        while select.select([helper.answers_fd], [], [], 0)[0]:
+            try:
+                answer = _read_frame(helper.answers_fd, time.monotonic() + LATE_AFTER)
+            except ValueError as exc:
+                raise _Silent(f"malformed answer: {exc}") from exc
             if answer is None:
-                _retire(helper)
-        return None
+                raise _Silent("it ended")
+            if answer.get("request") == self._request:
+                yield answer
+            elif any(ahead.request == answer.get("request") for ahead in helper.ahead):
+                helper.stash.setdefault(answer["request"], []).append(answer)
+
+    def _collect(self, helper: _Helper, found: list[Verdict | None], reached: int) -> int:
+        """Take the helper's verdicts that have arrived; returns how many texts from the first it has
+        now read."""
+        for answer in self._answers(helper):
+            if "error" in answer:
+                raise _Silent(f"it failed: {str(answer['error'])[:200]}")
+            if answer.get("index") != reached or not isinstance(answer.get("verdict"), dict):
+                raise _Silent(f"answered out of step: {str(answer)[:200]}")
+            try:
+                verdict = Verdict(**answer["verdict"])
+            except TypeError as exc:
+                raise _Silent(f"malformed verdict: {exc}") from exc
+            if found[reached] is None:
+                found[reached] = verdict
+                self.helped += 1
+            reached += 1
+        return reached
 
     def abandon(self) -> None:
-        """Free the helper when the write failed before ``verdicts()``: its answer is read and dropped."""
-        self._collect()
+        """Free the helper when the write failed before ``verdicts()``: it is told to stop, and what it
+        still sends about this write is skipped by the next one."""
+        helper, self._helper = self._helper, None
+        if helper is None:
+            return
+        try:
+            self._tell(helper, 0)
+        except _Silent:
+            _retire(helper)
+        finally:
+            _let_go(helper)
 
 
 def start(texts: Sequence[str], classifier: bool) -> GuardRun:
@@ -335,22 +485,51 @@ def start(texts: Sequence[str], classifier: bool) -> GuardRun:
 
 
 def _serve() -> None:
-    """The helper's loop: load the guard, say so, then answer each request until the input closes."""
-    read, write = sys.stdin.buffer, sys.stdout.buffer
+    """The helper's loop: load the guard, say so, then read each request's texts in order, one verdict
+    per frame, until told to stop before the next one; requests arriving meanwhile wait their turn.
+    Until the input closes."""
+    read, write = sys.stdin.buffer.fileno(), sys.stdout.buffer
     sys.stdout = sys.stderr  # the pipe carries frames only: anything printed goes where stderr goes
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal is the caller's; this ends with its pipe
-    # A damaged learned layer fails here too: then each request answers its error, and the caller reads alone.
+    # A damaged learned layer fails here too: then each text answers its error, and the caller reads alone.
     with contextlib.suppress(Exception):
         check_many(["Note to the assistant: warm up."], classifier=True)
     _write_frame(write, {"ready": True})
-    while (request := _read_frame(read.fileno(), None)) is not None:
-        began = time.perf_counter()
-        try:
-            found = check_many(request["texts"], classifier=bool(request["classifier"]))
-            _write_frame(write, {"request": request["request"], "verdicts": [asdict(v) for v in found],
-                                 "seconds": time.perf_counter() - began})
-        except Exception as exc:  # answered, not raised: the caller reads the part itself and meets it there
-            _write_frame(write, {"request": request.get("request"), "error": f"{type(exc).__name__}: {exc}"})
+    waiting: deque[dict[str, Any]] = deque()
+    ends: dict[Any, int] = {}  # where each request waiting or being read was told to stop
+
+    def take(frame: dict[str, Any]) -> None:
+        if "texts" in frame:
+            waiting.append(frame)
+            ends[frame["request"]] = len(frame["texts"])
+        elif frame.get("request") in ends:  # a stop for a request already finished is moot
+            ends[frame["request"]] = min(ends[frame["request"]], int(frame["stop_before"]))
+
+    while True:
+        if not waiting:
+            frame = _read_frame(read, None)
+            if frame is None:
+                return
+            take(frame)
+            continue
+        request = waiting.popleft()
+        texts, index = request["texts"], 0
+        while True:
+            while select.select([read], [], [], 0)[0]:
+                frame = _read_frame(read, None)
+                if frame is None:
+                    return
+                take(frame)
+            if index >= ends[request["request"]]:
+                break
+            try:
+                answer: dict[str, Any] = {
+                    "verdict": asdict(check_many([texts[index]], classifier=bool(request["classifier"]))[0])}
+            except Exception as exc:  # answered, not raised: the caller reads it itself and meets it there
+                answer = {"error": f"{type(exc).__name__}: {exc}"}
+            _write_frame(write, {"request": request["request"], "index": index, **answer})
+            index += 1
+        del ends[request["request"]]
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ guard flags is stored quarantined (never searched until a cube admin releases it
 embedded while the guard reads it (part of a large write in the guard's helper process), and
 written in one store transaction. ``add``, ``update``, extraction, compose, migrate, chat's
 write-back and loading a cube file all call these two functions, so that no path can skip the
-policy.
+policy. A bulk import may say which turns its next ``add`` will hold (``read_turns_ahead``), so
+that the guard's helper reads them while this write is embedded and stored.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from memkern.governance import guard, guard_helper, pii
 from memkern.kernel import Kernel
-from memkern.models import AddResult, CubeInfo, CubePolicy, LifecycleState, MemoryItem
+from memkern.models import AddResult, CubeInfo, CubePolicy, LifecycleState, MemoryItem, Message
+from memkern.reader.chat import render_turn
 from memkern.reader.entities import find_entities
 
 if TYPE_CHECKING:
@@ -104,6 +106,19 @@ def write_version(kernel: Kernel, info: CubeInfo, item: MemoryItem, expected_ver
     (item,) = apply_write_policy(CubePolicy.of(info.metadata), [item], _guard_model(kernel))
     vector = kernel.embed([item.text])[0]
     return kernel.store.update_memory(info.id, item, vector, expected_version)
+
+
+def read_turns_ahead(messages: Sequence[Message | dict[str, Any]]) -> None:
+    """Say that this thread's next ``add`` (or the one after it) will hold ``messages``: the guard's
+    helper process starts reading their turns now (``guard_helper.read_ahead``), while this process
+    embeds and stores the write before. ``memkern add --messages FILE`` calls it with each chunk and
+    the next before adding the chunk; the verdicts are the same, and a large ``add`` of other messages
+    drops what was read ahead."""
+    try:
+        turns = [render_turn(m if isinstance(m, Message) else Message.model_validate(m)) for m in messages]
+    except ValueError:  # pydantic's ValidationError included: the add itself will say what is wrong
+        return
+    guard_helper.read_ahead(turns, guard.classifier_enabled())
 
 
 def _guard_model(kernel: Kernel) -> LLM | None:
