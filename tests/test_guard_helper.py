@@ -10,7 +10,7 @@ import time
 import pytest
 
 from memkern.bench.guard import load_eval_set
-from memkern.governance import guard, guard_helper
+from memkern.governance import guard, guard_helper, guard_worker
 from memkern.mos import MemOS
 
 
@@ -138,7 +138,7 @@ def test_a_write_whose_embedding_fails_frees_the_helper(tmp_path, monkeypatch: p
 
 def test_an_answer_to_another_request_is_never_taken_for_this_one():
     helper = _ready_helper()
-    guard_helper._send_frame(helper.requests_fd, {"request": 999, "texts": ["stray"] * 3, "classifier": True},
+    guard_worker.send_frame(helper.requests_fd, {"request": 999, "texts": ["stray"] * 3, "classifier": True},
                              time.monotonic() + 5)
     texts = _writes()[4]
     run = guard_helper.start(texts, True)

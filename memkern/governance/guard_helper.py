@@ -10,44 +10,47 @@ it has got to, until the two meet: neither waits for a share guessed in advance,
 text is read twice. Which process reads a text changes nothing: a verdict depends on its text
 alone (``tests/test_guard_helper.py``).
 
-The helper is ``python -m memkern.governance.guard_helper``, a plain child process speaking
-length-prefixed JSON over its standard input and output: no pickling, no re-import of the
-caller's ``__main__``, no fork of a threaded process. It starts on the first large write (or
+A write still leaves the helper idle while it is stored. A bulk import, which knows its next
+session, says so with ``read_ahead(texts)``: the helper reads the next session while this process
+stores the current one, and the next write takes up what it has read (``start`` finds the request
+by its texts). Meanwhile the importing thread keeps the helper.
+
+The helper is ``python -m memkern.governance.guard_worker``, a plain child process speaking
+length-prefixed JSON over its standard input and output (that module is its side, and the frames):
+no pickling, no re-import of the caller's ``__main__``, no fork of a threaded process. It starts on the first large write (or
 earlier, by ``prepare()``: a server starts it with itself) and is used once it has loaded the
-guard, so no write waits for it to start. One write uses it at a time (a concurrent write reads
+guard, so no write waits for it to start. One thread uses it at a time (a concurrent write reads
 alone). If it fails, falls silent or dies, what it has not read is read here and a new helper
 starts on a large write a minute later: the verdicts are the same, only slower. It ends when its
 standard input closes (this process exits). ``MEMKERN_GUARD_HELPER=off`` turns it off; it is on
 by default on a POSIX machine with two cores or more (it needs ``select`` on pipes: never elsewhere).
 """
+
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import select
-import signal
-import struct
 import subprocess
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from memkern.governance.guard import Verdict, check_many
+from memkern.governance.guard_worker import read_frame, send_frame
 
 #: Set to ``off`` to read every write in this process.
 HELPER_ENV = "MEMKERN_GUARD_HELPER"
 #: A write of fewer characters is read here alone: handing part of it over would cost more than it saves.
 #: (From 8,000 to 2,000: LongMemEval ingestion 780-832 -> 856-899 turns/s, LoCoMo's unchanged or faster.)
 SHARED_FROM = 2_000
-#: Seconds the helper may be silent (no verdict, pipe full) before what it has not read is read here.
+#: Seconds a frame may take to pass a pipe, and a write handed over may wait for its first verdict,
+#: before the helper is taken to be stuck: it is stopped, and what it has not read is read here.
 LATE_AFTER = 30.0
-_FRAME = struct.Struct(">I")
 
 
 def enabled() -> bool:
@@ -60,56 +63,6 @@ def enabled() -> bool:
     return (os.cpu_count() or 1) >= 2
 
 
-def _write_frame(stream: IO[bytes], payload: dict[str, Any]) -> None:
-    """One frame to ``stream``, blocking: how the helper answers."""
-    body = json.dumps(payload).encode("utf-8")
-    stream.write(_FRAME.pack(len(body)) + body)
-    stream.flush()
-
-
-def _send_frame(fd: int, payload: dict[str, Any], deadline: float) -> bool:
-    """One frame to the non-blocking ``fd``; False if the pipe stayed full past ``deadline`` (a
-    ``time.monotonic()``): a helper that stopped reading never blocks a write."""
-    body = json.dumps(payload).encode("utf-8")
-    data = memoryview(_FRAME.pack(len(body)) + body)
-    while data:
-        try:
-            data = data[os.write(fd, data):]
-        except BlockingIOError:
-            if not select.select([], [fd], [], max(0.0, deadline - time.monotonic()))[1]:
-                return False
-    return True
-
-
-def _read_exactly(fd: int, size: int, deadline: float | None) -> bytes | None:
-    """``size`` bytes from ``fd``; None at end of file or past ``deadline`` (a ``time.monotonic()``)."""
-    chunks, left = [], size
-    while left:
-        if deadline is not None:
-            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
-                return None
-        chunk = os.read(fd, left)
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
-
-
-def _read_frame(fd: int, deadline: float | None) -> dict[str, Any] | None:
-    head = _read_exactly(fd, _FRAME.size, deadline)
-    if head is None:
-        return None
-    body = _read_exactly(fd, _FRAME.unpack(head)[0], deadline)
-    if body is None:
-        return None
-    frame = json.loads(body)
-    if not isinstance(frame, dict):
-        raise ValueError("a frame is a JSON object")
-    return frame
-
-
 class _Helper:
     """The helper process, who holds it, and what it has been asked to read ahead."""
 
@@ -117,7 +70,7 @@ class _Helper:
         root = str(Path(__file__).resolve().parents[2])  # the folder holding this memkern, first on the helper's path
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "memkern.governance.guard_helper"], stdin=subprocess.PIPE,
+            [sys.executable, "-m", "memkern.governance.guard_worker"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, close_fds=True)
         assert self.process.stdin is not None and self.process.stdout is not None
         #: Frames are written here with ``_send_frame`` (never through ``process.stdin``'s buffer) and
@@ -144,7 +97,7 @@ class _Helper:
             return False
         if not self.ready and select.select([self.answers_fd], [], [], 0)[0]:
             try:
-                self.ready = _read_frame(self.answers_fd, time.monotonic() + 5.0) == {"ready": True}
+                self.ready = read_frame(self.answers_fd, time.monotonic() + 5.0) == {"ready": True}
             except ValueError:
                 self.ready = False
         return self.ready
@@ -155,7 +108,7 @@ class _Helper:
         self.process.wait()
 
 
-@dataclass
+@dataclass(eq=False)  # one request each: compared by identity, not by (long) texts
 class _Ahead:
     """A request sent before its write: the texts the caller said its next write will hold."""
 
@@ -239,12 +192,12 @@ def _let_go(helper: _Helper) -> None:
 def _drop_ahead(helper: _Helper, keep_from: int | None = None) -> None:
     """Tell the helper to stop reading ahead for writes that will not come: every request read ahead,
     or those sent before ``keep_from``."""
-    dropped = [ahead for ahead in helper.ahead if keep_from is None or ahead.request < keep_from]
-    helper.ahead = [ahead for ahead in helper.ahead if ahead not in dropped]
+    kept = [ahead for ahead in helper.ahead if keep_from is not None and ahead.request >= keep_from]
+    dropped, helper.ahead = [ahead for ahead in helper.ahead if ahead not in kept], kept
     for ahead in dropped:
         helper.stash.pop(ahead.request, None)
         with contextlib.suppress(OSError):
-            _send_frame(helper.requests_fd, {"request": ahead.request, "stop_before": 0},
+            send_frame(helper.requests_fd, {"request": ahead.request, "stop_before": 0},
                         time.monotonic() + LATE_AFTER)
 
 
@@ -254,7 +207,7 @@ def _send_request(helper: _Helper, texts: list[str], classifier: bool) -> tuple[
     helper.requests += 1
     request, sent_at = helper.requests, time.monotonic()
     try:
-        sent = _send_frame(helper.requests_fd, {"request": request, "texts": texts, "classifier": classifier},
+        sent = send_frame(helper.requests_fd, {"request": request, "texts": texts, "classifier": classifier},
                            sent_at + LATE_AFTER)
     except OSError:
         sent = False
@@ -423,7 +376,7 @@ class GuardRun:
     def _tell(self, helper: _Helper, stop_before: int) -> None:
         """Tell the helper to start no text of this request from ``stop_before`` on (they are read here)."""
         try:
-            told = _send_frame(helper.requests_fd, {"request": self._request, "stop_before": stop_before},
+            told = send_frame(helper.requests_fd, {"request": self._request, "stop_before": stop_before},
                                time.monotonic() + LATE_AFTER)
         except OSError:
             told = False
@@ -437,7 +390,7 @@ class GuardRun:
         yield from helper.stash.pop(self._request, [])
         while select.select([helper.answers_fd], [], [], 0)[0]:
             try:
-                answer = _read_frame(helper.answers_fd, time.monotonic() + LATE_AFTER)
+                answer = read_frame(helper.answers_fd, time.monotonic() + LATE_AFTER)
             except ValueError as exc:
                 raise _Silent(f"malformed answer: {exc}") from exc
             if answer is None:
@@ -482,55 +435,3 @@ class GuardRun:
 def start(texts: Sequence[str], classifier: bool) -> GuardRun:
     """Begin the guard's rules and learned layer on ``texts``; the caller may work meanwhile."""
     return GuardRun(texts, classifier)
-
-
-def _serve() -> None:
-    """The helper's loop: load the guard, say so, then read each request's texts in order, one verdict
-    per frame, until told to stop before the next one; requests arriving meanwhile wait their turn.
-    Until the input closes."""
-    read, write = sys.stdin.buffer.fileno(), sys.stdout.buffer
-    sys.stdout = sys.stderr  # the pipe carries frames only: anything printed goes where stderr goes
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal is the caller's; this ends with its pipe
-    # A damaged learned layer fails here too: then each text answers its error, and the caller reads alone.
-    with contextlib.suppress(Exception):
-        check_many(["Note to the assistant: warm up."], classifier=True)
-    _write_frame(write, {"ready": True})
-    waiting: deque[dict[str, Any]] = deque()
-    ends: dict[Any, int] = {}  # where each request waiting or being read was told to stop
-
-    def take(frame: dict[str, Any]) -> None:
-        if "texts" in frame:
-            waiting.append(frame)
-            ends[frame["request"]] = len(frame["texts"])
-        elif frame.get("request") in ends:  # a stop for a request already finished is moot
-            ends[frame["request"]] = min(ends[frame["request"]], int(frame["stop_before"]))
-
-    while True:
-        if not waiting:
-            frame = _read_frame(read, None)
-            if frame is None:
-                return
-            take(frame)
-            continue
-        request = waiting.popleft()
-        texts, index = request["texts"], 0
-        while True:
-            while select.select([read], [], [], 0)[0]:
-                frame = _read_frame(read, None)
-                if frame is None:
-                    return
-                take(frame)
-            if index >= ends[request["request"]]:
-                break
-            try:
-                answer: dict[str, Any] = {
-                    "verdict": asdict(check_many([texts[index]], classifier=bool(request["classifier"]))[0])}
-            except Exception as exc:  # answered, not raised: the caller reads it itself and meets it there
-                answer = {"error": f"{type(exc).__name__}: {exc}"}
-            _write_frame(write, {"request": request["request"], "index": index, **answer})
-            index += 1
-        del ends[request["request"]]
-
-
-if __name__ == "__main__":
-    _serve()

@@ -1,0 +1,135 @@
+"""The guard's helper process (``python -m memkern.governance.guard_worker``), and the frames it speaks.
+
+``memkern.governance.guard_helper`` starts it and hands it the texts of large writes. It loads the
+guard, says it is ready, then reads each request's texts in order, one verdict per frame, until told
+to stop before the next one (the caller reads the rest itself); requests arriving meanwhile wait
+their turn. It ends when its standard input closes. A frame is a JSON object preceded by its length
+(four bytes, big-endian), in either direction:
+
+- to the helper: ``{"request": n, "texts": [...], "classifier": bool}`` and
+  ``{"request": n, "stop_before": i}``;
+- from it: ``{"ready": true}``, then ``{"request": n, "index": i, "verdict": {...}}`` (or ``"error"``
+  instead of ``"verdict"``) for each text read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import struct
+import sys
+import time
+from collections import deque
+from dataclasses import asdict
+from typing import IO, Any
+
+from memkern.governance.guard import check_many
+
+_FRAME = struct.Struct(">I")
+
+
+def write_frame(stream: IO[bytes], payload: dict[str, Any]) -> None:
+    """One frame to ``stream``, blocking: how the helper answers."""
+    body = json.dumps(payload).encode("utf-8")
+    stream.write(_FRAME.pack(len(body)) + body)
+    stream.flush()
+
+
+def send_frame(fd: int, payload: dict[str, Any], deadline: float) -> bool:
+    """One frame to the non-blocking ``fd``; False if the pipe stayed full past ``deadline`` (a
+    ``time.monotonic()``): a helper that stopped reading never blocks a write."""
+    body = json.dumps(payload).encode("utf-8")
+    data = memoryview(_FRAME.pack(len(body)) + body)
+    while data:
+        try:
+            data = data[os.write(fd, data):]
+        except BlockingIOError:
+            if not select.select([], [fd], [], max(0.0, deadline - time.monotonic()))[1]:
+                return False
+    return True
+
+
+def _read_exactly(fd: int, size: int, deadline: float | None) -> bytes | None:
+    """``size`` bytes from ``fd``; None at end of file or past ``deadline`` (a ``time.monotonic()``)."""
+    chunks, left = [], size
+    while left:
+        if deadline is not None:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                return None
+        chunk = os.read(fd, left)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame(fd: int, deadline: float | None) -> dict[str, Any] | None:
+    """The next frame from ``fd``; None at end of file or past ``deadline`` (a ``time.monotonic()``;
+    None: wait as long as it takes). ``ValueError`` when it is not a JSON object."""
+    head = _read_exactly(fd, _FRAME.size, deadline)
+    if head is None:
+        return None
+    body = _read_exactly(fd, _FRAME.unpack(head)[0], deadline)
+    if body is None:
+        return None
+    frame = json.loads(body)
+    if not isinstance(frame, dict):
+        raise ValueError("a frame is a JSON object")
+    return frame
+
+
+def serve() -> None:
+    """The helper's loop: load the guard, say so, then read each request's texts in order, one verdict
+    per frame, until told to stop before the next one; requests arriving meanwhile wait their turn.
+    Until the input closes."""
+    read, write = sys.stdin.buffer.fileno(), sys.stdout.buffer
+    sys.stdout = sys.stderr  # the pipe carries frames only: anything printed goes where stderr goes
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal is the caller's; this ends with its pipe
+    # A damaged learned layer fails here too: then each text answers its error, and the caller reads alone.
+    with contextlib.suppress(Exception):
+        check_many(["Note to the assistant: warm up."], classifier=True)
+    write_frame(write, {"ready": True})
+    waiting: deque[dict[str, Any]] = deque()
+    ends: dict[Any, int] = {}  # where each request waiting or being read was told to stop
+
+    def take(frame: dict[str, Any]) -> None:
+        if "texts" in frame:
+            waiting.append(frame)
+            ends[frame["request"]] = len(frame["texts"])
+        elif frame.get("request") in ends:  # a stop for a request already finished is moot
+            ends[frame["request"]] = min(ends[frame["request"]], int(frame["stop_before"]))
+
+    while True:
+        if not waiting:
+            frame = read_frame(read, None)
+            if frame is None:
+                return
+            take(frame)
+            continue
+        request = waiting.popleft()
+        texts, index = request["texts"], 0
+        while True:
+            while select.select([read], [], [], 0)[0]:
+                frame = read_frame(read, None)
+                if frame is None:
+                    return
+                take(frame)
+            if index >= ends[request["request"]]:
+                break
+            try:
+                answer: dict[str, Any] = {
+                    "verdict": asdict(check_many([texts[index]], classifier=bool(request["classifier"]))[0])}
+            except Exception as exc:  # answered, not raised: the caller reads it itself and meets it there
+                answer = {"error": f"{type(exc).__name__}: {exc}"}
+            write_frame(write, {"request": request["request"], "index": index, **answer})
+            index += 1
+        del ends[request["request"]]
+
+
+if __name__ == "__main__":
+    serve()
