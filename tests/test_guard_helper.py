@@ -14,15 +14,21 @@ from memkern.governance import guard, guard_helper, guard_worker
 from memkern.mos import MemOS
 
 
-@pytest.fixture(autouse=True)
-def helper_on(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv(guard_helper.HELPER_ENV, "on")
-    monkeypatch.setattr(guard_helper, "_failed_at", float("-inf"))
-    yield
+def _stop_helper() -> None:
     with guard_helper._lock:
         helper, guard_helper._helper = guard_helper._helper, None
     if helper is not None:
         helper.stop()
+
+
+@pytest.fixture(autouse=True)
+def helper_on(monkeypatch: pytest.MonkeyPatch):
+    """Each test starts without a helper (another test file may have left one) and the helper on."""
+    _stop_helper()
+    monkeypatch.setenv(guard_helper.HELPER_ENV, "on")
+    monkeypatch.setattr(guard_helper, "_failed_at", float("-inf"))
+    yield
+    _stop_helper()
 
 
 def _ready_helper() -> guard_helper._Helper:
