@@ -17,9 +17,9 @@ by its texts). Meanwhile the importing thread keeps the helper.
 
 The helper is ``python -m memkern.governance.guard_worker``, a plain child process speaking
 length-prefixed JSON over its standard input and output (that module is its side, and the frames):
-no pickling, no re-import of the caller's ``__main__``, no fork of a threaded process. It starts on the first large write (or
-earlier, by ``prepare()``: a server starts it with itself) and is used once it has loaded the
-guard, so no write waits for it to start. One thread uses it at a time (a concurrent write reads
+no pickling, no re-import of the caller's ``__main__``, no fork of a threaded process. It starts
+on the first large write (or earlier, by ``prepare()``: a server starts it with itself) and is
+used once it has loaded the guard, so no write waits for it to start. One thread uses it at a time (a concurrent write reads
 alone). If it fails, falls silent or dies, what it has not read is read here and a new helper
 starts on a large write a minute later: the verdicts are the same, only slower. It ends when its
 standard input closes (this process exits). ``MEMKERN_GUARD_HELPER=off`` turns it off; it is on
@@ -73,8 +73,8 @@ class _Helper:
             [sys.executable, "-m", "memkern.governance.guard_worker"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, close_fds=True)
         assert self.process.stdin is not None and self.process.stdout is not None
-        #: Frames are written here with ``_send_frame`` (never through ``process.stdin``'s buffer) and
-        #: read there with ``_read_frame``.
+        #: Frames are written here with ``send_frame`` (never through ``process.stdin``'s buffer) and
+        #: read there with ``read_frame``.
         self.requests_fd, self.answers_fd = self.process.stdin.fileno(), self.process.stdout.fileno()
         os.set_blocking(self.requests_fd, False)
         self.ready = False
@@ -198,7 +198,7 @@ def _drop_ahead(helper: _Helper, keep_from: int | None = None) -> None:
         helper.stash.pop(ahead.request, None)
         with contextlib.suppress(OSError):
             send_frame(helper.requests_fd, {"request": ahead.request, "stop_before": 0},
-                        time.monotonic() + LATE_AFTER)
+                       time.monotonic() + LATE_AFTER)
 
 
 def _send_request(helper: _Helper, texts: list[str], classifier: bool) -> tuple[int, float] | None:
@@ -208,7 +208,7 @@ def _send_request(helper: _Helper, texts: list[str], classifier: bool) -> tuple[
     request, sent_at = helper.requests, time.monotonic()
     try:
         sent = send_frame(helper.requests_fd, {"request": request, "texts": texts, "classifier": classifier},
-                           sent_at + LATE_AFTER)
+                          sent_at + LATE_AFTER)
     except OSError:
         sent = False
     if sent:
@@ -377,7 +377,7 @@ class GuardRun:
         """Tell the helper to start no text of this request from ``stop_before`` on (they are read here)."""
         try:
             told = send_frame(helper.requests_fd, {"request": self._request, "stop_before": stop_before},
-                               time.monotonic() + LATE_AFTER)
+                              time.monotonic() + LATE_AFTER)
         except OSError:
             told = False
         if not told:
