@@ -282,3 +282,32 @@ def test_an_add_takes_its_turns_read_ahead_and_a_failed_one_lets_the_helper_go(t
         with pytest.raises(RuntimeError, match="embedder down"):
             cube.add(messages=[{"role": "user", "content": text} for text in texts], infer=False)
         assert _free() and helper.ahead == []
+
+
+def test_a_pipeline_and_another_threads_writes_at_once_all_get_their_verdicts():
+    import threading
+
+    _ready_helper()
+    batches = _writes()
+    wrong: list[str] = []
+
+    def pipeline() -> None:  # reads each next batch ahead, as a bulk import does
+        mine = batches[:6]
+        for index, texts in enumerate(mine):
+            for coming in mine[index:index + 2]:
+                guard_helper.read_ahead(coming, True)
+            if _as_data(guard_helper.start(texts, True).verdicts()) != _as_data(guard.check_many(texts)):
+                wrong.append(f"pipeline {index}")
+
+    def writer() -> None:  # plain writes, helped when the helper is free
+        for index, texts in enumerate(batches[6:]):
+            if _as_data(guard_helper.start(texts, True).verdicts()) != _as_data(guard.check_many(texts)):
+                wrong.append(f"writer {index}")
+
+    threads = [threading.Thread(target=pipeline), threading.Thread(target=writer)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wrong == []
+    assert _free() and guard_helper._helper is not None and guard_helper._helper.ahead == []
