@@ -218,6 +218,11 @@ def _send_request(helper: _Helper, texts: list[str], classifier: bool) -> tuple[
     return None
 
 
+def _read_ahead_for(helper: _Helper, texts: list[str], classifier: bool) -> _Ahead | None:
+    """The request read ahead for a write of exactly ``texts``, if there is one."""
+    return next((ahead for ahead in helper.ahead if ahead.texts == texts and ahead.classifier == classifier), None)
+
+
 def _worth_sharing(texts: Sequence[str]) -> bool:
     return len(texts) > 1 and sum(map(len, texts)) >= SHARED_FROM
 
@@ -252,7 +257,7 @@ def read_ahead(texts: Sequence[str], classifier: bool) -> None:
     if not _worth_sharing(texts):
         return
     helper = _held() or _available()
-    if helper is None or any(a.texts == texts and a.classifier == classifier for a in helper.ahead):
+    if helper is None or _read_ahead_for(helper, texts, classifier) is not None:
         return
     if len(helper.ahead) >= MAX_AHEAD:
         _drop_ahead(helper, keep_from=helper.ahead[1].request)
@@ -310,8 +315,7 @@ class GuardRun:
         self.helped = 0
         helper = _held()
         if helper is not None and not helper.active:  # (when active, this thread's other write is using it)
-            match = next((ahead for ahead in helper.ahead
-                          if ahead.texts == self._texts and ahead.classifier == classifier), None)
+            match = _read_ahead_for(helper, self._texts, classifier)
             if match is not None:
                 _drop_ahead(helper, keep_from=match.request)
                 helper.ahead.remove(match)
