@@ -53,6 +53,26 @@ def test_the_second_held_out_half_is_literal_big_and_apart():
     assert not {row["text"] for row in holdout2} & {row["text"] for row in rows if row["split"] != "holdout2"}
 
 
+def test_the_later_halves_and_the_training_authors_are_literal_and_apart():
+    """holdout5 measures the classifier, train_a ... train_j train it: no text of a measuring half may be
+    in a training split (holdout4 shares two short texts with holdout3, found when holdout4 was written)."""
+    rows = load_eval_set()
+    texts_of: dict[str, set[str]] = {}
+    for row in rows:
+        texts_of.setdefault(row["split"], set()).add(row["text"])
+    holdout5 = [row for row in rows if row["split"] == "holdout5"]
+    labels = Counter(row["label"] for row in holdout5)
+    assert labels["poisoned"] >= 360 and labels["benign"] >= 360
+    assert all(row["style"].startswith("h5_") for row in holdout5)
+    authors = [f"train_{author}" for author in "abcdefghij"]
+    for split in authors:
+        counts = Counter(row["label"] for row in rows if row["split"] == split)
+        assert counts["poisoned"] >= 260 and counts["benign"] >= 260, (split, counts)
+    trained = set().union(*(texts_of[split] for split in ("dev", "heldout", "holdout2", "holdout3", *authors)))
+    assert not texts_of["holdout5"] & trained
+    assert len(texts_of["holdout4"] & trained) == 2
+
+
 def test_the_guard_generalises_to_the_held_out_half():
     """Floors just under the measured numbers (``memkern bench guard``: dev 98.1 %, held-out 99.3 %
     (read while revising the rules, so development data now), holdout2 56.5 % caught (27.9 % when

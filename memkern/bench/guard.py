@@ -5,10 +5,10 @@ rules with the learned layer (``memkern.governance.guard_model``, the ``classifi
 the old guard (``memkern.bench.guard_baseline``):
 
 - on the evaluation set (``memkern/data/guard/eval.jsonl``, built by ``memkern.bench.guard_set``),
-  for the DEV half (the rules were written from it; the classifier was trained on it), the HELD-OUT
-  half (other templates; the rules were later revised from it; the classifier never saw it) and
-  HOLDOUT2 (literal texts by another author) separately: the share of poisoned texts quarantined,
-  per style, and the share of hard-benign texts quarantined (false positives), per style;
+  for each split separately (``SPLIT_TITLES`` says what the rules and the classifier made of it; HOLDOUT4 and
+  HOLDOUT5 measure both on texts neither was written or trained from): the share of poisoned texts
+  quarantined, per style, and the share of hard-benign texts quarantined (false positives), per style;
+  the classifier's training-only splits (``TRAINING_SPLITS``) as one line each;
 - on the old bundled injection set (``memkern/data/injections.jsonl``; development data, since
   the old rules were written from it): the share quarantined;
 - on ordinary conversation, when the files are given: every turn of LoCoMo (``speaker: text``
@@ -45,17 +45,21 @@ GUARDS: dict[str, Check] = {
 }
 #: Column titles of the report, in ``GUARDS`` order.
 COLUMNS = {"current": "rules", "classifier": "rules+classifier", "baseline": "baseline (old)"}
-SPLITS = ("dev", "heldout", "holdout2", "holdout3", "holdout4")
+SPLITS = ("dev", "heldout", "holdout2", "holdout3", "holdout4", "holdout5")
+#: Splits written only to train the classifier (``scripts/train_guard.py``): reported as totals.
+TRAINING_SPLITS = tuple(f"train_{author}" for author in "abcdefghij")
 #: The two parts of LongMemEval's conversation (see ``longmemeval_sessions``).
 LME_PARTS = {"odd": "odd-index questions, unseen by the classifier",
              "even": "even-index questions, the classifier's training conversation"}
 #: What each split is, for the report.
 SPLIT_TITLES = {
     "dev": "DEV half (rules written from it, classifier trained on it)",
-    "heldout": "HELD-OUT half (other templates, same author as the rules; unseen by the classifier)",
-    "holdout2": "HOLDOUT2 (literal texts by another author, written before reading the rules)",
-    "holdout3": "HOLDOUT3 (literal texts by a third author; the rules' third round was written from its misses)",
+    "heldout": "HELD-OUT half (other templates, same author as the rules; classifier trained on it)",
+    "holdout2": "HOLDOUT2 (literal texts by another author, written before reading the rules; classifier trained on it)",
+    "holdout3": "HOLDOUT3 (literal texts by a third author; rules' third round written from its misses; classifier "
+                "trained on it)",
     "holdout4": "HOLDOUT4 (literal texts by a fourth author, never read by the rules' or the classifier's authors)",
+    "holdout5": "HOLDOUT5 (literal texts by a fifth author, never read by the rules' or the classifier's authors)",
 }
 
 
@@ -146,10 +150,10 @@ def run_guard_bench(locomo: str | Path | None = None, lme: str | Path | None = N
     report: dict[str, Any] = {"eval_set": str(eval_set or DATA_PATH), "splits": {}, "conversation": {}}
     if model is not None:
         report["model_check"] = {"model": model.name, "splits": {}}
-    for split in SPLITS:
+    for split in SPLITS + TRAINING_SPLITS:
         part = [row for row in rows if row["split"] == split]
         report["splits"][split] = {name: _eval_split(part, check) for name, check in GUARDS.items()}
-        if model is not None:
+        if model is not None and split in SPLITS:
             report["model_check"]["splits"][split] = _eval_split(
                 part, lambda text: guard.check(text, classifier=False, llm=model).quarantine)
     injections = load_injections()
@@ -182,6 +186,12 @@ def format_guard_report(report: dict[str, Any]) -> str:
             for style in by_guard["current"][label]["by_style"]:
                 lines.append(f"    {style:<34}" + "".join(
                     f"{_pct(by_guard[g][label]['by_style'][style]):>{width}}" for g in COLUMNS))
+    lines.append("\nTRAINING-ONLY splits (literal texts by ten more authors; the classifier was trained on them)")
+    for split in TRAINING_SPLITS:
+        by_guard = report["splits"][split]
+        for label, what in (("poisoned", "poisoned caught"), ("benign", "benign false positives")):
+            lines.append(f"  {split + ' ' + what:<36}" + "".join(
+                f"{_pct(by_guard[g][label]['all']):>{width}}" for g in COLUMNS))
     if "model_check" in report:
         lines.append(f"\nrules + model check ({report['model_check']['model']}; the rules' uncertain texts asked)")
         for split, result in report["model_check"]["splits"].items():

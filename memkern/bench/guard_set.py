@@ -2,7 +2,8 @@
 
 The set is generated from hand-written templates x slot values x styles and stored in
 ``memkern/data/guard/eval.jsonl`` (one object per line: ``text``, ``label`` = ``poisoned`` |
-``benign``, ``style``, ``split`` = ``dev`` | ``heldout`` | ``holdout2`` | ``holdout3`` | ``holdout4``, ``family``).
+``benign``, ``style``, ``split`` = ``dev`` | ``heldout`` | ``holdout2`` ... ``holdout5`` | ``train_a`` ... ``train_j``,
+``family``).
 Rebuild it with
 ``python -m memkern.bench.guard_set``; the output is deterministic.
 
@@ -41,6 +42,20 @@ same rules (no guard code, data, other halves or runs), and measured once, after
 the rules before that round (fdd8757) caught 29.0 % (112/386) at 2.5 % false positives (9/360), after
 it 31.9 % (123/386) at 2.5 %; with the opt-in classifier 45.1 % and 47.2 % at 3.6 % (13/360). Nothing
 has been revised from it.
+
+On 2026-12-08 eleven more authors wrote under the same rules, each from a different brief:
+
+- ``split = "holdout5"`` (``memkern.bench.guard_holdout5``: 360 poisoned and 360 hard-benign texts in 29
+  and 30 styles), the whole range in one set, measured once on arrival with the guard as it was at
+  87d7011: rules 33.6 % (121/360), rules + classifier 43.6 % (157/360), at 1.9 % false positives (7/360).
+  Never trained on, no rule written from it.
+- ``train_a`` ... ``train_j`` (``memkern.bench.guard_train_a`` ... ``_j``: 260 to 334 poisoned and about
+  as many hard-benign texts each, on indirect injection through ingested content, memory poisoning disguised
+  as facts and preferences, attacks on the model's role, attacks hidden by form, attacks on agents that
+  act, conversation turns, short casual texts, particular domains, a red-teamer avoiding every obvious
+  phrase, and texts written natively in other languages): **training data** for the classifier only
+  (``scripts/train_guard.py``). The rules were not written from them. The benchmark reports them as one
+  line each, as what a model was fitted to.
 """
 
 from __future__ import annotations
@@ -55,6 +70,19 @@ from pathlib import Path
 from memkern.bench import guard_holdout2 as holdout2
 from memkern.bench import guard_holdout3 as holdout3
 from memkern.bench import guard_holdout4 as holdout4
+from memkern.bench import guard_holdout5 as holdout5
+from memkern.bench import (
+    guard_train_a,
+    guard_train_b,
+    guard_train_c,
+    guard_train_d,
+    guard_train_e,
+    guard_train_f,
+    guard_train_g,
+    guard_train_h,
+    guard_train_i,
+    guard_train_j,
+)
 
 DATA_PATH = Path(__file__).resolve().parent.parent / "data" / "guard" / "eval.jsonl"
 
@@ -1216,7 +1244,12 @@ def _rows() -> Iterator[dict[str, str]]:
                 for text in sorted(fills):
                     yield {"text": text, "label": "benign", "style": style, "split": split,
                            "family": f"{style}/{source}/{number}"}
-    for split, module in (("holdout2", holdout2), ("holdout3", holdout3), ("holdout4", holdout4)):
+    literal = (("holdout2", holdout2), ("holdout3", holdout3), ("holdout4", holdout4), ("holdout5", holdout5),
+               ("train_a", guard_train_a), ("train_b", guard_train_b), ("train_c", guard_train_c),
+               ("train_d", guard_train_d), ("train_e", guard_train_e), ("train_f", guard_train_f),
+               ("train_g", guard_train_g), ("train_h", guard_train_h), ("train_i", guard_train_i),
+               ("train_j", guard_train_j))
+    for split, module in literal:
         for label, by_style in (("poisoned", module.POISONED), ("benign", module.BENIGN)):
             for style, texts in by_style.items():
                 for number, text in enumerate(texts):
