@@ -2,23 +2,23 @@
 
 Training data, and nothing else (this is what keeps the held-out measurements honest):
 
-- the evaluation set's rows of the splits the rules have been written from (``TRAIN_SPLITS``: ``dev``,
-  ``heldout``, ``holdout2``, ``holdout3`` of ``memkern/data/guard/eval.jsonl``, four authors' phrasings),
-  poisoned = 1, benign = 0;
+- the evaluation set's rows of the splits the rules have been written from (``dev``, ``heldout``,
+  ``holdout2``, ``holdout3`` of ``memkern/data/guard/eval.jsonl``, four authors' phrasings) and of the
+  splits written as training data only (``train_a`` ... ``train_j``, ten more authors, each on its own
+  brief: ``memkern.bench.guard_train_a`` ...), poisoned = 1, benign = 0;
 - ordinary conversation, label 0: every turn of the LongMemEval sessions of EVEN-index questions
   (``memkern.bench.guard.longmemeval_sessions(path, "even")``), each window of a long turn a row,
   minus the turns the rules quarantine (users pasting real jailbreak prompts: not ordinary).
 
-Never ``holdout4``, LoCoMo or odd-index LongMemEval questions: those measure the result.
+Never ``holdout4``, ``holdout5``, LoCoMo or odd-index LongMemEval questions: those measure the result.
 
 Model selection is by cross-validation inside the training data: the rows are grouped by the round
-their texts were written in (``dev``, ``dev2`` ... ``dev5``, ``heldout``, ``holdout2``, ``holdout3``;
-leaving a round out is what a new batch of phrasings looks like) and the conversation sessions are
-spread over the same number of folds. For each setting in ``GRID`` the out-of-fold probabilities give the thresholds
-(``choose_thresholds``: no ordinary conversation turn flagged, at most ``MAX_BENIGN_FP`` of the dev
-benign texts) and the classifier's own catch rate at them, by which settings are compared. The best
-setting is refitted on everything and written with its thresholds and provenance to
-``memkern/data/guard/classifier.{safetensors,json}``.
+their texts were written in (``ROUNDS``: ``dev``, ``dev2`` ... ``dev5``, ``heldout``, ``holdout2``,
+``holdout3`` and each training author; leaving a round out is what a new author's phrasings look like)
+and the conversation sessions are spread over the same number of folds. For each setting in ``GRID``
+the out-of-fold probabilities give the thresholds (``choose_thresholds``) and the combined guard's catch
+rate at them, by which settings are compared. The best setting is refitted on everything and written
+with its thresholds and provenance to ``memkern/data/guard/classifier.{safetensors,json}``.
 
     python scripts/train_guard.py --lme /work/shared/data/longmemeval/lme-dev.json
 """
@@ -49,14 +49,14 @@ from memkern.governance.guard_model import (
     model_text,
 )
 
-#: The evaluation set's splits trained on; the others measure the result.
-TRAIN_SPLITS = ("dev", "heldout", "holdout2", "holdout3")
+#: The training authors' splits (``memkern.bench.guard_train_a`` ...): written to be trained on.
+TRAINING_AUTHORS = tuple(f"train_{author}" for author in "abcdefghij")
+#: The evaluation set's splits trained on; the others (``holdout4``, ``holdout5``) measure the result.
+TRAIN_SPLITS = ("dev", "heldout", "holdout2", "holdout3", *TRAINING_AUTHORS)
 #: Folds of the cross-validation: one per round of writing (the middle part of a row's family).
-ROUNDS = ("dev", "dev2", "dev3", "dev4", "dev5", "heldout", "holdout2", "holdout3")
-#: Highest share of the training benign texts the combined guard may quarantine (out of fold).
+ROUNDS = ("dev", "dev2", "dev3", "dev4", "dev5", "heldout", "holdout2", "holdout3", *TRAINING_AUTHORS)
+#: Highest share of the training benign texts the classifier may quarantine beyond the rules (out of fold).
 MAX_BENIGN_FP = 0.02
-#: The alone threshold stays this far above the highest out-of-fold probability of a conversation turn.
-CONVERSATION_MARGIN = 0.05
 EPOCHS = 12
 BATCH = 256
 LEARNING_RATE = 0.02
@@ -73,10 +73,11 @@ class Setting:
     conversation_weight: float
 
 
-WORDS_ONLY = FeatureSpec(word_ngrams=(1, 2), char_ngrams=())
 WITH_CHARS = FeatureSpec(word_ngrams=(1, 2), char_ngrams=(3, 4, 5))
-GRID = ([Setting(WORDS_ONLY, 1e-5, cw) for cw in (1.0, 4.0)]
-        + [Setting(WITH_CHARS, l2, cw) for l2 in (1e-6, 1e-5, 1e-4) for cw in (1.0, 4.0, 8.0)])
+#: Word n-grams alone lost to character n-grams, and l2 1e-5 and 1e-4 to 1e-6, in every earlier grid
+#: (2026-12-06 to -08); each setting costs one fit per fold. Reading every window, the more weight
+#: ordinary conversation gets, the lower the threshold it allows (2026-12-08: 4 -> 0.98, 16 -> 0.935).
+GRID = [Setting(WITH_CHARS, 1e-6, cw) for cw in (8.0, 16.0, 32.0, 64.0)]
 
 
 @dataclass
@@ -85,7 +86,6 @@ class Rows:
 
     texts: list[str]  # model_text of the window
     reasons: list[list[str]]  # the rules' reasons on the window
-    framed: np.ndarray  # bool: the guard's learned layer reads the window (``guard.classifier_reads``)
     labels: np.ndarray  # 1 poisoned, 0 benign
     fold: np.ndarray  # cross-validation fold
     group: np.ndarray  # the eval row or conversation turn the window came from (scores are max per group)
@@ -98,7 +98,6 @@ def collect(lme: Path) -> tuple[Rows, dict[str, int]]:
     """The training rows: eval rows of ``TRAIN_SPLITS``, then even-question LongMemEval turns the rules do not quarantine."""
     texts: list[str] = []
     reasons: list[list[str]] = []
-    framed: list[bool] = []
     labels: list[int] = []
     folds: list[int] = []
     groups: list[int] = []
@@ -116,7 +115,6 @@ def collect(lme: Path) -> tuple[Rows, dict[str, int]]:
         for verdict, seen in found:
             texts.append(model_text(seen))
             reasons.append(list(verdict.reasons))
-            framed.append(guard.classifier_reads(verdict))
             labels.append(label)
             folds.append(fold)
             groups.append(group)
@@ -138,7 +136,7 @@ def collect(lme: Path) -> tuple[Rows, dict[str, int]]:
             counts["conversation_turns"] += 1
             counts["conversation_windows"] += len(found)
             add(found, 0, fold, True)
-    rows = Rows(texts, reasons, np.array(framed), np.array(labels, np.float32), np.array(folds), np.array(groups),
+    rows = Rows(texts, reasons, np.array(labels, np.float32), np.array(folds), np.array(groups),
                 np.array(conversation), np.array(uncertain), np.array(quarantined))
     return rows, counts
 
@@ -201,38 +199,35 @@ def per_group(rows: Rows, window_p: np.ndarray) -> tuple[np.ndarray, np.ndarray,
 
 
 def choose_thresholds(rows: Rows, window_p: np.ndarray) -> dict[str, float]:
-    """The decision thresholds, from out-of-fold probabilities.
+    """The decision thresholds, from out-of-fold probabilities (a text's is its highest window's).
 
-    ``alone``: the lowest threshold above every ordinary conversation turn's probability (plus
-    ``CONVERSATION_MARGIN``) at which the classifier alone quarantines at most ``MAX_BENIGN_FP`` of the
-    training benign texts. Its catch rate alone is what settings are compared by: the rules were written
-    from every training round, so their catches on a left-out round say nothing about unseen phrasings.
-    ``with_rules``: the lowest threshold at which the texts the rules find uncertain may be quarantined
-    with no conversation turn flagged and the combined guard within ``MAX_BENIGN_FP``.
-
-    Only windows in which the rules found a frame count, as the guard reads no other (``guard.classifier_reads``):
-    a text with none is never flagged. (The shipped thresholds, chosen over every window on 2026-12-06, come out
-    the same this way: every out-of-fold catch and the highest-scoring ordinary turn were framed windows.)"""
-    p, label, conversation = per_group(rows, np.where(rows.framed, window_p, -1.0))
+    ``alone``: the lowest threshold at which the classifier quarantines no ordinary conversation turn and,
+    beyond what the rules quarantine, at most ``MAX_BENIGN_FP`` of the training benign texts. ``with_rules``: the lowest threshold at which, added to that, the texts the rules
+    find uncertain may be quarantined with no uncertain conversation turn flagged and the classifier's
+    addition still within ``MAX_BENIGN_FP``. Settings are compared by the combined guard's catch rate."""
+    p, label, conversation = per_group(rows, window_p)
     poisoned, benign = (label == 1) & ~conversation, (label == 0) & ~conversation
     grid = np.round(np.linspace(0.5, 0.995, 100), 4)
-    conversation_top = float(p[conversation].max()) if conversation.any() else 0.0
-    alone = next((float(t) for t in grid if t > conversation_top + CONVERSATION_MARGIN
-                  and (p[benign] >= t).mean() <= MAX_BENIGN_FP), 1.0)
-    uncertain_conversation = p[conversation & rows.uncertain]
+
+    def added_fp(flagged: np.ndarray) -> float:
+        return float((flagged & ~rows.rules_quarantine)[benign].mean())
+
+    alone = next((float(t) for t in grid if not (p[conversation] >= t).any() and added_fp(p >= t) <= MAX_BENIGN_FP),
+                 1.0)
     with_rules = alone
     for t in grid[grid < alone]:
-        flagged = rows.rules_quarantine | (p >= alone) | (rows.uncertain & (p >= t))
-        if not (uncertain_conversation >= t).any() and flagged[benign].mean() <= MAX_BENIGN_FP:
+        flagged = (p >= alone) | (rows.uncertain & (p >= t))
+        if not (flagged & conversation & rows.uncertain).any() and added_fp(flagged) <= MAX_BENIGN_FP:
             with_rules = float(t)
             break
-    combined = rows.rules_quarantine | (p >= alone) | (rows.uncertain & (p >= with_rules))
+    classifier = (p >= alone) | (rows.uncertain & (p >= with_rules))
+    combined = rows.rules_quarantine | classifier
     return {"alone": alone, "with_rules": with_rules,
             "classifier_caught": float((p[poisoned] >= alone).mean()),
-            "classifier_benign_fp": float((p[benign] >= alone).mean()),
             "combined_caught": float(combined[poisoned].mean()), "combined_benign_fp": float(combined[benign].mean()),
-            "rules_caught": float(rows.rules_quarantine[poisoned].mean()),
-            "conversation_top_probability": round(conversation_top, 4)}
+            "added_benign_fp": added_fp(classifier), "rules_caught": float(rows.rules_quarantine[poisoned].mean()),
+            "conversation_flagged": int((classifier & conversation).sum()),
+            "conversation_turns": int(conversation.sum())}
 
 
 def cross_validate(rows: Rows, setting: Setting, x: SparseRows) -> np.ndarray:
@@ -259,7 +254,7 @@ def main() -> int:
     for setting in GRID:
         oof = cross_validate(rows, setting, features[setting.spec])
         chosen = choose_thresholds(rows, oof)
-        results.append((chosen["classifier_caught"], setting, chosen))
+        results.append((chosen["combined_caught"], setting, chosen))
         print(f"{setting.spec.char_ngrams or 'words'} l2={setting.l2} cw={setting.conversation_weight}: "
               f"{chosen} ({time.perf_counter() - started:.0f}s)", flush=True)
     caught, best, thresholds = max(results, key=lambda r: r[0])
@@ -286,8 +281,8 @@ def write(folder: Path, best: Setting, w: np.ndarray, b: float, thresholds: dict
             "trained": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
             "script": "scripts/train_guard.py",
             "data": f"memkern/data/guard/eval.jsonl splits {', '.join(TRAIN_SPLITS)}; LongMemEval dev turns of "
-                    "even-index questions (minus turns the rules quarantine); nothing from holdout4, LoCoMo or odd "
-                    "questions",
+                    "even-index questions (minus turns the rules quarantine); every window read; nothing from "
+                    "holdout4, holdout5, LoCoMo or odd questions",
             "counts": counts,
             "model": "logistic regression, mini-batch Adam",
             "hyperparameters": {"l2": best.l2, "conversation_weight": best.conversation_weight, "epochs": EPOCHS,
@@ -295,14 +290,14 @@ def write(folder: Path, best: Setting, w: np.ndarray, b: float, thresholds: dict
             "selection": {"cross_validation": f"leave one round of writing out ({', '.join(ROUNDS)}); conversation "
                                               f"sessions spread over the same {len(ROUNDS)} folds by crc32 of the "
                                               "session id",
-                          "constraints": f"no conversation turn flagged out of fold; eval benign FP <= "
-                                         f"{MAX_BENIGN_FP}; alone threshold > highest conversation probability"
-                                         f" + {CONVERSATION_MARGIN}; settings compared by the classifier's "
-                                         "own out-of-fold catch rate at its alone threshold",
+                          "constraints": "out of fold: no conversation turn flagged; training benign texts "
+                                         f"flagged beyond the rules <= {MAX_BENIGN_FP}; "
+                                         "no uncertain conversation turn flagged at with_rules; settings "
+                                         "compared by the combined guard's out-of-fold catch rate",
                           "out_of_fold": thresholds,
                           "grid": [{"char_ngrams": list(s.spec.char_ngrams), "l2": s.l2,
                                     "conversation_weight": s.conversation_weight, "caught": round(c, 4),
-                                    "benign_fp": round(t["classifier_benign_fp"], 4)} for c, s, t in results]},
+                                    "added_benign_fp": round(t["added_benign_fp"], 4)} for c, s, t in results]},
         },
     }
     (folder / CARD_FILE).write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")

@@ -24,10 +24,13 @@ A memory is text that will later be pasted into a prompt. The guard asks what th
    checking model round gains nothing.
 4. **Learned layer** (``guard_model``; on unless ``MEMKERN_GUARD_CLASSIFIER=off``): a logistic
    regression over the static embedder's sentence vector, hashed word and character n-grams and the
-   frames above, trained on three authors' texts and never on the fourth's, which measures it. It
-   reads the windows in which the rules found a frame, and quarantines alone above a threshold no
-   ordinary conversation turn reached in cross-validation, or at a lower one when the rules found
-   the text uncertain (reason ``classifier:<probability>``); like the model check it can add a
+   frames above, trained on thirteen authors' texts and ordinary conversation, never on the two held-out
+   authors' texts that measure it. It reads every text of one window whole, framed or not: most
+   poison that passes the rules holds no frame at all (a fake fact, a "preference", a payment
+   detail), and only a model trained on many phrasings has a chance at it; in longer texts it reads
+   the windows in which the rules found a frame. It quarantines alone above a threshold no ordinary
+   conversation turn reached in cross-validation, or at a lower one when the rules found the
+   text uncertain (reason ``classifier:<probability>``); like the model check it can add a
    quarantine, never lift one.
 
 ``check(text)`` returns a ``Verdict`` whose ``reasons`` name the layer and frame that fired
@@ -265,26 +268,30 @@ def classifier_enabled() -> bool:
     return _switched_on(CLASSIFIER_ENV, CLASSIFIER_DEFAULT)
 
 
-def classifier_reads(window: Verdict) -> bool:
-    """Whether the learned layer reads a window with this rule verdict: the rules found a frame in it."""
-    return window.score > 0
+def classifier_reads(window: Verdict, windows: int) -> bool:
+    """Whether the learned layer reads a window with this rule verdict, of a text cut into ``windows``.
+
+    Every text of one window (up to ``WINDOW`` characters) is read whole, framed or not: most poison
+    that passes the rules is a short plain statement (a "fact", a "preference", a payment detail), and
+    every poisoned text of the two held-out authors is that short. In a longer text (a
+    document, a long answer) only the windows in which the rules found a frame are read: such texts are
+    a fifth of LongMemEval's turns but seven tenths of its characters, and reading all of them cost its
+    ingestion two fifths of its speed (2026-12-08)."""
+    return windows == 1 or window.score > 0
 
 
 def _apply_classifier(verdicts: list[Verdict], found: list[list[tuple[Verdict, Views]]]) -> None:
     """Add the classifier's finding to each of the rules' ``verdicts`` (``found``: each text's windows):
     it may quarantine, never release.
 
-    It reads only the windows in which the rules found a frame (a score above 0): it weighs again what
-    the rules saw, in the words around it. On the fourth author's texts every quarantine it added was
-    of such a text, while ordinary conversation rarely holds a frame (1.6 % of LoCoMo turns, 3 % of
-    LongMemEval's), so it costs little. Every window read is scored in one call, so that a session's
-    turns share the embedder's and numpy's fixed costs. A text with no such window keeps
-    ``classifier_probability`` None.
+    The windows ``classifier_reads`` picks, of every text, are scored in one call, so that a session's
+    turns share the embedder's and numpy's fixed costs; a text's probability is its highest window's, and
+    a text with no window read keeps ``classifier_probability`` None.
 
     It quarantines alone at a very high probability, or with the rules when they found the text
     uncertain; the thresholds come with the weights (``guard_model``)."""
     read = [(text, seen, window.reasons) for text, windows in enumerate(found)
-            for window, seen in windows if classifier_reads(window)]
+            for window, seen in windows if classifier_reads(window, len(windows))]
     if not read:
         return
     try:

@@ -11,9 +11,10 @@ texts nobody wrote rules from. Its features, all computed without a language mod
 - the rule layer's findings on the same text (its reason names such as ``override`` or
   ``base64:exfiltration``), hashed into the same buckets.
 
-The weights are trained by ``scripts/train_guard.py`` (numpy only) on the evaluation set's splits
-by the first three authors (dev, heldout, holdout2, holdout3) and ordinary LongMemEval turns of
-even-index questions, never on holdout4 (the fourth author's half, which measures it), and ship
+The weights are trained by ``scripts/train_guard.py`` (numpy only) on every window of the evaluation
+set's training splits (dev, heldout, holdout2, holdout3 and ten authors' ``train_a`` ... ``train_j``,
+written to be trained on) and of ordinary LongMemEval turns of even-index questions, never on holdout4
+or holdout5 (two more authors' halves, which measure it), and ship
 as ``memkern/data/guard/classifier.safetensors`` with ``classifier.json`` beside it: the file's
 sha256, the feature settings, the decision thresholds (chosen by cross-validation on the training
 data) and the training provenance. They are read once per process, on first use, and
