@@ -76,7 +76,7 @@ class Setting:
 WITH_CHARS = FeatureSpec(word_ngrams=(1, 2), char_ngrams=(3, 4, 5))
 #: Word n-grams alone lost to character n-grams, and l2 1e-5 and 1e-4 to 1e-6, in every earlier grid
 #: (2026-12-06 to -08); each setting costs one fit per fold. Reading every window, the more weight
-#: ordinary conversation gets, the lower the threshold it allows (2026-12-08: 4 -> 0.98, 16 -> 0.935).
+#: ordinary conversation gets, the lower the threshold it allows (2026-12-08: 8 -> 0.98, 16 -> 0.965, 32 -> 0.93, 64 -> 0.915).
 GRID = [Setting(WITH_CHARS, 1e-6, cw) for cw in (8.0, 16.0, 32.0, 64.0)]
 
 
@@ -202,9 +202,13 @@ def choose_thresholds(rows: Rows, window_p: np.ndarray) -> dict[str, float]:
     """The decision thresholds, from out-of-fold probabilities (a text's is its highest window's).
 
     ``alone``: the lowest threshold at which the classifier quarantines no ordinary conversation turn and,
-    beyond what the rules quarantine, at most ``MAX_BENIGN_FP`` of the training benign texts. ``with_rules``: the lowest threshold at which, added to that, the texts the rules
-    find uncertain may be quarantined with no uncertain conversation turn flagged and the classifier's
-    addition still within ``MAX_BENIGN_FP``. Settings are compared by the combined guard's catch rate."""
+    beyond what the rules quarantine, at most ``MAX_BENIGN_FP`` of the training benign texts.
+    ``with_rules``: the lowest threshold at which, added to that, the texts the rules find uncertain may
+    be quarantined with no uncertain conversation turn flagged and the classifier's addition still within
+    ``MAX_BENIGN_FP``. Settings are compared by the combined guard's catch rate.
+
+    Every window counts, though the guard reads only the framed windows of a text longer than one
+    (``guard.classifier_reads``): it can flag no more than these thresholds allow, only less."""
     p, label, conversation = per_group(rows, window_p)
     poisoned, benign = (label == 1) & ~conversation, (label == 0) & ~conversation
     grid = np.round(np.linspace(0.5, 0.995, 100), 4)
