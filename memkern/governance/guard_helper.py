@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from memkern.governance.guard import Verdict, check_many
-from memkern.governance.guard_worker import read_frame, send_frame
+from memkern.governance.guard_worker import batch_before, read_frame, send_frame
 
 #: Set to ``off`` to read every write in this process.
 HELPER_ENV = "MEMKERN_GUARD_HELPER"
@@ -362,18 +362,20 @@ class GuardRun:
         return [verdict for verdict in found if verdict is not None]
 
     def _read_with(self, helper: _Helper, found: list[Verdict | None]) -> None:
-        """Fill ``found``: texts read here from the last backwards, the helper's verdicts taken as they
-        come, until the two meet. This process never waits for the helper: the text the helper is
-        reading when they meet is read here too."""
+        """Fill ``found``: texts read here from the last backwards, a batch at a time (``batch_before``),
+        the helper's verdicts taken as they come, until the two meet. This process never waits for the
+        helper: the batch the helper is reading when they meet may be read here too."""
         reached = 0  # the helper has read the texts before this one (it reads them in order)
         claimed = len(found)  # the texts from this one on are read here
         while True:
             reached = self._collect(helper, found, reached)
             if claimed <= reached:
                 break
-            claimed -= 1
+            end, claimed = claimed, batch_before(self._texts, reached, claimed)
             self._tell(helper, claimed)
-            found[claimed] = check_many([self._texts[claimed]], classifier=self._classifier)[0]
+            for index, verdict in zip(range(claimed, end), check_many(self._texts[claimed:end],
+                                                                       classifier=self._classifier)):
+                found[index] = verdict
         if reached == 0 and time.monotonic() - self._sent_at > LATE_AFTER:
             raise _Silent("it read nothing of this write")  # stuck: retired, so that later writes do not wait on it
 
