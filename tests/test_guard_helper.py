@@ -311,3 +311,24 @@ def test_a_pipeline_and_another_threads_writes_at_once_all_get_their_verdicts():
         thread.join()
     assert wrong == []
     assert _free() and guard_helper._helper is not None and guard_helper._helper.ahead == []
+
+
+def test_a_batch_holds_at_least_one_text_and_stays_within_its_limits():
+    """Both sides read a few texts per guard call: never past the other side's start, never more than
+    ``BATCH_TEXTS`` texts, nor more than ``BATCH_CHARS`` characters unless one text alone is longer."""
+    BATCH_CHARS, BATCH_TEXTS = guard_worker.BATCH_CHARS, guard_worker.BATCH_TEXTS  # noqa: N806
+    batch_after, batch_before = guard_worker.batch_after, guard_worker.batch_before
+    texts = ["x" * 100] * 50 + ["y" * (BATCH_CHARS + 1)] + ["z" * 1_500] * 6
+    assert batch_after(texts, 0, len(texts)) == BATCH_TEXTS
+    assert batch_after(texts, 0, 3) == 3
+    assert batch_after(texts, 50, len(texts)) == 51  # one text over the limit is a batch of its own
+    assert batch_after(texts, 51, len(texts)) == 51 + BATCH_CHARS // 1_500
+    assert batch_before(texts, 0, len(texts)) == len(texts) - BATCH_CHARS // 1_500
+    assert batch_before(texts, 0, 51) == 50 and batch_before(texts, 0, 50) == 50 - BATCH_TEXTS
+    assert batch_before(texts, 48, 50) == 48
+    start, covered = 0, []
+    while start < len(texts):  # the helper's batches cover every text once, in order
+        end = batch_after(texts, start, len(texts))
+        covered += range(start, end)
+        start = end
+    assert covered == list(range(len(texts)))
