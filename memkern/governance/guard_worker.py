@@ -3,8 +3,8 @@
 ``memkern.governance.guard_helper`` starts it and hands it the texts of large writes. It loads the
 guard, says it is ready, then reads each request's texts in order, a few at a time (``BATCH_TEXTS``,
 ``BATCH_CHARS``) and one verdict per frame, until told to stop before the next one (the caller reads
-the rest itself); requests arriving meanwhile wait their turn. It ends when its standard input closes. A frame is a JSON object preceded by its length
-(four bytes, big-endian), in either direction:
+the rest itself); requests arriving meanwhile wait their turn. It ends when its standard input
+closes. A frame is a JSON object preceded by its length (four bytes, big-endian), in either direction:
 
 - to the helper: ``{"request": n, "texts": [...], "classifier": bool}`` and
   ``{"request": n, "stop_before": i}``;
@@ -15,6 +15,7 @@ the rest itself); requests arriving meanwhile wait their turn. It ends when its 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import select
@@ -23,6 +24,7 @@ import struct
 import sys
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import asdict
 from typing import IO, Any
 
@@ -37,23 +39,25 @@ BATCH_TEXTS = 16
 BATCH_CHARS = 4_000
 
 
+def _batch_size(texts: Iterable[str]) -> int:
+    """How many of ``texts``, from the first, one batch holds: at least one, if there is one."""
+    count = chars = 0
+    for text in texts:
+        if count == BATCH_TEXTS or (count and chars + len(text) > BATCH_CHARS):
+            break
+        count, chars = count + 1, chars + len(text)
+    return count
+
+
 def batch_after(texts: list[str], start: int, stop: int) -> int:
     """The end of the batch that starts at ``texts[start]``, before ``stop``: the helper reads forwards."""
-    end, chars = start, 0
-    while end < stop and end - start < BATCH_TEXTS and (end == start or chars + len(texts[end]) <= BATCH_CHARS):
-        chars += len(texts[end])
-        end += 1
-    return end
+    return start + _batch_size(itertools.islice(texts, start, stop))
 
 
 def batch_before(texts: list[str], start: int, stop: int) -> int:
     """The start of the batch that ends before ``texts[stop]``, at or after ``start``: the caller reads
     backwards."""
-    begin, chars = stop, 0
-    while begin > start and stop - begin < BATCH_TEXTS and (begin == stop or chars + len(texts[begin - 1]) <= BATCH_CHARS):
-        chars += len(texts[begin - 1])
-        begin -= 1
-    return begin
+    return stop - _batch_size(texts[index] for index in range(stop - 1, start - 1, -1))
 
 
 def write_frame(stream: IO[bytes], payload: dict[str, Any]) -> None:
