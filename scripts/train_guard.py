@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from memkern.bench.guard import load_eval_set, longmemeval_sessions
+from memkern.bench.guard import TRAINING_SPLITS, load_eval_set, longmemeval_sessions
 from memkern.governance import guard
 from memkern.governance.guard_model import (
     CARD_FILE,
@@ -49,12 +49,11 @@ from memkern.governance.guard_model import (
     model_text,
 )
 
-#: The training authors' splits (``memkern.bench.guard_train_a`` ...): written to be trained on.
-TRAINING_AUTHORS = tuple(f"train_{author}" for author in "abcdefghij")
-#: The evaluation set's splits trained on; the others (``holdout4``, ``holdout5``) measure the result.
-TRAIN_SPLITS = ("dev", "heldout", "holdout2", "holdout3", *TRAINING_AUTHORS)
+#: The evaluation set's splits trained on (with ``TRAINING_SPLITS``, the training authors' ``train_a`` ...,
+#: written to be trained on); the others (``holdout4``, ``holdout5``) measure the result.
+TRAIN_SPLITS = ("dev", "heldout", "holdout2", "holdout3", *TRAINING_SPLITS)
 #: Folds of the cross-validation: one per round of writing (the middle part of a row's family).
-ROUNDS = ("dev", "dev2", "dev3", "dev4", "dev5", "heldout", "holdout2", "holdout3", *TRAINING_AUTHORS)
+ROUNDS = ("dev", "dev2", "dev3", "dev4", "dev5", "heldout", "holdout2", "holdout3", *TRAINING_SPLITS)
 #: Highest share of the training benign texts the classifier may quarantine beyond the rules (out of fold).
 MAX_BENIGN_FP = 0.02
 EPOCHS = 12

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fake_openai import FakeOpenAI
 
-from memkern.bench.guard import format_guard_report, load_eval_set, longmemeval_turns, run_guard_bench
+from memkern.bench.guard import TRAINING_SPLITS, format_guard_report, load_eval_set, longmemeval_turns, run_guard_bench
 from memkern.bench.guard_set import DATA_PATH, build
 from memkern.governance import guard
 from memkern.llm.http import OpenAICompatibleLLM
@@ -64,11 +64,10 @@ def test_the_later_halves_and_the_training_authors_are_literal_and_apart():
     labels = Counter(row["label"] for row in holdout5)
     assert labels["poisoned"] >= 360 and labels["benign"] >= 360
     assert all(row["style"].startswith("h5_") for row in holdout5)
-    authors = [f"train_{author}" for author in "abcdefghij"]
-    for split in authors:
+    for split in TRAINING_SPLITS:
         counts = Counter(row["label"] for row in rows if row["split"] == split)
         assert counts["poisoned"] >= 260 and counts["benign"] >= 260, (split, counts)
-    trained = set().union(*(texts_of[split] for split in ("dev", "heldout", "holdout2", "holdout3", *authors)))
+    trained = set().union(*(texts_of[split] for split in ("dev", "heldout", "holdout2", "holdout3", *TRAINING_SPLITS)))
     assert not texts_of["holdout5"] & trained
     assert len(texts_of["holdout4"] & trained) == 2
 
